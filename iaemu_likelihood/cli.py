@@ -1,0 +1,74 @@
+"""The ``iaemu`` command line: one entry point, one module per subcommand.
+
+Each subcommand module exposes ``build_parser(prog) -> argparse.ArgumentParser`` and
+``main(args) -> int``; it is imported only when its subcommand runs, so ``iaemu info``
+never pays for halotools or torch.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib import import_module
+
+__all__ = ["main", "COMMANDS"]
+
+#: subcommand -> (module, one-line help)
+COMMANDS = {
+    "info": ("iaemu_likelihood.cli_info", "version, shipped weights and parameter ranges"),
+    "verify": ("iaemu_likelihood.verify", "check weight checksums and reference predictions"),
+    "plot": ("iaemu_likelihood.plotting", "GetDist triangle plot of one or more chains"),
+    "build-catalog": ("iaemu_likelihood.training.catalog_cli",
+                      "build the offline halo catalog (CAMB + PySCo + kdcount FoF)"),
+    "generate": ("iaemu_likelihood.training.generate",
+                 "generate a training set of halotools-IA mocks from a config file"),
+    "train": ("iaemu_likelihood.training.train", "train an emulator and export a weights folder"),
+    "evaluate": ("iaemu_likelihood.training.evaluate",
+                 "evaluate a weights folder on a test set (report.json/md, figures)"),
+    "convert-checkpoint": ("iaemu_likelihood.training.convert",
+                           "convert a reference-code IAEmu checkpoint into a weights folder"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    lines = [f"  {name:<20s}{help_}" for name, (_, help_) in COMMANDS.items()]
+    parser = argparse.ArgumentParser(
+        prog="iaemu",
+        description="iaemu: emulator of galaxy intrinsic-alignment correlations.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="subcommands:\n" + "\n".join(lines) + "\n\nRun 'iaemu SUBCOMMAND -h' for its options.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("command", nargs="?", choices=sorted(COMMANDS), metavar="SUBCOMMAND")
+    parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``iaemu`` command line; returns the process exit status."""
+    parser = _top_parser()
+    ns = parser.parse_args(argv)
+    if ns.version:
+        from . import __version__
+
+        sys.stdout.write(f"iaemu {__version__}\n")
+        return 0
+    if ns.command is None:
+        parser.print_help()
+        return 2
+    level = logging.WARNING - 10 * min(ns.verbose + 1, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    module_name, _ = COMMANDS[ns.command]
+    try:
+        module = import_module(module_name)
+    except ImportError as exc:
+        sys.stderr.write(f"iaemu {ns.command}: missing dependency ({exc}). Training commands need "
+                         "the 'train' extra: pip install 'iaemu-likelihood[train]'\n")
+        return 1
+    sub = module.build_parser(f"iaemu {ns.command}")
+    return int(module.main(sub.parse_args(ns.args)) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

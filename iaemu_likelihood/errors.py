@@ -1,0 +1,19 @@
+"""Exceptions raised by iaemu. All derive from :class:`IAEmuError`."""
+
+__all__ = ["IAEmuError", "OutOfRangeError", "WeightsIntegrityError", "WeightsNotFoundError"]
+
+
+class IAEmuError(Exception):
+    """Base class of every error raised by iaemu."""
+
+
+class OutOfRangeError(IAEmuError, ValueError):
+    """An input parameter is outside the emulator's training range (or not finite)."""
+
+
+class WeightsIntegrityError(IAEmuError):
+    """A weights file does not match its recorded SHA-256 checksum, or is malformed."""
+
+
+class WeightsNotFoundError(IAEmuError, FileNotFoundError):
+    """The requested weights version or folder does not exist."""

@@ -1,0 +1,76 @@
+"""Locating shipped weight folders (package data under ``iaemu_likelihood.trained_weights``).
+
+A weights folder holds ``metadata.json``, the tensors, ``SHA256SUMS`` and a README;
+see ``trained_weights/README.md`` for the schema.
+"""
+from __future__ import annotations
+
+import json
+import os
+from importlib import resources
+from pathlib import Path
+
+from .errors import WeightsNotFoundError
+
+__all__ = ["weights_root", "available_versions", "default_version", "resolve_weights_dir",
+           "read_metadata"]
+
+METADATA_FILE = "metadata.json"
+DEFAULT_FILE = "DEFAULT"
+
+
+def weights_root() -> Path:
+    """Folder that holds the shipped weight versions."""
+    return Path(str(resources.files("iaemu_likelihood.trained_weights")))
+
+
+def available_versions() -> list[str]:
+    """Names of the shipped weight versions (folders with a metadata.json), sorted."""
+    root = weights_root()
+    return sorted(p.name for p in root.iterdir() if (p / METADATA_FILE).is_file())
+
+
+def default_version() -> str | None:
+    """The version named in ``trained_weights/DEFAULT``, or None when no weights are shipped."""
+    marker = weights_root() / DEFAULT_FILE
+    if not marker.is_file():
+        return None
+    name = marker.read_text().strip()
+    return name or None
+
+
+def resolve_weights_dir(version: str | os.PathLike | None = None) -> Path:
+    """Return the folder of a weights version.
+
+    Parameters
+    ----------
+    version : str or path-like, optional
+        A shipped version name, or a path to a weights folder. None selects the default.
+
+    Raises
+    ------
+    WeightsNotFoundError
+        If nothing matches; the message lists what is available.
+    """
+    if version is None:
+        version = default_version()
+        if version is None:
+            raise WeightsNotFoundError(
+                "no trained weights are shipped in this installation "
+                f"({weights_root()} has no DEFAULT file); pass a weights folder explicitly")
+    candidate = Path(version)
+    if candidate.is_dir() and (candidate / METADATA_FILE).is_file():
+        return candidate.resolve()
+    shipped = weights_root() / str(version)
+    if (shipped / METADATA_FILE).is_file():
+        return shipped
+    raise WeightsNotFoundError(
+        f"weights {str(version)!r} not found: not a folder with {METADATA_FILE} and not a shipped "
+        f"version (shipped: {available_versions() or 'none'})")
+
+
+def read_metadata(version: str | os.PathLike | None = None) -> dict:
+    """Parsed ``metadata.json`` of a weights version."""
+    path = resolve_weights_dir(version) / METADATA_FILE
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)

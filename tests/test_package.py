@@ -1,0 +1,84 @@
+"""The installed package: cheap import, metadata, console script."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import iaemu_likelihood
+
+REPO = Path(__file__).resolve().parents[1]
+IMPORT_BUDGET_S = 0.5
+HEAVY_MODULES = ("torch", "halotools", "cobaya", "numba", "h5py", "getdist", "matplotlib")
+
+
+def _run_python(code, cwd):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd,
+                          check=True)
+
+
+def test_import_is_cheap_quiet_and_light(tmp_path):
+    code = (
+        "import json, sys, time\n"
+        "t = time.perf_counter()\n"
+        "import iaemu_likelihood, iaemu_likelihood.training\n"
+        "dt = time.perf_counter() - t\n"
+        f"heavy = [m for m in {HEAVY_MODULES!r} if m in sys.modules]\n"
+        "sys.stderr.write(json.dumps({'dt': dt, 'heavy': heavy}))\n"
+    )
+    # best of three: the first run may pay for compiling .pyc files
+    runs = [_run_python(code, tmp_path) for _ in range(3)]
+    assert all(r.stdout == "" for r in runs), "importing iaemu_likelihood printed something"
+    reports = [json.loads(r.stderr.strip().splitlines()[-1]) for r in runs]
+    assert all(rep["heavy"] == [] for rep in reports), reports
+    assert min(rep["dt"] for rep in reports) < IMPORT_BUDGET_S, reports
+
+
+def test_package_is_the_installed_one_not_the_checkout():
+    installed = Path(iaemu_likelihood.__file__).resolve()
+    assert REPO not in installed.parents, f"tests import the source tree ({installed}), not the wheel"
+
+
+def test_version_comes_from_metadata():
+    from importlib.metadata import version
+
+    assert iaemu_likelihood.__version__ == version("iaemu-likelihood")
+
+
+def test_lazy_attribute_error_names_the_attribute():
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        iaemu_likelihood.no_such_thing  # noqa: B018
+
+
+def test_errors_hierarchy():
+    from iaemu_likelihood.errors import IAEmuError, OutOfRangeError, WeightsIntegrityError
+
+    assert issubclass(OutOfRangeError, ValueError)
+    assert issubclass(OutOfRangeError, IAEmuError)
+    assert issubclass(WeightsIntegrityError, IAEmuError)
+
+
+def test_console_script_info_runs_outside_checkout(tmp_path):
+    exe = Path(sys.executable).with_name("iaemu")
+    result = subprocess.run([str(exe), "info"], capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": ""})
+    assert result.returncode == 0, result.stderr
+    assert iaemu_likelihood.__version__ in result.stdout
+    assert "r bins: 20 log bins" in result.stdout
+
+
+def test_console_script_lists_subcommands():
+    from iaemu_likelihood.cli import COMMANDS, main
+
+    for name in ("info", "verify", "plot", "build-catalog", "generate", "train", "evaluate",
+                 "convert-checkpoint"):
+        assert name in COMMANDS
+    assert main([]) == 2
+
+
+def test_package_data_ships_weights_package():
+    from iaemu_likelihood.weights import weights_root
+
+    assert weights_root().is_dir()
