@@ -1,0 +1,156 @@
+"""The training-set file: every mock realization of every design point, with provenance.
+
+One compressed ``.npz`` (read without pickle) per dataset; the schema is in
+``training/README.md`` and ``docs/CONTRACTS.md``. Statistics are on the bins ``r_edges``
+(comoving h^-1 Mpc): ``xi`` (position-position), ``omega`` (position-orientation) and
+``eta`` (orientation-orientation), each of shape (n_points, n_realizations, n_bins).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..conventions import PARAM_NAMES, STATISTICS
+
+__all__ = ["IADataset", "save_dataset", "load_dataset", "file_sha256", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+_ARRAYS = ("params", "xi", "omega", "eta", "r_edges", "n_gal", "n_cen", "n_sat", "seeds", "retries")
+
+
+@dataclasses.dataclass(frozen=True)
+class IADataset:
+    """All realizations of a set of design points.
+
+    Attributes
+    ----------
+    params : ndarray, shape (n_points, 7)
+        Parameters in :data:`~iaemu_likelihood.conventions.PARAM_NAMES` order.
+    xi, omega, eta : ndarray, shape (n_points, n_realizations, n_bins)
+        The statistic measured on every mock realization.
+    r_edges : ndarray, shape (n_bins + 1,)
+        Bin edges in comoving h^-1 Mpc.
+    n_gal, n_cen, n_sat : ndarray of int, shape (n_points, n_realizations)
+        Galaxy counts of each mock.
+    seeds : ndarray of int, shape (n_points, n_realizations)
+        Seed of each realization (populate_mock and alignment draws).
+    retries : ndarray of int, shape (n_points, n_realizations)
+        Extra attempts a realization needed because a statistic was not finite.
+    provenance : dict
+        Generation config, design rule, halo catalog hash and metadata, code versions, timings.
+    """
+
+    params: np.ndarray
+    xi: np.ndarray
+    omega: np.ndarray
+    eta: np.ndarray
+    r_edges: np.ndarray
+    n_gal: np.ndarray
+    n_cen: np.ndarray
+    n_sat: np.ndarray
+    seeds: np.ndarray
+    retries: np.ndarray
+    provenance: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        n_points = self.params.shape[0]
+        if self.params.ndim != 2 or self.params.shape[1] != len(PARAM_NAMES):
+            raise ValueError(f"params must have shape (n_points, {len(PARAM_NAMES)}), got {self.params.shape}")
+        shape = (n_points, self.xi.shape[1], self.r_edges.size - 1)
+        for name in STATISTICS:
+            if getattr(self, name).shape != shape:
+                raise ValueError(f"{name} has shape {getattr(self, name).shape}, expected {shape}")
+        for name in ("n_gal", "n_cen", "n_sat", "seeds", "retries"):
+            if getattr(self, name).shape != shape[:2]:
+                raise ValueError(f"{name} has shape {getattr(self, name).shape}, expected {shape[:2]}")
+
+    @property
+    def n_points(self) -> int:
+        """Number of design points."""
+        return self.params.shape[0]
+
+    @property
+    def n_realizations(self) -> int:
+        """Realizations per point."""
+        return self.xi.shape[1]
+
+    def stat(self, name: str) -> np.ndarray:
+        """Every realization of one statistic, shape (n_points, n_realizations, n_bins)."""
+        if name not in STATISTICS:
+            raise ValueError(f"statistic {name!r} unknown; allowed: {STATISTICS}")
+        return getattr(self, name)
+
+    def mean(self, name: str) -> np.ndarray:
+        """Mean over realizations, shape (n_points, n_bins)."""
+        return self.stat(name).mean(axis=1)
+
+    def std(self, name: str, ddof: int = 1) -> np.ndarray:
+        """Scatter of one realization about the point mean, shape (n_points, n_bins)."""
+        return self.stat(name).std(axis=1, ddof=ddof)
+
+    def subset(self, indices) -> "IADataset":
+        """A dataset holding only the design points ``indices`` (all their realizations)."""
+        idx = np.asarray(indices)
+        arrays = {name: getattr(self, name)[idx] for name in _ARRAYS if name != "r_edges"}
+        return IADataset(r_edges=self.r_edges, provenance=dict(self.provenance), **arrays)
+
+    def params_dict(self, i: int) -> dict:
+        """Parameters of point ``i`` as a name -> value mapping."""
+        return dict(zip(PARAM_NAMES, map(float, self.params[i])))
+
+
+def save_dataset(path: str | os.PathLike, dataset: IADataset) -> Path:
+    """Write ``dataset`` to a compressed npz atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    provenance = dict(dataset.provenance)
+    provenance.setdefault("schema_version", SCHEMA_VERSION)
+    arrays = {name: np.asarray(getattr(dataset, name)) for name in _ARRAYS}
+    arrays["provenance"] = np.array(json.dumps(provenance, sort_keys=True))
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_dataset(path: str | os.PathLike) -> IADataset:
+    """Read a dataset written by :func:`save_dataset` (no pickle).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If a required array is missing or shapes disagree; the message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset file {path} does not exist")
+    with np.load(path, allow_pickle=False) as data:
+        missing = [name for name in (*_ARRAYS, "provenance") if name not in data.files]
+        if missing:
+            raise ValueError(f"dataset {path} lacks arrays {missing}")
+        arrays = {name: data[name] for name in _ARRAYS}
+        provenance = json.loads(str(data["provenance"]))
+    if provenance.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
+        raise ValueError(f"dataset {path} has schema_version {provenance.get('schema_version')}, "
+                         f"this code reads {SCHEMA_VERSION}")
+    try:
+        return IADataset(provenance=provenance, **arrays)
+    except ValueError as exc:
+        raise ValueError(f"dataset {path}: {exc}") from None
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
