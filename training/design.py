@@ -1,0 +1,127 @@
+"""Latin-hypercube design over the reference IAEmu prior.
+
+The rule (Pandya et al. 2025, following their Fig. 1):
+
+* ``mu_cen``, ``mu_sat`` uniform in [-1, 1];
+* ``logMmin`` uniform over the range spanned by the Zheng et al. (2007) luminosity-threshold samples,
+  trimmed to what the halo catalog resolves (``logMmin_range``);
+* ``sigma_logM``, ``logM0``, ``logM1``, ``alpha`` uniform within +-``n_rmse`` RMSE of their linear
+  least-squares relations with ``logMmin`` fitted to the Zheng07 table, floored where a parameter
+  must stay positive (``floors``).
+
+The design lives in the unit cube ``u`` (one Latin-hypercube sample per point); parameters are a
+deterministic function of ``u`` and the rule, both stored in the dataset.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from ..conventions import PARAM_NAMES, ZHENG07_TABLE
+
+__all__ = ["DesignRule", "latin_hypercube", "zheng07_linear_fits", "make_design"]
+
+_DEPENDENT = ("sigma_logM", "logM0", "logM1", "alpha")
+
+
+def zheng07_linear_fits() -> dict:
+    """Least-squares lines ``p = a + b * logMmin`` through the Zheng07 table and their RMSE.
+
+    Returns
+    -------
+    dict
+        name -> {"intercept", "slope", "rmse"} for sigma_logM, logM0, logM1, alpha.
+    """
+    table = np.array(list(ZHENG07_TABLE.values()))
+    x = table[:, 0]
+    design = np.column_stack([np.ones_like(x), x])
+    fits = {}
+    for j, name in enumerate(_DEPENDENT, start=1):
+        coef, *_ = np.linalg.lstsq(design, table[:, j], rcond=None)
+        rmse = float(np.sqrt(np.mean((table[:, j] - design @ coef) ** 2)))
+        fits[name] = {"intercept": float(coef[0]), "slope": float(coef[1]), "rmse": rmse}
+    return fits
+
+
+@dataclasses.dataclass(frozen=True)
+class DesignRule:
+    """The prior the design samples (see module docstring)."""
+
+    logMmin_range: tuple = (11.6, 13.2)
+    mu_range: tuple = (-1.0, 1.0)
+    n_rmse: float = 4.0
+    floors: tuple = (("sigma_logM", 0.05), ("alpha", 0.1))
+
+    def band(self, name: str, logMmin) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper limit of a dependent parameter at ``logMmin``."""
+        fit = zheng07_linear_fits()[name]
+        centre = fit["intercept"] + fit["slope"] * np.asarray(logMmin, dtype=float)
+        half = self.n_rmse * fit["rmse"]
+        low = centre - half
+        floor = dict(self.floors).get(name)
+        if floor is not None:
+            low = np.maximum(low, floor)
+        return low, centre + half
+
+    def from_unit_cube(self, u: np.ndarray) -> np.ndarray:
+        """Map points of the unit cube (n, 7) to parameters (n, 7) in PARAM_NAMES order."""
+        u = np.atleast_2d(np.asarray(u, dtype=float))
+        out = np.empty_like(u)
+        lo, hi = self.mu_range
+        out[:, 0] = lo + (hi - lo) * u[:, 0]
+        out[:, 1] = lo + (hi - lo) * u[:, 1]
+        mlo, mhi = self.logMmin_range
+        out[:, 2] = mlo + (mhi - mlo) * u[:, 2]
+        for j, name in enumerate(_DEPENDENT, start=3):
+            low, high = self.band(name, out[:, 2])
+            out[:, j] = low + (high - low) * u[:, j]
+        return out
+
+    def bounding_box(self) -> dict:
+        """Rectangular bounds (name -> (low, high)) enclosing the whole prior."""
+        grid = np.linspace(*self.logMmin_range, 201)
+        box = {"mu_cen": tuple(self.mu_range), "mu_sat": tuple(self.mu_range),
+               "logMmin": tuple(self.logMmin_range)}
+        for name in _DEPENDENT:
+            low, high = self.band(name, grid)
+            box[name] = (float(low.min()), float(high.max()))
+        return {name: box[name] for name in PARAM_NAMES}
+
+    def contains(self, params: np.ndarray) -> np.ndarray:
+        """Whether each row of ``params`` (n, 7) lies inside the prior (band included)."""
+        p = np.atleast_2d(params)
+        ok = np.ones(p.shape[0], dtype=bool)
+        for j in (0, 1):
+            ok &= (p[:, j] >= self.mu_range[0]) & (p[:, j] <= self.mu_range[1])
+        ok &= (p[:, 2] >= self.logMmin_range[0]) & (p[:, 2] <= self.logMmin_range[1])
+        for j, name in enumerate(_DEPENDENT, start=3):
+            low, high = self.band(name, p[:, 2])
+            ok &= (p[:, j] >= low) & (p[:, j] <= high)
+        return ok
+
+    def to_dict(self) -> dict:
+        """JSON-ready description of the rule, with the fitted lines."""
+        return {"logMmin_range": list(self.logMmin_range), "mu_range": list(self.mu_range),
+                "n_rmse": self.n_rmse, "floors": dict(self.floors),
+                "zheng07_linear_fits": zheng07_linear_fits(), "bounding_box": self.bounding_box()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DesignRule":
+        """Inverse of :meth:`to_dict` (extra keys ignored)."""
+        return cls(logMmin_range=tuple(d["logMmin_range"]), mu_range=tuple(d["mu_range"]),
+                   n_rmse=float(d["n_rmse"]), floors=tuple(sorted(d["floors"].items())))
+
+
+def latin_hypercube(n: int, dim: int, seed: int) -> np.ndarray:
+    """An (n, dim) Latin-hypercube sample of the unit cube (scipy's LHS, seeded)."""
+    from scipy.stats import qmc
+
+    return qmc.LatinHypercube(d=dim, seed=np.random.default_rng(seed)).random(n)
+
+
+def make_design(n_points: int, seed: int, rule: DesignRule | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Design points: returns (unit-cube sample, parameters), each (n_points, 7)."""
+    rule = rule or DesignRule()
+    u = latin_hypercube(n_points, len(PARAM_NAMES), seed)
+    return u, rule.from_unit_cube(u)
