@@ -34,7 +34,8 @@ class GenerationConfig:
 
     Keys: ``name``, ``seed``, ``n_points``, ``n_realizations``, ``max_retries``, ``output``,
     ``catalog`` (see :func:`.catalogs.load_catalog_source`), ``design`` (fields of
-    :class:`.design.DesignRule`), optional ``points`` (explicit parameter rows instead of a design).
+    :class:`.design.DesignRule`), optional ``points`` (explicit parameter rows instead of a design)
+    and ``rbins`` (bin edges in h^-1 Mpc; default the emulator's 20 bins).
     Relative paths are resolved against the config file's folder.
     """
 
@@ -48,6 +49,7 @@ class GenerationConfig:
             self.max_retries = int(raw.get("max_retries", 5))
             self.catalog_spec = dict(raw["catalog"])
             output = Path(raw["output"])
+            self.rbins = np.asarray(raw.get("rbins", R_EDGES), dtype=float)
         except KeyError as exc:
             raise ValueError(f"generation config lacks key {exc}") from None
         self.output = output if output.is_absolute() else self.base_dir / output
@@ -163,7 +165,7 @@ def _worker_init(config_raw, base_dir):
 
     config = GenerationConfig(config_raw, base_dir)
     _WORKER["config"] = config
-    _WORKER["sim"] = MockSimulator(config.catalog(), R_EDGES, num_threads=1)
+    _WORKER["sim"] = MockSimulator(config.catalog(), config.rbins, num_threads=1)
 
 
 def _worker_task(i: int) -> tuple[int, float]:
@@ -245,7 +247,7 @@ def assemble(config: GenerationConfig) -> Path:
         # dataset is identical whatever ran it
         "n_failed_realizations": int(np.sum(stack["retries"] > config.max_retries)),
     }
-    dataset = IADataset(params=config.params.copy(), r_edges=np.asarray(R_EDGES, dtype=float),
+    dataset = IADataset(params=config.params.copy(), r_edges=config.rbins.copy(),
                         provenance=provenance, **stack)
     path = save_dataset(config.output, dataset)
     timing = {"mean_s_per_point": float(wall.mean()),
