@@ -1,0 +1,521 @@
+"""The emulator: 7 HOD + alignment parameters -> xi(r), omega(r), eta(r) with uncertainties.
+
+:class:`IAEmulator` loads a verified weights folder (see ``trained_weights/README.md``) and
+predicts, for each point, the mean over mock realizations of the three correlation functions in
+20 log bins of comoving separation, the variance of one mock realization around that mean
+(aleatoric) and, on request, the spread of the ensemble (epistemic). ``"mlp"`` weights run in
+numpy (no torch import, ~tens of microseconds per point); ``"paper"`` weights run in torch.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from functools import cached_property
+
+import numpy as np
+
+from .conventions import N_BINS, PARAM_NAMES, R_EDGES, STATISTICS, r_centres
+from .errors import OutOfRangeError
+from .hod import number_density, satellite_fraction
+from .weights import resolve_weights_dir
+from .weights_io import load_weights_folder
+
+__all__ = ["IAEmulator", "EmulatorPrediction", "COVARIANCE_TERMS", "DEFAULT_MC_SAMPLES"]
+
+log = logging.getLogger(__name__)
+
+N_OUT = len(STATISTICS) * N_BINS
+#: Terms :meth:`IAEmulator.covariance` can add up.
+COVARIANCE_TERMS = ("aleatoric", "epistemic")
+#: Monte Carlo dropout passes used for the epistemic variance of a single "paper" network.
+DEFAULT_MC_SAMPLES = 32
+#: Seed of the Monte Carlo dropout masks (fixed, so predictions are reproducible).
+MC_DROPOUT_SEED = 0
+#: Points per torch forward pass of the "paper" architecture (bounds memory).
+TORCH_CHUNK = 4096
+_SLICES = {stat: slice(i * N_BINS, (i + 1) * N_BINS) for i, stat in enumerate(STATISTICS)}
+_SHAPE_1 = (len(PARAM_NAMES),)
+
+
+class EmulatorPrediction:
+    """Emulator output for one point (arrays of shape (20,)) or n points ((n, 20)), float64.
+
+    Attributes
+    ----------
+    xi, omega, eta : ndarray
+        Mean over mock realizations (ensemble mean of the members' means); xi and eta
+        dimensionless, omega dimensionless; bins of ``IAEmulator.r`` (comoving h^-1 Mpc).
+    xi_var, omega_var, eta_var : ndarray
+        Aleatoric variance: the scatter of ONE mock realization around the mean (mean over members
+        of the predicted variances, in physical units).
+    xi_epi_var, omega_epi_var, eta_epi_var : ndarray or None
+        Epistemic variance of the mean (spread across ensemble members or MC-dropout passes);
+        None unless requested with ``epistemic=True``.
+
+    Mapping access works too: ``pred["xi"]``, ``pred["xi_var"]``, ``pred["xi_epi_var"]``.
+    """
+
+    __slots__ = ("_mean", "_var", "_epi")
+
+    def __init__(self, mean, var, epi=None):
+        self._mean, self._var, self._epi = mean, var, epi
+
+    def vector(self) -> np.ndarray:
+        """Means as ``[xi, omega, eta]``: shape (60,) or (n, 60)."""
+        return self._mean
+
+    def variance_vector(self) -> np.ndarray:
+        """Aleatoric variances in the order of :meth:`vector`."""
+        return self._var
+
+    def epistemic_vector(self):
+        """Epistemic variances in the order of :meth:`vector` (None if not computed)."""
+        return self._epi
+
+    def __getitem__(self, name: str):
+        stat, _, kind = name.partition("_")
+        if stat not in _SLICES or kind not in ("", "var", "epi_var"):
+            raise KeyError(f"{name!r}: expected one of {list(self.keys())}")
+        source = {"": self._mean, "var": self._var, "epi_var": self._epi}[kind]
+        return None if source is None else source[..., _SLICES[stat]]
+
+    def keys(self):
+        names = [*STATISTICS, *(f"{s}_var" for s in STATISTICS)]
+        if self._epi is not None:
+            names += [f"{s}_epi_var" for s in STATISTICS]
+        return names
+
+    def as_dict(self) -> dict:
+        """All present arrays by name."""
+        return {k: self[k] for k in self.keys()}
+
+    def __repr__(self):
+        shape = self._mean.shape[:-1]
+        return f"EmulatorPrediction(points={shape[0] if shape else 'single'}, keys={self.keys()})"
+
+    xi = property(lambda self: self._mean[..., :N_BINS])
+    omega = property(lambda self: self._mean[..., N_BINS:2 * N_BINS])
+    eta = property(lambda self: self._mean[..., 2 * N_BINS:])
+    xi_var = property(lambda self: self._var[..., :N_BINS])
+    omega_var = property(lambda self: self._var[..., N_BINS:2 * N_BINS])
+    eta_var = property(lambda self: self._var[..., 2 * N_BINS:])
+    xi_epi_var = property(lambda self: self["xi_epi_var"])
+    omega_epi_var = property(lambda self: self["omega_epi_var"])
+    eta_epi_var = property(lambda self: self["eta_epi_var"])
+
+
+def _torch():
+    import torch  # heavy: imported only for "paper" weights and torch_forward
+
+    return torch
+
+
+class IAEmulator:
+    """Emulator of galaxy intrinsic-alignment correlation functions.
+
+    Build it with :meth:`load`. Parameters are ``PARAM_NAMES`` = (mu_cen, mu_sat, logMmin,
+    sigma_logM, logM0, logM1, alpha); masses in log10(Msun/h); alignment strengths mu in [-1, 1].
+
+    Parameters
+    ----------
+    metadata : dict
+        Parsed ``metadata.json``.
+    members : list of dict
+        Ensemble members' state dicts (numpy arrays).
+    residual_correlation : ndarray, shape (60, 60)
+    halo_mass_function : dict
+    device : str
+        Torch device for "paper" inference and :meth:`torch_forward`; "mlp" inference is numpy.
+    folder : path, optional
+        Where the weights came from (for messages).
+    """
+
+    def __init__(self, metadata, members, residual_correlation, halo_mass_function,
+                 device="cpu", folder=None):
+        self.metadata = metadata
+        self.folder = folder
+        self.device = device
+        self.architecture = metadata["architecture"]
+        self.architecture_config = dict(metadata.get("architecture_config", {}))
+        self.ensemble_size = len(members)
+        self.residual_correlation = np.asarray(residual_correlation, dtype=np.float64)
+        self.halo_mass_function = halo_mass_function
+        self._members = members
+        self.param_names = PARAM_NAMES
+        self.bounds = {name: (float(metadata["bounds"][name][0]), float(metadata["bounds"][name][1]))
+                       for name in PARAM_NAMES}
+        self._low = np.array([self.bounds[n][0] for n in PARAM_NAMES])
+        self._high = np.array([self.bounds[n][1] for n in PARAM_NAMES])
+        self.r_edges = np.array(R_EDGES)
+        self.r = r_centres(self.r_edges)
+        norm = metadata["normalisation"]
+        self._in_low = np.asarray(norm["input"]["low"], dtype=np.float64)
+        self._in_high = np.asarray(norm["input"]["high"], dtype=np.float64)
+        out = norm["output"]
+        self._out_mean = np.concatenate([np.asarray(out[s]["mean"], float) for s in STATISTICS])
+        self._out_std = np.concatenate([np.asarray(out[s]["std"], float) for s in STATISTICS])
+        self._out_var = self._out_std ** 2
+        self._log_slices = [_SLICES[s] for s in STATISTICS if out[s]["transform"] == "log"]
+        self._torch_cache = {}
+        self._numpy_net = None
+        if self.architecture == "mlp":
+            from .numpy_forward import MLPEnsemble
+
+            cfg = {"activation": "silu", "var_floor": 1e-6, **self.architecture_config}
+            self._numpy_net = MLPEnsemble(members, cfg["activation"], cfg["var_floor"], self._in_low,
+                                          self._in_high, self._out_mean, self._out_std)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, version=None, device="cpu") -> "IAEmulator":
+        """Load a weights version, verifying its SHA-256 checksums first.
+
+        Parameters
+        ----------
+        version : str or path-like, optional
+            A shipped version name, or a path to a weights folder; None selects the shipped default
+            (``trained_weights/DEFAULT``).
+        device : str
+            Torch device for the "paper" architecture and :meth:`torch_forward` (default "cpu").
+
+        Raises
+        ------
+        WeightsNotFoundError, WeightsIntegrityError
+        """
+        folder = resolve_weights_dir(version)
+        metadata, members, corr, mass_function = load_weights_folder(folder)
+        log.info("loaded %s weights %s (%d members) from %s", metadata["architecture"],
+                 metadata.get("version"), len(members), folder)
+        return cls(metadata, members, corr, mass_function, device=device, folder=folder)
+
+    @property
+    def version(self):
+        """Version string of the loaded weights."""
+        return self.metadata.get("version")
+
+    def __repr__(self):
+        return (f"IAEmulator(version={self.version!r}, architecture={self.architecture!r}, "
+                f"ensemble_size={self.ensemble_size})")
+
+    # ------------------------------------------------------------------ validation
+    def validate(self, theta) -> np.ndarray:
+        """Check parameters and return them as a float64 array, (7,) or (n, 7).
+
+        Parameters
+        ----------
+        theta : mapping or array_like
+            A mapping with exactly the 7 names (scalars, or 1-d arrays of one length for a batch),
+            an array (7,) or an array (n, 7) in ``param_names`` order.
+
+        Raises
+        ------
+        ValueError
+            Wrong shape, missing or unknown names.
+        OutOfRangeError
+            A value is NaN, inf or outside ``bounds``; the message names the parameter, the value
+            and the allowed range.
+        """
+        arr, single = self._as_array(theta)
+        return arr[0] if single else arr
+
+    def _as_array(self, theta):
+        """(validated (n, 7) float64 array, whether the input was a single point)."""
+        if isinstance(theta, Mapping):
+            unknown = sorted(set(theta) - set(PARAM_NAMES))
+            missing = [n for n in PARAM_NAMES if n not in theta]
+            if unknown or missing:
+                raise ValueError(f"theta must name exactly {list(PARAM_NAMES)}; unknown: {unknown}, "
+                                 f"missing: {missing}")
+            cols = [np.asarray(theta[n], dtype=np.float64) for n in PARAM_NAMES]
+            ndims = {c.ndim for c in cols}
+            if ndims == {0}:
+                arr, single = np.array(cols, dtype=np.float64)[None, :], True
+            elif max(ndims) == 1:
+                try:
+                    arr = np.stack(np.broadcast_arrays(*cols), axis=-1)
+                except ValueError:
+                    lengths = {n: c.shape for n, c in zip(PARAM_NAMES, cols)}
+                    raise ValueError(f"theta values have inconsistent shapes {lengths}") from None
+                single = False
+            else:
+                shapes = {n: c.shape for n, c in zip(PARAM_NAMES, cols)}
+                raise ValueError(f"theta values must be scalars or 1-d arrays, got shapes {shapes}")
+        else:
+            arr = np.asarray(theta, dtype=np.float64)
+            if arr.shape == _SHAPE_1:
+                arr, single = arr[None, :], True
+            elif arr.ndim == 2 and arr.shape[1] == len(PARAM_NAMES):
+                single = False
+            else:
+                raise ValueError(f"theta has shape {arr.shape}; expected (7,) or (n, 7) with "
+                                 f"parameters in the order {list(PARAM_NAMES)}")
+        ok = (arr >= self._low) & (arr <= self._high)  # False for NaN too
+        if not ok.all():
+            self._raise_out_of_range(arr, ok, single)
+        return arr, single
+
+    def _raise_out_of_range(self, arr, ok, single):
+        i, j = np.argwhere(~ok)[0]
+        name, value = PARAM_NAMES[j], arr[i, j]
+        low, high = self.bounds[name]
+        where = "" if single else f" at point {i} ({int((~ok.all(axis=1)).sum())} of {len(arr)} " \
+                                  "points are invalid)"
+        what = "is not finite" if not np.isfinite(value) else "is outside the emulator's training range"
+        raise OutOfRangeError(f"parameter {name!r} = {value!r}{where} {what}; allowed range "
+                              f"[{low:g}, {high:g}]")
+
+    # ------------------------------------------------------------------ prediction
+    def predict(self, theta, epistemic: bool = False, n_samples: int | None = None):
+        """Predict the three correlation functions and their variances.
+
+        Parameters
+        ----------
+        theta : mapping or array_like
+            One point (mapping of scalars or array (7,)) or n points (mapping of 1-d arrays or
+            array (n, 7)); see :meth:`validate`.
+        epistemic : bool
+            Also return the epistemic variances (``xi_epi_var``, ...).
+        n_samples : int, optional
+            Monte Carlo dropout passes for a single-network "paper" model (default
+            :data:`DEFAULT_MC_SAMPLES`); ignored for ensembles.
+
+        Returns
+        -------
+        EmulatorPrediction
+            Arrays (20,) for one point, (n, 20) for n points, in the bins of :attr:`r`.
+
+        Notes
+        -----
+        Each member predicts, per bin, a mean ``y`` and a variance in standardised output space
+        (log xi for xi). The physical mean is ``exp(y)`` for log-transformed statistics and its
+        variance follows by the delta method, ``exp(y)**2 * var_y``. The prediction is the ensemble
+        average of the physical means; the aleatoric variance is the average of the members'
+        physical variances; the epistemic variance is the population variance of the physical
+        means across members (for one "paper" network: across MC-dropout passes, dropout masks
+        seeded with :data:`MC_DROPOUT_SEED`).
+        """
+        low, high = self._low, self._high
+        # lean path for the common sampler call: one float64 (7,) array inside the bounds
+        if (type(theta) is np.ndarray and theta.shape == _SHAPE_1 and theta.dtype == np.float64
+                and ((theta >= low) & (theta <= high)).all()):
+            arr, single = theta[None, :], True
+        else:
+            arr, single = self._as_array(theta)
+        if self._numpy_net is not None:
+            y, var_std = self._numpy_net(arr)
+            var_y = var_std * self._out_var
+        else:
+            y, var_y = self._torch_members_forward(arr, mc_dropout=False)
+        values, var = self._to_physical(y, var_y)
+        m = values.shape[0]
+        if m == 1:
+            mean, alea = values[0], var[0]
+        else:
+            mean = values.sum(axis=0)
+            mean *= 1.0 / m
+            alea = var.sum(axis=0)
+            alea *= 1.0 / m
+        epi = self._epistemic(arr, values, n_samples) if epistemic else None
+        if single:
+            return EmulatorPrediction(mean[0], alea[0], None if epi is None else epi[0])
+        return EmulatorPrediction(mean, alea, epi)
+
+    def _to_physical(self, y, var_y):
+        """Transformed-space means/variances (M, n, 60) -> physical ones (in place)."""
+        for sl in self._log_slices:
+            block = y[..., sl]
+            np.exp(block, out=block)
+            var_y[..., sl] *= block * block  # delta method
+        return y, var_y
+
+    def _epistemic(self, arr, values, n_samples):
+        if values.shape[0] > 1:
+            return values.var(axis=0)
+        if self.architecture != "paper":
+            log.warning("a single-member %r model has no epistemic estimate; returning zeros",
+                        self.architecture)
+            return np.zeros(values.shape[1:])
+        n = DEFAULT_MC_SAMPLES if n_samples is None else int(n_samples)
+        if n < 2:
+            raise ValueError(f"n_samples = {n_samples!r} must be >= 2 for MC dropout")
+        torch = _torch()
+        samples = []
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(MC_DROPOUT_SEED)
+            for _ in range(n):
+                y, var_y = self._torch_members_forward(arr, mc_dropout=True)
+                samples.append(self._to_physical(y, var_y)[0][0])
+        return np.var(np.stack(samples), axis=0)
+
+    # ------------------------------------------------------------------ torch
+    def _torch_members(self, dtype_name="float32"):
+        """Torch modules of every member in eval mode, cached per dtype."""
+        if dtype_name not in self._torch_cache:
+            torch = _torch()
+            from .networks import build_network
+
+            nets = []
+            for sd in self._members:
+                net = build_network(self.architecture, self.architecture_config)
+                net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in sd.items()})
+                net = net.to(device=self.device, dtype=getattr(torch, dtype_name)).eval()
+                for p in net.parameters():
+                    p.requires_grad_(False)
+                nets.append(net)
+            self._torch_cache[dtype_name] = nets
+        return self._torch_cache[dtype_name]
+
+    def _torch_members_forward(self, arr, mc_dropout):
+        """(y, var_y) of every member, each (M, n, 60) float64, through torch (no gradients)."""
+        torch = _torch()
+        nets = self._torch_members("float32")
+        x = (arr - self._in_low) * (2.0 / (self._in_high - self._in_low)) - 1.0
+        ys, vs = [], []
+        with torch.inference_mode():
+            for net in nets:
+                if hasattr(net, "set_mc_dropout"):
+                    net.set_mc_dropout(mc_dropout)
+                parts_m, parts_v = [], []
+                for start in range(0, len(x), TORCH_CHUNK):
+                    xt = torch.as_tensor(x[start:start + TORCH_CHUNK], dtype=torch.float32,
+                                         device=self.device)
+                    m, v = net(xt)
+                    parts_m.append(m.double().cpu().numpy())
+                    parts_v.append(v.double().cpu().numpy())
+                ys.append(np.concatenate(parts_m) if parts_m else np.zeros((0, N_OUT)))
+                vs.append(np.concatenate(parts_v) if parts_v else np.zeros((0, N_OUT)))
+                if hasattr(net, "set_mc_dropout"):
+                    net.set_mc_dropout(False)
+        y = np.stack(ys) * self._out_std + self._out_mean
+        return y, np.stack(vs) * self._out_var
+
+    def torch_forward(self, theta):
+        """Differentiable forward pass in torch (float64), for gradient-based samplers and MAP.
+
+        Parameters
+        ----------
+        theta : torch.Tensor, shape (n, 7) or (7,)
+            Physical parameters in ``param_names`` order; gradients flow back to it. Values are
+            checked against :attr:`bounds` (``OutOfRangeError``).
+
+        Returns
+        -------
+        dict of torch.Tensor
+            ``xi, omega, eta`` (physical ensemble means) and ``xi_var, omega_var, eta_var``
+            (aleatoric variances), each (n, 20) (or (20,) for a (7,) input); with more than one
+            member also ``xi_epi_var, ...`` (variance across members). Dropout is off.
+        """
+        torch = _torch()
+        if not torch.is_tensor(theta):
+            raise TypeError(f"theta must be a torch.Tensor, got {type(theta).__name__}")
+        single = theta.ndim == 1
+        x = theta[None, :] if single else theta
+        self._as_array(x.detach().cpu().numpy())  # validation only
+        x = x.to(device=self.device, dtype=torch.float64)
+        as_t = lambda a: torch.as_tensor(a, dtype=torch.float64, device=self.device)  # noqa: E731
+        x = (x - as_t(self._in_low)) * as_t(2.0 / (self._in_high - self._in_low)) - 1.0
+        mu, std = as_t(self._out_mean), as_t(self._out_std)
+        log_stats = {s for s in STATISTICS
+                     if self.metadata["normalisation"]["output"][s]["transform"] == "log"}
+        per_member = {k: [] for k in ("mean", "var")}
+        for net in self._torch_members("float64"):
+            m, v = net(x)
+            y, var_y = m * std + mu, v * std ** 2
+            means, variances = [], []
+            for stat in STATISTICS:
+                sl = _SLICES[stat]
+                if stat in log_stats:
+                    value = torch.exp(y[:, sl])
+                    means.append(value)
+                    variances.append(value ** 2 * var_y[:, sl])
+                else:
+                    means.append(y[:, sl])
+                    variances.append(var_y[:, sl])
+            per_member["mean"].append(torch.cat(means, dim=1))
+            per_member["var"].append(torch.cat(variances, dim=1))
+        means = torch.stack(per_member["mean"])
+        out60 = {"": means.mean(dim=0), "_var": torch.stack(per_member["var"]).mean(dim=0)}
+        if len(per_member["mean"]) > 1:
+            out60["_epi_var"] = means.var(dim=0, unbiased=False)
+        result = {}
+        for suffix, value in out60.items():
+            for stat in STATISTICS:
+                block = value[:, _SLICES[stat]]
+                result[stat + suffix] = block[0] if single else block
+        return result
+
+    # ------------------------------------------------------------------ covariance, derived
+    def covariance(self, theta, terms=COVARIANCE_TERMS, n_samples: int | None = None):
+        """Emulator covariance of the 60-vector ``[xi, omega, eta]`` at a point.
+
+        Parameters
+        ----------
+        theta : mapping or array_like
+            One point (-> (60, 60)) or n points (-> (n, 60, 60)).
+        terms : sequence of {"aleatoric", "epistemic"}
+            Which terms to add:
+
+            ``"aleatoric"``: ``D R D``, the covariance of ONE mock realization (the training mocks'
+            volume and galaxy sample) around the mean. ``D`` is the predicted aleatoric standard
+            deviation of each of the 60 values, ``R`` the shipped pooled correlation matrix of the
+            standardised per-realization residuals (the bin-to-bin and cross-statistic correlations
+            of the mock scatter, which per-bin variances alone ignore). Use it as the model's
+            sample variance, rescaled by the user to their survey volume.
+
+            ``"epistemic"``: ``diag(epistemic variances)``, the emulator's own uncertainty on the
+            mean (spread across ensemble members or MC-dropout passes). Only the diagonal is kept:
+            with 4-8 members (or a few dozen correlated dropout passes) a 60 x 60 sample covariance
+            would be rank-deficient and dominated by noise.
+        n_samples : int, optional
+            MC-dropout passes for a single "paper" network.
+
+        Returns
+        -------
+        ndarray
+            Symmetric positive (semi-)definite matrix, (60, 60) or (n, 60, 60), physical units.
+        """
+        if isinstance(terms, str):
+            terms = (terms,)
+        terms = tuple(terms)
+        bad = [t for t in terms if t not in COVARIANCE_TERMS]
+        if bad or not terms:
+            raise ValueError(f"terms = {terms!r}; choose a non-empty subset of {COVARIANCE_TERMS}")
+        pred = self.predict(theta, epistemic="epistemic" in terms, n_samples=n_samples)
+        var = pred.variance_vector()
+        cov = np.zeros(var.shape + (N_OUT,))
+        if "aleatoric" in terms:
+            sd = np.sqrt(var)
+            cov += sd[..., :, None] * self.residual_correlation * sd[..., None, :]
+        if "epistemic" in terms:
+            idx = np.arange(N_OUT)
+            cov[..., idx, idx] += pred.epistemic_vector()
+        return cov
+
+    def derived(self, theta) -> dict:
+        """Galaxy number density and satellite fraction of an HOD point.
+
+        Computed from the Zheng07 mean occupations (:mod:`iaemu_likelihood.hod`) summed over the
+        binned host-halo mass function of the training catalog shipped with the weights.
+
+        Parameters
+        ----------
+        theta : mapping or array_like
+            One point or n points (validated like :meth:`predict`).
+
+        Returns
+        -------
+        dict
+            ``"n_gal"``: mean number density in (h^-1 Mpc)^-3; ``"f_sat"``: satellite fraction.
+            Floats for one point, arrays (n,) for n points.
+        """
+        arr, single = self._as_array(theta)
+        n_gal = number_density(arr, self.halo_mass_function)
+        f_sat = satellite_fraction(arr, self.halo_mass_function)
+        if single:
+            return {"n_gal": float(n_gal[0]), "f_sat": float(f_sat[0])}
+        return {"n_gal": n_gal, "f_sat": f_sat}
+
+    @cached_property
+    def reference_point(self) -> np.ndarray:
+        """Centre of the training box, (7,): a safe default point for tests and examples."""
+        return 0.5 * (self._low + self._high)

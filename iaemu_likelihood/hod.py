@@ -1,0 +1,190 @@
+"""Zheng et al. (2007) mean halo occupations, galaxy number density and satellite fraction.
+
+The occupations are those of halotools' ``Zheng07Cens`` and ``Zheng07Sats`` (the latter with its
+default ``modulate_with_cenocc=False``), so they match the mocks the emulator is trained on:
+
+* centrals: ``<Ncen>(M) = 0.5 * (1 + erf((log10 M - logMmin) / sigma_logM))``
+* satellites: ``<Nsat>(M) = ((M - M0) / M1) ** alpha`` for ``M > M0``, else 0.
+
+Masses are in Msun/h (log10 in the parameters). The number density and satellite fraction of a
+parameter point follow by summing the occupations over the binned host-halo mass function of the
+training catalog (``halo_mass_function.npz`` of a weights folder): each bin's halos are counted at
+the bin's mean log10 mass and the sum is divided by the catalog volume in (h^-1 Mpc)^3.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from scipy.special import erf
+
+from .conventions import PARAM_NAMES
+
+__all__ = ["mean_ncen", "mean_nsat", "number_density", "satellite_fraction", "bin_mass_function",
+           "validate_mass_function", "MASS_FUNCTION_KEYS"]
+
+#: Arrays of a binned halo mass function (``halo_mass_function.npz``).
+MASS_FUNCTION_KEYS = ("log10_mass_edges", "counts", "mean_log10_mass", "volume")
+
+_HOD_INDEX = {name: PARAM_NAMES.index(name) for name in ("logMmin", "sigma_logM", "logM0",
+                                                         "logM1", "alpha")}
+
+
+def mean_ncen(log10_mass, logMmin, sigma_logM):
+    """Mean number of centrals in halos of mass ``10**log10_mass`` Msun/h (halotools Zheng07Cens).
+
+    Parameters
+    ----------
+    log10_mass : array_like
+        log10 of the host halo mass in Msun/h.
+    logMmin : float or array_like
+        log10 mass (Msun/h) where half the halos host a central.
+    sigma_logM : float or array_like
+        Width of the central transition in dex (> 0).
+
+    Returns
+    -------
+    ndarray
+        ``<Ncen>`` in [0, 1], broadcast shape of the inputs.
+    """
+    return 0.5 * (1.0 + erf((np.asarray(log10_mass, dtype=float) - logMmin) / sigma_logM))
+
+
+def mean_nsat(log10_mass, logM0, logM1, alpha):
+    """Mean number of satellites in halos of mass ``10**log10_mass`` Msun/h (halotools Zheng07Sats).
+
+    Parameters
+    ----------
+    log10_mass : array_like
+        log10 of the host halo mass in Msun/h.
+    logM0 : float or array_like
+        log10 of the cut-off mass M0 (Msun/h); halos below it host no satellites.
+    logM1 : float or array_like
+        log10 of the mass scale M1 (Msun/h).
+    alpha : float or array_like
+        Power-law slope.
+
+    Returns
+    -------
+    ndarray
+        ``<Nsat>`` >= 0, broadcast shape of the inputs.
+    """
+    mass = 10.0 ** np.asarray(log10_mass, dtype=float)
+    excess = mass - 10.0 ** np.asarray(logM0, dtype=float)
+    positive = excess > 0
+    ratio = np.where(positive, excess, 1.0) / 10.0 ** np.asarray(logM1, dtype=float)
+    return np.where(positive, ratio ** alpha, 0.0)
+
+
+def _hod_columns(theta):
+    """(logMmin, sigma_logM, logM0, logM1, alpha) as float arrays of shape (n, 1) or (1,)."""
+    if isinstance(theta, Mapping):
+        cols = [np.asarray(theta[name], dtype=float) for name in _HOD_INDEX]
+    else:
+        arr = np.asarray(theta, dtype=float)
+        if arr.ndim not in (1, 2) or arr.shape[-1] != len(PARAM_NAMES):
+            raise ValueError(f"theta has shape {arr.shape}; expected ({len(PARAM_NAMES)},) or "
+                             f"(n, {len(PARAM_NAMES)}) in the order {PARAM_NAMES}")
+        cols = [arr[..., i] for i in _HOD_INDEX.values()]
+    return [c[..., None] for c in cols]
+
+
+def validate_mass_function(mass_function: Mapping) -> dict:
+    """Check a binned mass function and return it as a dict of float arrays.
+
+    Raises
+    ------
+    ValueError
+        Naming the key when one is missing, mis-shaped or non-physical.
+    """
+    missing = [k for k in MASS_FUNCTION_KEYS if k not in mass_function]
+    if missing:
+        raise ValueError(f"halo mass function lacks {missing}; required keys: {MASS_FUNCTION_KEYS}")
+    out = {k: np.asarray(mass_function[k], dtype=float) for k in MASS_FUNCTION_KEYS}
+    n_bins = out["log10_mass_edges"].size - 1
+    if out["log10_mass_edges"].ndim != 1 or n_bins < 1 or np.any(np.diff(out["log10_mass_edges"]) <= 0):
+        raise ValueError("halo mass function 'log10_mass_edges' must be 1-d and increasing")
+    for key in ("counts", "mean_log10_mass"):
+        if out[key].shape != (n_bins,):
+            raise ValueError(f"halo mass function {key!r} has shape {out[key].shape}, expected "
+                             f"({n_bins},) to match log10_mass_edges")
+    if np.any(out["counts"] < 0) or not np.all(np.isfinite(out["counts"])):
+        raise ValueError("halo mass function 'counts' must be finite and >= 0")
+    if out["volume"].shape != () or not out["volume"] > 0:
+        raise ValueError(f"halo mass function 'volume' = {out['volume']!r} must be a positive "
+                         "scalar in (h^-1 Mpc)^3")
+    return out
+
+
+def _occupation_sums(theta, mass_function):
+    mf = validate_mass_function(mass_function)
+    logMmin, sigma, logM0, logM1, alpha = _hod_columns(theta)
+    logm, counts = mf["mean_log10_mass"], mf["counts"]
+    n_cen = (counts * mean_ncen(logm, logMmin, sigma)).sum(axis=-1)
+    n_sat = (counts * mean_nsat(logm, logM0, logM1, alpha)).sum(axis=-1)
+    return n_cen, n_sat, float(mf["volume"])
+
+
+def _scalar_if_one(value, theta):
+    single = isinstance(theta, Mapping) and np.ndim(theta["logMmin"]) == 0
+    single = single or (not isinstance(theta, Mapping) and np.ndim(theta) == 1)
+    return float(value[0]) if single else value
+
+
+def number_density(theta, mass_function):
+    """Mean galaxy number density of an HOD point, in (h^-1 Mpc)^-3.
+
+    Parameters
+    ----------
+    theta : mapping or array_like
+        Parameters by name, or an array (7,) or (n, 7) in ``PARAM_NAMES`` order (the alignment
+        parameters are ignored).
+    mass_function : mapping
+        Binned host-halo mass function with :data:`MASS_FUNCTION_KEYS`.
+
+    Returns
+    -------
+    float or ndarray, shape (n,)
+        ``sum_bins counts * (<Ncen> + <Nsat>) / volume``.
+    """
+    n_cen, n_sat, volume = _occupation_sums(theta, mass_function)
+    return _scalar_if_one((n_cen + n_sat) / volume, theta)
+
+
+def satellite_fraction(theta, mass_function):
+    """Fraction of galaxies that are satellites, ``N_sat / (N_cen + N_sat)`` (0 if no galaxies).
+
+    Parameters and returned shape as :func:`number_density`.
+    """
+    n_cen, n_sat, _ = _occupation_sums(theta, mass_function)
+    total = n_cen + n_sat
+    frac = np.divide(n_sat, total, out=np.zeros_like(total), where=total > 0)
+    return _scalar_if_one(frac, theta)
+
+
+def bin_mass_function(log10_mass, volume, log10_mass_edges) -> dict:
+    """Bin a halo catalog's host masses into the mass-function arrays the emulator ships.
+
+    Parameters
+    ----------
+    log10_mass : array_like
+        log10 host-halo masses in Msun/h (one per halo).
+    volume : float
+        Catalog volume in (h^-1 Mpc)^3.
+    log10_mass_edges : array_like
+        Increasing bin edges in log10(Msun/h); halos outside are dropped.
+
+    Returns
+    -------
+    dict
+        ``log10_mass_edges``, ``counts`` (int64), ``mean_log10_mass`` (mean log10 mass of the bin's
+        halos; the bin centre for empty bins), ``volume``.
+    """
+    logm = np.asarray(log10_mass, dtype=float).ravel()
+    edges = np.asarray(log10_mass_edges, dtype=float)
+    counts, _ = np.histogram(logm, bins=edges)
+    sums, _ = np.histogram(logm, bins=edges, weights=logm)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    mean = np.divide(sums, counts, out=centres.copy(), where=counts > 0)
+    return {"log10_mass_edges": edges, "counts": counts.astype(np.int64), "mean_log10_mass": mean,
+            "volume": np.float64(volume)}

@@ -1,0 +1,269 @@
+"""Torch modules of the emulator: the IAEmu reference architecture and a fast MLP.
+
+This module imports torch at the top, so nothing on the package's import path imports it:
+:mod:`iaemu_likelihood.emulator` imports it only when a "paper" network or
+:meth:`~iaemu_likelihood.emulator.IAEmulator.torch_forward` is used.
+
+Every network follows the contract of ``docs/CONTRACTS.md``: ``forward(x)`` takes inputs already
+mapped to [-1, 1], shape (n, 7), and returns ``(mean, var)``, each (n, 60) = ``[xi(20), omega(20),
+eta(20)]`` in standardised output space (for xi: standardised log xi), ``var`` > 0.
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["build_network", "MLPNet", "PaperNet", "PAPER_DEFAULTS", "MLP_DEFAULTS", "ARCHITECTURES",
+           "N_INPUTS", "N_OUTPUTS"]
+
+log = logging.getLogger(__name__)
+
+#: Number of emulator inputs (``conventions.PARAM_NAMES``).
+N_INPUTS = 7
+#: Number of emulated values: 3 statistics x 20 bins.
+N_OUTPUTS = 60
+N_STATS = 3
+N_BINS = 20
+
+#: Default configuration of the fast MLP.
+MLP_DEFAULTS = {"width": 128, "n_hidden": 3, "activation": "silu", "var_floor": 1e-6}
+
+#: Default configuration of the reference architecture (Pandya et al. 2025, arXiv:2504.05235).
+#: ``decoder_channels * decoder_length`` is the width of each decoder's first linear layer (700);
+#: the last convolution (kernel 5, stride 5, padding 1) turns length 100 into the 20 r bins.
+PAPER_DEFAULTS = {"hidden_dim": 128, "latent_dim": 128, "dropout": 0.2, "decoder_channels": 7,
+                  "decoder_length": 100, "conv_channels": [14, 28, 28, 56, 112, 112],
+                  "var_floor": 1e-6}
+
+_ACTIVATIONS = {"silu": F.silu, "tanh": torch.tanh, "gelu": F.gelu}
+
+
+def _merge_config(defaults: dict, config: dict | None, architecture: str) -> dict:
+    config = dict(config or {})
+    unknown = sorted(set(config) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown {architecture!r} architecture_config keys {unknown}; "
+                         f"allowed: {sorted(defaults)}")
+    return {**defaults, **config}
+
+
+class MLPNet(nn.Module):
+    """Fast emulator: 7 -> ``n_hidden`` x (Linear + activation, ``width``) -> Linear -> 120.
+
+    The first 60 outputs are the standardised means; the last 60 go through softplus plus
+    ``var_floor`` to give the standardised variances. :mod:`iaemu_likelihood.numpy_forward`
+    reproduces this forward pass from the state-dict arrays without torch.
+
+    Parameters
+    ----------
+    width : int
+        Units per hidden layer.
+    n_hidden : int
+        Number of hidden layers (>= 1).
+    activation : {"silu", "tanh", "gelu"}
+        Hidden-layer activation (``gelu`` is the exact, erf-based one).
+    var_floor : float
+        Added to the softplus so the variance is strictly positive (standardised units).
+    """
+
+    def __init__(self, width: int = 128, n_hidden: int = 3, activation: str = "silu",
+                 var_floor: float = 1e-6):
+        super().__init__()
+        if int(width) < 1:
+            raise ValueError(f"width = {width!r} must be a positive integer")
+        if int(n_hidden) < 1:
+            raise ValueError(f"n_hidden = {n_hidden!r} must be >= 1")
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation = {activation!r} is not one of {sorted(_ACTIVATIONS)}")
+        if not var_floor > 0:
+            raise ValueError(f"var_floor = {var_floor!r} must be > 0")
+        self.activation = activation
+        self.var_floor = float(var_floor)
+        sizes = [N_INPUTS] + [int(width)] * int(n_hidden)
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.out = nn.Linear(sizes[-1], 2 * N_OUTPUTS)
+
+    def forward(self, x):
+        act = _ACTIVATIONS[self.activation]
+        h = x
+        for layer in self.hidden:
+            h = act(layer(h))
+        o = self.out(h)
+        return o[:, :N_OUTPUTS], F.softplus(o[:, N_OUTPUTS:]) + self.var_floor
+
+
+def _dense_block(n_in: int, n_out: int, dropout: float) -> nn.Sequential:
+    # Reference order: Linear -> LeakyReLU -> BatchNorm1d -> Dropout.
+    return nn.Sequential(nn.Linear(n_in, n_out), nn.LeakyReLU(), nn.BatchNorm1d(n_out),
+                         nn.Dropout(dropout))
+
+
+class _PaperEncoder(nn.Module):
+    """Residual MLP embedding of the reference architecture (7 -> ``latent_dim``)."""
+
+    def __init__(self, hidden_dim: int, latent_dim: int, dropout: float):
+        super().__init__()
+        h, h2 = hidden_dim, 2 * hidden_dim
+        self.layer1 = _dense_block(N_INPUTS, h, dropout)
+        self.layer2 = _dense_block(h, h, dropout)
+        self.match_dim1 = nn.Linear(h, h2)  # projection for the first skip connection
+        self.layer3 = _dense_block(h, h2, dropout)
+        self.layer4 = _dense_block(h2, h2, dropout)
+        self.final_layer = _dense_block(h2, latent_dim, dropout)
+
+    def mc_dropout_modules(self):
+        return [block[3] for block in (self.layer1, self.layer2, self.layer3, self.layer4,
+                                       self.final_layer)]
+
+    def forward(self, x):
+        h2 = self.layer2(self.layer1(x))
+        h3 = self.layer3(h2) + self.match_dim1(h2)
+        h4 = self.layer4(h3) + h3
+        return self.final_layer(h4)
+
+
+class _PaperDecoder(nn.Module):
+    """One 1-D convolutional head of the reference architecture: latent -> (mean, var) x 20 bins."""
+
+    def __init__(self, latent_dim: int, dropout: float, channels: int, length: int,
+                 conv_channels: list[int], var_floor: float):
+        super().__init__()
+        if len(conv_channels) != 6:
+            raise ValueError(f"conv_channels = {conv_channels!r} must list 6 channel counts")
+        self.channels, self.length, self.var_floor = channels, length, var_floor
+        self.initial_layer = nn.Linear(latent_dim, channels * length)
+        self.initial_relu = nn.LeakyReLU()
+        self.initial_bn = nn.BatchNorm1d(channels * length)
+        self.initial_dropout = nn.Dropout(dropout)
+        widths = [channels] + list(conv_channels)
+        for i in range(6):
+            setattr(self, f"conv{i + 1}", nn.Conv1d(widths[i], widths[i + 1], 3, padding=1))
+            setattr(self, f"relu{i + 1}", nn.LeakyReLU())
+            setattr(self, f"bn{i + 1}", nn.BatchNorm1d(widths[i + 1]))
+            setattr(self, f"dropout{i + 1}", nn.Dropout(dropout))
+        # kernel 5, stride 5, padding 1: length L -> floor((L - 3) / 5) + 1 (100 -> 20)
+        self.conv7 = nn.Conv1d(widths[-1], 2, kernel_size=5, padding=1, stride=5)
+        out_len = (length + 2 - 5) // 5 + 1
+        if out_len != N_BINS:
+            raise ValueError(f"decoder_length = {length} gives {out_len} output bins, need {N_BINS}")
+        with torch.no_grad():
+            self.conv7.bias[1] = 1.0  # start the variance channel at softplus(1)
+
+    def mc_dropout_modules(self):
+        # the reference code re-enables dropout only in the first four convolutional blocks
+        return [self.dropout1, self.dropout2, self.dropout3, self.dropout4]
+
+    def _block(self, i, x):
+        conv, relu = getattr(self, f"conv{i}"), getattr(self, f"relu{i}")
+        bn, drop = getattr(self, f"bn{i}"), getattr(self, f"dropout{i}")
+        return drop(bn(relu(conv(x))))
+
+    def forward(self, z):
+        x = self.initial_dropout(self.initial_bn(self.initial_relu(self.initial_layer(z))))
+        x = x.reshape(x.shape[0], self.channels, self.length)
+        x = self._block(2, self._block(1, x))
+        x = self._block(3, x) + x
+        x = self._block(5, self._block(4, x))
+        x = self._block(6, x) + x
+        out = self.conv7(x)
+        return out[:, 0], F.softplus(out[:, 1]) + self.var_floor
+
+
+class PaperNet(nn.Module):
+    """IAEmu reference architecture (Pandya et al. 2025, arXiv:2504.05235).
+
+    A residual MLP embedding (Linear, LeakyReLU, BatchNorm1d, Dropout blocks of widths 128, 128,
+    256, 256 and a 128-d latent, with two skip connections) feeds three 1-D convolutional decoder
+    heads, one per statistic (xi, omega, eta). Each head maps the latent to 7 channels x 100,
+    applies six Conv1d blocks (two with skip connections) and a strided convolution to 2 channels x
+    20 bins: a mean and a softplus variance per bin. Submodule names follow the reference code, so
+    a reference state dict loads directly (``load_state_dict``).
+
+    Epistemic uncertainty comes from Monte Carlo dropout: :meth:`set_mc_dropout` keeps the dropout
+    layers the reference code re-enables active in eval mode (batch norm keeps its running stats).
+
+    Parameters
+    ----------
+    hidden_dim, latent_dim : int
+        Encoder width and latent size (128, 128 in the paper).
+    dropout : float
+        Dropout probability of every block, in [0, 1).
+    decoder_channels, decoder_length : int
+        Shape the latent is projected to before the convolutions (7 x 100).
+    conv_channels : list of 6 int
+        Output channels of the six convolutional blocks.
+    var_floor : float
+        Added to the softplus variance (standardised units); the reference code has none.
+    """
+
+    def __init__(self, hidden_dim=128, latent_dim=128, dropout=0.2, decoder_channels=7,
+                 decoder_length=100, conv_channels=(14, 28, 28, 56, 112, 112), var_floor=1e-6):
+        super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout = {dropout!r} is outside the allowed range [0, 1)")
+        if not var_floor >= 0:
+            raise ValueError(f"var_floor = {var_floor!r} must be >= 0")
+        self.encoder = _PaperEncoder(hidden_dim, latent_dim, dropout)
+        for i in range(N_STATS):
+            setattr(self, f"decoder{i + 1}", _PaperDecoder(
+                latent_dim, dropout, decoder_channels, decoder_length, list(conv_channels),
+                float(var_floor)))
+        self._mc_dropout = False
+
+    @property
+    def decoders(self):
+        return [self.decoder1, self.decoder2, self.decoder3]
+
+    def set_mc_dropout(self, enabled: bool = True) -> "PaperNet":
+        """Keep (``enabled``) or stop keeping the MC-dropout layers active in eval mode."""
+        self._mc_dropout = bool(enabled)
+        self._apply_dropout_mode()
+        return self
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._apply_dropout_mode()
+        return self
+
+    def _apply_dropout_mode(self):
+        if self.training:
+            return
+        modules = self.encoder.mc_dropout_modules()
+        for dec in self.decoders:
+            modules += dec.mc_dropout_modules()
+        for m in modules:
+            m.train(self._mc_dropout)
+
+    def forward(self, x):
+        z = self.encoder(x)
+        outs = [dec(z) for dec in self.decoders]
+        return torch.cat([m for m, _ in outs], dim=1), torch.cat([v for _, v in outs], dim=1)
+
+
+#: architecture name -> (module class, default config)
+ARCHITECTURES = {"mlp": (MLPNet, MLP_DEFAULTS), "paper": (PaperNet, PAPER_DEFAULTS)}
+
+
+def build_network(architecture: str, config: dict | None = None) -> nn.Module:
+    """Build an untrained emulator network.
+
+    Parameters
+    ----------
+    architecture : {"mlp", "paper"}
+        ``"mlp"``: :class:`MLPNet` (fast, numpy inference); ``"paper"``: :class:`PaperNet`.
+    config : dict, optional
+        Overrides of :data:`MLP_DEFAULTS` or :data:`PAPER_DEFAULTS` (``architecture_config`` of
+        the weights metadata).
+
+    Returns
+    -------
+    torch.nn.Module
+        ``forward(x)`` with x (n, 7) in [-1, 1] returns ``(mean, var)``, each (n, 60), standardised.
+    """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture = {architecture!r} is not one of {sorted(ARCHITECTURES)}")
+    cls, defaults = ARCHITECTURES[architecture]
+    return cls(**_merge_config(defaults, config, architecture))
