@@ -43,7 +43,7 @@ demo: install-demo
 	@echo "triangle plot: plots/ia_hod_triangle.png"
 
 test: install-test
-	cd tests && ../$(BIN)/python -m pytest -ra -q .
+	cd tests && IAEMU_TEST_INSTALLED=1 ../$(BIN)/python -m pytest -ra -q .
 
 clean:
 	rm -rf $(VENV) build *.egg-info chains plots
