@@ -1,0 +1,130 @@
+"""Cobaya likelihood of measured IA correlation functions given the iaemu emulator.
+
+The maths is :func:`iaemu_likelihood.likelihood_math.gaussian_loglike`; the data format is that
+of :mod:`iaemu_likelihood.data`. This module only wires them to Cobaya.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from cobaya.likelihood import Likelihood
+from cobaya.log import LoggedError
+
+from .cobaya_theory import _normalise_terms
+from .data import DataFileError, example_data_path, load_measurement
+from .likelihood_math import gaussian_terms
+
+__all__ = ["IAEmuLikelihood", "resolve_data_file"]
+
+
+def resolve_data_file(data_file) -> Path:
+    """Path of a ``data_file`` option.
+
+    ``None`` (or ``"example"``) selects the example measurement bundled with the package; other
+    values have ``~`` and ``$VARS`` expanded, and a relative path is taken relative to the
+    current working directory (as Cobaya does for ``output``: Cobaya does not tell components
+    where their yaml file lies, so write absolute paths or ``${VAR}/...`` in yamls that are run
+    from elsewhere).
+
+    Raises
+    ------
+    DataFileError
+        The example is requested but not bundled.
+    """
+    if data_file is None or str(data_file) == "example":
+        return example_data_path()
+    return Path(os.path.expandvars(os.path.expanduser(str(data_file)))).absolute()
+
+
+class IAEmuLikelihood(Likelihood):
+    r"""Gaussian likelihood of measured xi, omega and/or eta with emulator uncertainty.
+
+    ``ln L = -1/2 [chi^2 + ln det C + n ln(2 pi)]`` with ``C = C_data + C_emu(theta)``
+    restricted to the selected statistics and scales (see :mod:`iaemu_likelihood.likelihood_math`;
+    ``chi2__<name>`` in Cobaya's output is therefore ``-2 ln L``, log-determinant and constant
+    included). Non-finite values give ``-inf``, never NaN.
+
+    Requires from a theory (normally :class:`~iaemu_likelihood.cobaya_theory.IAEmuTheory`) the
+    products ``iaemu_r``, ``iaemu_vector`` and, if ``emulator_covariance`` is not empty,
+    ``iaemu_covariance`` with those terms.
+
+    Options (defaults in ``IAEmuLikelihood.yaml``)
+    ----------------------------------------------
+    data_file : str or None
+        Measurement ``.npz`` (format in :mod:`iaemu_likelihood.data`); None: the bundled example.
+        Relative paths are relative to the current directory (see :func:`resolve_data_file`).
+    statistics : list of str or None
+        Subset of the statistics in the file to fit (None: all of them).
+    r_min, r_max : float, dict or None
+        Inclusive scale cuts in comoving h^-1 Mpc, one value or ``{statistic: value}``.
+    emulator_covariance : list of str
+        Emulator terms added to the data covariance: ``epistemic`` (the emulator's uncertainty of
+        the mean; default) and/or ``aleatoric`` (one mock realization's covariance: add it only
+        if the data covariance does not already contain that sample variance, otherwise it is
+        counted twice).
+    """
+
+    data_file: str | None
+    statistics: list | str | None
+    r_min: float | dict | None
+    r_max: float | dict | None
+    emulator_covariance: list | str | None
+
+    def initialize(self):
+        """Read the data file and check the options (``LoggedError`` naming file and problem)."""
+        try:
+            self.emulator_terms = _normalise_terms(self.emulator_covariance, "emulator_covariance")
+        except ValueError as exc:
+            raise LoggedError(self.log, str(exc)) from None
+        try:
+            self.data_path = resolve_data_file(self.data_file)
+            self.measurement = load_measurement(self.data_path)
+        except DataFileError as exc:
+            raise LoggedError(self.log, "%s", exc) from None
+        self._select(None)
+        self.log.info("data %s: %s, %d values after cuts; emulator covariance terms %s",
+                      self.data_path, list(self.selected_statistics), self._data.size,
+                      list(self.emulator_terms) or "none")
+
+    def _select(self, r_bins):
+        try:
+            self.data_indices, self.emulator_indices = self.measurement.selection(
+                self.statistics, self.r_min, self.r_max, r_bins)
+        except ValueError as exc:
+            raise LoggedError(self.log, "data file %s with statistics=%r, r_min=%r, r_max=%r: %s",
+                              self.data_path, self.statistics, self.r_min, self.r_max, exc) from None
+        stats = self.measurement.statistics
+        self.selected_statistics = tuple(s for i, s in enumerate(stats)
+                                         if np.any(self.data_indices // self.measurement.n_r == i))
+        self._data = self.measurement.vector()[self.data_indices]
+        self._data_cov = self.measurement.cov[np.ix_(self.data_indices, self.data_indices)]
+        self._emu_block = np.ix_(self.emulator_indices, self.emulator_indices)
+
+    def get_requirements(self):
+        req = {"iaemu_r": None, "iaemu_vector": None}
+        if self.emulator_terms:
+            req["iaemu_covariance"] = {"terms": list(self.emulator_terms)}
+        return req
+
+    def initialize_with_provider(self, provider):
+        super().initialize_with_provider(provider)
+        # the emulator's own bins decide the mapping (constant, known before any calculation)
+        self._select(np.asarray(provider.get_iaemu_r(), dtype=float))
+
+    def terms(self):
+        """``GaussianTerms`` (chi2, logdet, n) at the provider's current point."""
+        model = self.provider.get_iaemu_vector()[self.emulator_indices]
+        cov = self._data_cov
+        if self.emulator_terms:
+            cov = cov + self.provider.get_iaemu_covariance(self.emulator_terms)[self._emu_block]
+        return gaussian_terms(self._data, model, cov)
+
+    def logp(self, **params_values):
+        result = self.terms()
+        loglike = result.loglike()
+        if loglike == -np.inf:
+            self.log.debug("log-likelihood is -inf (non-finite model or covariance not positive "
+                           "definite)")
+        return loglike

@@ -1,0 +1,404 @@
+"""Cobaya theory component wrapping the iaemu emulator.
+
+Use it in a Cobaya input as::
+
+    theory:
+      iaemu_likelihood.IAEmuTheory:
+        weights: null            # shipped default, a shipped version name, or a weights folder
+
+The numerics live in :class:`iaemu_likelihood.emulator.IAEmulator`; this module only maps Cobaya
+parameters and products onto it.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+
+import numpy as np
+from cobaya.log import LoggedError
+from cobaya.theory import Theory
+from cobaya.typing import empty_dict
+
+from .conventions import PARAM_NAMES, STATISTICS
+from .errors import IAEmuError
+
+__all__ = ["IAEmuTheory", "COVARIANCE_TERMS", "OUT_OF_RANGE_POLICIES", "PRODUCTS",
+           "DERIVED_PARAMS", "prior_with_bounds", "find_design_rule", "DesignBand"]
+
+#: Terms the emulator covariance can contain (see :meth:`IAEmulator.covariance`).
+COVARIANCE_TERMS = ("aleatoric", "epistemic")
+OUT_OF_RANGE_POLICIES = ("reject", "raise")
+#: Products other components can request (``requires``/``get_requirements``).
+PRODUCTS = ("iaemu_r", "iaemu_xi", "iaemu_omega", "iaemu_eta", "iaemu_vector", "iaemu_covariance")
+#: Derived parameters this theory can compute.
+DERIVED_PARAMS = ("n_gal", "f_sat")
+
+
+def _normalise_terms(terms, what="covariance terms") -> tuple[str, ...]:
+    """Validated subset of COVARIANCE_TERMS in canonical order (ValueError otherwise)."""
+    if terms is None:
+        terms = ()
+    elif isinstance(terms, str):
+        terms = (terms,)
+    terms = tuple(terms)
+    bad = [t for t in terms if t not in COVARIANCE_TERMS]
+    if bad:
+        raise ValueError(f"{what}: unknown term(s) {bad}; choose from {list(COVARIANCE_TERMS)}")
+    return tuple(t for t in COVARIANCE_TERMS if t in terms)
+
+
+def prior_with_bounds(info: Mapping, old: tuple[float, float], new: tuple[float, float]) -> dict:
+    """Copy of a Cobaya parameter block moved from one range to another.
+
+    The prior's ``min``/``max`` become ``new``; a Gaussian ``ref`` (``loc``/``scale``) and the
+    ``proposal`` width are mapped linearly, so they keep their place relative to the range.
+
+    Parameters
+    ----------
+    info : mapping
+        Cobaya parameter info with ``prior: {min, max}``.
+    old, new : (float, float)
+        Range the block was written for, and the target range.
+    """
+    info = dict(info)
+    (a, b), (c, d) = old, new
+    scale = (d - c) / (b - a)
+    info["prior"] = {"min": float(c), "max": float(d)}
+    ref = info.get("ref")
+    if isinstance(ref, Mapping) and "loc" in ref:
+        ref = dict(ref)
+        ref["loc"] = float(c + (ref["loc"] - a) * scale)
+        if "scale" in ref:
+            ref["scale"] = float(ref["scale"] * scale)
+        info["ref"] = ref
+    elif isinstance(ref, (int, float)):
+        info["ref"] = float(c + (ref - a) * scale)
+    if isinstance(info.get("proposal"), (int, float)):
+        info["proposal"] = float(info["proposal"] * scale)
+    return info
+
+
+class IAEmuTheory(Theory):
+    r"""Emulated intrinsic-alignment correlation functions for Cobaya.
+
+    Input parameters (all seven must be given: sampled, fixed or functions of others):
+    ``mu_cen``, ``mu_sat`` (central and satellite alignment strengths), ``logMmin``,
+    ``sigma_logM``, ``logM0``, ``logM1`` (log10 Msun/h) and ``alpha`` (Zheng07 HOD). Their default
+    priors are uniform over the training range of the selected weights: they are read from the
+    weights' ``metadata.json`` when the input is processed (the values in ``IAEmuTheory.yaml`` are
+    those of the shipped weights, used only if no metadata can be read). A prior you set yourself
+    must stay inside the training range (checked at start-up, ``LoggedError`` otherwise); an
+    unbounded prior (e.g. Gaussian) is allowed and points outside the range follow
+    ``out_of_range``.
+
+    Products, for ``requires``/``get_requirements`` of other components (get them with
+    ``self.provider.get_<name>()``):
+
+    ============================ ============ ===========================================================
+    name                         shape        meaning
+    ============================ ============ ===========================================================
+    ``iaemu_r``                  (20,)        bin centres, comoving h^-1 Mpc (constant)
+    ``iaemu_xi``                 (20,)        position-position correlation xi(r), mean over mocks
+    ``iaemu_omega``              (20,)        position-orientation correlation omega(r)
+    ``iaemu_eta``                (20,)        orientation-orientation correlation eta(r)
+    ``iaemu_vector``             (60,)        ``[xi, omega, eta]`` concatenated
+    ``iaemu_covariance``         (60, 60)     emulator covariance of ``iaemu_vector``; request it as
+                                              ``{"iaemu_covariance": {"terms": [...]}}`` and read it with
+                                              ``get_iaemu_covariance(terms)`` (default terms: the
+                                              ``covariance_terms`` option)
+    ============================ ============ ===========================================================
+
+    Covariance terms: ``aleatoric`` is the covariance of one mock realization (the training box's
+    volume and sample) around the mean, ``D R D`` with the shipped residual correlation ``R``;
+    ``epistemic`` is the emulator's own uncertainty of the mean (diagonal).
+
+    Derived parameters: ``n_gal`` (galaxy number density, (h^-1 Mpc)^-3) and ``f_sat`` (satellite
+    fraction), exact sums of the Zheng07 occupations over the training catalog's mass function.
+
+    Options (defaults in ``IAEmuTheory.yaml``): ``weights`` (None: shipped default; a shipped
+    version name; or a folder, relative paths resolved against the current directory),
+    ``device``, ``torch_threads``, ``covariance_terms``, ``out_of_range`` (``reject``: the point
+    gets zero likelihood and a debug message; ``raise``: stop with an error), and
+    ``restrict_to_design`` (if the weights record their training design rule, points outside its
+    band around the Zheng07 relations count as out of range too).
+    """
+
+    weights: str | None
+    device: str
+    torch_threads: int | None
+    covariance_terms: list | str | None
+    out_of_range: str
+    restrict_to_design: bool
+
+    # ------------------------------------------------------------------ defaults
+    @classmethod
+    def get_modified_defaults(cls, defaults, input_options=empty_dict):
+        """Set the default priors to the training range of the selected weights.
+
+        The ``weights`` option is already known here (Cobaya passes the user's options), so the
+        priors written to ``*.updated.yaml`` are those of the weights actually used. If the
+        metadata cannot be read the yaml values stay; :meth:`initialize` then reports why.
+        """
+        from .weights import read_metadata
+
+        weights = (input_options or {}).get("weights", defaults.get("weights"))
+        try:
+            bounds = read_metadata(_expand_path(weights))["bounds"]
+        except Exception:  # reported with a clear message by initialize()
+            return defaults
+        params = dict(defaults.get("params") or {})
+        for name in PARAM_NAMES:
+            info = params.get(name)
+            if isinstance(info, Mapping) and isinstance(info.get("prior"), Mapping) \
+                    and name in bounds:
+                old = (info["prior"]["min"], info["prior"]["max"])
+                params[name] = prior_with_bounds(info, old, tuple(bounds[name]))
+        defaults = dict(defaults)
+        defaults["params"] = params
+        return defaults
+
+    # ------------------------------------------------------------------ set-up
+    def initialize(self):
+        """Validate the options and load the weights."""
+        if self.out_of_range not in OUT_OF_RANGE_POLICIES:
+            raise LoggedError(self.log, "out_of_range = %r; choose one of %s", self.out_of_range,
+                              list(OUT_OF_RANGE_POLICIES))
+        try:
+            self._default_terms = _normalise_terms(self.covariance_terms, "covariance_terms")
+        except ValueError as exc:
+            raise LoggedError(self.log, str(exc)) from None
+        if self.torch_threads is not None:
+            if not isinstance(self.torch_threads, int) or isinstance(self.torch_threads, bool) \
+                    or self.torch_threads < 1:
+                raise LoggedError(self.log, "torch_threads = %r must be a positive integer or null",
+                                  self.torch_threads)
+            import torch
+
+            torch.set_num_threads(self.torch_threads)
+        from .emulator import IAEmulator
+
+        weights = _expand_path(self.weights)
+        try:
+            self.emulator = IAEmulator.load(weights, device=self.device)
+        except IAEmuError as exc:
+            raise LoggedError(self.log, "emulator weights missing or unusable (weights: %r): %s. Set "
+                              "'weights:' in the IAEmuTheory block to a weights folder or version.",
+                              self.weights, exc) from None
+        self._low = np.array([self.emulator.bounds[n][0] for n in PARAM_NAMES])
+        self._high = np.array([self.emulator.bounds[n][1] for n in PARAM_NAMES])
+        self._r = np.array(self.emulator.r)
+        self._r.setflags(write=False)
+        self._cov_requests: set[tuple[str, ...]] = set()
+        self._design = None
+        if self.restrict_to_design:
+            rule = find_design_rule(self.emulator.metadata)
+            if rule is None:
+                self.log.info("the weights record no training design rule: only the box bounds "
+                              "are enforced")
+            else:
+                self._design = DesignBand(rule)
+        self.log.info("emulator %s from %s", self.emulator, self.emulator.folder)
+
+    def initialize_with_params(self):
+        missing = [p for p in PARAM_NAMES if p not in self.input_params]
+        extra = [p for p in self.input_params if p not in PARAM_NAMES]
+        if missing or extra:
+            raise LoggedError(self.log, "input parameters must be exactly %s; missing %s, unexpected %s",
+                              list(PARAM_NAMES), missing, extra)
+
+    def initialize_with_provider(self, provider):
+        super().initialize_with_provider(provider)
+        self._check_priors(provider)
+
+    def _check_priors(self, provider):
+        """Fixed values and bounded priors of the inputs must lie in the training range."""
+        model = getattr(provider, "model", None)
+        if model is None:
+            return
+        fixed = model.parameterization.constant_params()
+        prior_bounds = dict(zip(model.prior.params, model.prior.bounds()))
+        problems = []
+        for name, lo, hi in zip(PARAM_NAMES, self._low, self._high):
+            if name in fixed:
+                value = fixed[name]
+                if not lo <= value <= hi:
+                    problems.append(f"{name} is fixed to {value}, outside [{lo:g}, {hi:g}]")
+            elif name in prior_bounds:
+                pmin, pmax = prior_bounds[name]
+                if math.isinf(pmin) or math.isinf(pmax):
+                    self.log.info("%s has an unbounded prior; points outside the training range "
+                                  "[%g, %g] are handled by out_of_range=%r", name, lo, hi,
+                                  self.out_of_range)
+                elif pmin < lo or pmax > hi:
+                    problems.append(f"prior of {name} is [{pmin:g}, {pmax:g}], beyond the training "
+                                    f"range [{lo:g}, {hi:g}]")
+        if problems:
+            raise LoggedError(self.log, "parameters outside the emulator's training range (weights %s): "
+                              "%s. Narrow the priors or remove them to use the training range.",
+                              self.emulator.folder, "; ".join(problems))
+
+    # ------------------------------------------------------------------ products
+    def get_can_provide(self):
+        return list(PRODUCTS)
+
+    def get_can_provide_params(self):
+        return list(DERIVED_PARAMS)
+
+    def must_provide(self, **requirements):
+        super().must_provide(**requirements)
+        for name, options in requirements.items():
+            if name != "iaemu_covariance":
+                continue
+            terms = (options or {}).get("terms", self._default_terms)
+            try:
+                terms = _normalise_terms(terms, "iaemu_covariance terms")
+            except ValueError as exc:
+                raise LoggedError(self.log, str(exc)) from None
+            if not terms:
+                raise LoggedError(self.log, "iaemu_covariance requested with no terms; choose from %s",
+                                  list(COVARIANCE_TERMS))
+            self._cov_requests.add(terms)
+        return None
+
+    def calculate(self, state, want_derived=True, **params_values_dict):
+        theta = np.array([params_values_dict[p] for p in PARAM_NAMES], dtype=float)
+        inside = (theta >= self._low) & (theta <= self._high)  # False for NaN
+        if not inside.all():
+            bad = {p: float(v) for p, v, ok in zip(PARAM_NAMES, theta, inside) if not ok}
+            ranges = {p: self.emulator.bounds[p] for p in bad}
+            message = f"parameters {bad} outside the emulator's training range {ranges}"
+            if self.out_of_range == "raise":
+                raise LoggedError(self.log, message)
+            self.log.debug("point rejected: %s", message)
+            return False
+        if self._design is not None and not self._design.contains(theta):
+            message = (f"point {dict(zip(PARAM_NAMES, theta.tolist()))} lies outside the training "
+                       "design band (HOD parameters too far from the Zheng07 relations with logMmin)")
+            if self.out_of_range == "raise":
+                raise LoggedError(self.log, message)
+            self.log.debug("point rejected: %s", message)
+            return False
+        terms_needed = set().union(*self._cov_requests) if self._cov_requests else set()
+        pred = self.emulator.predict(theta, epistemic="epistemic" in terms_needed)
+        vector = np.array(pred.vector(), dtype=float)
+        covariances = {terms: self.emulator.covariance(theta, terms) for terms in self._cov_requests}
+        if not np.isfinite(vector).all() or not all(np.isfinite(c).all() for c in covariances.values()):
+            self.log.debug("point rejected: emulator returned non-finite values at %s",
+                           dict(zip(PARAM_NAMES, theta)))
+            return False
+        vector.setflags(write=False)
+        n = self._r.size
+        state["iaemu_vector"] = vector
+        for i, stat in enumerate(STATISTICS):
+            state[f"iaemu_{stat}"] = vector[i * n:(i + 1) * n]
+        state["iaemu_covariance"] = covariances
+        if want_derived and state.get("derived") is not None:
+            wanted = [p for p in DERIVED_PARAMS if p in self.output_params]
+            if wanted:
+                values = self.emulator.derived(theta)
+                state["derived"].update({p: float(values[p]) for p in wanted})
+        return True
+
+    def get_result(self, result_name, **kwargs):
+        if result_name == "iaemu_covariance":
+            return self.get_iaemu_covariance(**kwargs)
+        if result_name == "iaemu_r":
+            return self._r
+        return super().get_result(result_name, **kwargs)
+
+    def get_iaemu_r(self) -> np.ndarray:
+        """Bin centres, comoving h^-1 Mpc, shape (20,) (available before any calculation)."""
+        return self._r
+
+    def get_iaemu_xi(self) -> np.ndarray:
+        """xi(r) at the current point, shape (20,)."""
+        return self.current_state["iaemu_xi"]
+
+    def get_iaemu_omega(self) -> np.ndarray:
+        """omega(r) at the current point, shape (20,)."""
+        return self.current_state["iaemu_omega"]
+
+    def get_iaemu_eta(self) -> np.ndarray:
+        """eta(r) at the current point, shape (20,)."""
+        return self.current_state["iaemu_eta"]
+
+    def get_iaemu_vector(self) -> np.ndarray:
+        """``[xi, omega, eta]`` at the current point, shape (60,)."""
+        return self.current_state["iaemu_vector"]
+
+    def get_iaemu_covariance(self, terms=None) -> np.ndarray:
+        """Emulator covariance of :meth:`get_iaemu_vector`, shape (60, 60).
+
+        Parameters
+        ----------
+        terms : sequence of {"aleatoric", "epistemic"}, optional
+            Must match what was requested (default: the ``covariance_terms`` option).
+        """
+        key = self._default_terms if terms is None else _normalise_terms(terms)
+        try:
+            return self.current_state["iaemu_covariance"][key]
+        except KeyError:
+            raise LoggedError(self.log, "iaemu_covariance with terms %s was not requested (requested: "
+                              "%s); add it to the requirements", list(key),
+                              [list(t) for t in self._cov_requests]) from None
+
+    def get_version(self):
+        from . import __version__
+
+        return f"iaemu {__version__}, weights {getattr(self.emulator, 'version', None)}"
+
+
+def find_design_rule(metadata: Mapping) -> dict | None:
+    """The training design rule recorded in weights metadata (``design`` at the top level or in
+    ``training_set``, as written by ``DesignRule.to_dict``), or None."""
+    for holder in (metadata, metadata.get("training_set") or {}):
+        rule = holder.get("design") if isinstance(holder, Mapping) else None
+        if isinstance(rule, Mapping) and "zheng07_linear_fits" in rule:
+            return dict(rule)
+    return None
+
+
+class DesignBand:
+    """Fast membership test of the training design band for one point.
+
+    The rule (``iaemu_likelihood.training.design.DesignRule``): ``mu`` in ``mu_range``, ``logMmin``
+    in ``logMmin_range``, and each of sigma_logM, logM0, logM1, alpha within ``n_rmse`` RMSE of its
+    linear relation with logMmin (lower edge floored). The fitted lines are read from the recorded
+    rule once, so a check costs a few microseconds.
+    """
+
+    _DEPENDENT = ("sigma_logM", "logM0", "logM1", "alpha")
+
+    def __init__(self, rule: Mapping):
+        fits = rule["zheng07_linear_fits"]
+        floors = dict(rule.get("floors") or {})
+        n = float(rule["n_rmse"])
+        self.mu_range = tuple(float(v) for v in rule["mu_range"])
+        self.logMmin_range = tuple(float(v) for v in rule["logMmin_range"])
+        self._index = np.array([PARAM_NAMES.index(p) for p in self._DEPENDENT])
+        self._a = np.array([fits[p]["intercept"] for p in self._DEPENDENT], dtype=float)
+        self._b = np.array([fits[p]["slope"] for p in self._DEPENDENT], dtype=float)
+        self._half = n * np.array([fits[p]["rmse"] for p in self._DEPENDENT], dtype=float)
+        self._floor = np.array([floors.get(p, -np.inf) for p in self._DEPENDENT], dtype=float)
+
+    def contains(self, theta) -> bool:
+        """Whether one point (7,) in PARAM_NAMES order lies in the band."""
+        theta = np.asarray(theta, dtype=float)
+        lo, hi = self.mu_range
+        if not (lo <= theta[0] <= hi and lo <= theta[1] <= hi):
+            return False
+        x = theta[2]
+        if not self.logMmin_range[0] <= x <= self.logMmin_range[1]:
+            return False
+        centre = self._a + self._b * x
+        values = theta[self._index]
+        return bool(((values >= np.maximum(centre - self._half, self._floor))
+                     & (values <= centre + self._half)).all())
+
+
+def _expand_path(weights):
+    """Expand ``~`` and environment variables in a weights folder option (names pass through)."""
+    if isinstance(weights, (str, os.PathLike)):
+        return os.path.expandvars(os.path.expanduser(str(weights)))
+    return weights

@@ -1,0 +1,277 @@
+"""Gaussian likelihood maths and scale cuts, free of any sampler.
+
+Everything the Cobaya (and CosmoSIS) likelihoods compute lives here as plain numpy functions,
+so it can be tested and reused without a sampler.
+
+Convention for the log-likelihood (used by every iaemu likelihood)::
+
+    ln L = -1/2 [ chi^2 + ln det C + n ln(2 pi) ],    chi^2 = (d - m)^T C^{-1} (d - m)
+
+i.e. the fully normalised multivariate Gaussian density of the data vector ``d`` (length ``n``)
+given the model ``m(theta)`` and the covariance ``C(theta)``. The log-determinant is essential:
+``C`` contains the emulator's parameter-dependent uncertainty, and without ``ln det C`` the
+posterior drifts to where the emulator is least certain. The constant ``n ln(2 pi)`` does not
+change posteriors; it is kept so that ``ln L`` is a proper log-density (comparable between scale
+cuts only together with the change of ``n``).
+
+Vectors follow the emulator layout of :mod:`iaemu_likelihood.conventions`: 60 elements
+``[xi(20), omega(20), eta(20)]``, each statistic ordered by increasing separation ``r``
+(comoving h^-1 Mpc).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
+
+import numpy as np
+from scipy.linalg import solve_triangular
+
+from .conventions import STATISTICS, r_centres
+
+__all__ = ["LN_2PI", "GaussianTerms", "gaussian_terms", "gaussian_loglike", "scale_cut_mask",
+           "select_indices", "match_bins", "normalise_statistics", "normalise_r_limits"]
+
+LN_2PI = math.log(2.0 * math.pi)
+
+#: relative tolerance when matching measured separations to emulator bin centres
+R_MATCH_RTOL = 1e-6
+
+
+class GaussianTerms(NamedTuple):
+    """Terms of a Gaussian log-likelihood; see :func:`gaussian_terms`."""
+
+    chi2: float
+    """(d - m)^T C^-1 (d - m)"""
+    logdet: float
+    """natural log of det C"""
+    n: int
+    """length of the data vector"""
+
+    def loglike(self, include_constant: bool = True) -> float:
+        """``-(chi2 + logdet [+ n ln 2 pi]) / 2``; -inf if any term is not finite."""
+        value = -0.5 * (self.chi2 + self.logdet + (self.n * LN_2PI if include_constant else 0.0))
+        return value if math.isfinite(value) else -math.inf
+
+
+_FAILED = GaussianTerms(math.inf, math.inf, 0)
+
+
+def gaussian_terms(data, model, cov) -> GaussianTerms:
+    """Chi-square and log-determinant of a Gaussian, by Cholesky factorisation.
+
+    Parameters
+    ----------
+    data, model : array_like, shape (n,)
+        Data vector and model prediction (same units, e.g. xi is dimensionless).
+    cov : array_like, shape (n, n)
+        Covariance of ``data - model``. Only its lower triangle is read.
+
+    Returns
+    -------
+    GaussianTerms
+        ``(chi2, logdet, n)``. If any input is not finite, the shapes disagree, or ``cov`` is not
+        positive definite, ``chi2`` and ``logdet`` are ``+inf`` (so the log-likelihood is -inf):
+        this function never returns NaN and never raises for bad numbers.
+
+    Examples
+    --------
+    >>> t = gaussian_terms([1.0, 2.0], [0.0, 0.0], np.diag([1.0, 4.0]))
+    >>> round(t.chi2, 12), round(t.logdet, 12)
+    (2.0, 1.38629436112)
+    """
+    d = np.asarray(data, dtype=float)
+    m = np.asarray(model, dtype=float)
+    c = np.asarray(cov, dtype=float)
+    n = d.shape[0] if d.ndim == 1 else -1
+    if n < 1 or m.shape != d.shape or c.shape != (n, n):
+        return _FAILED
+    resid = d - m
+    if not (np.isfinite(resid).all() and np.isfinite(c).all()):
+        return _FAILED
+    try:
+        chol = np.linalg.cholesky(c)
+    except np.linalg.LinAlgError:
+        return _FAILED
+    diag = np.diagonal(chol)
+    if not (diag > 0).all():
+        return _FAILED
+    white = solve_triangular(chol, resid, lower=True, check_finite=False)
+    chi2 = float(white @ white)
+    logdet = 2.0 * float(np.log(diag).sum())
+    if not (math.isfinite(chi2) and math.isfinite(logdet)):
+        return _FAILED
+    return GaussianTerms(chi2, logdet, n)
+
+
+def gaussian_loglike(data, model, cov, include_constant: bool = True) -> float:
+    """Log-likelihood of a multivariate Gaussian with (possibly parameter-dependent) covariance.
+
+    ``ln L = -1/2 [chi^2 + ln det C + n ln(2 pi)]`` (the last term only if ``include_constant``).
+
+    Parameters
+    ----------
+    data, model : array_like, shape (n,)
+    cov : array_like, shape (n, n)
+        Total covariance (e.g. data covariance plus emulator covariance at this point).
+    include_constant : bool
+        Add ``-n ln(2 pi) / 2``.
+
+    Returns
+    -------
+    float
+        Finite value, or ``-inf`` for non-finite inputs, mismatched shapes or a covariance that
+        is not positive definite. Never NaN.
+    """
+    return gaussian_terms(data, model, cov).loglike(include_constant)
+
+
+def normalise_statistics(statistics, available: Iterable[str] = STATISTICS) -> tuple[str, ...]:
+    """Validate a selection of statistics and return it in canonical (STATISTICS) order.
+
+    Parameters
+    ----------
+    statistics : str, iterable of str or None
+        ``"xi"``, ``["omega", "eta"]``...; None selects everything in ``available``.
+    available : iterable of str
+        What may be selected.
+
+    Raises
+    ------
+    ValueError
+        Unknown or unavailable names, duplicates, or an empty selection.
+    """
+    available = tuple(available)
+    if statistics is None:
+        chosen = available
+    else:
+        chosen = (statistics,) if isinstance(statistics, str) else tuple(statistics)
+    unknown = [s for s in chosen if s not in STATISTICS]
+    if unknown:
+        raise ValueError(f"unknown statistic(s) {unknown}; known: {list(STATISTICS)}")
+    missing = [s for s in chosen if s not in available]
+    if missing:
+        raise ValueError(f"statistic(s) {missing} not available (available: {list(available)})")
+    if len(set(chosen)) != len(chosen):
+        raise ValueError(f"statistics listed more than once: {list(chosen)}")
+    if not chosen:
+        raise ValueError("no statistic selected")
+    return tuple(s for s in STATISTICS if s in chosen)
+
+
+def normalise_r_limits(limit, statistics: Iterable[str], default: float,
+                       name: str = "r limit") -> dict[str, float]:
+    """Turn a scale-cut option into ``{statistic: value}``.
+
+    Parameters
+    ----------
+    limit : float, mapping or None
+        One separation (comoving h^-1 Mpc) for every statistic, ``{statistic: value}`` (missing
+        statistics get ``default``), or None for ``default`` everywhere.
+    statistics : iterable of str
+    default : float
+        ``0`` for lower limits, ``inf`` for upper ones.
+    name : str
+        Option name for error messages.
+    """
+    statistics = tuple(statistics)
+    if limit is None:
+        return dict.fromkeys(statistics, float(default))
+    if isinstance(limit, Mapping):
+        extra = set(limit) - set(STATISTICS)
+        if extra:
+            raise ValueError(f"{name}: unknown statistic(s) {sorted(extra)}; known: {list(STATISTICS)}")
+        out = {s: (default if limit.get(s) is None else limit[s]) for s in statistics}
+    else:
+        out = dict.fromkeys(statistics, limit)
+    result = {}
+    for s, v in out.items():
+        try:
+            value = float(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} for {s} must be a number (h^-1 Mpc), got {v!r}") from None
+        if math.isnan(value) or value < 0:
+            raise ValueError(f"{name} for {s} must be >= 0 h^-1 Mpc, got {v!r}")
+        result[s] = value
+    return result
+
+
+def scale_cut_mask(r, r_min: float = 0.0, r_max: float = math.inf):
+    """Boolean mask of separations kept by a scale cut ``r_min <= r <= r_max`` (h^-1 Mpc)."""
+    r = np.asarray(r, dtype=float)
+    return (r >= r_min) & (r <= r_max)
+
+
+def select_indices(statistics=None, r_min=None, r_max=None, r=None) -> np.ndarray:
+    """Indices into the 60-element emulator vector kept by a selection and scale cuts.
+
+    Parameters
+    ----------
+    statistics : str, iterable of str or None
+        Statistics to keep (None: all three).
+    r_min, r_max : float, mapping {statistic: float} or None
+        Inclusive scale cuts on the bin centres, comoving h^-1 Mpc; a mapping cuts each
+        statistic separately.
+    r : array_like, shape (n_r,), optional
+        Bin centres of each statistic's block (default: :func:`conventions.r_centres`).
+
+    Returns
+    -------
+    numpy.ndarray of int
+        Increasing indices into ``[xi(n_r), omega(n_r), eta(n_r)]``.
+
+    Raises
+    ------
+    ValueError
+        Invalid options, or nothing left after the cuts.
+
+    Examples
+    --------
+    >>> idx = select_indices("omega", r_min=1.0)
+    >>> int(idx[0]), idx.size
+    (29, 11)
+    """
+    r = r_centres() if r is None else np.asarray(r, dtype=float)
+    stats = normalise_statistics(statistics)
+    lo = normalise_r_limits(r_min, stats, 0.0, "r_min")
+    hi = normalise_r_limits(r_max, stats, math.inf, "r_max")
+    blocks = []
+    for s in stats:
+        keep = np.flatnonzero(scale_cut_mask(r, lo[s], hi[s]))
+        if keep.size == 0:
+            raise ValueError(f"scale cuts r_min={lo[s]}, r_max={hi[s]} h^-1 Mpc leave no bin of {s} "
+                             f"(bins span {r.min():.4g}-{r.max():.4g})")
+        blocks.append(STATISTICS.index(s) * r.size + keep)
+    return np.concatenate(blocks)
+
+
+def match_bins(r_data, r_bins, rtol: float = R_MATCH_RTOL) -> np.ndarray:
+    """Position of each measured separation among the emulator bin centres.
+
+    Parameters
+    ----------
+    r_data : array_like, shape (n,)
+        Separations of a measurement, strictly increasing, h^-1 Mpc.
+    r_bins : array_like, shape (n_r,)
+        Emulator bin centres, h^-1 Mpc.
+    rtol : float
+        Relative tolerance of the match.
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (n,)
+        ``r_bins[result] ~= r_data``.
+
+    Raises
+    ------
+    ValueError
+        If a separation is not one of the bin centres (the message names the first ones).
+    """
+    r_data = np.asarray(r_data, dtype=float)
+    r_bins = np.asarray(r_bins, dtype=float)
+    idx = np.abs(r_data[:, None] / r_bins[None, :] - 1.0).argmin(axis=1)
+    bad = np.abs(r_data / r_bins[idx] - 1.0) > rtol
+    if bad.any():
+        raise ValueError(f"separations {r_data[bad][:3].tolist()} h^-1 Mpc are not emulator bin centres "
+                         f"(rtol {rtol}); the emulator's centres are {np.round(r_bins, 6).tolist()}")
+    return idx

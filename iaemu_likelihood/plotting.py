@@ -1,0 +1,183 @@
+"""``iaemu plot``: GetDist triangle plot of one or more Cobaya chains, written to a PNG.
+
+Examples
+--------
+``iaemu plot chains/ia_hod --truth example --output plots/ia_hod_triangle.png``
+
+``iaemu plot chains/run_a chains/run_b --params mu_cen mu_sat --truth mu_cen=0.8 mu_sat=0.5``
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+from pathlib import Path
+
+__all__ = ["build_parser", "main", "parse_truth", "load_chains", "triangle_plot",
+           "DEFAULT_BURN_IN"]
+
+log = logging.getLogger(__name__)
+
+#: Fraction of each chain discarded as burn-in by default.
+DEFAULT_BURN_IN = 0.3
+
+
+def build_parser(prog: str = "iaemu plot") -> argparse.ArgumentParser:
+    """Command-line options of ``iaemu plot``."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description="GetDist triangle plot of one or more Cobaya chains (PNG).")
+    parser.add_argument("chains", nargs="+", metavar="PREFIX",
+                        help="chain prefixes, as Cobaya's 'output' (e.g. chains/ia_hod)")
+    parser.add_argument("-o", "--output", default=None,
+                        help="PNG file (default: PREFIX_triangle.png of the first chain)")
+    parser.add_argument("--burn-in", type=float, default=DEFAULT_BURN_IN, metavar="FRACTION",
+                        help="fraction of each chain to discard, in [0, 1) "
+                             f"(default {DEFAULT_BURN_IN}); a value >= 1 is a number of rows")
+    parser.add_argument("--params", nargs="+", default=None, metavar="NAME",
+                        help="parameters to plot (default: the sampled parameters of the first chain)")
+    parser.add_argument("--truth", nargs="+", default=None, metavar="SPEC",
+                        help="mark true values: 'example' (the bundled example data's fiducial "
+                             "point), a measurement .npz whose metadata holds 'truth', or NAME=VALUE "
+                             "pairs")
+    parser.add_argument("--labels", nargs="+", default=None,
+                        help="legend labels, one per chain (default: the prefixes' names)")
+    parser.add_argument("--width", type=float, default=8.0, help="figure width in inches")
+    return parser
+
+
+def parse_truth(specs) -> dict[str, float]:
+    """Truth values from ``--truth`` arguments.
+
+    Parameters
+    ----------
+    specs : list of str or None
+        ``["example"]``, ``["path/to/measurement.npz"]`` or ``["mu_cen=0.8", ...]`` (the forms
+        may be mixed; later ones win).
+
+    Returns
+    -------
+    dict
+        ``{parameter: value}`` (empty for None).
+
+    Raises
+    ------
+    ValueError
+        A malformed item, or a measurement without ``metadata['truth']``.
+    """
+    truth: dict[str, float] = {}
+    for spec in specs or ():
+        if "=" in spec:
+            name, _, value = spec.partition("=")
+            try:
+                truth[name.strip()] = float(value)
+            except ValueError:
+                raise ValueError(f"--truth {spec!r}: {value!r} is not a number") from None
+            continue
+        from .data import example_data_path, load_measurement
+
+        path = example_data_path() if spec == "example" else Path(spec)
+        if spec != "example" and not path.is_file():
+            raise ValueError(f"--truth {spec!r}: not 'example', NAME=VALUE, or an existing file")
+        meta = load_measurement(path).metadata
+        values = meta.get("truth")
+        if not isinstance(values, dict) or not values:
+            raise ValueError(f"--truth {spec!r}: {path} has no 'truth' entry in its metadata")
+        truth.update({k: float(v) for k, v in values.items()})
+    return truth
+
+
+def load_chains(prefixes, burn_in: float = DEFAULT_BURN_IN):
+    """Load Cobaya chains with GetDist, dropping the burn-in.
+
+    Parameters
+    ----------
+    prefixes : list of str
+        Cobaya output prefixes (``PREFIX.1.txt``, ``PREFIX.2.txt``... are read together).
+    burn_in : float
+        Fraction in [0, 1) of each chain file to discard (GetDist ``ignore_rows``).
+
+    Returns
+    -------
+    list of getdist.MCSamples
+    """
+    from getdist import loadMCSamples
+
+    if not 0 <= burn_in:
+        raise ValueError(f"burn-in must be >= 0, got {burn_in}")
+    samples = []
+    for prefix in prefixes:
+        prefix = str(prefix)
+        found = sorted(Path(prefix).parent.glob(Path(prefix).name + ".*.txt")) or \
+            ([Path(prefix + ".txt")] if Path(prefix + ".txt").is_file() else [])
+        if not found:
+            raise FileNotFoundError(f"no chain files {prefix}.*.txt")
+        s = loadMCSamples(prefix, settings={"ignore_rows": burn_in})
+        if s.numrows == 0:
+            raise ValueError(f"chain {prefix} has no samples left after burn-in {burn_in}")
+        samples.append(s)
+    return samples
+
+
+def triangle_plot(samples, output, params=None, truth=None, labels=None, width=8.0):
+    """Draw a filled GetDist triangle plot and save it.
+
+    Parameters
+    ----------
+    samples : list of getdist.MCSamples
+    output : path-like
+        PNG file; parent folders are created.
+    params : list of str, optional
+        Parameters to plot (default: non-derived parameters of the first chain present in all).
+    truth : dict, optional
+        ``{parameter: value}`` drawn as marker lines.
+    labels : list of str, optional
+        Legend labels (only shown for more than one chain).
+    width : float
+        Figure width, inches.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from getdist import plots
+
+    if params is None:
+        first = samples[0].getParamNames()
+        params = [p.name for p in first.names if not p.isDerived
+                  and all(s.getParamNames().hasParam(p.name) for s in samples)]
+    for s in samples:
+        missing = [p for p in params if not s.getParamNames().hasParam(p)]
+        if missing:
+            raise ValueError(f"parameters {missing} not in chain {s.name_tag or s.root}")
+    markers = {k: v for k, v in (truth or {}).items() if k in params and math.isfinite(v)}
+    g = plots.get_subplot_plotter(width_inch=width)
+    g.triangle_plot(samples, params, filled=True, markers=markers or None,
+                    legend_labels=labels if len(samples) > 1 else None)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    g.export(str(output))
+    return output
+
+
+def main(args) -> int:
+    """Run ``iaemu plot`` with parsed arguments; returns the exit status."""
+    try:
+        truth = parse_truth(args.truth)
+        samples = load_chains(args.chains, args.burn_in)
+        labels = args.labels or [Path(c).name for c in args.chains]
+        if len(labels) != len(samples):
+            raise ValueError(f"{len(labels)} labels for {len(samples)} chains")
+        output = args.output or f"{args.chains[0]}_triangle.png"
+        path = triangle_plot(samples, output, params=args.params, truth=truth, labels=labels,
+                             width=args.width)
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"iaemu plot: {exc}\n")
+        return 1
+    for prefix, s in zip(args.chains, samples):
+        log.info("%s: %d samples after burn-in", prefix, s.numrows)
+    sys.stdout.write(f"{path}\n")
+    return 0
