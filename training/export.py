@@ -1,0 +1,141 @@
+"""Assemble a weights folder from trained members: metadata, residual correlation, README.
+
+Shared by ``iaemu train`` and ``iaemu convert-checkpoint``; the file layout itself is written by
+:func:`iaemu_likelihood.weights_io.write_weights_folder`.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import platform
+from importlib import metadata as _importlib_metadata
+from pathlib import Path
+
+import numpy as np
+
+from ..conventions import N_BINS, PARAM_NAMES, R_EDGES, STATISTICS
+
+__all__ = ["dataset_bounds", "residual_correlation", "library_versions", "build_metadata",
+           "write_exported_folder", "readme_text"]
+
+log = logging.getLogger(__name__)
+
+#: Points written to reference_predictions.npz by default.
+DEFAULT_REFERENCE_POINTS = 4
+
+
+def dataset_bounds(dataset) -> dict:
+    """Parameter box of a dataset: its provenance ``bounds``, else the design rule's bounding box,
+    else (with a warning) the min/max of its points. Returns ``{name: [low, high]}``."""
+    prov = dataset.provenance
+    box = prov.get("bounds") or (prov.get("design_rule") or {}).get("bounding_box")
+    if box:
+        return {n: [float(box[n][0]), float(box[n][1])] for n in PARAM_NAMES}
+    log.warning("dataset provenance has no 'bounds' or design_rule.bounding_box: using the min/max "
+                "of its %d points as the emulator's bounds", dataset.n_points)
+    return {n: [float(dataset.params[:, j].min()), float(dataset.params[:, j].max())]
+            for j, n in enumerate(PARAM_NAMES)}
+
+
+def residual_correlation(dataset, min_sigma_fraction: float = 1e-12) -> np.ndarray:
+    """Pooled correlation (60, 60) of the standardised per-realization residuals.
+
+    For every point and bin, each realization's residual from the point mean is divided by the
+    point's ddof=1 scatter (physical units; xi is not logged); the standardised residuals of all
+    realizations of all points are pooled and their correlation across the 60 bins
+    ``[xi, omega, eta]`` is returned. A bin without scatter at a point contributes zero there.
+    """
+    parts = []
+    for stat in STATISTICS:
+        values = dataset.stat(stat)
+        mean = values.mean(axis=1, keepdims=True)
+        sd = values.std(axis=1, ddof=1, keepdims=True)
+        tiny = min_sigma_fraction * np.maximum(np.abs(mean), 1e-300)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            parts.append(np.where(sd > tiny, (values - mean) / sd, 0.0))
+    z = np.concatenate(parts, axis=2).reshape(-1, len(STATISTICS) * N_BINS)
+    cov = z.T @ z / z.shape[0]
+    d = np.sqrt(np.diag(cov))
+    d = np.where(d > 0, d, 1.0)
+    corr = cov / np.outer(d, d)
+    corr = 0.5 * (corr + corr.T)
+    np.fill_diagonal(corr, 1.0)
+    return corr
+
+
+def library_versions() -> dict:
+    """Versions of Python and of the libraries the weights depend on."""
+    out = {"python": platform.python_version()}
+    for dist in ("iaemu-likelihood", "numpy", "scipy", "torch"):
+        try:
+            out[dist] = _importlib_metadata.version(dist)
+        except _importlib_metadata.PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def build_metadata(*, version: str, architecture: str, architecture_config: dict, ensemble_size: int,
+                   bounds: dict, input_low, input_high, output_normalisation: dict,
+                   training_set: dict, halo_catalog: dict, training: dict | None = None,
+                   epistemic: dict | None = None) -> dict:
+    """``metadata.json`` content as in docs/CONTRACTS.md (``accuracy`` left empty for evaluation)."""
+    return {
+        "schema_version": 1,
+        "version": version,
+        "architecture": architecture,
+        "architecture_config": dict(architecture_config),
+        "ensemble_size": int(ensemble_size),
+        "param_names": list(PARAM_NAMES),
+        "bounds": {n: [float(bounds[n][0]), float(bounds[n][1])] for n in PARAM_NAMES},
+        "r_edges": np.asarray(R_EDGES).tolist(),
+        "r_units": "comoving h^-1 Mpc",
+        "statistics": list(STATISTICS),
+        "normalisation": {"input": {"low": np.asarray(input_low, dtype=float).tolist(),
+                                    "high": np.asarray(input_high, dtype=float).tolist()},
+                          "output": output_normalisation},
+        "training_set": dict(training_set),
+        "halo_catalog": dict(halo_catalog),
+        "library_versions": library_versions(),
+        "accuracy": {},
+        "epistemic": dict(epistemic or {}),
+        "training": dict(training or {}),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def readme_text(meta: dict) -> str:
+    """Short README.md of a weights folder: what it is, its ranges and how to use it."""
+    rows = "\n".join(f"| {n} | {lo:g} | {hi:g} |" for n, (lo, hi) in meta["bounds"].items())
+    ts = meta.get("training_set", {})
+    return (
+        f"# iaemu weights `{meta['version']}`\n\n"
+        f"Architecture `{meta['architecture']}` ({meta['ensemble_size']} member(s); epistemic "
+        f"uncertainty: {meta.get('epistemic', {}).get('method', 'n/a')}).\n"
+        "Outputs: xi(r), omega(r), eta(r) (mean over mock realizations) and the variance of one "
+        "realization, in 20 log bins of comoving separation 0.1-15.85 h^-1 Mpc.\n\n"
+        f"Training set: {ts.get('path')} ({ts.get('n_points')} points x {ts.get('n_realizations')} "
+        f"realizations, sha256 `{ts.get('sha256')}`).\n\n"
+        "| parameter | low | high |\n| --- | --- | --- |\n" + rows + "\n\n"
+        "```python\nfrom iaemu_likelihood import IAEmulator\n"
+        f"emu = IAEmulator.load({meta['version']!r})  # or the folder path\n"
+        "pred = emu.predict(theta, epistemic=True)\n```\n\n"
+        "Accuracy: see report.md (written by `iaemu evaluate`).\n")
+
+
+def write_exported_folder(folder, meta: dict, member_state_dicts, correlation, mass_function,
+                          reference_points: int = DEFAULT_REFERENCE_POINTS) -> Path:
+    """Write the folder (with README.md), then reference predictions of ``reference_points``
+    points (:func:`~iaemu_likelihood.verify.default_reference_points`) computed by
+    :class:`~iaemu_likelihood.emulator.IAEmulator` loading it back."""
+    from ..emulator import IAEmulator
+    from ..verify import default_reference_points, write_reference_predictions
+    from ..weights_io import write_weights_folder
+
+    folder = Path(folder)
+    write_weights_folder(folder, meta, member_state_dicts, correlation, mass_function,
+                         extra_files={"README.md": readme_text(meta).encode()})
+    if reference_points > 0:
+        emu = IAEmulator.load(folder)
+        write_reference_predictions(folder, emu, default_reference_points(emu.bounds, reference_points))
+    log.info("exported %s weights to %s", meta["architecture"], folder)
+    return folder

@@ -1,0 +1,451 @@
+"""``iaemu train``: train an emulator on a training set and export a weights folder.
+
+Usage::
+
+    iaemu train training/configs/mlp_default.yaml            # the shipped "mlp" model
+    iaemu train training/configs/paper.yaml                  # the reference architecture
+    iaemu train CONFIG.yaml --set max_epochs=50 --set ensemble_size=2 --output /tmp/w
+
+What it does
+------------
+1. Loads the dataset (``data``), drops points whose xi mean is not positive, splits the rest
+   **by design point** into train/validation (:func:`~.splits.split_points`).
+2. Fits the input box (dataset bounds) and the per-statistic, per-bin output standardisation
+   on the training split only (:mod:`.normalisation`).
+3. Trains ``ensemble_size`` members (seeds ``seed + member``; a deep ensemble for ``"mlp"``, one
+   network with MC dropout for ``"paper"``) with AdamW, a step learning-rate schedule, gradient
+   clipping and the beta-NLL loss of :mod:`.losses` (``warmup_epochs`` at beta = 1, then
+   per-statistic betas). Each member stops early when the validation metric (a mix of MSE and
+   Gaussian NLL) has not improved for ``patience`` epochs after the warm-up; its best epoch is kept.
+4. Checkpoints atomically after every epoch (``checkpoint``; resumed automatically, the result
+   is identical to an uninterrupted run) and finally exports the weights folder ``output`` with
+   the pooled residual correlation, halo mass function and reference predictions.
+
+Paths in a YAML config are relative to the config file; paths on the command line to the
+current directory.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from ..conventions import STATISTICS
+from .dataset_io import file_sha256, load_dataset
+from .export import build_metadata, dataset_bounds, residual_correlation, write_exported_folder
+from .losses import DEFAULT_BETAS, beta_nll_loss, beta_vector, validation_metric
+from .normalisation import InputScaler, OutputNormaliser, valid_points
+from .splits import split_points
+
+__all__ = ["TrainConfig", "load_config", "train", "TrainResult", "build_parser", "main"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = 1
+#: Config keys that may change between an interrupted run and its resumption.
+RESUMABLE_CHANGES = frozenset({"output", "version", "checkpoint", "reference_points", "threads",
+                               "max_epochs", "patience"})
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a training run (YAML keys have the same names).
+
+    Attributes
+    ----------
+    data : str
+        Training dataset (``.npz`` of :mod:`.dataset_io`).
+    output : str
+        Weights folder to write.
+    version : str, optional
+        Version name in metadata.json; default the output folder's name.
+    checkpoint : str, optional
+        Checkpoint file; default ``<output>.checkpoint.pt`` next to the folder.
+    architecture, architecture_config :
+        Passed to :func:`iaemu_likelihood.networks.build_network`.
+    ensemble_size : int
+        Members trained with seeds ``seed + i`` (use 1 with MC dropout for "paper").
+    seed : int
+        Seed of the split, initialisations and batch order.
+    val_fraction : float
+        Fraction of design points held out for validation and early stopping.
+    batch_size, max_epochs, warmup_epochs, patience :
+        Points per step; epoch limit; beta = 1 epochs; early-stopping patience (epochs after
+        the warm-up without improvement).
+    betas : dict
+        Statistic -> beta after the warm-up.
+    learning_rate, weight_decay, lr_step_epochs, lr_gamma, grad_clip :
+        AdamW and StepLR settings; gradient-norm clipping.
+    val_mse_weight : float
+        Validation metric = w * MSE + (1 - w) * NLL.
+    threads : int
+        torch CPU threads.
+    reference_points : int
+        Points stored in reference_predictions.npz.
+    """
+
+    data: str
+    output: str
+    version: str | None = None
+    checkpoint: str | None = None
+    architecture: str = "mlp"
+    architecture_config: dict = dataclasses.field(default_factory=dict)
+    ensemble_size: int = 4
+    seed: int = 0
+    val_fraction: float = 0.1
+    batch_size: int = 64
+    max_epochs: int = 400
+    warmup_epochs: int = 40
+    patience: int = 60
+    betas: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_BETAS))
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-5
+    lr_step_epochs: int = 120
+    lr_gamma: float = 0.3
+    grad_clip: float = 10.0
+    val_mse_weight: float = 0.7
+    threads: int = 1
+    reference_points: int = 4
+
+    def __post_init__(self):
+        if self.architecture not in ("mlp", "paper"):
+            raise ValueError(f"architecture = {self.architecture!r}; allowed: 'mlp', 'paper'")
+        for name in ("ensemble_size", "batch_size", "max_epochs", "lr_step_epochs", "threads"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} = {getattr(self, name)!r} must be >= 1")
+        for name in ("warmup_epochs", "patience", "reference_points"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} = {getattr(self, name)!r} must be >= 0")
+        missing = [s for s in STATISTICS if s not in self.betas]
+        if missing:
+            raise ValueError(f"betas lacks {missing}")
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """Where the checkpoint lives."""
+        if self.checkpoint:
+            return Path(self.checkpoint)
+        out = Path(self.output)
+        return out.with_name(out.name + ".checkpoint.pt")
+
+    def to_dict(self) -> dict:
+        """Plain dict (JSON-ready)."""
+        return dataclasses.asdict(self)
+
+
+def load_config(path, overrides: dict | None = None) -> TrainConfig:
+    """Read a YAML config; relative ``data``/``output``/``checkpoint`` are taken from its folder.
+
+    ``overrides`` (already-resolved values, e.g. from the command line) replace YAML keys.
+    """
+    path = Path(path)
+    with open(path, encoding="utf-8") as f:
+        raw = yaml.safe_load(f) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: a training config must be a mapping")
+    for key in ("data", "output", "checkpoint"):
+        if raw.get(key) is not None and not Path(raw[key]).is_absolute():
+            raw[key] = str((path.parent / raw[key]).resolve())
+    raw.update(overrides or {})
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown config keys {unknown}; allowed: {sorted(known)}")
+    return TrainConfig(**raw)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """Outcome of :func:`train`: the weights folder (None when stopped before the end) and the
+    per-member summaries (best epoch, best validation metric, epochs run)."""
+
+    folder: Path | None
+    members: list
+    wall_s: float
+
+
+class _Data:
+    """Standardised tensors of one split."""
+
+    def __init__(self, torch, x, ym, yv):
+        self.x = torch.as_tensor(x, dtype=torch.float32)
+        self.ym = torch.as_tensor(ym, dtype=torch.float32)
+        self.yv = torch.as_tensor(yv, dtype=torch.float32)
+
+    def __len__(self):
+        return self.x.shape[0]
+
+
+def _prepare(config: TrainConfig):
+    dataset = load_dataset(config.data)
+    ok = valid_points(dataset)
+    if not ok.all():
+        log.warning("dropping %d of %d points whose realizations are not finite or whose xi mean "
+                    "is not positive", int((~ok).sum()), dataset.n_points)
+    kept = np.flatnonzero(ok)
+    split = split_points(kept.size, val_fraction=config.val_fraction, seed=config.seed)
+    train_idx, val_idx = kept[split.train], kept[split.val]
+    train_ds, val_ds = dataset.subset(train_idx), dataset.subset(val_idx)
+    bounds = dataset_bounds(dataset)
+    scaler = InputScaler.from_bounds(bounds)
+    normaliser = OutputNormaliser.fit(train_ds)
+    return dataset, train_idx, val_idx, train_ds, val_ds, bounds, scaler, normaliser
+
+
+def _atomic_torch_save(torch, obj, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _batches(torch, n, batch_size, generator):
+    """Shuffled index batches of near-equal size (never a batch of 1, which batch norm rejects)."""
+    perm = torch.randperm(n, generator=generator)
+    n_batches = max(1, -(-n // batch_size))
+    if n > 1 and n // n_batches < 2:
+        n_batches = max(1, n // 2)
+    return torch.tensor_split(perm, n_batches)
+
+
+def _new_member_state(torch, config, member):
+    from ..networks import build_network
+
+    torch.manual_seed(config.seed * 1000 + member)
+    net = build_network(config.architecture, config.architecture_config)
+    opt = torch.optim.AdamW(net.parameters(), lr=config.learning_rate,
+                            weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=config.lr_step_epochs,
+                                            gamma=config.lr_gamma)
+    gen = torch.Generator().manual_seed(config.seed * 1000 + member)
+    return net, opt, sched, gen
+
+
+def _check_resumable(saved: dict, config: TrainConfig, data_sha: str) -> None:
+    if saved.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"checkpoint format {saved.get('format')!r} is not {CHECKPOINT_FORMAT}")
+    if saved["data_sha256"] != data_sha:
+        raise ValueError("the checkpoint was made on a different training set; use --restart")
+    old = json.loads(saved["config"])
+    new = config.to_dict()
+    changed = sorted(k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k])
+    if changed:
+        raise ValueError(f"config differs from the checkpoint's in {changed}; use --restart to "
+                         "start afresh")
+
+
+def train(config: TrainConfig, *, restart: bool = False, stop_after_epochs: int | None = None,
+          progress: bool | None = None) -> TrainResult:
+    """Train (or resume) and export; see the module docstring.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    restart : bool
+        Ignore an existing checkpoint.
+    stop_after_epochs : int, optional
+        Stop after this many epochs in this call, leaving the checkpoint to resume from (for
+        time-sliced runs and the resume test); the result then has ``folder=None``.
+    progress : bool, optional
+        tqdm bars (default: only on a terminal).
+
+    Returns
+    -------
+    TrainResult
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    torch.set_num_threads(int(config.threads))
+    t0 = time.perf_counter()
+    dataset, train_idx, val_idx, train_ds, val_ds, bounds, scaler, normaliser = _prepare(config)
+    data_sha = file_sha256(config.data)
+    train_d = _Data(torch, scaler.transform(train_ds.params), *normaliser.targets(train_ds))
+    val_d = _Data(torch, scaler.transform(val_ds.params), *normaliser.targets(val_ds))
+    n_real = dataset.n_realizations
+    log.info("training %s x%d on %d points (%d validation), %d realizations each",
+             config.architecture, config.ensemble_size, len(train_d), len(val_d), n_real)
+
+    ckpt_path = config.checkpoint_path
+    state = None
+    if ckpt_path.is_file() and not restart:
+        state = torch.load(ckpt_path, weights_only=True)
+        _check_resumable(state, config, data_sha)
+        log.info("resuming from %s (member %d, epoch %d)", ckpt_path, state["member"], state["epoch"])
+    finished = list(state["finished"]) if state else []
+    summaries = list(state["summaries"]) if state else []
+    epochs_this_call = 0
+
+    for member in range(len(finished), config.ensemble_size):
+        net, opt, sched, gen = _new_member_state(torch, config, member)
+        if state is not None and state["member"] == member and "model" in state:
+            net.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            gen.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            epoch, best = state["epoch"], state["best"]
+            history = list(state["history"])
+        else:
+            epoch, history = 0, []
+            best = {"metric": float("inf"), "epoch": -1, "state": None, "bad_epochs": 0}
+        state = None
+        bar = tqdm(total=config.max_epochs, initial=epoch, desc=f"member {member}",
+                   disable=(not progress) if progress is not None else None, leave=False)
+        while epoch < config.max_epochs:
+            if stop_after_epochs is not None and epochs_this_call >= stop_after_epochs:
+                bar.close()
+                log.info("stopping after %d epochs as asked; resume from %s", epochs_this_call, ckpt_path)
+                return TrainResult(None, summaries, time.perf_counter() - t0)
+            te = time.perf_counter()
+            beta = beta_vector(epoch, config.warmup_epochs, config.betas)
+            net.train()
+            total, n_seen = 0.0, 0
+            for idx in _batches(torch, len(train_d), config.batch_size, gen):
+                mean, var = net(train_d.x[idx])
+                loss = beta_nll_loss(mean, var, train_d.ym[idx], train_d.yv[idx], beta)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+                opt.step()
+                total += loss.item() * len(idx)
+                n_seen += len(idx)
+            sched.step()
+            net.eval()
+            with torch.no_grad():
+                mean, var = net(val_d.x)
+            metrics = validation_metric(mean, var, val_d.ym, val_d.yv, n_real, config.val_mse_weight)
+            if not np.isfinite(metrics["combined"]) or not np.isfinite(total):
+                raise FloatingPointError(f"member {member} epoch {epoch}: non-finite loss "
+                                         f"(train {total}, validation {metrics}); lower learning_rate")
+            history.append({"epoch": epoch, "train": total / n_seen, **metrics,
+                            "lr": opt.param_groups[0]["lr"], "s": time.perf_counter() - te})
+            if metrics["combined"] < best["metric"]:
+                best = {"metric": metrics["combined"], "epoch": epoch, "bad_epochs": 0,
+                        "state": {k: v.detach().clone() for k, v in net.state_dict().items()}}
+            elif epoch >= config.warmup_epochs:
+                best["bad_epochs"] += 1
+            epoch += 1
+            epochs_this_call += 1
+            bar.update(1)
+            bar.set_postfix(val=f"{metrics['combined']:.4f}", best=best["epoch"])
+            done = epoch >= config.max_epochs or best["bad_epochs"] >= config.patience
+            _atomic_torch_save(torch, {
+                "format": CHECKPOINT_FORMAT, "config": json.dumps(config.to_dict()),
+                "data_sha256": data_sha, "member": member, "epoch": config.max_epochs if done else epoch,
+                "model": net.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "generator": gen.get_state(),
+                "torch_rng": torch.get_rng_state(), "best": best, "history": history,
+                "finished": finished, "summaries": summaries}, ckpt_path)
+            if done:
+                break
+        bar.close()
+        if best["state"] is None:
+            raise RuntimeError(f"member {member} has no validated epoch")
+        finished.append(best["state"])
+        summaries.append({"member": member, "best_epoch": best["epoch"],
+                          "best_val_metric": best["metric"], "epochs_run": epoch,
+                          "final": history[best["epoch"]] if best["epoch"] < len(history) else {},
+                          "mean_epoch_s": float(np.mean([h["s"] for h in history]))})
+        log.info("member %d: best validation %.5f at epoch %d of %d", member, best["metric"],
+                 best["epoch"], epoch)
+        # the member boundary: nothing of the finished member's optimiser is needed any more
+        _atomic_torch_save(torch, {
+            "format": CHECKPOINT_FORMAT, "config": json.dumps(config.to_dict()),
+            "data_sha256": data_sha, "member": member + 1, "epoch": 0, "finished": finished,
+            "summaries": summaries}, ckpt_path)
+
+    folder = _export(config, dataset, train_ds, bounds, scaler, normaliser, finished, summaries,
+                     data_sha, train_idx, val_idx, time.perf_counter() - t0)
+    return TrainResult(folder, summaries, time.perf_counter() - t0)
+
+
+def _export(config, dataset, train_ds, bounds, scaler, normaliser, members, summaries, data_sha,
+            train_idx, val_idx, wall_s) -> Path:
+    out = Path(config.output)
+    prov = dataset.provenance
+    mass_function = prov.get("halo_mass_function")
+    if mass_function is None:
+        raise ValueError(f"{config.data} has no 'halo_mass_function' in its provenance; the weights "
+                         "folder needs the catalog's binned host mass function")
+    catalog = dict(prov.get("halo_catalog") or {})
+    catalog.setdefault("sha256", None)
+    if config.architecture == "paper" and config.ensemble_size == 1:
+        epistemic = {"method": "mc_dropout", "note": "variance over seeded MC-dropout passes"}
+    else:
+        epistemic = {"method": "deep_ensemble", "members": config.ensemble_size,
+                     "note": "population variance of the members' physical means"}
+    meta = build_metadata(
+        version=config.version or out.name, architecture=config.architecture,
+        architecture_config=config.architecture_config, ensemble_size=len(members), bounds=bounds,
+        input_low=scaler.low, input_high=scaler.high, output_normalisation=normaliser.to_dict(),
+        training_set={"sha256": data_sha, "path": Path(config.data).name,
+                      "n_points": int(dataset.n_points), "n_realizations": int(dataset.n_realizations),
+                      "n_train_points": int(train_idx.size), "n_val_points": int(val_idx.size)},
+        halo_catalog=catalog, epistemic=epistemic,
+        training={"config": {k: v for k, v in config.to_dict().items()
+                             if k not in ("data", "output", "checkpoint")},
+                  "members": summaries, "wall_s": round(wall_s, 1),
+                  "variance_head": ("variance of ONE realization in standardised space, trained "
+                                    "with beta-NLL on the Bessel-corrected scatter of each point's "
+                                    "realizations about their own mean (iaemu_likelihood.training.losses)"),
+                  "residual_correlation": "pooled over the training split's realizations"})
+    corr = residual_correlation(train_ds)
+    return write_exported_folder(out, meta, members, corr, mass_function,
+                                 reference_points=config.reference_points)
+
+
+def _parse_set(items) -> dict:
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def build_parser(prog: str = "iaemu train") -> argparse.ArgumentParser:
+    """Command-line options of ``iaemu train``."""
+    p = argparse.ArgumentParser(prog=prog, description="Train an emulator and export a weights folder.")
+    p.add_argument("config", help="training config (YAML), e.g. training/configs/mlp_default.yaml")
+    p.add_argument("--data", help="training dataset .npz (overrides the config)")
+    p.add_argument("--output", help="weights folder to write (overrides the config)")
+    p.add_argument("--checkpoint", help="checkpoint file (default: <output>.checkpoint.pt)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a config key (YAML value), repeatable")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    p.add_argument("--stop-after-epochs", type=int, metavar="N",
+                   help="stop after N epochs in this run, leaving a checkpoint to resume from")
+    p.add_argument("--evaluate", metavar="TEST_NPZ",
+                   help="run `iaemu evaluate` on this test set after exporting")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def main(args) -> int:
+    """Run ``iaemu train`` with parsed ``args``; returns the exit status."""
+    overrides = _parse_set(args.set)
+    for key in ("data", "output", "checkpoint"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides[key] = str(Path(value).resolve())
+    config = load_config(args.config, overrides)
+    result = train(config, restart=args.restart, stop_after_epochs=args.stop_after_epochs,
+                   progress=False if args.no_progress else None)
+    if result.folder is None:
+        log.warning("stopped early; run the same command again to resume")
+        return 0
+    log.warning("wrote %s in %.0f s", result.folder, result.wall_s)
+    if args.evaluate:
+        from .evaluate import evaluate_folder
+
+        evaluate_folder(result.folder, args.evaluate)
+    return 0
