@@ -33,6 +33,8 @@ DEFAULT_MC_SAMPLES = 32
 MC_DROPOUT_SEED = 0
 #: Points per torch forward pass of the "paper" architecture (bounds memory).
 TORCH_CHUNK = 4096
+#: Points per block of a batched numpy prediction (intermediate arrays stay in the CPU cache).
+NUMPY_BLOCK = 256
 _SLICES = {stat: slice(i * N_BINS, (i + 1) * N_BINS) for i, stat in enumerate(STATISTICS)}
 _SHAPE_1 = (len(PARAM_NAMES),)
 
@@ -138,7 +140,8 @@ class IAEmulator:
         self.architecture = metadata["architecture"]
         self.architecture_config = dict(metadata.get("architecture_config", {}))
         self.ensemble_size = len(members)
-        self.residual_correlation = np.asarray(residual_correlation, dtype=np.float64)
+        corr = np.asarray(residual_correlation, dtype=np.float64)
+        self.residual_correlation = 0.5 * (corr + corr.T)  # remove round-off asymmetry
         self.halo_mass_function = halo_mass_function
         self._members = members
         self.param_names = PARAM_NAMES
@@ -260,8 +263,9 @@ class IAEmulator:
         low, high = self.bounds[name]
         where = "" if single else f" at point {i} ({int((~ok.all(axis=1)).sum())} of {len(arr)} " \
                                   "points are invalid)"
-        what = "is not finite" if not np.isfinite(value) else "is outside the emulator's training range"
-        raise OutOfRangeError(f"parameter {name!r} = {value!r}{where} {what}; allowed range "
+        what = ("is not finite; allowed range" if not np.isfinite(value)
+                else "is outside the emulator's training range")
+        raise OutOfRangeError(f"parameter {name!r} = {float(value)!r}{where} {what} "
                               f"[{low:g}, {high:g}]")
 
     # ------------------------------------------------------------------ prediction
@@ -301,11 +305,33 @@ class IAEmulator:
             arr, single = theta[None, :], True
         else:
             arr, single = self._as_array(theta)
-        if self._numpy_net is not None:
-            y, var_std = self._numpy_net(arr)
-            var_y = var_std * self._out_var
-        else:
+        if self._numpy_net is None:
             y, var_y = self._torch_members_forward(arr, mc_dropout=False)
+            mean, alea, epi = self._reduce(arr, y, var_y, epistemic, n_samples)
+        elif len(arr) <= NUMPY_BLOCK:
+            mean, alea, epi = self._numpy_block(arr, epistemic)
+        else:
+            # block by block, so every intermediate array stays in the CPU cache
+            n = len(arr)
+            mean, alea = np.empty((n, N_OUT)), np.empty((n, N_OUT))
+            epi = np.empty((n, N_OUT)) if epistemic else None
+            for start in range(0, n, NUMPY_BLOCK):
+                stop = start + NUMPY_BLOCK
+                m, a, e = self._numpy_block(arr[start:stop], epistemic)
+                mean[start:stop], alea[start:stop] = m, a
+                if epistemic:
+                    epi[start:stop] = e
+        if single:
+            return EmulatorPrediction(mean[0], alea[0], None if epi is None else epi[0])
+        return EmulatorPrediction(mean, alea, epi)
+
+    def _numpy_block(self, arr, epistemic):
+        y, var_std = self._numpy_net(arr)
+        var_std *= self._out_var
+        return self._reduce(arr, y, var_std, epistemic, None)
+
+    def _reduce(self, arr, y, var_y, epistemic, n_samples):
+        """Members' transformed (M, n, 60) outputs -> physical mean, aleatoric, epistemic (n, 60)."""
         values, var = self._to_physical(y, var_y)
         m = values.shape[0]
         if m == 1:
@@ -316,9 +342,7 @@ class IAEmulator:
             alea = var.sum(axis=0)
             alea *= 1.0 / m
         epi = self._epistemic(arr, values, n_samples) if epistemic else None
-        if single:
-            return EmulatorPrediction(mean[0], alea[0], None if epi is None else epi[0])
-        return EmulatorPrediction(mean, alea, epi)
+        return mean, alea, epi
 
     def _to_physical(self, y, var_y):
         """Transformed-space means/variances (M, n, 60) -> physical ones (in place)."""
@@ -485,7 +509,7 @@ class IAEmulator:
         cov = np.zeros(var.shape + (N_OUT,))
         if "aleatoric" in terms:
             sd = np.sqrt(var)
-            cov += sd[..., :, None] * self.residual_correlation * sd[..., None, :]
+            cov += (sd[..., :, None] * sd[..., None, :]) * self.residual_correlation  # exactly symmetric
         if "epistemic" in terms:
             idx = np.arange(N_OUT)
             cov[..., idx, idx] += pred.epistemic_vector()

@@ -128,7 +128,7 @@ def _occupation_sums(theta, mass_function):
 def _scalar_if_one(value, theta):
     single = isinstance(theta, Mapping) and np.ndim(theta["logMmin"]) == 0
     single = single or (not isinstance(theta, Mapping) and np.ndim(theta) == 1)
-    return float(value[0]) if single else value
+    return float(np.squeeze(value)) if single else value
 
 
 def number_density(theta, mass_function):

@@ -13,9 +13,6 @@ import numpy as np
 __all__ = ["MLPEnsemble", "softplus", "ACTIVATIONS"]
 
 N_OUTPUTS = 60
-#: Points per block of a batched forward pass: the intermediate arrays of a block stay in the CPU
-#: cache, which makes large batches several times faster than one pass over all points.
-CHUNK = 256
 
 
 def softplus(z: np.ndarray) -> np.ndarray:
@@ -130,15 +127,7 @@ class MLPEnsemble:
         var_std : ndarray, shape (M, n, 60)
             Standardised variances (softplus + floor).
         """
-        n = theta.shape[0]
-        if n <= CHUNK:
-            return self._forward(theta)
-        y = np.empty((self.n_members, n, N_OUTPUTS))
-        var = np.empty((self.n_members, n, N_OUTPUTS))
-        for start in range(0, n, CHUNK):
-            y[:, start:start + CHUNK], var[:, start:start + CHUNK] = \
-                self._forward(theta[start:start + CHUNK])
-        return y, var
+        return self._forward(theta)
 
     def _forward(self, theta):
         Ws, bs, act = self._Ws, self._bs, self.activation

@@ -1,0 +1,257 @@
+"""IAEmulator on synthetic weights: shapes, validation, physics of the outputs, torch path."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from iaemu_likelihood.conventions import PARAM_NAMES, R_EDGES, r_centres
+from iaemu_likelihood.emulator import NUMPY_BLOCK, EmulatorPrediction, IAEmulator
+from iaemu_likelihood.errors import OutOfRangeError
+from iaemu_likelihood.hod import number_density, satellite_fraction
+from iaemu_likelihood.testing import SYNTHETIC_BOUNDS, toy_model, write_synthetic_weights
+
+#: agreement of two float64 evaluations of the same network
+EXACT_RTOL = 1e-10
+#: numpy float64 vs torch float32 ("paper" predict runs in float32)
+FLOAT32_RTOL = 1e-4
+#: the synthetic members are fits to the toy model: mean |fractional error| of xi
+TOY_XI_TOLERANCE = 0.05
+#: finite-difference step (in units of the parameter range) and tolerance of the gradient check
+FD_STEP = 1e-6
+FD_RTOL = 1e-4
+
+
+def _points(emulator, n, seed=0):
+    low = np.array([emulator.bounds[p][0] for p in PARAM_NAMES])
+    high = np.array([emulator.bounds[p][1] for p in PARAM_NAMES])
+    return low + (high - low) * np.random.default_rng(seed).uniform(0.02, 0.98, size=(n, 7))
+
+
+def _by_hand(emulator, theta):
+    """Members' physical means and variances from the torch modules and the metadata (float64)."""
+    import torch
+
+    from iaemu_likelihood.networks import build_network
+
+    meta = emulator.metadata
+    low, high = (np.array(meta["normalisation"]["input"][k]) for k in ("low", "high"))
+    x = torch.as_tensor(2 * (theta - low) / (high - low) - 1)
+    means, variances = [], []
+    for sd in emulator._members:
+        net = build_network(meta["architecture"], meta["architecture_config"]).double().eval()
+        net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in sd.items()})
+        with torch.no_grad():
+            m, v = (t.numpy() for t in net(x))
+        mean, var = [], []
+        for i, stat in enumerate(("xi", "omega", "eta")):
+            out = meta["normalisation"]["output"][stat]
+            y = m[:, 20 * i:20 * i + 20] * out["std"] + np.array(out["mean"])
+            var_y = v[:, 20 * i:20 * i + 20] * np.array(out["std"]) ** 2
+            if out["transform"] == "log":
+                mean.append(np.exp(y))
+                var.append(np.exp(y) ** 2 * var_y)  # delta method
+            else:
+                mean.append(y)
+                var.append(var_y)
+        means.append(np.hstack(mean))
+        variances.append(np.hstack(var))
+    return np.array(means), np.array(variances)
+
+
+def test_attributes(emulator):
+    assert emulator.param_names == PARAM_NAMES
+    assert emulator.bounds == {k: tuple(v) for k, v in SYNTHETIC_BOUNDS.items()}
+    np.testing.assert_array_equal(emulator.r_edges, R_EDGES)
+    np.testing.assert_allclose(emulator.r, r_centres())
+    assert emulator.metadata["architecture"] == "mlp" and emulator.ensemble_size == 4
+
+
+def test_shapes_for_every_input_form(emulator):
+    theta = emulator.reference_point
+    single = emulator.predict(theta)
+    assert isinstance(single, EmulatorPrediction)
+    for name in ("xi", "omega", "eta", "xi_var", "omega_var", "eta_var"):
+        assert getattr(single, name).shape == (20,) and getattr(single, name).dtype == np.float64
+    assert single.xi_epi_var is None
+    assert single.vector().shape == (60,)
+    np.testing.assert_array_equal(single["omega"], single.omega)
+    mapping = dict(zip(PARAM_NAMES, theta))
+    np.testing.assert_array_equal(emulator.predict(mapping).vector(), single.vector())
+    np.testing.assert_array_equal(emulator.predict(list(theta)).vector(), single.vector())
+    np.testing.assert_allclose(emulator.predict(theta.astype(np.float32)).vector(),
+                               emulator.predict(theta.astype(np.float32).astype(float)).vector())
+    batch = _points(emulator, 5)
+    pred = emulator.predict(batch, epistemic=True)
+    assert pred.xi.shape == (5, 20) and pred.eta_epi_var.shape == (5, 20)
+    cols = {name: batch[:, i] for i, name in enumerate(PARAM_NAMES)}
+    np.testing.assert_array_equal(emulator.predict(cols).vector(), pred.vector())
+    assert set(pred.keys()) >= {"xi_epi_var", "omega_epi_var", "eta_epi_var"}
+
+
+def test_batch_equals_single_points_across_blocks(emulator):
+    batch = _points(emulator, NUMPY_BLOCK * 2 + 7, seed=1)
+    pred = emulator.predict(batch, epistemic=True)
+    for i in (0, NUMPY_BLOCK - 1, NUMPY_BLOCK, len(batch) - 1):
+        one = emulator.predict(batch[i], epistemic=True)
+        np.testing.assert_allclose(pred.vector()[i], one.vector(), rtol=EXACT_RTOL)
+        np.testing.assert_allclose(pred.variance_vector()[i], one.variance_vector(), rtol=EXACT_RTOL)
+        np.testing.assert_allclose(pred.epistemic_vector()[i], one.epistemic_vector(), rtol=EXACT_RTOL)
+
+
+def test_out_of_range_message_names_parameter_value_and_bounds(emulator):
+    theta = emulator.reference_point.copy()
+    theta[2] = 14.2
+    with pytest.raises(OutOfRangeError, match=r"'logMmin' = 14\.2 .*training range \[11\.6, 13\.5\]"):
+        emulator.predict(theta)
+    batch = np.tile(emulator.reference_point, (3, 1))
+    batch[1, 6] = 0.1
+    with pytest.raises(OutOfRangeError, match=r"'alpha' = 0\.1 at point 1 .*\[0\.6, 1\.4\]"):
+        emulator.predict(batch)
+    with pytest.raises(OutOfRangeError, match="'mu_sat' = 1.5"):
+        emulator.predict({**dict(zip(PARAM_NAMES, emulator.reference_point)), "mu_sat": 1.5})
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_values_are_rejected(emulator, bad):
+    theta = emulator.reference_point.copy()
+    theta[3] = bad
+    with pytest.raises(OutOfRangeError, match=r"'sigma_logM' = .* is not finite; allowed range \[0\.05, 0\.8\]"):
+        emulator.predict(theta)
+    with pytest.raises(OutOfRangeError, match="sigma_logM"):
+        emulator.validate(theta[None, :])
+
+
+def test_shape_and_name_errors(emulator):
+    with pytest.raises(ValueError, match=r"shape \(6,\)"):
+        emulator.predict(np.zeros(6))
+    with pytest.raises(ValueError, match=r"shape \(2, 3, 7\)"):
+        emulator.predict(np.zeros((2, 3, 7)))
+    mapping = dict(zip(PARAM_NAMES, emulator.reference_point))
+    with pytest.raises(ValueError, match=r"unknown: \['logMhalo'\]"):
+        emulator.predict({**mapping, "logMhalo": 12.0})
+    del mapping["alpha"]
+    with pytest.raises(ValueError, match=r"missing: \['alpha'\]"):
+        emulator.predict(mapping)
+    assert not isinstance(ValueError("x"), OutOfRangeError)
+
+
+def test_validate_returns_float_array(emulator):
+    out = emulator.validate(list(emulator.reference_point))
+    assert out.shape == (7,) and out.dtype == np.float64
+
+
+def test_delta_method_and_ensemble_reduction_match_a_hand_computation(emulator):
+    theta = _points(emulator, 6, seed=2)
+    means, variances = _by_hand(emulator, theta)
+    pred = emulator.predict(theta, epistemic=True)
+    np.testing.assert_allclose(pred.vector(), means.mean(axis=0), rtol=EXACT_RTOL, atol=1e-14)
+    np.testing.assert_allclose(pred.variance_vector(), variances.mean(axis=0), rtol=EXACT_RTOL)
+    np.testing.assert_allclose(pred.epistemic_vector(), means.var(axis=0), rtol=1e-8, atol=1e-20)
+    assert np.all(pred.epistemic_vector() > 0)
+
+
+def test_predictions_follow_the_toy_model(emulator):
+    theta = _points(emulator, 50, seed=3)
+    mean, _ = toy_model(theta)
+    pred = emulator.predict(theta)
+    assert np.mean(np.abs(pred.xi / mean["xi"] - 1)) < TOY_XI_TOLERANCE
+    assert np.all(pred.xi[:, 0] > 50) and np.all(pred.xi[:, -1] < 1)  # ~1e3 -> ~1e-2
+
+
+def test_single_member_mlp_has_zero_epistemic_with_warning(tmp_path, caplog):
+    folder = write_synthetic_weights(tmp_path / "one", ensemble_size=1, reference_points=0)
+    emu = IAEmulator.load(folder)
+    pred = emu.predict(emu.reference_point, epistemic=True)
+    np.testing.assert_array_equal(pred.xi_epi_var, 0.0)
+    assert "no epistemic estimate" in caplog.text
+
+
+def test_covariance_is_symmetric_positive_definite(emulator):
+    theta = emulator.reference_point
+    cov = emulator.covariance(theta)
+    assert cov.shape == (60, 60)
+    np.testing.assert_allclose(cov, cov.T, rtol=0, atol=0)
+    np.linalg.cholesky(cov)
+    pred = emulator.predict(theta, epistemic=True)
+    np.testing.assert_allclose(np.diag(cov), pred.variance_vector() + pred.epistemic_vector(),
+                               rtol=EXACT_RTOL)
+    alea = emulator.covariance(theta, terms=("aleatoric",))
+    sd = np.sqrt(pred.variance_vector())
+    np.testing.assert_allclose(alea, np.outer(sd, sd) * emulator.residual_correlation,
+                               rtol=EXACT_RTOL)
+    epi = emulator.covariance(theta, terms="epistemic")
+    np.testing.assert_allclose(epi, np.diag(pred.epistemic_vector()), rtol=EXACT_RTOL)
+    assert emulator.covariance(_points(emulator, 3), terms=("aleatoric",)).shape == (3, 60, 60)
+    with pytest.raises(ValueError, match="'sample'"):
+        emulator.covariance(theta, terms=("sample",))
+
+
+def test_derived_quantities_use_the_shipped_mass_function(emulator):
+    theta = emulator.reference_point
+    derived = emulator.derived(theta)
+    assert derived["n_gal"] == pytest.approx(number_density(theta, emulator.halo_mass_function),
+                                             rel=EXACT_RTOL)
+    assert derived["f_sat"] == pytest.approx(satellite_fraction(theta, emulator.halo_mass_function),
+                                             rel=EXACT_RTOL)
+    assert 1e-5 < derived["n_gal"] < 1e-1 and 0 < derived["f_sat"] < 1
+    batch = emulator.derived(_points(emulator, 4))
+    assert batch["n_gal"].shape == (4,) and batch["f_sat"].shape == (4,)
+    with pytest.raises(OutOfRangeError):
+        emulator.derived(np.full(7, 100.0))
+
+
+def test_torch_forward_matches_predict_and_has_correct_gradients(emulator):
+    import torch
+
+    theta = _points(emulator, 3, seed=4)
+    t = torch.tensor(theta, requires_grad=True)
+    out = emulator.torch_forward(t)
+    pred = emulator.predict(theta, epistemic=True)
+    for key in pred.keys():
+        np.testing.assert_allclose(out[key].detach().numpy(), pred[key], rtol=1e-8)
+    out["xi"][:, 5].sum().backward()
+    grad = t.grad.numpy()
+    ranges = np.array([emulator.bounds[p][1] - emulator.bounds[p][0] for p in PARAM_NAMES])
+    for j in range(7):
+        step = np.zeros(7)
+        step[j] = FD_STEP * ranges[j]
+        fd = (emulator.predict(theta + step).xi[:, 5] - emulator.predict(theta - step).xi[:, 5]) / (2 * step[j])
+        np.testing.assert_allclose(grad[:, j], fd, rtol=FD_RTOL, atol=1e-8 * np.abs(fd).max())
+    single = emulator.torch_forward(torch.tensor(emulator.reference_point))
+    assert single["xi"].shape == (20,)
+    with pytest.raises(OutOfRangeError):
+        emulator.torch_forward(torch.full((7,), 100.0, dtype=torch.float64))
+
+
+def test_mlp_prediction_does_not_import_torch(synthetic_weights):
+    code = (
+        "import sys, json\n"
+        "from iaemu_likelihood.emulator import IAEmulator\n"
+        f"emu = IAEmulator.load({str(synthetic_weights)!r})\n"
+        "emu.predict(emu.reference_point, epistemic=True); emu.covariance(emu.reference_point)\n"
+        "emu.derived(emu.reference_point)\n"
+        "print(json.dumps('torch' in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout) is False
+
+
+def test_paper_architecture_with_mc_dropout(synthetic_paper_weights):
+    import torch
+
+    emu = IAEmulator.load(synthetic_paper_weights)
+    assert emu.architecture == "paper" and emu.ensemble_size == 1
+    theta = _points(emu, 3, seed=5)
+    pred = emu.predict(theta, epistemic=True, n_samples=8)
+    assert pred.xi.shape == (3, 20) and np.all(pred.xi > 0) and np.all(pred.xi_var > 0)
+    assert np.all(pred.xi_epi_var > 0)
+    again = emu.predict(theta, epistemic=True, n_samples=8)
+    np.testing.assert_array_equal(again.epistemic_vector(), pred.epistemic_vector())  # seeded
+    out = emu.torch_forward(torch.tensor(theta))
+    np.testing.assert_allclose(out["omega"].numpy(), pred.omega, rtol=FLOAT32_RTOL,
+                               atol=FLOAT32_RTOL * np.abs(pred.omega).max())
+    np.testing.assert_allclose(out["xi_var"].numpy(), pred.xi_var, rtol=FLOAT32_RTOL * 10)
+    with pytest.raises(ValueError, match="n_samples"):
+        emu.predict(theta, epistemic=True, n_samples=1)
