@@ -1,0 +1,161 @@
+"""CosmoSIS module running the iaemu emulator of intrinsic-alignment correlation functions.
+
+Reads the two alignment strengths and the five Zheng07 HOD parameters from the data block,
+evaluates the emulator and writes ``xi(r)``, ``omega(r)``, ``eta(r)``, their variances, the
+emulator covariance of the 60-element vector ``[xi, omega, eta]`` and the derived ``n_gal`` and
+``f_sat`` (see ``module.yaml`` beside this file for every option, input and output).
+
+All numerics live in the installed ``iaemu_likelihood`` package; this file only maps CosmoSIS
+options and block entries onto :class:`iaemu_likelihood.emulator.IAEmulator`.
+"""
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from cosmosis.datablock import BlockError, option_section
+
+from iaemu_likelihood.conventions import PARAM_NAMES
+from iaemu_likelihood.emulator import COVARIANCE_TERMS, IAEmulator
+from iaemu_likelihood.errors import IAEmuError, OutOfRangeError
+
+__all__ = ["setup", "execute", "cleanup"]
+
+log = logging.getLogger(__name__)
+
+#: Inputs read from the alignment section (ia_section) and from the HOD section (hod_section).
+ALIGNMENT_PARAMS = ("mu_cen", "mu_sat")
+HOD_PARAMS = ("logMmin", "sigma_logM", "logM0", "logM1", "alpha")
+#: Section options and their defaults (before the suffix is appended).
+DEFAULT_SECTIONS = {"ia_section": "intrinsic_alignment_parameters",
+                    "hod_section": "hod_parameters",
+                    "output_section": "ia_correlations"}
+#: Values of the derived_section option.
+DERIVED_TARGETS = ("output", "hod", "both")
+
+
+@dataclass(frozen=True)
+class _Config:
+    """What ``setup`` hands to ``execute``: the loaded emulator and the resolved options."""
+
+    emulator: IAEmulator
+    terms: tuple
+    input_sections: dict  # parameter name -> block section
+    output_section: str
+    derived_sections: tuple
+    compute_derived: bool
+
+
+def _suffixed(name, suffix):
+    return f"{name}_{suffix}" if suffix else name
+
+
+def _parse_terms(text):
+    """covariance_terms option -> tuple of terms in COVARIANCE_TERMS order ('none': empty)."""
+    words = text.replace(",", " ").split()
+    if words == ["none"]:
+        return ()
+    unknown = sorted(set(words) - set(COVARIANCE_TERMS))
+    if unknown or not words:
+        raise ValueError(f"iaemu: covariance_terms = {text!r} is not valid; give one or both of "
+                         f"{' '.join(COVARIANCE_TERMS)}, or 'none'")
+    return tuple(t for t in COVARIANCE_TERMS if t in words)
+
+
+def setup(options):
+    """Read the options, load the emulator weights once and return the module configuration.
+
+    Raises
+    ------
+    ValueError
+        If an option is malformed (unknown covariance term or derived target, empty section name).
+    iaemu_likelihood.errors.IAEmuError
+        If the weights cannot be found or fail their checksum.
+    """
+    weights = options.get_string(option_section, "weights", default="").strip() or None
+    device = options.get_string(option_section, "device", default="cpu")
+    suffix = options.get_string(option_section, "suffix", default="").strip()
+    terms = _parse_terms(options.get_string(option_section, "covariance_terms",
+                                            default="aleatoric epistemic"))
+    sections = {}
+    for key, default in DEFAULT_SECTIONS.items():
+        name = options.get_string(option_section, key, default=default).strip()
+        if not name:
+            raise ValueError(f"iaemu: option {key} must name a data-block section, got an empty string")
+        sections[key] = _suffixed(name, suffix)
+    compute_derived = options.get_bool(option_section, "compute_derived", default=True)
+    target = options.get_string(option_section, "derived_section", default="both").strip()
+    if target not in DERIVED_TARGETS:
+        raise ValueError(f"iaemu: derived_section = {target!r} is not one of {DERIVED_TARGETS}")
+    derived_sections = {"output": (sections["output_section"],),
+                        "hod": (sections["hod_section"],),
+                        "both": (sections["output_section"], sections["hod_section"])}[target]
+
+    emulator = IAEmulator.load(version=weights, device=device)
+    if tuple(emulator.param_names) != PARAM_NAMES:
+        raise IAEmuError(f"iaemu: weights {weights or '(default)'} take parameters "
+                         f"{tuple(emulator.param_names)}, this module expects {PARAM_NAMES}")
+    input_sections = {name: sections["ia_section"] for name in ALIGNMENT_PARAMS}
+    input_sections.update({name: sections["hod_section"] for name in HOD_PARAMS})
+    log.info("iaemu: weights %s, covariance terms %s, reading %s and %s, writing %s",
+             weights or "(shipped default)", ", ".join(terms) or "none", sections["ia_section"],
+             sections["hod_section"], sections["output_section"])
+    return _Config(emulator=emulator, terms=terms, input_sections=input_sections,
+                   output_section=sections["output_section"], derived_sections=derived_sections,
+                   compute_derived=compute_derived)
+
+
+def execute(block, config):
+    """Emulate the correlation functions at the block's parameters.
+
+    Returns
+    -------
+    int
+        0 on success; 1 when a parameter is missing, not finite or outside the emulator's
+        training range (the sampler then rejects the point; the reason is logged).
+    """
+    theta = np.empty(len(PARAM_NAMES))
+    for i, name in enumerate(PARAM_NAMES):
+        section = config.input_sections[name]
+        try:
+            theta[i] = block.get_double(section, name)
+        except BlockError:
+            log.error("iaemu: parameter %s is missing from section %s of the data block or is not "
+                      "a real number (set it in the values file, written as e.g. 1.0 rather than "
+                      "1, or change the section options)", name, section)
+            return 1
+    emulator = config.emulator
+    try:
+        pred = emulator.predict(theta, epistemic="epistemic" in config.terms)
+        term_covs = {term: emulator.covariance(theta, terms=(term,)) for term in config.terms}
+        derived = emulator.derived(theta) if config.compute_derived else {}
+    except OutOfRangeError as err:
+        log.warning("iaemu: point rejected: %s", err)
+        return 1
+
+    values = pred.as_dict()
+    n = pred.vector().size
+    total = np.zeros((n, n))
+    for term, cov in term_covs.items():
+        values[f"covariance_{term}"] = cov
+        total += cov
+    values["covariance"] = total
+    if not all(np.isfinite(v).all() for v in values.values()):
+        log.warning("iaemu: point rejected: the emulator returned non-finite values at %s",
+                    dict(zip(PARAM_NAMES, theta.tolist())))
+        return 1
+
+    out = config.output_section
+    block[out, "r_h"] = np.asarray(emulator.r, dtype=float)
+    block[out, "r_edges_h"] = np.asarray(emulator.r_edges, dtype=float)
+    # xi, omega, eta, *_var, *_epi_var (if computed), covariance_<term> and their sum covariance
+    for name, value in values.items():
+        block[out, name] = np.ascontiguousarray(value, dtype=float)
+    for section in config.derived_sections:
+        for name, value in derived.items():
+            block[section, name] = float(value)
+    return 0
+
+
+def cleanup(config):
+    """Nothing to release: the emulator holds only in-memory arrays."""
+    return 0

@@ -1,0 +1,319 @@
+"""The CosmoSIS modules (cosmosis_module/) run for real: example pipeline, samplers, agreement with Cobaya.
+
+The example pipeline defaults to the shipped weights and the bundled example measurement; here
+it is pointed at a synthetic weights folder and a synthetic measurement through ini overrides,
+exactly as a user overrides options with ``cosmosis ... -p section.option=value``.
+"""
+import importlib.util
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from iaemu_likelihood.conventions import PARAM_NAMES, STATISTICS
+from iaemu_likelihood.data import save_measurement
+from iaemu_likelihood.emulator import IAEmulator
+from iaemu_likelihood.likelihood_math import gaussian_loglike
+from iaemu_likelihood.testing import write_synthetic_weights
+
+REPO = Path(__file__).resolve().parents[1]
+MODULE_DIR = REPO / "cosmosis_module"
+EXAMPLE_INI = MODULE_DIR / "examples" / "ia_hod.ini"
+ENV_VAR = "IAEMU_COSMOSIS_DIR"
+#: CosmoSIS and Cobaya must give the same log-likelihood to this relative tolerance
+AGREEMENT_RTOL = 1e-10
+#: the test sampler's files are written with ~16 significant digits
+TEXT_RTOL = 1e-12
+N_RANDOM_POINTS = 10
+SEED = 20261125
+#: where the start of the example values file lies in PARAM_NAMES order
+VALUES_SECTIONS = {"mu_cen": "intrinsic_alignment_parameters", "mu_sat": "intrinsic_alignment_parameters",
+                   **{n: "hod_parameters" for n in PARAM_NAMES[2:]}}
+
+
+# ---------------------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return write_synthetic_weights(tmp_path_factory.mktemp("weights") / "synthetic", seed=0)
+
+
+@pytest.fixture(scope="module")
+def emulator(weights):
+    return IAEmulator.load(weights)
+
+
+def _example_values():
+    """(low, start, high) of each parameter of the example values file, PARAM_NAMES order."""
+    import configparser
+
+    parser = configparser.ConfigParser(inline_comment_prefixes=(";", "#"))
+    parser.read(MODULE_DIR / "examples" / "ia_hod_values.ini")
+    return np.array([[float(x) for x in parser[VALUES_SECTIONS[n]][n].split()] for n in PARAM_NAMES])
+
+
+@pytest.fixture(scope="module")
+def truth():
+    return _example_values()[:, 1]
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory, emulator, truth):
+    """Synthetic measurement: emulator mean at the truth plus noise from 1/4 of one mock's covariance."""
+    cov = 0.25 * emulator.covariance(truth, terms=("aleatoric",))
+    cov += np.diag(1e-6 * np.diag(cov))  # keep it comfortably positive definite
+    rng = np.random.default_rng(SEED)
+    d = rng.multivariate_normal(emulator.predict(truth).vector(), cov)
+    n = emulator.r.size
+    values = {s: d[i * n:(i + 1) * n] for i, s in enumerate(STATISTICS)}
+    return save_measurement(tmp_path_factory.mktemp("data") / "measurement.npz", emulator.r, values, cov,
+                            {"truth": dict(zip(PARAM_NAMES, truth.tolist()))})
+
+
+@pytest.fixture(scope="module", autouse=True)
+def module_env():
+    old = os.environ.get(ENV_VAR)
+    os.environ[ENV_VAR] = str(MODULE_DIR)
+    yield
+    if old is None:
+        os.environ.pop(ENV_VAR, None)
+    else:
+        os.environ[ENV_VAR] = old
+
+
+def _overrides(weights, data_file, **extra):
+    """``section.option=value`` overrides pointing the example at the test weights and data."""
+    params = {"iaemu.weights": str(weights), "iaemu_like.data_file": str(data_file),
+              "runtime.verbosity": "quiet"}
+    params.update(extra)
+    return params
+
+
+def _run_cosmosis(cwd, params, timeout=300):
+    """Run the ``cosmosis`` command on the example ini from ``cwd`` (not the repository)."""
+    exe = Path(sys.executable).with_name("cosmosis")
+    cmd = [str(exe), str(EXAMPLE_INI), "-p", *(f"{k}={v}" for k, v in params.items())]
+    env = {**os.environ, ENV_VAR: str(MODULE_DIR), "MPLBACKEND": "Agg"}
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"cosmosis failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def _pipeline(weights, data_file, **extra):
+    from cosmosis.runtime.config import Inifile
+    from cosmosis.runtime.pipeline import LikelihoodPipeline
+
+    override = {tuple(k.split(".", 1)): str(v) for k, v in _overrides(weights, data_file, **extra).items()}
+    return LikelihoodPipeline(Inifile(str(EXAMPLE_INI), override=override))
+
+
+def _load_interface():
+    """The interface file as a module (CosmoSIS loads it by path the same way)."""
+    spec = importlib.util.spec_from_file_location("iaemu_interface", MODULE_DIR / "iaemu_interface.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _read_values(path):
+    out = {}
+    for line in Path(path).read_text().splitlines():
+        key, _, value = line.partition("=")
+        out[key.strip()] = float(value)
+    return out
+
+
+# ---------------------------------------------------------------------------------------- samplers
+def test_test_sampler_writes_section(tmp_path, weights, data_file, emulator, truth):
+    save_dir = tmp_path / "out"
+    _run_cosmosis(tmp_path, _overrides(weights, data_file, **{"test.save_dir": save_dir}))
+    section = save_dir / "ia_correlations"
+    pred = emulator.predict(truth, epistemic=True)
+    np.testing.assert_allclose(np.loadtxt(section / "r_h.txt"), emulator.r, rtol=TEXT_RTOL)
+    for name in (*STATISTICS, *(f"{s}_var" for s in STATISTICS), *(f"{s}_epi_var" for s in STATISTICS)):
+        np.testing.assert_allclose(np.loadtxt(section / f"{name}.txt"), pred[name], rtol=TEXT_RTOL,
+                                   err_msg=name)
+    full = emulator.covariance(truth, terms=("aleatoric", "epistemic"))
+    np.testing.assert_allclose(np.loadtxt(section / "covariance.txt"), full, rtol=TEXT_RTOL, atol=0)
+    np.testing.assert_allclose(np.loadtxt(section / "covariance_epistemic.txt"),
+                               emulator.covariance(truth, terms=("epistemic",)), rtol=TEXT_RTOL, atol=0)
+    derived = emulator.derived(truth)
+    for where in (section, save_dir / "hod_parameters"):
+        got = _read_values(where / "values.txt")
+        assert got["n_gal"] == pytest.approx(derived["n_gal"], rel=TEXT_RTOL)
+        assert got["f_sat"] == pytest.approx(derived["f_sat"], rel=TEXT_RTOL)
+
+    # the likelihood equals the shared maths evaluated independently (default: epistemic term only)
+    from iaemu_likelihood.data import load_measurement
+
+    m = load_measurement(data_file)
+    expected = gaussian_loglike(m.vector(), pred.vector(), m.cov + emulator.covariance(truth, ("epistemic",)))
+    got = _read_values(save_dir / "likelihoods" / "values.txt")["iaemu_like"]
+    assert got == pytest.approx(expected, rel=TEXT_RTOL)
+
+
+def test_emcee_chain_loads_in_getdist(tmp_path, weights, data_file):
+    chain = tmp_path / "chain.txt"
+    elsewhere = tmp_path / "somewhere" / "else"
+    elsewhere.mkdir(parents=True)
+    _run_cosmosis(elsewhere, _overrides(weights, data_file, **{
+        "runtime.sampler": "emcee", "emcee.walkers": 16, "emcee.samples": 12, "emcee.nsteps": 4,
+        "output.filename": chain}))
+    header = [line for line in chain.read_text().splitlines() if line.startswith("#")]
+    assert "#module_0=iaemu 0.1" in header and "#module_1=iaemu_like 0.1" in header  # module.yaml found
+
+    from cosmosis.getdist import cosmosis_to_getdist
+
+    samples = cosmosis_to_getdist(str(chain), "iaemu", burn=0.3)
+    names = samples.getParamNames().list()
+    assert "intrinsic_alignment_parameters--mu_cen" in names
+    assert "hod_parameters--logmmin" in names
+    assert any(n.lower() == "hod_parameters--n_gal" for n in names)
+    assert samples.numrows > 0
+    assert np.isfinite(samples.getMeans()).all()
+
+
+def test_maxlike_writes_bestfit(tmp_path, weights, data_file):
+    _run_cosmosis(tmp_path, _overrides(weights, data_file, **{"runtime.sampler": "maxlike",
+                                                               "maxlike.maxiter": 200}))
+    assert (tmp_path / "ia_hod_bestfit_values.ini").is_file()
+
+
+# ---------------------------------------------------------------------------------------- agreement
+AGREEMENT_CASES = {
+    "defaults": ({}, {}),
+    "cuts-and-both-terms": (
+        {"iaemu_like.statistics": "omega eta", "iaemu_like.r_min": 1.0, "iaemu_like.r_max_eta": 8.0,
+         "iaemu_like.emulator_covariance": "aleatoric epistemic"},
+        {"statistics": ["omega", "eta"], "r_min": 1.0, "r_max": {"eta": 8.0},
+         "emulator_covariance": ["aleatoric", "epistemic"]}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(AGREEMENT_CASES))
+def test_cosmosis_and_cobaya_loglikes_agree(case, weights, data_file, emulator):
+    from cobaya.model import get_model
+
+    cosmosis_options, cobaya_options = AGREEMENT_CASES[case]
+    pipeline = _pipeline(weights, data_file, **cosmosis_options)
+    model = get_model({
+        "theory": {"iaemu_likelihood.IAEmuTheory": {"weights": str(weights)}},
+        "likelihood": {"iaemu_likelihood.IAEmuLikelihood": {"data_file": str(data_file), **cobaya_options}},
+    })
+    varied = [p.name.lower() for p in pipeline.varied_params]
+    assert varied == [n.lower() for n in PARAM_NAMES]
+    # inside both the example's ranges and the (synthetic) training range
+    limits = [(emulator.bounds[n], p.limits) for n, p in zip(PARAM_NAMES, pipeline.varied_params)]
+    low = np.array([max(train[0], example[0]) for train, example in limits])
+    high = np.array([min(train[1], example[1]) for train, example in limits])
+    rng = np.random.default_rng(SEED)
+    for _ in range(N_RANDOM_POINTS):
+        theta = low + (high - low) * rng.uniform(size=low.size)
+        like_cosmosis = pipeline.run_results(theta).like
+        loglikes, _ = model.loglikes(dict(zip(PARAM_NAMES, theta)))
+        like_cobaya = float(loglikes[0])
+        assert math.isfinite(like_cosmosis) and math.isfinite(like_cobaya), theta
+        assert like_cosmosis == pytest.approx(like_cobaya, rel=AGREEMENT_RTOL, abs=0), theta
+
+
+# ---------------------------------------------------------------------------------------- failures
+def test_bad_point_is_rejected_without_stopping(tmp_path, weights, data_file, truth, caplog):
+    # a user's values file reaching beyond the training range: the module, not the prior, rejects
+    text = (MODULE_DIR / "examples" / "ia_hod_values.ini").read_text()
+    wide = tmp_path / "wide_values.ini"
+    wide.write_text(text.replace("logM0      = 9.5468", "logM0      = 9.0   "))
+    pipeline = _pipeline(weights, data_file, **{"pipeline.values": wide, "pipeline.priors": ""})
+    bad = truth.copy()
+    bad[PARAM_NAMES.index("logM0")] = 9.2  # inside the values range, below the training range
+    results = pipeline.run_results(bad)
+    assert results.post == -np.inf
+    assert "logM0" in caplog.text and "training range" in caplog.text
+    # the pipeline is still usable
+    assert np.isfinite(pipeline.run_results(truth).post)
+
+
+def test_interface_execute_returns_nonzero(weights):
+    from cosmosis.datablock import DataBlock, option_section
+
+    interface = _load_interface()
+    options = DataBlock()
+    options[option_section, "weights"] = str(weights)
+    options[option_section, "suffix"] = "red"
+    config = interface.setup(options)
+    assert config is not None
+
+    def block_at(theta):
+        block = DataBlock()
+        for name, value in zip(PARAM_NAMES, theta):
+            block[VALUES_SECTIONS[name] + "_red", name] = float(value)
+        return block
+
+    good = _example_values()[:, 1]
+    block = block_at(good)
+    assert interface.execute(block, config) == 0
+    assert block["ia_correlations_red", "xi"].shape == (20,)
+    assert block["ia_correlations_red", "covariance"].shape == (60, 60)
+    assert block.has_value("hod_parameters_red", "n_gal")
+
+    for name, value in (("mu_sat", 1.5), ("alpha", np.nan)):
+        theta = good.copy()
+        theta[PARAM_NAMES.index(name)] = value
+        assert interface.execute(block_at(theta), config) == 1
+    missing = block_at(good)
+    missing._delete_section("hod_parameters_red")
+    assert interface.execute(missing, config) == 1
+    interface.cleanup(config)
+
+
+def test_missing_emulator_term_rejects_samples(weights, data_file, truth, caplog):
+    pipeline = _pipeline(weights, data_file, **{"iaemu.covariance_terms": "epistemic",
+                                                "iaemu_like.emulator_covariance": "aleatoric"})
+    assert pipeline.run_results(truth).post == -np.inf
+    assert "covariance_aleatoric" in caplog.text
+
+
+BAD_OPTIONS = [
+    ({"iaemu.covariance_terms": "aleatoric bogus"}, ValueError, "covariance_terms"),
+    ({"iaemu.derived_section": "elsewhere"}, ValueError, "derived_section"),
+    ({"iaemu.weights": "/no/such/weights"}, Exception, "not found"),
+    ({"iaemu_like.data_file": "/no/such/file.npz"}, ValueError, "no such file"),
+    ({"iaemu_like.statistics": "xi gamma"}, ValueError, "gamma"),
+    ({"iaemu_like.r_min": "small"}, ValueError, "r_min"),
+    ({"iaemu_like.r_min": 50.0}, ValueError, "leave no bin"),
+    ({"iaemu_like.emulator_covariance": "everything"}, ValueError, "emulator_covariance"),
+]
+
+
+@pytest.mark.parametrize("options,error,match", BAD_OPTIONS, ids=[str(o[0]) for o in BAD_OPTIONS])
+def test_bad_options_raise_in_setup(weights, data_file, options, error, match):
+    with pytest.raises(error, match=match):
+        _pipeline(weights, data_file, **options)
+
+
+# ---------------------------------------------------------------------------------------- documentation
+@pytest.mark.parametrize("folder,section", [(MODULE_DIR, "iaemu"), (MODULE_DIR / "like", "iaemu_like")])
+def test_module_yaml_documents_the_example_options(folder, section):
+    from cosmosis.runtime.config import Inifile
+
+    doc = yaml.safe_load((folder / "module.yaml").read_text())
+    assert (folder / doc["interface"]).is_file()
+    for key in ("name", "version", "purpose", "cite", "params", "inputs", "outputs"):
+        assert doc.get(key), key
+    documented = {name.strip() for key in doc["params"] for name in key.split(",")}
+    used = {k for k, _ in Inifile(str(EXAMPLE_INI)).items(section) if k != "file"}
+    assert used <= documented, used - documented
+
+
+def test_example_ranges_match_the_cobaya_priors():
+    from importlib import resources
+
+    theory = yaml.safe_load((resources.files("iaemu_likelihood") / "IAEmuTheory.yaml").read_text())
+    values = _example_values()
+    for name, (low, start, high) in zip(PARAM_NAMES, values):
+        prior = theory["params"][name]["prior"]
+        assert (low, high) == (prior["min"], prior["max"]), name
+        assert low < start < high, name
