@@ -289,12 +289,16 @@ def validate_metadata(meta: Mapping, n_members: int | None = None) -> None:
 def _read_members(path: Path, n_members: int) -> list[dict[str, np.ndarray]]:
     members: list[dict[str, np.ndarray]] = [{} for _ in range(n_members)]
     with np.load(path, allow_pickle=False) as npz:
-        for key in npz.files:
-            match = _MEMBER_KEY.match(key)
-            if match is None or int(match.group(1)) >= n_members:
-                raise WeightsIntegrityError(
-                    f"{WEIGHTS_FILE}: unexpected key {key!r} (expected member0..member"
-                    f"{n_members - 1}/<state dict key>)")
+        matches = [(key, _MEMBER_KEY.match(key)) for key in npz.files]
+        for key, match in matches:
+            if match is None:
+                raise WeightsIntegrityError(f"{WEIGHTS_FILE}: unexpected key {key!r} (expected "
+                                            "member{i}/<state dict key>)")
+        stored = 1 + max(int(m.group(1)) for _, m in matches) if matches else 0
+        if stored != n_members:
+            raise WeightsIntegrityError(f"metadata ensemble_size = {n_members} but {WEIGHTS_FILE} "
+                                        f"holds {stored} members")
+        for key, match in matches:
             members[int(match.group(1))][match.group(2)] = npz[key]
     for i, sd in enumerate(members):
         if not sd:
