@@ -1,0 +1,100 @@
+"""`iaemu convert-checkpoint`: a reference-format checkpoint gives the same predictions."""
+import numpy as np
+import pytest
+import torch
+
+from iaemu_likelihood.conventions import PARAM_NAMES
+from iaemu_likelihood.networks import build_network
+from iaemu_likelihood.training.convert import build_parser, fit_reference_scalers, main
+from iaemu_likelihood.training.synthetic import (SYNTHETIC_BOUNDS, synthetic_mass_function,
+                                                 synthetic_truth)
+
+RTOL = 2e-5  # float32 forward passes, same operations
+
+
+def _reference_files(tmp_path, n=300, seed=0):
+    """A randomly initialised reference model saved as the reference code does, plus its data."""
+    rng = np.random.default_rng(seed)
+    low = np.array([SYNTHETIC_BOUNDS[k][0] for k in PARAM_NAMES])
+    high = np.array([SYNTHETIC_BOUNDS[k][1] for k in PARAM_NAMES])
+    x = low + (high - low) * rng.random((n, 7))
+    mean, _ = synthetic_truth(x)
+    y = np.stack([mean["xi"], mean["omega"], mean["eta"]], axis=1)
+    y[0, 0, 3] = -0.5  # the reference code drops rows with a negative xi
+    torch.manual_seed(seed)
+    net = build_network("paper", {"var_floor": 0.0})
+    net.train()
+    with torch.no_grad():  # non-trivial batch-norm running statistics
+        for _ in range(3):
+            net(torch.randn(64, 7))
+    net.eval()
+    paths = {"state_dict": tmp_path / "best_model.pt", "x": tmp_path / "x_train.npy",
+             "y": tmp_path / "y_train.npy", "hmf": tmp_path / "hmf.npz"}
+    torch.save({"module." + k: v for k, v in net.state_dict().items()}, paths["state_dict"])
+    np.save(paths["x"], x)
+    np.save(paths["y"], y)
+    np.savez(paths["hmf"], **{k: np.asarray(v) for k, v in synthetic_mass_function().items()})
+    return net, x, y, paths
+
+
+def test_scalers_match_the_reference_recipe():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(50, 7))
+    y = np.abs(rng.normal(size=(50, 3, 20))) + 0.1
+    y[4, 0, 0] = -1.0
+    sc = fit_reference_scalers(x, y)
+    assert sc.kept.sum() == 49 and not sc.kept[4]
+    np.testing.assert_allclose(sc.input_mean, x[sc.kept].mean(0))
+    np.testing.assert_allclose(sc.input_std, x[sc.kept].std(0))
+    logxi = np.log(y[sc.kept, 0])
+    np.testing.assert_allclose(sc.output_mean["xi"], np.full(20, logxi.mean()))
+    np.testing.assert_allclose(sc.output_std["omega"], np.full(20, y[sc.kept, 1].std()))
+    per_bin = fit_reference_scalers(x, y, "per-bin")
+    np.testing.assert_allclose(per_bin.output_mean["eta"], y[sc.kept, 2].mean(0))
+    with pytest.raises(ValueError, match="shape"):
+        fit_reference_scalers(x, y[:, :2])
+
+
+def test_converted_folder_reproduces_the_reference_model(tmp_path):
+    from iaemu_likelihood.emulator import IAEmulator
+
+    net, x, y, p = _reference_files(tmp_path)
+    out = tmp_path / "converted"
+    args = build_parser().parse_args([
+        "--state-dict", str(p["state_dict"]), "--x-train", str(p["x"]), "--y-train", str(p["y"]),
+        "--mass-function", str(p["hmf"]), "--output", str(out)])
+    assert main(args) == 0
+    emu = IAEmulator.load(out)
+    assert emu.metadata["architecture"] == "paper" and emu.metadata["ensemble_size"] == 1
+
+    # expected: the reference recipe applied by hand
+    kept = ~np.any(y[:, 0] < 0, axis=1)
+    xk, yk = x[kept], y[kept].copy()
+    yk[:, 0] = np.log(yk[:, 0])
+    theta = xk[1:6]
+    xs = (theta - xk.mean(0)) / xk.std(0)
+    with torch.no_grad():
+        m, v = net(torch.as_tensor(xs, dtype=torch.float32))
+    m, v = m.double().numpy(), v.double().numpy()
+    pred = emu.predict(theta)
+    for i, stat in enumerate(("xi", "omega", "eta")):
+        mu, sd = yk[:, i].mean(), yk[:, i].std()
+        val = m[:, 20 * i:20 * (i + 1)] * sd + mu
+        var = v[:, 20 * i:20 * (i + 1)] * sd ** 2
+        if stat == "xi":
+            val = np.exp(val)
+            var = val ** 2 * var
+        np.testing.assert_allclose(pred[stat], val, rtol=RTOL, atol=1e-7 * np.abs(val).max())
+        np.testing.assert_allclose(pred[f"{stat}_var"], var, rtol=RTOL, atol=1e-7 * np.abs(var).max())
+
+
+def test_mismatched_state_dict_is_refused(tmp_path):
+    _, _, _, p = _reference_files(tmp_path, n=20)
+    sd = torch.load(p["state_dict"], weights_only=True)
+    sd.pop("module.decoder3.conv7.bias")
+    torch.save(sd, p["state_dict"])
+    args = build_parser().parse_args([
+        "--state-dict", str(p["state_dict"]), "--x-train", str(p["x"]), "--y-train", str(p["y"]),
+        "--mass-function", str(p["hmf"]), "--output", str(tmp_path / "out")])
+    with pytest.raises(ValueError, match="decoder3.conv7.bias"):
+        main(args)
