@@ -198,6 +198,9 @@ class IAEmuTheory(Theory):
                               "are enforced")
             else:
                 self._design = DesignBand(rule)
+        if self.emulator.metadata.get("synthetic"):
+            self.log.warning("weights %s are SYNTHETIC test weights (a toy model): results are "
+                             "meaningless for science", self.emulator.folder)
         self.log.info("emulator %s from %s", self.emulator, self.emulator.folder)
 
     def initialize_with_params(self):

@@ -96,9 +96,10 @@ def gaussian_terms(data, model, cov) -> GaussianTerms:
     diag = np.diagonal(chol)
     if not (diag > 0).all():
         return _FAILED
-    white = solve_triangular(chol, resid, lower=True, check_finite=False)
-    chi2 = float(white @ white)
-    logdet = 2.0 * float(np.log(diag).sum())
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf -> rejected below
+        white = solve_triangular(chol, resid, lower=True, check_finite=False)
+        chi2 = float(white @ white)
+        logdet = 2.0 * float(np.log(diag).sum())
     if not (math.isfinite(chi2) and math.isfinite(logdet)):
         return _FAILED
     return GaussianTerms(chi2, logdet, n)

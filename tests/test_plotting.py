@@ -1,0 +1,85 @@
+"""``iaemu plot``: triangle plots of Cobaya chains with burn-in removal and truth markers."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from iaemu_likelihood.data import DataFileError, save_measurement
+from iaemu_likelihood.conventions import r_centres
+from iaemu_likelihood.plotting import build_parser, load_chains, main, parse_truth
+
+PNG_MAGIC = b"\x89PNG"
+
+
+@pytest.fixture(scope="module")
+def chains(tmp_path_factory):
+    """Two short Cobaya chains of a 2-d Gaussian (no emulator needed)."""
+    from cobaya.run import run
+
+    out = tmp_path_factory.mktemp("chains")
+    prefixes = []
+    for i, centre in enumerate((0.8, 0.6)):
+        info = {"likelihood": {"gauss": {"external": f"lambda mu_cen, mu_sat: "
+                                         f"-0.5 * ((mu_cen - {centre})**2 + (mu_sat - 0.5)**2) / 0.01"}},
+                "params": {"mu_cen": {"prior": {"min": -1, "max": 1}, "latex": r"\mu_{\rm cen}"},
+                           "mu_sat": {"prior": {"min": -1, "max": 1}, "latex": r"\mu_{\rm sat}"}},
+                "sampler": {"mcmc": {"max_samples": 400, "seed": i}},
+                "output": str(out / f"run{i}")}
+        run(info)
+        prefixes.append(str(out / f"run{i}"))
+    return prefixes
+
+
+def test_parse_truth_pairs_and_files(tmp_path):
+    assert parse_truth(None) == {}
+    assert parse_truth(["mu_cen=0.8", "alpha=1.06"]) == {"mu_cen": 0.8, "alpha": 1.06}
+    path = save_measurement(tmp_path / "m.npz", r_centres(), {"xi": np.ones(20)}, np.eye(20),
+                            {"truth": {"mu_cen": 0.8, "mu_sat": 0.5}})
+    assert parse_truth([str(path), "mu_sat=0.4"]) == {"mu_cen": 0.8, "mu_sat": 0.4}
+    with pytest.raises(ValueError, match="not a number"):
+        parse_truth(["mu_cen=high"])
+    with pytest.raises(ValueError, match="existing file"):
+        parse_truth(["nothing_here.npz"])
+    bare = save_measurement(tmp_path / "bare.npz", r_centres(), {"xi": np.ones(20)}, np.eye(20))
+    with pytest.raises(ValueError, match="no 'truth'"):
+        parse_truth([str(bare)])
+
+
+def test_truth_example():
+    try:
+        truth = parse_truth(["example"])
+    except DataFileError as exc:
+        assert "make_example_data" in str(exc)
+    else:
+        assert truth["mu_cen"] == 0.8 and truth["mu_sat"] == 0.5
+
+
+def test_burn_in_removes_rows(chains):
+    full = load_chains(chains[:1], burn_in=0)[0]
+    cut = load_chains(chains[:1], burn_in=0.5)[0]
+    assert cut.numrows == pytest.approx(full.numrows / 2, abs=2)
+    with pytest.raises(FileNotFoundError):
+        load_chains([chains[0] + "_missing"])
+
+
+def test_plot_two_chains_with_truth(chains, tmp_path):
+    out = tmp_path / "plots" / "tri.png"
+    args = build_parser().parse_args([*chains, "--truth", "mu_cen=0.8", "mu_sat=0.5",
+                                      "--output", str(out), "--burn-in", "0.3"])
+    assert main(args) == 0
+    assert out.read_bytes()[:4] == PNG_MAGIC
+
+
+def test_plot_errors_are_reported(chains, tmp_path, capsys):
+    args = build_parser().parse_args([chains[0], "--params", "alpha", "--output", str(tmp_path / "x.png")])
+    assert main(args) == 1
+    assert "alpha" in capsys.readouterr().err
+
+
+def test_console_script(chains, tmp_path):
+    out = tmp_path / "cli.png"
+    proc = subprocess.run([sys.executable, "-m", "iaemu_likelihood.cli", "plot", chains[0],
+                           "--output", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert out.is_file()
