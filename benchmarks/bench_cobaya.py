@@ -1,0 +1,149 @@
+#!/usr/bin/env python
+"""Cobaya benchmark: wall time of ``cobaya-run yamls/ia_hod.yaml`` to convergence, and the cost of
+one posterior evaluation split into emulator, likelihood and Cobaya overhead.
+
+* per evaluation (``model.logposterior(point, cached=False)`` at random points of the training
+  range): ``emulator`` is the theory's ``calculate`` (emulator mean, covariance terms and derived
+  parameters), ``likelihood`` the Gaussian log-likelihood given those products, ``overhead`` the
+  rest (Cobaya's parameter handling, prior, caching);
+* ``cobaya-run``: the installed script on the yaml (weights / data overridden if asked), timed
+  from start to exit; the ``.progress`` file gives the final R-1, accepted steps and acceptance
+  rate (evaluations ~ accepted / acceptance rate).
+
+Real weights: ``python benchmarks/bench_cobaya.py`` (needs shipped weights and the example data).
+Before they exist: ``python benchmarks/bench_cobaya.py --synthetic`` uses synthetic test weights
+and a synthetic measurement (timings are representative only if the network size matches).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from iaemu_likelihood.conventions import PARAM_NAMES, STATISTICS
+
+REPO = Path(__file__).resolve().parents[1]
+THEORY = "iaemu_likelihood.IAEmuTheory"
+LIKE = "iaemu_likelihood.IAEmuLikelihood"
+FIDUCIAL = dict(zip(PARAM_NAMES, (0.8, 0.5, 12.02, 0.26, 11.38, 13.31, 1.06)))
+
+
+def synthetic_inputs(folder: Path):
+    """Synthetic weights and one synthetic measurement at the example fiducial point."""
+    from iaemu_likelihood.data import save_measurement
+    from iaemu_likelihood.emulator import IAEmulator
+    from iaemu_likelihood.testing import write_synthetic_weights
+
+    weights = write_synthetic_weights(folder / "weights")
+    emu = IAEmulator.load(weights)
+    mean = emu.predict(FIDUCIAL).vector()
+    cov = emu.covariance(FIDUCIAL, ["aleatoric"])
+    data = np.random.default_rng(1).multivariate_normal(mean, cov)
+    path = save_measurement(folder / "measurement.npz", emu.r,
+                            {s: data[20 * i:20 * (i + 1)] for i, s in enumerate(STATISTICS)}, cov,
+                            {"truth": FIDUCIAL, "synthetic": True})
+    return weights, path
+
+
+def _best(fn, repeat):
+    """Median time of ``fn`` over ``repeat`` calls, seconds."""
+    times = np.empty(repeat)
+    for k in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times[k] = time.perf_counter() - t
+    return float(np.median(times))
+
+
+def time_evaluations(info, n_points, repeat):
+    """Median seconds per evaluation: total, emulator (theory), likelihood."""
+    from cobaya.model import get_model
+
+    model = get_model({k: v for k, v in info.items() if k in ("theory", "likelihood", "params")})
+    theory, like = model.theory[THEORY], model.likelihood[LIKE]
+    rng = np.random.default_rng(0)
+    bounds = model.prior.bounds()
+    names = list(model.parameterization.sampled_params())
+    fixed = model.parameterization.constant_params()
+    totals, emus, likes = [], [], []
+    for _ in range(n_points):
+        sampled = dict(zip(names, bounds[:, 0] + (bounds[:, 1] - bounds[:, 0]) * rng.uniform(0.3, 0.7, len(names))))
+        full = {**fixed, **sampled}
+        if not np.isfinite(model.logposterior(sampled).logpost):
+            continue
+        theta = {p: full[p] for p in PARAM_NAMES}
+        totals.append(_best(lambda: model.logposterior(sampled, cached=False), repeat))
+        emus.append(_best(lambda: theory.calculate({"derived": {}}, True, **theta), repeat))
+        likes.append(_best(lambda: like.logp(), repeat))  # the provider holds this point's products
+    return float(np.median(totals)), float(np.median(emus)), float(np.median(likes))
+
+
+def run_to_convergence(info, workdir):
+    """Wall seconds of the installed cobaya-run and the last line of the .progress file."""
+    path = workdir / "bench.yaml"
+    info = dict(info, output=str(workdir / "chains" / "ia_hod"), force=True)
+    path.write_text(yaml.safe_dump(info, sort_keys=False))
+    script = Path(sys.executable).with_name("cobaya-run")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    t = time.perf_counter()
+    proc = subprocess.run([str(script), str(path)], cwd=workdir, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stdout[-2000:] + proc.stderr[-2000:])
+    rows = [line.split() for line in (workdir / "chains" / "ia_hod.progress").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    n, _, acc, rm1, rm1cl = rows[-1][:5]
+    return wall, int(n), float(acc), float(rm1), float(rm1cl)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--yaml", default=str(REPO / "yamls" / "ia_hod.yaml"))
+    parser.add_argument("--weights", default=None, help="override the yaml's weights")
+    parser.add_argument("--data-file", default=None, help="override the yaml's data_file")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="synthetic test weights and data (before real weights exist)")
+    parser.add_argument("--points", type=int, default=20, help="points for the per-evaluation timing")
+    parser.add_argument("--repeat", type=int, default=50, help="calls per point (median)")
+    parser.add_argument("--skip-run", action="store_true", help="only the per-evaluation timing")
+    args = parser.parse_args(argv)
+
+    workdir = Path(tempfile.mkdtemp(prefix="iaemu_bench_"))
+    info = yaml.safe_load(Path(args.yaml).read_text())
+    weights, data_file = args.weights, args.data_file
+    if args.synthetic:
+        weights, data_file = synthetic_inputs(workdir)
+    if weights is not None:
+        info["theory"][THEORY]["weights"] = str(weights)
+    if data_file is not None:
+        info["likelihood"][LIKE]["data_file"] = str(data_file)
+    covmat = info.get("sampler", {}).get("mcmc", {}).get("covmat")
+    if covmat and not Path(covmat).is_absolute():
+        info["sampler"]["mcmc"]["covmat"] = str((REPO / covmat).resolve())
+
+    total, emu, like = time_evaluations(info, args.points, args.repeat)
+    label = "SYNTHETIC weights" if args.synthetic else f"weights {weights or 'shipped default'}"
+    print(f"Cobaya benchmark ({label}, {os.cpu_count()} CPUs visible)")
+    print("time per posterior evaluation (median):")
+    print(f"  total     {1e6 * total:8.1f} us")
+    print(f"  emulator  {1e6 * emu:8.1f} us  (theory calculate: mean, covariance terms, n_gal, f_sat)")
+    print(f"  likelihood{1e6 * like:8.1f} us  (selection, Cholesky, chi2 + log det)")
+    print(f"  overhead  {1e6 * max(total - emu - like, 0.0):8.1f} us  (Cobaya: parameters, prior, caching)")
+    if not args.skip_run:
+        wall, n, acc, rm1, rm1cl = run_to_convergence(info, workdir)
+        print(f"cobaya-run {Path(args.yaml).name}: {wall:.1f} s wall to R-1 = {rm1:.4f} "
+              f"(bounds {rm1cl:.3f}); {n} accepted steps, acceptance {acc:.3f}, "
+              f"~{n / max(acc, 1e-9):.0f} evaluations, {1e6 * wall * acc / max(n, 1):.0f} us per evaluation "
+              "in the sampler loop")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

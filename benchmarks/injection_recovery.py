@@ -1,0 +1,222 @@
+#!/usr/bin/env python
+"""Injection-recovery test of the Cobaya pipeline: do the posteriors cover the truth as often as
+they claim?
+
+For each of ``--n-mocks`` held-out test points (drawn at random, with ``--seed``, from the test
+set's points inside the weights' training range) the script
+
+1. takes ONE mock realization of xi, omega, eta as the data vector;
+2. gives it the matching covariance ``D R D``: ``D`` the per-bin standard deviation of that point's
+   OTHER realizations (ddof = 1), ``R`` the weights' pooled residual correlation (a 60 x 60
+   covariance cannot be estimated from ~10 realizations); ``--covariance emulator`` uses the
+   emulator's aleatoric covariance at the true point instead;
+3. fits all seven parameters by MCMC with :class:`IAEmuTheory` + :class:`IAEmuLikelihood`
+   (emulator covariance terms ``--emulator-covariance``, default epistemic), as ``yamls/ia_hod.yaml``;
+4. records whether the truth lies in the equal-tailed 68% and 95% credible intervals.
+
+It prints, per parameter, the fraction of mocks whose truth is covered (expect ~0.68 and ~0.95 with
+binomial errors ``sqrt(p (1 - p) / n)``) and can write everything to JSON.
+
+Real run (needs the held-out test set of the mock pipeline and trained weights)::
+
+    python benchmarks/injection_recovery.py --test-set training/data/test.npz --n-mocks 20
+
+Smoke test without real data: ``--synthetic`` draws the "test set" from the emulator itself
+(realizations ~ N(emulator mean, emulator aleatoric covariance)), so coverage must be nominal::
+
+    python benchmarks/injection_recovery.py --synthetic --weights /path/to/synthetic/weights \\
+        --n-mocks 3 --max-samples 3000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from iaemu_likelihood.conventions import PARAM_NAMES, STATISTICS
+
+log = logging.getLogger("injection_recovery")
+REPO = Path(__file__).resolve().parents[1]
+LEVELS = (0.68, 0.95)
+BURN_IN = 0.3
+
+
+def load_test_points(path):
+    """(params (n, 7), vectors (n, n_real, 60)) of a held-out dataset (dataset_io format)."""
+    from iaemu_likelihood.training.dataset_io import load_dataset
+
+    ds = load_dataset(path)
+    vectors = np.concatenate([ds.stat(s) for s in STATISTICS], axis=-1)
+    return np.asarray(ds.params, dtype=float), vectors
+
+
+def synthetic_test_points(emulator, n_points, n_real, seed):
+    """A stand-in test set drawn from the emulator itself (central 80% of the training box)."""
+    rng = np.random.default_rng(seed)
+    lo = np.array([emulator.bounds[p][0] for p in PARAM_NAMES])
+    hi = np.array([emulator.bounds[p][1] for p in PARAM_NAMES])
+    params = lo + (hi - lo) * rng.uniform(0.1, 0.9, size=(n_points, 7))
+    vectors = np.empty((n_points, n_real, 60))
+    for i, theta in enumerate(params):
+        mean = emulator.predict(theta).vector()
+        cov = emulator.covariance(theta, ["aleatoric"])
+        vectors[i] = rng.multivariate_normal(mean, cov, size=n_real)
+    return params, vectors
+
+
+def mock_data(emulator, theta, realizations, mode):
+    """Data vector (60,) and its covariance (60, 60) for one mock."""
+    data = realizations[0]
+    if mode == "emulator":
+        return data, emulator.covariance(theta, ["aleatoric"])
+    others = realizations[1:]
+    if len(others) < 2:
+        raise ValueError("need >= 3 realizations per point for the realization covariance")
+    sd = others.std(axis=0, ddof=1)
+    return data, sd[:, None] * emulator.residual_correlation * sd[None, :]
+
+
+def weighted_interval(x, w, level):
+    """Equal-tailed credible interval of weighted samples."""
+    order = np.argsort(x)
+    x, w = x[order], w[order]
+    cdf = (np.cumsum(w) - 0.5 * w) / w.sum()
+    tail = 0.5 * (1.0 - level)
+    return float(np.interp(tail, cdf, x)), float(np.interp(1.0 - tail, cdf, x))
+
+
+def fit(data_file, weights, args, output):
+    """Run the MCMC of one mock; returns (samples dict, weights, converged flag)."""
+    from cobaya.run import run
+
+    info = {
+        "theory": {"iaemu_likelihood.IAEmuTheory": {"weights": None if weights is None else str(weights)}},
+        "likelihood": {"iaemu_likelihood.IAEmuLikelihood": {
+            "data_file": str(data_file), "emulator_covariance": args.emulator_covariance}},
+        "sampler": {"mcmc": {"Rminus1_stop": args.rminus1, "Rminus1_cl_stop": 0.2,
+                             "max_samples": args.max_samples, "max_tries": "1000d",
+                             "learn_every": "80d", "seed": args.seed,
+                             "covmat": str(args.covmat) if args.covmat else None}},
+        "output": str(output), "force": True,
+    }
+    _, sampler = run(info)
+    sample = sampler.products()["sample"]
+    n = len(sample)
+    keep = slice(int(BURN_IN * n), n)
+    w = np.asarray(sample["weight"])[keep]
+    values = {p: np.asarray(sample[p])[keep] for p in PARAM_NAMES}
+    return values, w, bool(sampler.converged)
+
+
+def coverage_table(records):
+    """Per parameter and level: fraction of mocks whose truth is inside the interval."""
+    table = {}
+    for p in PARAM_NAMES:
+        table[p] = {f"{level:.2f}": float(np.mean([r["inside"][p][f"{level:.2f}"] for r in records]))
+                    for level in LEVELS}
+    return table
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--test-set", default=str(REPO / "training" / "data" / "test.npz"),
+                   help="held-out dataset (.npz, dataset_io format)")
+    p.add_argument("--synthetic", action="store_true",
+                   help="draw the test set from the emulator itself (smoke test)")
+    p.add_argument("--weights", default=None, help="weights version or folder (default: shipped)")
+    p.add_argument("--n-mocks", type=int, default=20)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--covariance", choices=("realizations", "emulator"), default="realizations")
+    p.add_argument("--emulator-covariance", nargs="*", default=["epistemic"])
+    p.add_argument("--rminus1", type=float, default=0.02, help="R-1 stopping value of each chain")
+    p.add_argument("--max-samples", type=int, default=60000, help="cap on accepted steps per chain")
+    p.add_argument("--covmat", default=None, help="initial proposal covmat (e.g. yamls/ia_hod.covmat)")
+    p.add_argument("--workdir", default=None, help="keep chains and data files here")
+    p.add_argument("--json", default=None, help="write all results to this JSON file")
+    return p
+
+
+def main(argv=None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)
+    args = build_parser().parse_args(argv)
+    from iaemu_likelihood.cobaya_theory import DesignBand, find_design_rule
+    from iaemu_likelihood.data import save_measurement
+    from iaemu_likelihood.emulator import IAEmulator
+
+    emulator = IAEmulator.load(args.weights)
+    rng = np.random.default_rng(args.seed)
+    if args.synthetic:
+        params, vectors = synthetic_test_points(emulator, args.n_mocks, 10, args.seed)
+    else:
+        if not Path(args.test_set).is_file():
+            sys.stderr.write(f"test set {args.test_set} not found: it is made by the mock pipeline "
+                             "(iaemu generate training/configs/test.yaml); use --synthetic for a smoke test\n")
+            return 1
+        params, vectors = load_test_points(args.test_set)
+    lo = np.array([emulator.bounds[p][0] for p in PARAM_NAMES])
+    hi = np.array([emulator.bounds[p][1] for p in PARAM_NAMES])
+    ok = ((params >= lo) & (params <= hi)).all(axis=1)
+    rule = find_design_rule(emulator.metadata)
+    if rule is not None:
+        band = DesignBand(rule)
+        ok &= np.array([band.contains(p) for p in params])
+    candidates = np.flatnonzero(ok)
+    if candidates.size < args.n_mocks:
+        sys.stderr.write(f"only {candidates.size} test points inside the training range; "
+                         f"{args.n_mocks} requested\n")
+        return 1
+    chosen = np.sort(rng.choice(candidates, size=args.n_mocks, replace=False))
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="iaemu_injection_"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    records = []
+    t_start = time.perf_counter()
+    for k, i in enumerate(chosen):
+        theta = params[i]
+        data, cov = mock_data(emulator, theta, vectors[i], args.covariance)
+        truth = dict(zip(PARAM_NAMES, theta.tolist()))
+        path = save_measurement(workdir / f"mock_{i:05d}.npz", emulator.r,
+                                {s: data[20 * j:20 * (j + 1)] for j, s in enumerate(STATISTICS)},
+                                cov, {"truth": truth, "test_point": int(i)})
+        t0 = time.perf_counter()
+        values, w, converged = fit(path, args.weights, args, workdir / f"chain_{i:05d}")
+        inside = {}
+        for p in PARAM_NAMES:
+            inside[p] = {}
+            for level in LEVELS:
+                a, b = weighted_interval(values[p], w, level)
+                inside[p][f"{level:.2f}"] = bool(a <= truth[p] <= b)
+        records.append({"test_point": int(i), "truth": truth, "inside": inside, "converged": converged,
+                        "n_samples": int(len(w)), "seconds": time.perf_counter() - t0})
+        log.info("mock %d/%d (test point %d): %.0f s, converged=%s, truth in 68%%: %d/7", k + 1,
+                 args.n_mocks, i, records[-1]["seconds"], converged,
+                 sum(v["0.68"] for v in inside.values()))
+    table = coverage_table(records)
+    n = len(records)
+    lines = [f"Injection-recovery: {n} mocks, weights {emulator.version}, covariance {args.covariance}, "
+             f"emulator terms {args.emulator_covariance or 'none'}, "
+             f"{sum(r['converged'] for r in records)} chains converged, "
+             f"{time.perf_counter() - t_start:.0f} s",
+             f"{'parameter':<12s} {'68% cover':>10s} {'95% cover':>10s}"]
+    for p in PARAM_NAMES:
+        lines.append(f"{p:<12s} {table[p]['0.68']:>10.2f} {table[p]['0.95']:>10.2f}")
+    all68 = np.mean([table[p]["0.68"] for p in PARAM_NAMES])
+    all95 = np.mean([table[p]["0.95"] for p in PARAM_NAMES])
+    lines.append(f"{'mean':<12s} {all68:>10.2f} {all95:>10.2f}")
+    lines.append(f"expected     0.68 +- {np.sqrt(0.68 * 0.32 / n):.2f}   0.95 +- {np.sqrt(0.95 * 0.05 / n):.2f}"
+                 " (binomial, per parameter)")
+    sys.stdout.write("\n".join(lines) + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"coverage": table, "mocks": records,
+                                               "options": vars(args)}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
