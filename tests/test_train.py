@@ -107,3 +107,18 @@ def test_residual_correlation_recovers_the_noise_correlation():
     assert corr.shape == (60, 60)
     np.testing.assert_allclose(np.diag(corr), 1.0)
     np.testing.assert_allclose(corr, synthetic_correlation(), atol=CORRELATION_ATOL)
+
+
+def test_paper_architecture_trains_with_mc_dropout(tmp_path):
+    from iaemu_likelihood.emulator import IAEmulator
+
+    small = {"hidden_dim": 8, "latent_dim": 8, "decoder_channels": 2,
+             "conv_channels": [4, 4, 4, 4, 4, 4]}
+    cfg = _tiny_config(tmp_path, architecture="paper", ensemble_size=1, max_epochs=2,
+                       architecture_config=small)
+    result = train(cfg, restart=True, progress=False)
+    emu = IAEmulator.load(result.folder)
+    assert emu.metadata["epistemic"]["method"] == "mc_dropout"
+    theta = np.array([np.mean(SYNTHETIC_BOUNDS[n]) for n in emu.param_names])
+    pred = emu.predict(theta, epistemic=True, n_samples=4)
+    assert np.all(np.isfinite(pred.xi)) and np.all(pred.xi_epi_var > 0)
