@@ -100,7 +100,7 @@ def run_to_convergence(info, workdir):
     rows = [line.split() for line in (workdir / "chains" / "ia_hod.progress").read_text().splitlines()
             if line.strip() and not line.startswith("#")]
     n, _, acc, rm1, rm1cl = rows[-1][:5]
-    return wall, int(n), float(acc), float(rm1), float(rm1cl)
+    return wall, int(float(n)), float(acc), float(rm1), float(rm1cl)
 
 
 def main(argv=None) -> int:
