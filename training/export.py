@@ -122,6 +122,17 @@ def readme_text(meta: dict) -> str:
         "Accuracy: see report.md (written by `iaemu evaluate`).\n")
 
 
+#: Files of a previous export or evaluation that would describe other weights.
+STALE_OUTPUTS = ("report.json", "report.md", "reference_predictions.npz")
+
+
+def _remove_stale_outputs(folder: Path) -> None:
+    for name in STALE_OUTPUTS:
+        (folder / name).unlink(missing_ok=True)
+    for png in (folder / "figures").glob("*.png") if (folder / "figures").is_dir() else ():
+        png.unlink()
+
+
 def write_exported_folder(folder, meta: dict, member_state_dicts, correlation, mass_function,
                           reference_points: int = DEFAULT_REFERENCE_POINTS) -> Path:
     """Write the folder (with README.md), then reference predictions of ``reference_points``
@@ -132,6 +143,7 @@ def write_exported_folder(folder, meta: dict, member_state_dicts, correlation, m
     from ..weights_io import write_weights_folder
 
     folder = Path(folder)
+    _remove_stale_outputs(folder)
     write_weights_folder(folder, meta, member_state_dicts, correlation, mass_function,
                          extra_files={"README.md": readme_text(meta).encode()})
     if reference_points > 0:
