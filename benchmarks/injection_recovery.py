@@ -146,7 +146,6 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
     args = build_parser().parse_args(argv)
-    from iaemu_likelihood.cobaya_theory import DesignBand, find_design_rule
     from iaemu_likelihood.data import save_measurement
     from iaemu_likelihood.emulator import IAEmulator
 
@@ -160,13 +159,7 @@ def main(argv=None) -> int:
                              "(iaemu generate training/configs/test.yaml); use --synthetic for a smoke test\n")
             return 1
         params, vectors = load_test_points(args.test_set)
-    lo = np.array([emulator.bounds[p][0] for p in PARAM_NAMES])
-    hi = np.array([emulator.bounds[p][1] for p in PARAM_NAMES])
-    ok = ((params >= lo) & (params <= hi)).all(axis=1)
-    rule = find_design_rule(emulator.metadata)
-    if rule is not None:
-        band = DesignBand(rule)
-        ok &= np.array([band.contains(p) for p in params])
+    ok = emulator.in_support(params)
     candidates = np.flatnonzero(ok)
     if candidates.size < args.n_mocks:
         sys.stderr.write(f"only {candidates.size} test points inside the training range; "

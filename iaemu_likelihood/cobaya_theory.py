@@ -21,10 +21,10 @@ from cobaya.theory import Theory
 from cobaya.typing import empty_dict
 
 from .conventions import PARAM_NAMES, STATISTICS
-from .errors import IAEmuError
+from .errors import IAEmuError, OutOfRangeError
 
 __all__ = ["IAEmuTheory", "COVARIANCE_TERMS", "OUT_OF_RANGE_POLICIES", "PRODUCTS",
-           "DERIVED_PARAMS", "prior_with_bounds", "find_design_rule", "DesignBand"]
+           "DERIVED_PARAMS", "prior_with_bounds"]
 
 #: Terms the emulator covariance can contain (see :meth:`IAEmulator.covariance`).
 COVARIANCE_TERMS = ("aleatoric", "epistemic")
@@ -119,9 +119,10 @@ class IAEmuTheory(Theory):
     Options (defaults in ``IAEmuTheory.yaml``): ``weights`` (None: shipped default; a shipped
     version name; or a folder, relative paths resolved against the current directory),
     ``device``, ``torch_threads``, ``covariance_terms``, ``out_of_range`` (``reject``: the point
-    gets zero likelihood and a debug message; ``raise``: stop with an error), and
-    ``restrict_to_design`` (if the weights record their training design rule, points outside its
-    band around the Zheng07 relations count as out of range too).
+    gets zero likelihood and a debug message; ``raise``: stop with an error). "Out of range" is
+    what the emulator refuses: outside its box bounds or, where the weights record it, outside the
+    band of the training prior around the Zheng07 relations with logMmin (the network never saw
+    those points).
     """
 
     weights: str | None
@@ -129,7 +130,6 @@ class IAEmuTheory(Theory):
     torch_threads: int | None
     covariance_terms: list | str | None
     out_of_range: str
-    restrict_to_design: bool
 
     # ------------------------------------------------------------------ defaults
     @classmethod
@@ -190,14 +190,6 @@ class IAEmuTheory(Theory):
         self._r = np.array(self.emulator.r)
         self._r.setflags(write=False)
         self._cov_requests: set[tuple[str, ...]] = set()
-        self._design = None
-        if self.restrict_to_design:
-            rule = find_design_rule(self.emulator.metadata)
-            if rule is None:
-                self.log.info("the weights record no training design rule: only the box bounds "
-                              "are enforced")
-            else:
-                self._design = DesignBand(rule)
         if self.emulator.metadata.get("synthetic"):
             self.log.warning("weights %s are SYNTHETIC test weights (a toy model): results are "
                              "meaningless for science", self.emulator.folder)
@@ -266,24 +258,14 @@ class IAEmuTheory(Theory):
 
     def calculate(self, state, want_derived=True, **params_values_dict):
         theta = np.array([params_values_dict[p] for p in PARAM_NAMES], dtype=float)
-        inside = (theta >= self._low) & (theta <= self._high)  # False for NaN
-        if not inside.all():
-            bad = {p: float(v) for p, v, ok in zip(PARAM_NAMES, theta, inside) if not ok}
-            ranges = {p: self.emulator.bounds[p] for p in bad}
-            message = f"parameters {bad} outside the emulator's training range {ranges}"
-            if self.out_of_range == "raise":
-                raise LoggedError(self.log, message)
-            self.log.debug("point rejected: %s", message)
-            return False
-        if self._design is not None and not self._design.contains(theta):
-            message = (f"point {dict(zip(PARAM_NAMES, theta.tolist()))} lies outside the training "
-                       "design band (HOD parameters too far from the Zheng07 relations with logMmin)")
-            if self.out_of_range == "raise":
-                raise LoggedError(self.log, message)
-            self.log.debug("point rejected: %s", message)
-            return False
         terms_needed = set().union(*self._cov_requests) if self._cov_requests else set()
-        pred = self.emulator.predict(theta, epistemic="epistemic" in terms_needed)
+        try:
+            pred = self.emulator.predict(theta, epistemic="epistemic" in terms_needed)
+        except OutOfRangeError as exc:
+            if self.out_of_range == "raise":
+                raise LoggedError(self.log, str(exc)) from None
+            self.log.debug("point rejected: %s", exc)
+            return False
         vector = np.array(pred.vector(), dtype=float)
         covariances = {terms: self.emulator.covariance(theta, terms) for terms in self._cov_requests}
         if not np.isfinite(vector).all() or not all(np.isfinite(c).all() for c in covariances.values()):
@@ -350,54 +332,6 @@ class IAEmuTheory(Theory):
         from . import __version__
 
         return f"iaemu {__version__}, weights {getattr(self.emulator, 'version', None)}"
-
-
-def find_design_rule(metadata: Mapping) -> dict | None:
-    """The training design rule recorded in weights metadata (``design`` at the top level or in
-    ``training_set``, as written by ``DesignRule.to_dict``), or None."""
-    for holder in (metadata, metadata.get("training_set") or {}):
-        rule = holder.get("design") if isinstance(holder, Mapping) else None
-        if isinstance(rule, Mapping) and "zheng07_linear_fits" in rule:
-            return dict(rule)
-    return None
-
-
-class DesignBand:
-    """Fast membership test of the training design band for one point.
-
-    The rule (``iaemu_likelihood.training.design.DesignRule``): ``mu`` in ``mu_range``, ``logMmin``
-    in ``logMmin_range``, and each of sigma_logM, logM0, logM1, alpha within ``n_rmse`` RMSE of its
-    linear relation with logMmin (lower edge floored). The fitted lines are read from the recorded
-    rule once, so a check costs a few microseconds.
-    """
-
-    _DEPENDENT = ("sigma_logM", "logM0", "logM1", "alpha")
-
-    def __init__(self, rule: Mapping):
-        fits = rule["zheng07_linear_fits"]
-        floors = dict(rule.get("floors") or {})
-        n = float(rule["n_rmse"])
-        self.mu_range = tuple(float(v) for v in rule["mu_range"])
-        self.logMmin_range = tuple(float(v) for v in rule["logMmin_range"])
-        self._index = np.array([PARAM_NAMES.index(p) for p in self._DEPENDENT])
-        self._a = np.array([fits[p]["intercept"] for p in self._DEPENDENT], dtype=float)
-        self._b = np.array([fits[p]["slope"] for p in self._DEPENDENT], dtype=float)
-        self._half = n * np.array([fits[p]["rmse"] for p in self._DEPENDENT], dtype=float)
-        self._floor = np.array([floors.get(p, -np.inf) for p in self._DEPENDENT], dtype=float)
-
-    def contains(self, theta) -> bool:
-        """Whether one point (7,) in PARAM_NAMES order lies in the band."""
-        theta = np.asarray(theta, dtype=float)
-        lo, hi = self.mu_range
-        if not (lo <= theta[0] <= hi and lo <= theta[1] <= hi):
-            return False
-        x = theta[2]
-        if not self.logMmin_range[0] <= x <= self.logMmin_range[1]:
-            return False
-        centre = self._a + self._b * x
-        values = theta[self._index]
-        return bool(((values >= np.maximum(centre - self._half, self._floor))
-                     & (values <= centre + self._half)).all())
 
 
 def _expand_path(weights):

@@ -112,6 +112,18 @@ def _torch():
     return torch
 
 
+def _band_arrays(support: dict):
+    """Precomputed arrays of a ``linear_band`` support description (see trained_weights/README.md)."""
+    if support.get("type") != "linear_band":
+        raise ValueError(f"unknown support type {support.get('type')!r}; expected 'linear_band'")
+    bands = support["bands"]
+    dep = np.array([PARAM_NAMES.index(n) for n in bands])
+    get = lambda key, default=None: np.array(  # noqa: E731
+        [default if bands[n].get(key) is None else bands[n][key] for n in bands], dtype=np.float64)
+    return (PARAM_NAMES.index(support["pivot"]), dep, get("slope"), get("low_intercept"),
+            get("high_intercept"), get("floor", -np.inf))
+
+
 class IAEmulator:
     """Emulator of galaxy intrinsic-alignment correlation functions.
 
@@ -149,6 +161,8 @@ class IAEmulator:
                        for name in PARAM_NAMES}
         self._low = np.array([self.bounds[n][0] for n in PARAM_NAMES])
         self._high = np.array([self.bounds[n][1] for n in PARAM_NAMES])
+        self.support = metadata.get("support")
+        self._band = _band_arrays(self.support) if self.support else None
         self.r_edges = np.array(R_EDGES)
         self.r = r_centres(self.r_edges)
         norm = metadata["normalisation"]
@@ -255,7 +269,48 @@ class IAEmulator:
         ok = (arr >= self._low) & (arr <= self._high)  # False for NaN too
         if not ok.all():
             self._raise_out_of_range(arr, ok, single)
+        if self._band is not None:
+            self._check_band(arr, single)
         return arr, single
+
+    def _check_band(self, arr, single):
+        """The training prior is narrower than the box: dependent HOD parameters lie in a band
+        around a line in the pivot parameter (``metadata["support"]``)."""
+        pivot, dep, slope, lo_int, hi_int, floor = self._band
+        x = arr[:, pivot:pivot + 1]
+        low = np.maximum(lo_int + slope * x, floor)
+        high = hi_int + slope * x
+        vals = arr[:, dep]
+        ok = (vals >= low) & (vals <= high)
+        if ok.all():
+            return
+        i, k = np.argwhere(~ok)[0]
+        name = PARAM_NAMES[dep[k]]
+        where = "" if single else f" at point {i}"
+        raise OutOfRangeError(
+            f"parameter {name!r} = {float(vals[i, k])!r}{where} is outside the emulator's training "
+            f"support at {PARAM_NAMES[pivot]} = {float(x[i, 0]):g}: allowed [{low[i, k]:g}, "
+            f"{high[i, k]:g}] ({self.support.get('description', 'band around a linear relation')})")
+
+    def in_support(self, theta) -> np.ndarray:
+        """Whether each point lies inside the training prior (box and band); never raises for values.
+
+        Returns a bool, or a bool array for a batch.
+        """
+        if isinstance(theta, Mapping):
+            arr = np.stack([np.asarray(theta[n], float) for n in PARAM_NAMES], -1)
+        else:
+            arr = np.asarray(theta, dtype=np.float64)
+        single = arr.ndim == 1
+        arr = np.atleast_2d(arr)
+        ok = np.all((arr >= self._low) & (arr <= self._high), axis=1)
+        if self._band is not None:
+            pivot, dep, slope, lo_int, hi_int, floor = self._band
+            x = arr[:, pivot:pivot + 1]
+            vals = arr[:, dep]
+            ok &= np.all((vals >= np.maximum(lo_int + slope * x, floor)) & (vals <= hi_int + slope * x),
+                         axis=1)
+        return bool(ok[0]) if single else ok
 
     def _raise_out_of_range(self, arr, ok, single):
         i, j = np.argwhere(~ok)[0]
@@ -303,6 +358,8 @@ class IAEmulator:
         if (type(theta) is np.ndarray and theta.shape == _SHAPE_1 and theta.dtype == np.float64
                 and ((theta >= low) & (theta <= high)).all()):
             arr, single = theta[None, :], True
+            if self._band is not None:
+                self._check_band(arr, True)
         else:
             arr, single = self._as_array(theta)
         if self._numpy_net is None:

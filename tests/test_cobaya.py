@@ -217,26 +217,18 @@ def test_out_of_range_raise_policy(weights, data_file):
 
 
 def test_design_band(weights, data_file, tmp_path):
-    from iaemu_likelihood.cobaya_theory import DesignBand
     from iaemu_likelihood.training.design import DesignRule
 
     rule = DesignRule(logMmin_range=(11.6, 13.5))
-    banded = copy_weights_with_metadata(weights, tmp_path / "banded", design=rule.to_dict())
+    banded = copy_weights_with_metadata(weights, tmp_path / "banded", support=rule.support_metadata())
     model = get_model(make_info(banded, data_file))
     assert math.isfinite(model.logposterior(FIDUCIAL).logpost)
     _, high = rule.band("logM0", FIDUCIAL["logMmin"])
     outside = dict(FIDUCIAL, logM0=float(high) + 0.1)  # inside the box, above the band
     assert model.loglikes(outside)[0].tolist() == [-np.inf]
-    free = get_model(make_info(banded, data_file, theory={"restrict_to_design": False}))
-    assert math.isfinite(free.loglikes(outside)[0][0])
-    # the fast check agrees with the training code's rule
-    band = DesignBand(rule.to_dict())
-    rng = np.random.default_rng(0)
-    box = rule.bounding_box()
-    lo = np.array([box[p][0] for p in PARAM_NAMES])
-    hi = np.array([box[p][1] for p in PARAM_NAMES])
-    pts = lo + (hi - lo) * rng.uniform(-0.05, 1.05, size=(2000, 7))
-    assert [band.contains(p) for p in pts] == rule.contains(pts).tolist()
+    raising = get_model(make_info(banded, data_file, theory={"out_of_range": "raise"}))
+    with pytest.raises(LoggedError, match="training support"):
+        raising.loglikes(outside)
 
 
 def test_non_finite_emulator_output_is_rejected(weights, data_file):

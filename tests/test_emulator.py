@@ -255,3 +255,28 @@ def test_paper_architecture_with_mc_dropout(synthetic_paper_weights):
     np.testing.assert_allclose(out["xi_var"].numpy(), pred.xi_var, rtol=FLOAT32_RTOL * 10)
     with pytest.raises(ValueError, match="n_samples"):
         emu.predict(theta, epistemic=True, n_samples=1)
+
+
+def test_training_support_band_is_enforced(synthetic_weights, tmp_path):
+    """Points inside the box but outside the prior's band around the Zheng07 lines are refused."""
+    from iaemu_likelihood.training.design import DesignRule
+
+    rule = DesignRule(logMmin_range=(11.6, 13.2))
+    base = IAEmulator.load(synthetic_weights)
+    box = {n: (max(lo, base.bounds[n][0]), min(hi, base.bounds[n][1]))
+           for n, (lo, hi) in rule.bounding_box().items()}
+    emu = IAEmulator(dict(base.metadata, support=rule.support_metadata()), base._members,
+                     base.residual_correlation, base.halo_mass_function)
+    rng = np.random.default_rng(1)
+    lo = np.array([box[n][0] for n in PARAM_NAMES])
+    hi = np.array([box[n][1] for n in PARAM_NAMES])
+    pts = lo + (hi - lo) * rng.random((3000, 7))
+    inside = emu.in_support(pts)
+    assert inside.tolist() == (rule.contains(pts) & base.in_support(pts)).tolist()
+    assert 0 < inside.sum() < len(pts)
+    emu.predict(pts[inside][:5])
+    outside = pts[~inside & base.in_support(pts)][0]
+    with pytest.raises(OutOfRangeError, match="training support at logMmin"):
+        emu.predict(outside)  # the lean single-point path checks the band too
+    with pytest.raises(OutOfRangeError, match="at point 1"):
+        emu.predict(np.stack([pts[inside][0], outside]))

@@ -100,6 +100,19 @@ class DesignRule:
             ok &= (p[:, j] >= low) & (p[:, j] <= high)
         return ok
 
+    def support_metadata(self) -> dict:
+        """The band part of the prior in the weights-metadata form the emulator checks
+        (``type: linear_band``; see trained_weights/README.md)."""
+        fits = zheng07_linear_fits()
+        floors = dict(self.floors)
+        bands = {}
+        for name in _DEPENDENT:
+            half = self.n_rmse * fits[name]["rmse"]
+            bands[name] = {"slope": fits[name]["slope"], "low_intercept": fits[name]["intercept"] - half,
+                           "high_intercept": fits[name]["intercept"] + half, "floor": floors.get(name)}
+        return {"type": "linear_band", "pivot": "logMmin", "bands": bands,
+                "description": f"Zheng07 linear fit in logMmin +- {self.n_rmse:g} RMSE"}
+
     def to_dict(self) -> dict:
         """JSON-ready description of the rule, with the fitted lines."""
         return {"logMmin_range": list(self.logMmin_range), "mu_range": list(self.mu_range),
