@@ -126,7 +126,8 @@ def execute(block, config):
     emulator = config.emulator
     try:
         pred = emulator.predict(theta, epistemic="epistemic" in config.terms)
-        term_covs = {term: emulator.covariance(theta, terms=(term,)) for term in config.terms}
+        term_covs = {term: emulator.covariance(theta, terms=(term,), prediction=pred)
+                     for term in config.terms}
         derived = emulator.derived(theta) if config.compute_derived else {}
     except OutOfRangeError as err:
         log.warning("iaemu: point rejected: %s", err)

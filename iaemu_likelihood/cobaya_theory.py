@@ -267,7 +267,8 @@ class IAEmuTheory(Theory):
             self.log.debug("point rejected: %s", exc)
             return False
         vector = np.array(pred.vector(), dtype=float)
-        covariances = {terms: self.emulator.covariance(theta, terms) for terms in self._cov_requests}
+        covariances = {terms: self.emulator.covariance(theta, terms, prediction=pred)
+                       for terms in self._cov_requests}
         if not np.isfinite(vector).all() or not all(np.isfinite(c).all() for c in covariances.values()):
             self.log.debug("point rejected: emulator returned non-finite values at %s",
                            dict(zip(PARAM_NAMES, theta)))

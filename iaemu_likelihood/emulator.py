@@ -16,7 +16,7 @@ import numpy as np
 
 from .conventions import N_BINS, PARAM_NAMES, R_EDGES, STATISTICS, r_centres
 from .errors import OutOfRangeError
-from .hod import number_density, satellite_fraction
+from .hod import occupation_summary, validate_mass_function
 from .weights import resolve_weights_dir
 from .weights_io import load_weights_folder
 
@@ -155,6 +155,11 @@ class IAEmulator:
         corr = np.asarray(residual_correlation, dtype=np.float64)
         self.residual_correlation = 0.5 * (corr + corr.T)  # remove round-off asymmetry
         self.halo_mass_function = halo_mass_function
+        # validated once; the derived-parameter sums skip the empty bins
+        mf = validate_mass_function(halo_mass_function)
+        nonempty = mf["counts"] > 0
+        self._mass_function = dict(mf, counts=mf["counts"][nonempty],
+                                   mean_log10_mass=mf["mean_log10_mass"][nonempty])
         self._members = members
         self.param_names = PARAM_NAMES
         self.bounds = {name: (float(metadata["bounds"][name][0]), float(metadata["bounds"][name][1]))
@@ -526,7 +531,8 @@ class IAEmulator:
         return result
 
     # ------------------------------------------------------------------ covariance, derived
-    def covariance(self, theta, terms=COVARIANCE_TERMS, n_samples: int | None = None):
+    def covariance(self, theta, terms=COVARIANCE_TERMS, n_samples: int | None = None,
+                   prediction: "EmulatorPrediction | None" = None):
         """Emulator covariance of the 60-vector ``[xi, omega, eta]`` at a point.
 
         Parameters
@@ -549,6 +555,9 @@ class IAEmulator:
             would be rank-deficient and dominated by noise.
         n_samples : int, optional
             MC-dropout passes for a single "paper" network.
+        prediction : EmulatorPrediction, optional
+            The result of ``predict(theta, epistemic=...)`` at the same point, to avoid a second
+            forward pass (it must hold epistemic variances when "epistemic" is requested).
 
         Returns
         -------
@@ -561,7 +570,13 @@ class IAEmulator:
         bad = [t for t in terms if t not in COVARIANCE_TERMS]
         if bad or not terms:
             raise ValueError(f"terms = {terms!r}; choose a non-empty subset of {COVARIANCE_TERMS}")
-        pred = self.predict(theta, epistemic="epistemic" in terms, n_samples=n_samples)
+        if prediction is None:
+            pred = self.predict(theta, epistemic="epistemic" in terms, n_samples=n_samples)
+        else:
+            pred = prediction
+            if "epistemic" in terms and pred.epistemic_vector() is None:
+                raise ValueError("prediction holds no epistemic variances; call predict(theta, "
+                                 "epistemic=True) for an epistemic covariance")
         var = pred.variance_vector()
         cov = np.zeros(var.shape + (N_OUT,))
         if "aleatoric" in terms:
@@ -590,8 +605,7 @@ class IAEmulator:
             Floats for one point, arrays (n,) for n points.
         """
         arr, single = self._as_array(theta)
-        n_gal = number_density(arr, self.halo_mass_function)
-        f_sat = satellite_fraction(arr, self.halo_mass_function)
+        n_gal, f_sat = occupation_summary(arr, self._mass_function, validated=True)
         if single:
             return {"n_gal": float(n_gal[0]), "f_sat": float(f_sat[0])}
         return {"n_gal": n_gal, "f_sat": f_sat}

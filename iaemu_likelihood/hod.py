@@ -116,8 +116,8 @@ def validate_mass_function(mass_function: Mapping) -> dict:
     return out
 
 
-def _occupation_sums(theta, mass_function):
-    mf = validate_mass_function(mass_function)
+def _occupation_sums(theta, mass_function, validated=False):
+    mf = mass_function if validated else validate_mass_function(mass_function)
     logMmin, sigma, logM0, logM1, alpha = _hod_columns(theta)
     logm, counts = mf["mean_log10_mass"], mf["counts"]
     n_cen = (counts * mean_ncen(logm, logMmin, sigma)).sum(axis=-1)
@@ -160,6 +160,23 @@ def satellite_fraction(theta, mass_function):
     total = n_cen + n_sat
     frac = np.divide(n_sat, total, out=np.zeros_like(total), where=total > 0)
     return _scalar_if_one(frac, theta)
+
+
+def occupation_summary(theta, mass_function, validated: bool = False):
+    """Number density and satellite fraction in one pass over the mass function.
+
+    Parameters as :func:`number_density`; ``validated=True`` skips re-checking a mass function
+    already returned by :func:`validate_mass_function`.
+
+    Returns
+    -------
+    (n_gal, f_sat)
+        (h^-1 Mpc)^-3 and dimensionless; arrays (n,) (no scalar conversion).
+    """
+    n_cen, n_sat, volume = _occupation_sums(theta, mass_function, validated)
+    total = n_cen + n_sat
+    frac = np.divide(n_sat, total, out=np.zeros_like(total), where=total > 0)
+    return total / volume, frac
 
 
 def bin_mass_function(log10_mass, volume, log10_mass_edges) -> dict:

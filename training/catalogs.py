@@ -33,20 +33,16 @@ _COLUMNS = ("mass", "rvir", "centre", "velocity", "axis_a", "axis_c", "b_to_a", 
 
 def binned_mass_function(log10_mass: np.ndarray, volume: float,
                          width: float = MASS_FUNCTION_BIN_WIDTH) -> dict:
-    """Host-halo counts in fine log-mass bins, with each bin's mean log mass.
+    """Host-halo counts in fine log-mass bins (``width`` dex) spanning ``log10_mass``.
 
-    Summing an occupation function over these bins reproduces the sum over individual halos to
-    far better than the Poisson noise of a mock (bins of 0.005 dex).
+    Summing an occupation function over these bins at each bin's mean log mass reproduces the sum
+    over individual halos to far better than the Poisson noise of a mock.
     """
+    from ..hod import bin_mass_function
+
     lo = np.floor(log10_mass.min() / width) * width
     hi = np.ceil(log10_mass.max() / width) * width + width
-    edges = np.arange(lo, hi + 0.5 * width, width)
-    counts, _ = np.histogram(log10_mass, bins=edges)
-    sums, _ = np.histogram(log10_mass, bins=edges, weights=log10_mass)
-    keep = counts > 0
-    mean = np.where(keep, sums / np.maximum(counts, 1), 0.5 * (edges[1:] + edges[:-1]))
-    return {"log10_mass_edges": edges, "counts": counts, "mean_log10_mass": mean,
-            "volume": float(volume)}
+    return bin_mass_function(log10_mass, volume, np.arange(lo, hi + 0.5 * width, width))
 
 
 class HaloCatalogSource(abc.ABC):
