@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
 #: Config keys that may change between an interrupted run and its resumption.
 RESUMABLE_CHANGES = frozenset({"output", "version", "checkpoint", "reference_points", "threads",
-                               "max_epochs", "patience"})
+                               "max_epochs", "patience", "device"})
 
 
 @dataclasses.dataclass
@@ -86,7 +86,11 @@ class TrainConfig:
     val_mse_weight : float
         Validation metric = w * MSE + (1 - w) * NLL.
     threads : int
-        torch CPU threads.
+        torch CPU threads (1 is fastest for these small matrices on a shared machine).
+    device : str
+        torch device for training, e.g. ``"cpu"`` or ``"cuda"``; checkpoints and exported
+        weights are always stored on the CPU. Resuming reproduces an uninterrupted run exactly
+        on the CPU (dropout draws on a GPU follow its own generator).
     reference_points : int
         Points stored in reference_predictions.npz.
     """
@@ -112,6 +116,7 @@ class TrainConfig:
     grad_clip: float = 10.0
     val_mse_weight: float = 0.7
     threads: int = 1
+    device: str = "cpu"
     reference_points: int = 4
 
     def __post_init__(self):
@@ -172,12 +177,12 @@ class TrainResult:
 
 
 class _Data:
-    """Standardised tensors of one split."""
+    """Standardised tensors of one split, on the training device."""
 
-    def __init__(self, torch, x, ym, yv):
-        self.x = torch.as_tensor(x, dtype=torch.float32)
-        self.ym = torch.as_tensor(ym, dtype=torch.float32)
-        self.yv = torch.as_tensor(yv, dtype=torch.float32)
+    def __init__(self, torch, x, ym, yv, device):
+        self.x = torch.as_tensor(x, dtype=torch.float32, device=device)
+        self.ym = torch.as_tensor(ym, dtype=torch.float32, device=device)
+        self.yv = torch.as_tensor(yv, dtype=torch.float32, device=device)
 
     def __len__(self):
         return self.x.shape[0]
@@ -215,11 +220,11 @@ def _batches(torch, n, batch_size, generator):
     return torch.tensor_split(perm, n_batches)
 
 
-def _new_member_state(torch, config, member):
+def _new_member_state(torch, config, member, device):
     from ..networks import build_network
 
     torch.manual_seed(config.seed * 1000 + member)
-    net = build_network(config.architecture, config.architecture_config)
+    net = build_network(config.architecture, config.architecture_config).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=config.learning_rate,
                             weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=config.lr_step_epochs,
@@ -267,8 +272,9 @@ def train(config: TrainConfig, *, restart: bool = False, stop_after_epochs: int 
     t0 = time.perf_counter()
     dataset, train_idx, val_idx, train_ds, val_ds, bounds, scaler, normaliser = _prepare(config)
     data_sha = file_sha256(config.data)
-    train_d = _Data(torch, scaler.transform(train_ds.params), *normaliser.targets(train_ds))
-    val_d = _Data(torch, scaler.transform(val_ds.params), *normaliser.targets(val_ds))
+    device = torch.device(config.device)
+    train_d = _Data(torch, scaler.transform(train_ds.params), *normaliser.targets(train_ds), device)
+    val_d = _Data(torch, scaler.transform(val_ds.params), *normaliser.targets(val_ds), device)
     n_real = dataset.n_realizations
     log.info("training %s x%d on %d points (%d validation), %d realizations each",
              config.architecture, config.ensemble_size, len(train_d), len(val_d), n_real)
@@ -276,7 +282,7 @@ def train(config: TrainConfig, *, restart: bool = False, stop_after_epochs: int 
     ckpt_path = config.checkpoint_path
     state = None
     if ckpt_path.is_file() and not restart:
-        state = torch.load(ckpt_path, weights_only=True)
+        state = torch.load(ckpt_path, weights_only=True, map_location="cpu")
         _check_resumable(state, config, data_sha)
         log.info("resuming from %s (member %d, epoch %d)", ckpt_path, state["member"], state["epoch"])
     finished = list(state["finished"]) if state else []
@@ -284,7 +290,7 @@ def train(config: TrainConfig, *, restart: bool = False, stop_after_epochs: int 
     epochs_this_call = 0
 
     for member in range(len(finished), config.ensemble_size):
-        net, opt, sched, gen = _new_member_state(torch, config, member)
+        net, opt, sched, gen = _new_member_state(torch, config, member, device)
         if state is not None and state["member"] == member and "model" in state:
             net.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
@@ -309,8 +315,9 @@ def train(config: TrainConfig, *, restart: bool = False, stop_after_epochs: int 
             net.train()
             total, n_seen = 0.0, 0
             for idx in _batches(torch, len(train_d), config.batch_size, gen):
+                idx = idx.to(device)
                 mean, var = net(train_d.x[idx])
-                loss = beta_nll_loss(mean, var, train_d.ym[idx], train_d.yv[idx], beta)
+                loss = beta_nll_loss(mean, var, train_d.ym[idx], train_d.yv[idx], beta.to(device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
@@ -329,7 +336,7 @@ def train(config: TrainConfig, *, restart: bool = False, stop_after_epochs: int 
                             "lr": opt.param_groups[0]["lr"], "s": time.perf_counter() - te})
             if metrics["combined"] < best["metric"]:
                 best = {"metric": metrics["combined"], "epoch": epoch, "bad_epochs": 0,
-                        "state": {k: v.detach().clone() for k, v in net.state_dict().items()}}
+                        "state": {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}}
             elif epoch >= config.warmup_epochs:
                 best["bad_epochs"] += 1
             epoch += 1
