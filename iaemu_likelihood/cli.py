@@ -18,6 +18,8 @@ COMMANDS = {
     "info": ("iaemu_likelihood.cli_info", "version, shipped weights and parameter ranges"),
     "verify": ("iaemu_likelihood.verify", "check weight checksums and reference predictions"),
     "plot": ("iaemu_likelihood.plotting", "GetDist triangle plot of one or more chains"),
+    "cosmosis-dir": ("iaemu_likelihood.cli_cosmosis_dir",
+                     "print the folder of the installed CosmoSIS modules (for IAEMU_COSMOSIS_DIR)"),
     "build-catalog": ("iaemu_likelihood.training.catalog_cli",
                       "build the offline halo catalog (CAMB + PySCo + kdcount FoF)"),
     "generate": ("iaemu_likelihood.training.generate",

@@ -17,12 +17,13 @@ import yaml
 
 from iaemu_likelihood.conventions import PARAM_NAMES, STATISTICS
 from iaemu_likelihood.data import save_measurement
+from iaemu_likelihood.cli_cosmosis_dir import cosmosis_dir
 from iaemu_likelihood.emulator import IAEmulator
 from iaemu_likelihood.likelihood_math import gaussian_loglike
 from iaemu_likelihood.testing import write_synthetic_weights
 
-REPO = Path(__file__).resolve().parents[1]
-MODULE_DIR = REPO / "cosmosis_module"
+#: the installed modules (package data), as users get them from `iaemu cosmosis-dir`
+MODULE_DIR = Path(cosmosis_dir())
 EXAMPLE_INI = MODULE_DIR / "examples" / "ia_hod.ini"
 ENV_VAR = "IAEMU_COSMOSIS_DIR"
 #: CosmoSIS and Cobaya must give the same log-likelihood to this relative tolerance
