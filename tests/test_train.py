@@ -122,3 +122,24 @@ def test_paper_architecture_trains_with_mc_dropout(tmp_path):
     theta = np.array([np.mean(SYNTHETIC_BOUNDS[n]) for n in emu.param_names])
     pred = emu.predict(theta, epistemic=True, n_samples=4)
     assert np.all(np.isfinite(pred.xi)) and np.all(pred.xi_epi_var > 0)
+
+
+def test_design_rule_support_is_exported_and_reference_points_respect_it(tmp_path):
+    import dataclasses
+
+    from iaemu_likelihood.emulator import IAEmulator
+    from iaemu_likelihood.training.design import DesignRule
+
+    rule = DesignRule()
+    base = make_synthetic_dataset(120, 4, seed=3)
+    params = rule.from_unit_cube(np.random.default_rng(0).random((120, 7)))
+    prov = {k: v for k, v in base.provenance.items() if k != "bounds"}
+    prov["design_rule"] = rule.to_dict()
+    ds = dataclasses.replace(base, params=params, provenance=prov)
+    save_dataset(tmp_path / "train.npz", ds)
+    result = train(_tiny_config(tmp_path, ensemble_size=1, max_epochs=1), restart=True, progress=False)
+    emu = IAEmulator.load(result.folder)
+    assert emu.metadata["support"] == json.loads(json.dumps(rule.support_metadata()))
+    assert emu.metadata["bounds"] == {k: list(v) for k, v in rule.bounding_box().items()}
+    with np.load(result.folder / "reference_predictions.npz", allow_pickle=False) as ref:
+        assert np.all(emu.in_support(ref["points"]))

@@ -272,7 +272,7 @@ def evaluate_folder(folder, data, figures: bool = True, n_samples: int | None = 
         A weights folder or a shipped version name.
     data : path-like
         Test dataset (``.npz`` of :mod:`.dataset_io`); points outside the emulator's bounds or
-        with non-finite values are skipped (and counted in the report).
+        training support, or with non-finite values, are skipped (and counted in the report).
     figures : bool
         Write ``figures/*.png``.
     n_samples : int, optional
@@ -295,12 +295,14 @@ def evaluate_folder(folder, data, figures: bool = True, n_samples: int | None = 
     low = np.array([emu.bounds[n][0] for n in emu.param_names])
     high = np.array([emu.bounds[n][1] for n in emu.param_names])
     inside = np.all((ds.params >= low) & (ds.params <= high), axis=1)
+    if hasattr(emu, "in_support"):  # the training-prior band, when the weights record one
+        inside &= np.atleast_1d(emu.in_support(ds.params))
     finite = np.all([np.isfinite(ds.stat(s)).all(axis=(1, 2)) for s in STATISTICS], axis=0)
     keep = np.flatnonzero(inside & finite)
     if keep.size < 3:
         raise ValueError(f"only {keep.size} test points of {data} are finite and inside the bounds")
     if keep.size < ds.n_points:
-        log.warning("skipping %d of %d test points (outside the bounds or not finite)",
+        log.warning("skipping %d of %d test points (outside the bounds/support or not finite)",
                     ds.n_points - keep.size, ds.n_points)
     theta = ds.params[keep]
     p = emu.predict(theta, epistemic=True, n_samples=n_samples)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..conventions import N_BINS, PARAM_NAMES, R_EDGES, STATISTICS
 
-__all__ = ["dataset_bounds", "residual_correlation", "library_versions", "build_metadata",
+__all__ = ["dataset_bounds", "dataset_support", "residual_correlation", "library_versions", "build_metadata",
            "write_exported_folder", "readme_text"]
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,17 @@ def dataset_bounds(dataset) -> dict:
                 "of its %d points as the emulator's bounds", dataset.n_points)
     return {n: [float(dataset.params[:, j].min()), float(dataset.params[:, j].max())]
             for j, n in enumerate(PARAM_NAMES)}
+
+
+def dataset_support(dataset) -> dict | None:
+    """The ``support`` metadata entry (training-prior band, see trained_weights/README.md) of a
+    dataset generated with a design rule; None when its provenance has none."""
+    rule = dataset.provenance.get("design_rule")
+    if not rule:
+        return None
+    from .design import DesignRule
+
+    return DesignRule.from_dict(rule).support_metadata()
 
 
 def residual_correlation(dataset, min_sigma_fraction: float = 1e-12) -> np.ndarray:
@@ -77,9 +88,10 @@ def library_versions() -> dict:
 def build_metadata(*, version: str, architecture: str, architecture_config: dict, ensemble_size: int,
                    bounds: dict, input_low, input_high, output_normalisation: dict,
                    training_set: dict, halo_catalog: dict, training: dict | None = None,
-                   epistemic: dict | None = None) -> dict:
-    """``metadata.json`` content as in docs/CONTRACTS.md (``accuracy`` left empty for evaluation)."""
-    return {
+                   epistemic: dict | None = None, support: dict | None = None) -> dict:
+    """``metadata.json`` content as in docs/CONTRACTS.md (``accuracy`` left empty for evaluation;
+    ``support`` only when given)."""
+    meta = {
         "schema_version": 1,
         "version": version,
         "architecture": architecture,
@@ -101,6 +113,9 @@ def build_metadata(*, version: str, architecture: str, architecture_config: dict
         "training": dict(training or {}),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    if support:
+        meta["support"] = dict(support)
+    return meta
 
 
 def readme_text(meta: dict) -> str:
@@ -133,13 +148,28 @@ def _remove_stale_outputs(folder: Path) -> None:
         png.unlink()
 
 
+def _reference_points(emu, n: int, extra=None) -> np.ndarray:
+    """``n`` points inside the emulator's bounds and training support: the seeded
+    :func:`~iaemu_likelihood.verify.default_reference_points` that pass, else ``extra`` rows."""
+    from ..verify import default_reference_points
+
+    candidates = default_reference_points(emu.bounds, 50 * n)
+    if extra is not None:
+        candidates = np.vstack([candidates, np.asarray(extra, dtype=float)])
+    inside = np.atleast_1d(emu.in_support(candidates))
+    if inside.sum() < n:
+        raise ValueError(f"only {int(inside.sum())} reference points inside the training support")
+    return candidates[inside][:n]
+
+
 def write_exported_folder(folder, meta: dict, member_state_dicts, correlation, mass_function,
-                          reference_points: int = DEFAULT_REFERENCE_POINTS) -> Path:
-    """Write the folder (with README.md), then reference predictions of ``reference_points``
-    points (:func:`~iaemu_likelihood.verify.default_reference_points`) computed by
+                          reference_points: int = DEFAULT_REFERENCE_POINTS, extra_points=None) -> Path:
+    """Write the folder (with README.md), then reference predictions at ``reference_points``
+    points inside the bounds and support (seeded, see :func:`_reference_points`; ``extra_points``
+    (m, 7), e.g. training points, are the fallback) computed by
     :class:`~iaemu_likelihood.emulator.IAEmulator` loading it back."""
     from ..emulator import IAEmulator
-    from ..verify import default_reference_points, write_reference_predictions
+    from ..verify import write_reference_predictions
     from ..weights_io import write_weights_folder
 
     folder = Path(folder)
@@ -148,6 +178,6 @@ def write_exported_folder(folder, meta: dict, member_state_dicts, correlation, m
                          extra_files={"README.md": readme_text(meta).encode()})
     if reference_points > 0:
         emu = IAEmulator.load(folder)
-        write_reference_predictions(folder, emu, default_reference_points(emu.bounds, reference_points))
+        write_reference_predictions(folder, emu, _reference_points(emu, reference_points, extra_points))
     log.info("exported %s weights to %s", meta["architecture"], folder)
     return folder

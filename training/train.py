@@ -39,7 +39,8 @@ import yaml
 
 from ..conventions import STATISTICS
 from .dataset_io import file_sha256, load_dataset
-from .export import build_metadata, dataset_bounds, residual_correlation, write_exported_folder
+from .export import (build_metadata, dataset_bounds, dataset_support, residual_correlation,
+                     write_exported_folder)
 from .losses import DEFAULT_BETAS, beta_nll_loss, beta_vector, validation_metric
 from .normalisation import InputScaler, OutputNormaliser, valid_points
 from .splits import split_points
@@ -396,7 +397,7 @@ def _export(config, dataset, train_ds, bounds, scaler, normaliser, members, summ
         training_set={"sha256": data_sha, "path": Path(config.data).name,
                       "n_points": int(dataset.n_points), "n_realizations": int(dataset.n_realizations),
                       "n_train_points": int(train_idx.size), "n_val_points": int(val_idx.size)},
-        halo_catalog=catalog, epistemic=epistemic,
+        halo_catalog=catalog, epistemic=epistemic, support=dataset_support(dataset),
         training={"config": {k: v for k, v in config.to_dict().items()
                              if k not in ("data", "output", "checkpoint")},
                   "members": summaries, "wall_s": round(wall_s, 1),
@@ -406,7 +407,8 @@ def _export(config, dataset, train_ds, bounds, scaler, normaliser, members, summ
                   "residual_correlation": "pooled over the training split's realizations"})
     corr = residual_correlation(train_ds)
     return write_exported_folder(out, meta, members, corr, mass_function,
-                                 reference_points=config.reference_points)
+                                 reference_points=config.reference_points,
+                                 extra_points=train_ds.params)
 
 
 def _parse_set(items) -> dict:
