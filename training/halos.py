@@ -72,6 +72,13 @@ def find_fof_groups(positions: np.ndarray, box_size: float, min_particles: int =
 def _shape_kernel():
     import numba
 
+    @numba.njit(cache=True)
+    def _squared_distances(rel, centre):
+        out = np.empty(rel.shape[0])
+        for k in range(rel.shape[0]):
+            out[k] = (rel[k, 0] - centre[0]) ** 2 + (rel[k, 1] - centre[1]) ** 2 + (rel[k, 2] - centre[2]) ** 2
+        return out
+
     @numba.njit(parallel=True, cache=True)
     def kernel(pos, vel, member_index, offsets, rvir, box, min_shape):
         n_groups = offsets.size - 1
@@ -102,34 +109,18 @@ def _shape_kernel():
             vmean /= n
             # one shrinking step: centre of mass of the members within rvir of the FoF centre
             r2max = rvir[g] * rvir[g]
-            inner = np.zeros(3)
-            m = 0
-            for k in range(n):
-                r2 = 0.0
-                for d in range(3):
-                    r2 += (rel[k, d] - com[d]) ** 2
-                if r2 <= r2max:
-                    m += 1
-                    for d in range(3):
-                        inner[d] += rel[k, d]
+            r2 = _squared_distances(rel, com)
+            inside = r2 <= r2max
+            m = inside.sum()
             if m >= min_shape:
-                com = inner / m
-            use_all = True
-            m = 0
-            for k in range(n):
-                r2 = 0.0
-                for d in range(3):
-                    r2 += (rel[k, d] - com[d]) ** 2
-                if r2 <= r2max:
-                    m += 1
-            if m >= min_shape:
-                use_all = False
+                com = rel[inside].sum(axis=0) / m
+                r2 = _squared_distances(rel, com)
+                inside = r2 <= r2max
+            if inside.sum() < min_shape:  # too few inside rvir: use every member for the shape
+                inside[:] = True
             count = 0
             for k in range(n):
-                r2 = 0.0
-                for d in range(3):
-                    r2 += (rel[k, d] - com[d]) ** 2
-                if use_all or r2 <= r2max:
+                if inside[k]:
                     count += 1
                     for i in range(3):
                         for j in range(3):
