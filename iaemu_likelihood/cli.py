@@ -40,7 +40,7 @@ def _top_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="subcommands:\n" + "\n".join(lines) + "\n\nRun 'iaemu SUBCOMMAND -h' for its options.",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="-v: debug messages of iaemu; -vv: of every library too")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("command", nargs="?", choices=sorted(COMMANDS), metavar="SUBCOMMAND")
     parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -59,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     if ns.command is None:
         parser.print_help()
         return 2
-    level = logging.WARNING - 10 * min(ns.verbose + 1, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # iaemu's own messages at INFO (-v: DEBUG); other libraries at WARNING (-vv: DEBUG too)
+    logging.basicConfig(level=logging.DEBUG if ns.verbose >= 2 else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("iaemu_likelihood").setLevel(logging.DEBUG if ns.verbose else logging.INFO)
     module_name, _ = COMMANDS[ns.command]
     try:
         module = import_module(module_name)
