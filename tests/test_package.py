@@ -40,7 +40,8 @@ def test_import_is_cheap_quiet_and_light(tmp_path):
                     reason="only under `make test`, which installs the wheel (not editable)")
 def test_package_is_the_installed_one_not_the_checkout():
     installed = Path(iaemu_likelihood.__file__).resolve()
-    assert REPO not in installed.parents, f"tests import the source tree ({installed}), not the wheel"
+    assert installed.parent != REPO / "iaemu_likelihood", f"tests import the source tree ({installed})"
+    assert "site-packages" in installed.parts, f"not an installed (non-editable) copy: {installed}"
 
 
 def test_version_comes_from_metadata():
