@@ -4,7 +4,8 @@ For each design point, ``n_realizations`` mocks are populated and xi, omega, eta
 realization's seed is a pure function of (config seed, point index, realization index, attempt),
 so the dataset does not depend on how the work was split. Each finished point is written at once
 to ``<output>.parts/point_XXXXXX.npz`` (temporary file + rename); a killed run skips those on
-restart. When every point is done the parts are assembled, in point order, into ``<output>``.
+restart. When every point is done the parts are assembled, in point order, into ``<output>`` and
+removed; a rerun on a finished dataset does nothing.
 
 Workers: a local process pool (``--workers N``, default) or MPI (``mpirun -n N iaemu generate
 --mpi ...``; mpi4py). Pair counting runs single-threaded inside each worker so results are
@@ -255,13 +256,38 @@ def assemble(config: GenerationConfig) -> Path:
               "total_cpu_s": float(wall.sum())}
     timing_path = config.output.with_name(config.output.stem + ".timings.json")
     timing_path.write_text(json.dumps(timing, indent=2))
+    # the parts are now redundant (a rerun sees the finished dataset and stops)
+    for i in range(config.n_points):
+        config.part_path(i).unlink()
+    for leftover in config.parts_dir.glob("*.tmp"):
+        leftover.unlink()
+    config.parts_dir.rmdir()
     logger.info("assembled %d points into %s; timings %s", config.n_points, path, timing)
     return path
 
 
+def _is_complete(config: GenerationConfig) -> bool:
+    if not config.output.is_file():
+        return False
+    from .dataset_io import load_dataset
+
+    try:
+        ds = load_dataset(config.output)
+    except (OSError, ValueError):
+        return False
+    return (ds.n_points == config.n_points and ds.n_realizations == config.n_realizations
+            and np.array_equal(ds.params, config.params))
+
+
 def generate(config: GenerationConfig, workers: int = 1, use_mpi: bool = False,
              max_points: int | None = None) -> Path | None:
-    """Run (or resume) a generation; returns the dataset path once every point is done."""
+    """Run (or resume) a generation; returns the dataset path once every point is done.
+
+    A finished dataset (``config.output`` with the configured design points) is left alone.
+    """
+    if _is_complete(config):
+        logger.info("%s is already complete (%d points); nothing to do", config.output, config.n_points)
+        return config.output
     if use_mpi:
         if not _run_mpi(config, max_points):
             return None
