@@ -145,6 +145,10 @@ def test_generation_one_vs_two_workers_identical(catalog_path, tmp_path):
     generate(one, workers=1)
     generate(two, workers=2)
     _assert_same_dataset(one.output, two.output)
+    assert not one.parts_dir.exists(), "parts are removed once the dataset is assembled"
+    stamp = one.output.stat().st_mtime_ns
+    assert generate(one, workers=1) == one.output  # finished: nothing to redo
+    assert one.output.stat().st_mtime_ns == stamp
     ds, arr = _arrays(one.output)
     assert ds.n_points == 4 and ds.n_realizations == 3
     assert np.unique(arr["seeds"]).size == arr["seeds"].size
