@@ -74,7 +74,8 @@ def test_validation_metric_mix():
     tm, tv = torch.ones(2, 60), torch.ones(2, 60)
     m = validation_metric(mean, var, tm, tv, n_realizations=10, mse_weight=0.7)
     assert m["mse"] == pytest.approx(1.0)
-    assert m["nll"] == pytest.approx(0.5 * (0.9 + 1.0))
-    assert m["combined"] == pytest.approx(0.7 * 1.0 + 0.3 * 0.95)
+    assert m["nll"] == pytest.approx(0.5 * (0.0 + 1.0))  # scatter only: log 1 + 1/1
+    assert m["full_nll"] == pytest.approx(0.5 * (0.9 + 1.0))
+    assert m["combined"] == pytest.approx(0.7 * 1.0 + 0.3 * 0.5)
     with pytest.raises(ValueError):
         validation_metric(mean, var, tm, tv, 10, mse_weight=1.5)
