@@ -81,6 +81,17 @@ class IACorrelations(NamedTuple):
 # --------------------------------------------------------------------------------------------
 # numba kernel
 # --------------------------------------------------------------------------------------------
+@numba.njit(cache=True, inline="always")
+def _wrap_cell(n, n_side, period):
+    """Periodic cell index along one axis and the shift (0 or +-period) that brings that
+    neighbour next to the current cell."""
+    if n < 0:
+        return n + n_side, -period
+    if n >= n_side:
+        return n - n_side, period
+    return n, 0.0
+
+
 @numba.njit(parallel=True, cache=True, fastmath=False, nogil=True)
 def _pair_sums(x, y, z, ex, ey, ez, cell_start, n_side, offsets, period, rsq, n_chunks,
                bin_table, table_shift, table_base):
@@ -124,27 +135,9 @@ def _pair_sums(x, y, z, ex, ey, ez, cell_start, n_side, offsets, period, rsq, n_
                 else:
                     # neighbour across the box edge: shift it by one period, which gives the
                     # minimum-image separation because rmax < period / 3
-                    nx = cx + offsets[o, 0]
-                    if nx < 0:
-                        nx += n_side
-                        sx = -period
-                    elif nx >= n_side:
-                        nx -= n_side
-                        sx = period
-                    ny = cy + offsets[o, 1]
-                    if ny < 0:
-                        ny += n_side
-                        sy = -period
-                    elif ny >= n_side:
-                        ny -= n_side
-                        sy = period
-                    nz = cz + offsets[o, 2]
-                    if nz < 0:
-                        nz += n_side
-                        sz = -period
-                    elif nz >= n_side:
-                        nz -= n_side
-                        sz = period
+                    nx, sx = _wrap_cell(cx + offsets[o, 0], n_side, period)
+                    ny, sy = _wrap_cell(cy + offsets[o, 1], n_side, period)
+                    nz, sz = _wrap_cell(cz + offsets[o, 2], n_side, period)
                     other = (nx * n_side + ny) * n_side + nz
                     j0_cell = cell_start[other]
                     j1 = cell_start[other + 1]
