@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from ._io import atomic_write_bytes, npz_bytes
 from .conventions import STATISTICS, r_centres
 from .errors import IAEmuError
 from .likelihood_math import (match_bins, normalise_r_limits, normalise_statistics,
@@ -272,15 +271,7 @@ def save_measurement(path, r, values, cov, metadata=None) -> Path:
               "metadata": np.array(json.dumps(m.metadata, sort_keys=True))}
     arrays.update(m.values)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_bytes(path, npz_bytes(arrays))
     return path
 
 

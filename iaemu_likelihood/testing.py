@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .conventions import N_BINS, PARAM_NAMES, R_EDGES, STATISTICS, r_centres
-from .hod import bin_mass_function
-from .numpy_forward import ACTIVATIONS, softplus
+from .conventions import PARAM_NAMES, R_EDGES, STATISTICS, r_centres
+from .numpy_forward import ACTIVATIONS
 
 __all__ = ["write_synthetic_weights", "toy_model", "synthetic_mass_function", "SYNTHETIC_BOUNDS",
            "SYNTHETIC_VOLUME"]

@@ -17,7 +17,8 @@ import numpy as np
 from .conventions import PARAM_NAMES
 from .errors import IAEmuError
 from .weights import resolve_weights_dir
-from .weights_io import REFERENCE_FILE, _atomic_write, _npz_bytes, verify_checksums, write_checksums
+from ._io import atomic_write_bytes, npz_bytes
+from .weights_io import REFERENCE_FILE, verify_checksums, write_checksums
 
 __all__ = ["build_parser", "main", "write_reference_predictions", "check_reference_predictions",
            "default_reference_points", "REFERENCE_RTOL", "REFERENCE_ATOL_FRACTION"]
@@ -67,7 +68,7 @@ def write_reference_predictions(folder, emulator, points) -> Path:
     arrays = {"points": points, "param_names": np.array(PARAM_NAMES)}
     arrays.update({k: np.asarray(v, dtype=np.float64) for k, v in pred.as_dict().items()})
     path = folder / REFERENCE_FILE
-    _atomic_write(path, _npz_bytes(arrays))
+    atomic_write_bytes(path, npz_bytes(arrays, compressed=False))
     write_checksums(folder)
     return path
 

@@ -11,15 +11,14 @@ import hashlib
 import io
 import json
 import logging
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
+from ._io import atomic_write_bytes, npz_bytes
 from .conventions import N_BINS, PARAM_NAMES, R_EDGES, STATISTICS
 from .errors import WeightsIntegrityError, WeightsNotFoundError
 from .hod import MASS_FUNCTION_KEYS, validate_mass_function
@@ -60,24 +59,6 @@ def sha256_file(path) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _npz_bytes(arrays: Mapping) -> bytes:
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    return buf.getvalue()
-
-
 def _npy_bytes(array) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.asarray(array), allow_pickle=False)
@@ -110,7 +91,7 @@ def write_checksums(folder) -> Path:
     folder = Path(folder)
     lines = [f"{sha256_file(folder / name)}  {name}\n" for name in _checked_files(folder)]
     path = folder / CHECKSUM_FILE
-    _atomic_write(path, "".join(lines).encode())
+    atomic_write_bytes(path, "".join(lines).encode())
     return path
 
 
@@ -158,15 +139,15 @@ def write_weights_folder(folder, metadata: Mapping, member_state_dicts, residual
     for i, sd in enumerate(members):
         for key, value in sd.items():
             arrays[f"member{i}/{key}"] = _to_numpy(value)
-    _atomic_write(folder / WEIGHTS_FILE, _npz_bytes(arrays))
-    _atomic_write(folder / METADATA_FILE, (json.dumps(meta, indent=2) + "\n").encode())
-    _atomic_write(folder / CORRELATION_FILE, _npy_bytes(corr))
-    _atomic_write(folder / MASS_FUNCTION_FILE, _npz_bytes(mass_function))
+    atomic_write_bytes(folder / WEIGHTS_FILE, npz_bytes(arrays, compressed=False))
+    atomic_write_bytes(folder / METADATA_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+    atomic_write_bytes(folder / CORRELATION_FILE, _npy_bytes(corr))
+    atomic_write_bytes(folder / MASS_FUNCTION_FILE, npz_bytes(mass_function, compressed=False))
     for name, content in (extra_files or {}).items():
         target = folder / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(content, (bytes, bytearray)):
-            _atomic_write(target, bytes(content))
+            atomic_write_bytes(target, bytes(content))
         else:
             shutil.copyfile(content, target)
     write_checksums(folder)

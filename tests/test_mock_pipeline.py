@@ -3,7 +3,6 @@
 One 64^3-particle PySCo run in a 100 h^-1 Mpc box (about a minute, most of it numba compiling
 PySCo) feeds every test in this module.
 """
-import json
 import os
 import shutil
 import signal

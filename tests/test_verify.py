@@ -8,7 +8,8 @@ import pytest
 from iaemu_likelihood import verify
 from iaemu_likelihood.cli import main as cli_main
 from iaemu_likelihood.emulator import IAEmulator
-from iaemu_likelihood.weights_io import REFERENCE_FILE, WEIGHTS_FILE, _npz_bytes, write_checksums
+from iaemu_likelihood._io import npz_bytes
+from iaemu_likelihood.weights_io import REFERENCE_FILE, WEIGHTS_FILE, write_checksums
 
 
 def _run(folder, capsys, *extra):
@@ -37,7 +38,7 @@ def test_changed_prediction_fails_with_its_name(folder, capsys):
     with np.load(folder / REFERENCE_FILE, allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
     arrays["omega"] = arrays["omega"] * (1 + 1e-4)
-    (folder / REFERENCE_FILE).write_bytes(_npz_bytes(arrays))
+    (folder / REFERENCE_FILE).write_bytes(npz_bytes(arrays, compressed=False))
     write_checksums(folder)  # consistent checksums: only the numbers differ
     status, out = _run(folder, capsys)
     assert status == 1
