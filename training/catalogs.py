@@ -78,7 +78,8 @@ class OfflineHaloCatalog(HaloCatalogSource):
     path : path-like
         The catalog ``.npz``.
     min_particles : int
-        Halos with fewer particles are not populated (the minimum mass this catalog trusts).
+        Passed to halotools as ``Num_ptcl_requirement``: only halos with more than this many
+        particles are populated (halotools' cut is strict).
     """
 
     def __init__(self, path: str | os.PathLike, min_particles: int | None = None):
@@ -99,7 +100,10 @@ class OfflineHaloCatalog(HaloCatalogSource):
         return self.columns["n_particles"] >= self.min_particles
 
     def host_log10_mass(self) -> np.ndarray:
-        return np.log10(self.columns["mass"][self._kept()])
+        # halotools' populate_mock keeps halos with M > Num_ptcl_requirement * particle_mass,
+        # strictly: with min_particles = 20 a 20-particle halo is never populated
+        mass = self.columns["mass"]
+        return np.log10(mass[mass > self.min_particles * self.particle_mass])
 
     def describe(self) -> dict:
         return {"source": "offline", "path": self.path.name, "sha256": self.provenance["content_sha256"],
@@ -157,7 +161,7 @@ class CachedHalotoolsCatalog(HaloCatalogSource):
 
     def host_log10_mass(self) -> np.ndarray:
         t = self._halocat.halo_table
-        keep = (t["halo_upid"] == -1) & (t["halo_mvir"] >= self.min_particles * self.particle_mass)
+        keep = (t["halo_upid"] == -1) & (t["halo_mvir"] > self.min_particles * self.particle_mass)
         return np.log10(np.asarray(t["halo_mvir"][keep]))
 
     def describe(self) -> dict:
