@@ -252,18 +252,26 @@ def _validate_rbins(rbins, period):
     return edges
 
 
-def _validate_positions(positions, period):
+def _as_float_array(values, name):
     try:
-        pos = np.asarray(positions, dtype=np.float64)
+        return np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError("positions must be a numeric array of shape (n, 3)") from None
+        raise ValueError(f"{name} must be a numeric array of shape (n, 3)") from None
+
+
+def _check_finite_rows(arr, name):
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.flatnonzero(~np.all(np.isfinite(arr), axis=1))[0])
+        raise ValueError(f"{name} must be finite; row {bad} is {arr[bad].tolist()}")
+
+
+def _validate_positions(positions, period):
+    pos = _as_float_array(positions, "positions")
     if pos.ndim != 2 or pos.shape[1] != 3:
         raise ValueError(f"positions must have shape (n, 3); got {pos.shape}")
     if pos.shape[0] < 2:
         raise ValueError(f"positions must hold at least 2 points; got n = {pos.shape[0]}")
-    if not np.all(np.isfinite(pos)):
-        bad = int(np.flatnonzero(~np.all(np.isfinite(pos), axis=1))[0])
-        raise ValueError(f"positions must be finite; row {bad} is {pos[bad].tolist()}")
+    _check_finite_rows(pos, "positions")
     outside = (pos < 0.0) | (pos > period)
     if np.any(outside):
         bad = int(np.flatnonzero(np.any(outside, axis=1))[0])
@@ -273,16 +281,11 @@ def _validate_positions(positions, period):
 
 
 def _validate_orientations(orientations, n):
-    try:
-        ori = np.asarray(orientations, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise ValueError("orientations must be a numeric array of shape (n, 3)") from None
+    ori = _as_float_array(orientations, "orientations")
     if ori.shape != (n, 3):
         raise ValueError(f"orientations must have shape (n, 3) = ({n}, 3), matching positions; "
                          f"got {ori.shape}")
-    if not np.all(np.isfinite(ori)):
-        bad = int(np.flatnonzero(~np.all(np.isfinite(ori), axis=1))[0])
-        raise ValueError(f"orientations must be finite; row {bad} is {ori[bad].tolist()}")
+    _check_finite_rows(ori, "orientations")
     norm = np.sqrt(np.sum(ori * ori, axis=1))
     if np.any(norm == 0.0):
         bad = int(np.flatnonzero(norm == 0.0)[0])
