@@ -90,7 +90,8 @@ def test_shapes_for_every_input_form(emulator):
     assert set(pred.keys()) >= {"xi_epi_var", "omega_epi_var", "eta_epi_var"}
 
 
-def test_batch_equals_single_points_across_blocks(emulator):
+def test_batch_equals_single_points_across_blocks(synthetic_weights):
+    emulator = IAEmulator.load(synthetic_weights, batch_precision="float64")
     batch = _points(emulator, NUMPY_BLOCK * 2 + 7, seed=1)
     pred = emulator.predict(batch, epistemic=True)
     for i in (0, NUMPY_BLOCK - 1, NUMPY_BLOCK, len(batch) - 1):
@@ -98,6 +99,38 @@ def test_batch_equals_single_points_across_blocks(emulator):
         np.testing.assert_allclose(pred.vector()[i], one.vector(), rtol=EXACT_RTOL)
         np.testing.assert_allclose(pred.variance_vector()[i], one.variance_vector(), rtol=EXACT_RTOL)
         np.testing.assert_allclose(pred.epistemic_vector()[i], one.epistemic_vector(), rtol=EXACT_RTOL)
+
+
+def test_float32_threaded_batches_agree_with_float64(synthetic_weights):
+    """Large batches run in float32 by default (two threads here): float64 outputs within a
+    negligible fraction of the aleatoric sigma, and the thread count changes nothing."""
+    exact = IAEmulator.load(synthetic_weights, batch_precision="float64")
+    batch = _points(exact, NUMPY_BLOCK * 3 + 11, seed=2)
+    ref = exact.predict(batch, epistemic=True)
+    one = IAEmulator.load(synthetic_weights).predict(batch, epistemic=True)
+    two = IAEmulator.load(synthetic_weights, threads=2).predict(batch, epistemic=True)
+    assert one.vector().dtype == np.float64
+    np.testing.assert_array_equal(one.vector(), two.vector())
+    np.testing.assert_array_equal(one.variance_vector(), two.variance_vector())
+    np.testing.assert_array_equal(one.epistemic_vector(), two.epistemic_vector())
+    sigma = np.sqrt(ref.variance_vector())
+    assert np.max(np.abs(one.vector() - ref.vector()) / sigma) < 1e-4
+    np.testing.assert_allclose(one.variance_vector(), ref.variance_vector(), rtol=FLOAT32_RTOL)
+    np.testing.assert_allclose(one.epistemic_vector(), ref.epistemic_vector(), rtol=1e-2,
+                               atol=1e-6 * ref.variance_vector().max())
+    # small batches and single points stay float64
+    np.testing.assert_array_equal(IAEmulator.load(synthetic_weights).predict(batch[:5]).vector(),
+                                  exact.predict(batch[:5]).vector())
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"batch_precision": "float16"}, r"batch_precision = 'float16'; allowed: \['float32', 'float64'\]"),
+    ({"threads": 0}, r"threads = 0; allowed: an integer >= 1"),
+    ({"threads": 1.5}, r"threads = 1\.5; allowed"),
+])
+def test_invalid_batch_options_are_rejected(synthetic_weights, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        IAEmulator.load(synthetic_weights, **kwargs)
 
 
 def test_out_of_range_message_names_parameter_value_and_bounds(emulator):
