@@ -143,3 +143,39 @@ def test_design_rule_support_is_exported_and_reference_points_respect_it(tmp_pat
     assert emu.metadata["bounds"] == {k: list(v) for k, v in rule.bounding_box().items()}
     with np.load(result.folder / "reference_predictions.npz", allow_pickle=False) as ref:
         assert np.all(emu.in_support(ref["points"]))
+
+
+def test_training_on_several_files_concatenates_them(tmp_path):
+    from iaemu_likelihood.training.dataset_io import files_sha256, load_dataset, load_datasets
+
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    save_dataset(a, make_synthetic_dataset(70, 4, seed=3))
+    save_dataset(b, make_synthetic_dataset(50, 4, seed=4))
+    both = load_datasets([a, b])
+    assert both.n_points == 120
+    np.testing.assert_array_equal(both.omega[70:], load_dataset(b).omega)
+    assert [c["n_points"] for c in both.provenance["components"]] == [70, 50]
+    result = train(_tiny_config(tmp_path, data=[str(a), str(b)], ensemble_size=1, max_epochs=2),
+                   restart=True, progress=False)
+    meta = json.loads((result.folder / "metadata.json").read_text())
+    ts = meta["training_set"]
+    assert ts["n_points"] == 120 and ts["path"] == "a.npz+b.npz"
+    assert ts["sha256"] == files_sha256([a, b]) != file_sha256(a)
+    assert [f["sha256"] for f in ts["files"]] == [file_sha256(a), file_sha256(b)]
+    # the config file form: a YAML list, relative to the config
+    (tmp_path / "c.yaml").write_text("data: [a.npz, b.npz]\noutput: out\n")
+    assert load_config(tmp_path / "c.yaml").data == [str(a.resolve()), str(b.resolve())]
+
+
+def test_concatenation_refuses_mismatched_datasets(tmp_path):
+    import dataclasses
+
+    from iaemu_likelihood.training.dataset_io import concatenate_datasets
+
+    base = make_synthetic_dataset(20, 4, seed=3)
+    fewer = make_synthetic_dataset(20, 3, seed=4)
+    with pytest.raises(ValueError, match=r"other: 3 realizations per point, first has 4"):
+        concatenate_datasets([base, fewer], labels=["first", "other"])
+    moved = dataclasses.replace(base, provenance={**base.provenance, "halo_mass_function": {"counts": [1]}})
+    with pytest.raises(ValueError, match=r"other: provenance entry 'halo_mass_function' differs"):
+        concatenate_datasets([base, moved], labels=["first", "other"])

@@ -17,10 +17,14 @@ import numpy as np
 
 from ..conventions import PARAM_NAMES, STATISTICS
 
-__all__ = ["IADataset", "save_dataset", "load_dataset", "file_sha256", "SCHEMA_VERSION"]
+__all__ = ["IADataset", "save_dataset", "load_dataset", "load_datasets", "concatenate_datasets",
+           "file_sha256", "files_sha256", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
 _ARRAYS = ("params", "xi", "omega", "eta", "r_edges", "n_gal", "n_cen", "n_sat", "seeds", "retries")
+#: Provenance entries that datasets must share to be concatenated: same prior (design rule), halo
+#: catalog and mass function, parameter order.
+SHARED_PROVENANCE = ("design_rule", "halo_catalog", "halo_mass_function", "param_names")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,3 +158,74 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def files_sha256(paths) -> str:
+    """SHA-256 identifying one file (its own digest) or an ordered list of files (the digest of
+    their digests, one ``"<sha256>  <file name>"`` line each)."""
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if len(paths) == 1:
+        return file_sha256(paths[0])
+    lines = "".join(f"{file_sha256(p)}  {Path(p).name}\n" for p in paths)
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def concatenate_datasets(datasets, labels=None) -> IADataset:
+    """One dataset holding the design points of several (e.g. independently seeded Latin
+    hypercubes over the same prior).
+
+    Parameters
+    ----------
+    datasets : sequence of IADataset
+        At least one; all with the same bins, number of realizations and the provenance entries
+        of :data:`SHARED_PROVENANCE`.
+    labels : sequence of str, optional
+        Names for the error messages and the ``components`` provenance entry.
+
+    Returns
+    -------
+    IADataset
+        Points in the given order; provenance of the first dataset plus ``components`` (name,
+        seed and number of points of each part); per-part design details (``unit_cube``,
+        ``seed``, ``config``) are kept only in ``components``.
+
+    Raises
+    ------
+    ValueError
+        Naming the first dataset that does not match the first one, and how.
+    """
+    datasets = list(datasets)
+    if not datasets:
+        raise ValueError("concatenate_datasets needs at least one dataset")
+    labels = list(labels) if labels is not None else [f"dataset {i}" for i in range(len(datasets))]
+    if len(datasets) == 1:
+        return datasets[0]
+    first = datasets[0]
+    for label, ds in zip(labels[1:], datasets[1:]):
+        if ds.r_edges.shape != first.r_edges.shape or not np.allclose(ds.r_edges, first.r_edges,
+                                                                      rtol=1e-12, atol=0):
+            raise ValueError(f"{label}: r_edges differ from those of {labels[0]}")
+        if ds.n_realizations != first.n_realizations:
+            raise ValueError(f"{label}: {ds.n_realizations} realizations per point, {labels[0]} has "
+                             f"{first.n_realizations}; concatenated datasets need the same number")
+        for key in SHARED_PROVENANCE:
+            if ds.provenance.get(key) != first.provenance.get(key):
+                raise ValueError(f"{label}: provenance entry {key!r} differs from that of {labels[0]} "
+                                 "(different prior, halo catalog or parameter order)")
+    arrays = {name: np.concatenate([getattr(ds, name) for ds in datasets])
+              for name in _ARRAYS if name != "r_edges"}
+    provenance = {k: v for k, v in first.provenance.items() if k not in ("unit_cube", "seed", "config")}
+    provenance["name"] = "+".join(str(ds.provenance.get("name", label))
+                                  for ds, label in zip(datasets, labels))
+    provenance["components"] = [{"name": ds.provenance.get("name", label), "label": label,
+                                 "seed": ds.provenance.get("seed"), "n_points": ds.n_points}
+                                for ds, label in zip(datasets, labels)]
+    provenance["n_failed_realizations"] = sum(int(ds.provenance.get("n_failed_realizations", 0))
+                                              for ds in datasets)
+    return IADataset(r_edges=first.r_edges, provenance=provenance, **arrays)
+
+
+def load_datasets(paths) -> IADataset:
+    """Load one dataset file, or several and concatenate them (:func:`concatenate_datasets`)."""
+    paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    return concatenate_datasets([load_dataset(p) for p in paths], labels=[str(p) for p in paths])

@@ -38,7 +38,7 @@ import numpy as np
 import yaml
 
 from ..conventions import STATISTICS
-from .dataset_io import file_sha256, load_dataset
+from .dataset_io import file_sha256, files_sha256, load_datasets
 from .export import (build_metadata, dataset_bounds, dataset_support, residual_correlation,
                      write_exported_folder)
 from .losses import DEFAULT_BETAS, beta_nll_loss, beta_vector, validation_metric
@@ -61,8 +61,9 @@ class TrainConfig:
 
     Attributes
     ----------
-    data : str
-        Training dataset (``.npz`` of :mod:`.dataset_io`).
+    data : str or list of str
+        Training dataset (``.npz`` of :mod:`.dataset_io`), or several with the same prior and
+        halo catalog, concatenated (:func:`~.dataset_io.load_datasets`).
     output : str
         Weights folder to write.
     version : str, optional
@@ -96,7 +97,7 @@ class TrainConfig:
         Points stored in reference_predictions.npz.
     """
 
-    data: str
+    data: str | list
     output: str
     version: str | None = None
     checkpoint: str | None = None
@@ -156,9 +157,14 @@ def load_config(path, overrides: dict | None = None) -> TrainConfig:
         raw = yaml.safe_load(f) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: a training config must be a mapping")
+    def resolve(value):
+        return value if Path(value).is_absolute() else str((path.parent / value).resolve())
+
     for key in ("data", "output", "checkpoint"):
-        if raw.get(key) is not None and not Path(raw[key]).is_absolute():
-            raw[key] = str((path.parent / raw[key]).resolve())
+        if isinstance(raw.get(key), list):
+            raw[key] = [resolve(v) for v in raw[key]]
+        elif raw.get(key) is not None:
+            raw[key] = resolve(raw[key])
     raw.update(overrides or {})
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(raw) - known)
@@ -190,7 +196,7 @@ class _Data:
 
 
 def _prepare(config: TrainConfig):
-    dataset = load_dataset(config.data)
+    dataset = load_datasets(config.data)
     ok = valid_points(dataset)
     if not ok.all():
         log.warning("dropping %d of %d points whose realizations are not finite or whose xi mean "
@@ -272,7 +278,7 @@ def train(config: TrainConfig, *, restart: bool = False, stop_after_epochs: int 
     torch.set_num_threads(int(config.threads))
     t0 = time.perf_counter()
     dataset, train_idx, val_idx, train_ds, val_ds, bounds, scaler, normaliser = _prepare(config)
-    data_sha = file_sha256(config.data)
+    data_sha = files_sha256(config.data)
     device = torch.device(config.device)
     train_d = _Data(torch, scaler.transform(train_ds.params), *normaliser.targets(train_ds), device)
     val_d = _Data(torch, scaler.transform(val_ds.params), *normaliser.targets(val_ds), device)
@@ -375,6 +381,10 @@ def train(config: TrainConfig, *, restart: bool = False, stop_after_epochs: int 
     return TrainResult(folder, summaries, time.perf_counter() - t0)
 
 
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 def _export(config, dataset, train_ds, bounds, scaler, normaliser, members, summaries, data_sha,
             train_idx, val_idx, wall_s) -> Path:
     out = Path(config.output)
@@ -394,9 +404,11 @@ def _export(config, dataset, train_ds, bounds, scaler, normaliser, members, summ
         version=config.version or out.name, architecture=config.architecture,
         architecture_config=config.architecture_config, ensemble_size=len(members), bounds=bounds,
         input_low=scaler.low, input_high=scaler.high, output_normalisation=normaliser.to_dict(),
-        training_set={"sha256": data_sha, "path": Path(config.data).name,
+        training_set={"sha256": data_sha, "path": "+".join(Path(p).name for p in _as_list(config.data)),
                       "n_points": int(dataset.n_points), "n_realizations": int(dataset.n_realizations),
-                      "n_train_points": int(train_idx.size), "n_val_points": int(val_idx.size)},
+                      "n_train_points": int(train_idx.size), "n_val_points": int(val_idx.size),
+                      "files": [{"path": Path(p).name, "sha256": file_sha256(p)}
+                                for p in _as_list(config.data)]},
         halo_catalog=catalog, epistemic=epistemic, support=dataset_support(dataset),
         training={"config": {k: v for k, v in config.to_dict().items()
                              if k not in ("data", "output", "checkpoint")},
@@ -425,7 +437,7 @@ def build_parser(prog: str = "iaemu train") -> argparse.ArgumentParser:
     """Command-line options of ``iaemu train``."""
     p = argparse.ArgumentParser(prog=prog, description="Train an emulator and export a weights folder.")
     p.add_argument("config", help="training config (YAML), e.g. training/configs/mlp_default.yaml")
-    p.add_argument("--data", help="training dataset .npz (overrides the config)")
+    p.add_argument("--data", nargs="+", help="training dataset .npz file(s) (overrides the config)")
     p.add_argument("--output", help="weights folder to write (overrides the config)")
     p.add_argument("--checkpoint", help="checkpoint file (default: <output>.checkpoint.pt)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -444,7 +456,10 @@ def main(args) -> int:
     overrides = _parse_set(args.set)
     for key in ("data", "output", "checkpoint"):
         value = getattr(args, key)
-        if value is not None:
+        if isinstance(value, list):
+            value = [str(Path(v).resolve()) for v in value]
+            overrides[key] = value[0] if len(value) == 1 else value
+        elif value is not None:
             overrides[key] = str(Path(value).resolve())
     config = load_config(args.config, overrides)
     result = train(config, restart=args.restart, stop_after_epochs=args.stop_after_epochs,
