@@ -98,3 +98,31 @@ def test_mismatched_state_dict_is_refused(tmp_path):
         "--mass-function", str(p["hmf"]), "--output", str(tmp_path / "out")])
     with pytest.raises(ValueError, match="decoder3.conv7.bias"):
         main(args)
+
+
+def test_converted_weights_carry_a_support_band(tmp_path):
+    from iaemu_likelihood.emulator import IAEmulator
+    from iaemu_likelihood.errors import OutOfRangeError
+    from iaemu_likelihood.training.design import DesignRule
+
+    _, x, _, p = _reference_files(tmp_path, n=60)
+    # training inputs along the reference prior's bands, as the published design has them
+    rule = DesignRule()
+    x = rule.from_unit_cube(np.random.default_rng(1).random((60, 7)))
+    np.save(p["x"], x)
+    common = ["--state-dict", str(p["state_dict"]), "--x-train", str(p["x"]), "--y-train",
+              str(p["y"]), "--mass-function", str(p["hmf"])]
+    assert main(build_parser().parse_args(common + ["--output", str(tmp_path / "inferred")])) == 0
+    emu = IAEmulator.load(tmp_path / "inferred")
+    assert emu.support["type"] == "linear_band"
+    assert np.all(emu.in_support(x[1:]))  # row 0 is dropped (negative xi)
+    far = x[1].copy()
+    far[PARAM_NAMES.index("logM1")] = emu.bounds["logM1"][1]
+    far[PARAM_NAMES.index("logMmin")] = emu.bounds["logMmin"][0]
+    assert not emu.in_support(far)
+    with pytest.raises(OutOfRangeError, match="'logM1'.*training support at logMmin"):
+        emu.predict(far)
+    assert main(build_parser().parse_args(common + ["--output", str(tmp_path / "box"),
+                                                    "--support", "none"])) == 0
+    box = IAEmulator.load(tmp_path / "box")
+    assert box.support is None and box.in_support(far)

@@ -37,6 +37,12 @@ converted with the delta method of docs/CONTRACTS.md (``xi**2 * var * std**2``),
 reference ``inverse_transform`` multiplies by ``xi`` rather than ``xi**2``; the variance floor
 is set to 0 as in the reference network.
 
+Training support: the reference prior is not a box (sigma_logM, logM0, logM1, alpha lie in bands
+around lines in logMmin), and the network is unreliable outside it. ``--support infer`` (default)
+records a band fitted to the ``--x-train`` inputs (:func:`~.design.infer_linear_band`);
+``--support-from`` takes the design rule of an iaemu dataset ``.npz`` instead; ``--support none``
+checks the box only. The emulator then refuses points outside the band (OutOfRangeError).
+
 The weights folder also needs the binned halo mass function of the training catalog
 (``--mass-function``: an iaemu dataset ``.npz`` whose provenance has it, or an ``.npz`` with
 ``log10_mass_edges``, ``counts``, ``mean_log10_mass``, ``volume``) and a residual correlation:
@@ -54,7 +60,11 @@ import numpy as np
 
 from ..conventions import N_BINS, PARAM_NAMES, STATISTICS
 from .dataset_io import file_sha256, load_dataset
-from .export import build_metadata, residual_correlation, write_exported_folder
+from .design import infer_linear_band
+from .export import build_metadata, dataset_support, residual_correlation, write_exported_folder
+
+#: ``--support`` choices (see the module docstring).
+SUPPORT_CHOICES = ("infer", "none")
 
 __all__ = ["ReferenceScalers", "fit_reference_scalers", "load_reference_state_dict",
            "convert_checkpoint", "build_parser", "main"]
@@ -178,7 +188,8 @@ def _mass_function(path) -> dict:
 def convert_checkpoint(state_dict, x_train, y_train, output, mass_function, *,
                        version: str | None = None, output_scaler: str = "per-statistic",
                        bounds: dict | None = None, correlation_from=None,
-                       architecture_config: dict | None = None, reference_points: int = 4) -> Path:
+                       architecture_config: dict | None = None, reference_points: int = 4,
+                       support: str = "infer", support_from=None) -> Path:
     """Convert a reference checkpoint (paths as in the module docstring) into a weights folder.
 
     Returns
@@ -203,6 +214,17 @@ def convert_checkpoint(state_dict, x_train, y_train, output, mass_function, *,
     else:
         corr = np.eye(len(STATISTICS) * N_BINS)
         corr_note = "identity: the reference checkpoint carries no per-realization data"
+    if support_from is not None:
+        support_meta = dataset_support(load_dataset(support_from))
+        if support_meta is None:
+            raise ValueError(f"--support-from {support_from}: the dataset's provenance has no design rule")
+    elif support == "infer":
+        support_meta = infer_linear_band(xk)
+    elif support == "none":
+        support_meta = None
+        log.warning("no training-support band: every point inside the bounds box is accepted")
+    else:
+        raise ValueError(f"support = {support!r}; allowed: {list(SUPPORT_CHOICES)}")
     norm = scalers.normalisation()
     out = Path(output)
     meta = build_metadata(
@@ -214,6 +236,7 @@ def convert_checkpoint(state_dict, x_train, y_train, output, mass_function, *,
                       "x_train_sha256": file_sha256(x_train), "x_train_path": Path(x_train).name},
         halo_catalog={"sha256": None, "mass_function_from": Path(mass_function).name},
         epistemic={"method": "mc_dropout", "note": "dropout layers the reference code re-enables"},
+        support=support_meta,
         training={"converted_from": {"state_dict": Path(state_dict).name,
                                      "state_dict_sha256": file_sha256(state_dict),
                                      "output_scaler": output_scaler},
@@ -238,6 +261,9 @@ def build_parser(prog: str = "iaemu convert-checkpoint") -> argparse.ArgumentPar
     p.add_argument("--bounds", help='JSON {"name": [low, high], ...} (default: training min/max)')
     p.add_argument("--correlation-from", help="iaemu dataset .npz to estimate the residual correlation")
     p.add_argument("--architecture-config", help="JSON overrides of networks.PAPER_DEFAULTS")
+    p.add_argument("--support", choices=SUPPORT_CHOICES, default="infer",
+                   help="training-support band: fitted to --x-train (default) or none (box only)")
+    p.add_argument("--support-from", help="iaemu dataset .npz whose design rule gives the support band")
     return p
 
 
@@ -248,6 +274,7 @@ def main(args) -> int:
         version=args.version, output_scaler=args.output_scaler,
         bounds=json.loads(args.bounds) if args.bounds else None,
         correlation_from=args.correlation_from,
-        architecture_config=json.loads(args.architecture_config) if args.architecture_config else None)
+        architecture_config=json.loads(args.architecture_config) if args.architecture_config else None,
+        support=args.support, support_from=args.support_from)
     log.warning("wrote %s", folder)
     return 0

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..conventions import PARAM_NAMES, ZHENG07_TABLE
 
-__all__ = ["DesignRule", "latin_hypercube", "zheng07_linear_fits", "make_design"]
+__all__ = ["DesignRule", "latin_hypercube", "zheng07_linear_fits", "make_design", "infer_linear_band"]
 
 _DEPENDENT = ("sigma_logM", "logM0", "logM1", "alpha")
 
@@ -138,3 +138,41 @@ def make_design(n_points: int, seed: int, rule: DesignRule | None = None) -> tup
     rule = rule or DesignRule()
     u = latin_hypercube(n_points, len(PARAM_NAMES), seed)
     return u, rule.from_unit_cube(u)
+
+
+def infer_linear_band(params: np.ndarray, margin: float = 1e-6) -> dict:
+    """A ``linear_band`` support (see trained_weights/README.md) enclosing given inputs.
+
+    For weights whose design rule is unknown (e.g. an imported reference checkpoint): each of
+    sigma_logM, logM0, logM1, alpha gets its least-squares line in logMmin, and the band spans
+    the smallest and largest residual of the inputs (plus ``margin`` in the parameter's units),
+    so every input point is inside and the emulator refuses HOD combinations far from them.
+
+    Parameters
+    ----------
+    params : ndarray, shape (n, 7)
+        Training inputs in PARAM_NAMES order (n >= 3).
+    margin : float
+        Widening of the band on both sides (default 1e-6: only round-off, so the extreme inputs
+        themselves pass the check).
+
+    Returns
+    -------
+    dict
+        The ``support`` metadata entry.
+    """
+    p = np.asarray(params, dtype=float)
+    if p.ndim != 2 or p.shape[1] != len(PARAM_NAMES) or p.shape[0] < 3:
+        raise ValueError(f"params has shape {p.shape}; expected (n >= 3, {len(PARAM_NAMES)})")
+    x = p[:, PARAM_NAMES.index("logMmin")]
+    design = np.column_stack([np.ones_like(x), x])
+    bands = {}
+    for name in _DEPENDENT:
+        y = p[:, PARAM_NAMES.index(name)]
+        (a, b), *_ = np.linalg.lstsq(design, y, rcond=None)
+        resid = y - (a + b * x)
+        bands[name] = {"slope": float(b), "low_intercept": float(a + resid.min() - margin),
+                       "high_intercept": float(a + resid.max() + margin), "floor": None}
+    return {"type": "linear_band", "pivot": "logMmin", "bands": bands,
+            "description": "inferred from the training inputs: least-squares line in logMmin, "
+                           "between the smallest and largest residual"}
