@@ -195,6 +195,10 @@ class IAEmulator:
         self._out_std = np.concatenate([np.asarray(out[s]["std"], float) for s in STATISTICS])
         self._out_var = self._out_std ** 2
         self._log_slices = [_SLICES[s] for s in STATISTICS if out[s]["transform"] == "log"]
+        scale = (metadata.get("epistemic") or {}).get("scale") or {}
+        #: factor on the raw epistemic variance per output (post-hoc calibration, 1 if none)
+        self.epistemic_scale = np.concatenate(
+            [np.full(N_BINS, float(scale.get(s, 1.0))) for s in STATISTICS])
         self._torch_cache = {}
         self._numpy_net = None
         if self.architecture == "mlp":
@@ -378,7 +382,9 @@ class IAEmulator:
         average of the physical means; the aleatoric variance is the average of the members'
         physical variances; the epistemic variance is the population variance of the physical
         means across members (for one "paper" network: across MC-dropout passes, dropout masks
-        seeded with :data:`MC_DROPOUT_SEED`).
+        seeded with :data:`MC_DROPOUT_SEED`), times the per-statistic calibration factor
+        :attr:`epistemic_scale` fitted on the validation split at training time
+        (``metadata["epistemic"]["scale"]``; 1 when the weights carry none).
         """
         low, high = self._low, self._high
         # lean path for the common sampler call: one float64 (7,) array inside the bounds
@@ -466,7 +472,7 @@ class IAEmulator:
 
     def _epistemic(self, arr, values, n_samples):
         if values.shape[0] > 1:
-            return values.var(axis=0)
+            return values.var(axis=0) * self.epistemic_scale
         if self.architecture != "paper":
             log.warning("a single-member %r model has no epistemic estimate; returning zeros",
                         self.architecture)
@@ -481,7 +487,7 @@ class IAEmulator:
             for _ in range(n):
                 y, var_y = self._torch_members_forward(arr, mc_dropout=True)
                 samples.append(self._to_physical(y, var_y)[0][0])
-        return np.var(np.stack(samples), axis=0)
+        return np.var(np.stack(samples), axis=0) * self.epistemic_scale
 
     # ------------------------------------------------------------------ torch
     def _torch_members(self, dtype_name="float32"):

@@ -179,3 +179,16 @@ def test_concatenation_refuses_mismatched_datasets(tmp_path):
     moved = dataclasses.replace(base, provenance={**base.provenance, "halo_mass_function": {"counts": [1]}})
     with pytest.raises(ValueError, match=r"other: provenance entry 'halo_mass_function' differs"):
         concatenate_datasets([base, moved], labels=["first", "other"])
+
+
+def test_export_calibrates_the_epistemic_variance_on_the_validation_split(tmp_path):
+    from iaemu_likelihood.emulator import IAEmulator
+
+    result = train(_tiny_config(tmp_path, val_fraction=0.25), restart=True, progress=False)
+    epi = json.loads((result.folder / "metadata.json").read_text())["epistemic"]
+    assert set(epi["scale"]) == {"xi", "omega", "eta"}
+    assert all(1e-2 <= v <= 1e4 for v in epi["scale"].values())
+    assert epi["calibration"]["n_points"] == 30
+    assert abs(epi["calibration"]["omega"]["coverage_after"] - 0.68) < 0.05
+    emu = IAEmulator.load(result.folder)
+    np.testing.assert_allclose(emu.epistemic_scale[20:40], epi["scale"]["omega"])

@@ -381,6 +381,24 @@ def train(config: TrainConfig, *, restart: bool = False, stop_after_epochs: int 
     return TrainResult(folder, summaries, time.perf_counter() - t0)
 
 
+def _calibrate_epistemic(meta, members, corr, mass_function, val_ds) -> dict:
+    """``scale`` and ``calibration`` entries of metadata["epistemic"] (see :mod:`.calibration`)."""
+    from ..emulator import IAEmulator
+    from .calibration import LEVEL, fit_epistemic_scale
+
+    arrays = [{k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
+               for k, v in sd.items()} for sd in members]
+    emu = IAEmulator(meta, arrays, corr, mass_function)
+    keep = np.atleast_1d(emu.in_support(val_ds.params))
+    pred = emu.predict(val_ds.params[keep], epistemic=True).as_dict()
+    fit = fit_epistemic_scale(pred, {s: val_ds.stat(s)[keep] for s in STATISTICS})
+    return {"scale": {s: fit[s]["scale"] for s in STATISTICS},
+            "calibration": {"method": f"variance scale matching {LEVEL:.0%} coverage of the "
+                                      "validation means (iaemu_likelihood.training.calibration)",
+                            "n_points": int(keep.sum()),
+                            **{s: {k: v for k, v in fit[s].items() if k != "scale"} for s in STATISTICS}}}
+
+
 def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
@@ -418,6 +436,9 @@ def _export(config, dataset, train_ds, bounds, scaler, normaliser, members, summ
                                     "realizations about their own mean (iaemu_likelihood.training.losses)"),
                   "residual_correlation": "pooled over the training split's realizations"})
     corr = residual_correlation(train_ds)
+    val_ds = dataset.subset(val_idx)
+    if val_ds.n_points >= 2:
+        meta["epistemic"].update(_calibrate_epistemic(meta, members, corr, mass_function, val_ds))
     return write_exported_folder(out, meta, members, corr, mass_function,
                                  reference_points=config.reference_points,
                                  extra_points=train_ds.params)
