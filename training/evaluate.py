@@ -155,8 +155,8 @@ def _markdown(report: dict) -> str:
         val = "n/a" if e["value"] is None else f"{e['value']:.4g}"
         lines.append(f"| {name} | {val} | {rng} | {'yes' if e['pass'] else 'NO'} |")
     lines += ["", "| statistic | mean abs frac err (floor) | median abs res/sigma (floor) | "
-              "calib. dex | cov. 68% | cov. 95% | epi/ale sigma | Spearman | NRMSE | SMAPE |",
-              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "calib. dex | cov. 68% | cov. 95% | means in 68% | epi/ale sigma | Spearman | NRMSE | SMAPE |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
 
     def f(key, fmt=".3g"):
         v = s.get(key)
@@ -167,6 +167,7 @@ def _markdown(report: dict) -> str:
             f"| {st} | {f(st + '_mean_abs_frac_error')} ({f(st + '_noise_floor_frac_error')}) | "
             f"{f(st + '_median_abs_residual_sigma')} ({f(st + '_noise_floor_median_abs_residual_sigma')}) | "
             f"{f(st + '_calibration_dex', '+.3f')} | {f(st + '_coverage_68')} | {f(st + '_coverage_95')} | "
+            f"{f(st + '_mean_coverage_68')} | "
             f"{f(st + '_epistemic_to_aleatoric')} | {f(st + '_spearman_median_over_bins')} | "
             f"{f(st + '_nrmse_median_over_bins')} | {f(st + '_smape')} |")
     lat = report.get("latency", {})
@@ -176,7 +177,13 @@ def _markdown(report: dict) -> str:
     lines += ["", "Truth = mean of the test realizations; sigma = their ddof=1 scatter. Floors: what a "
               "perfect emulator scores against that noisy mean. omega (and eta) fractional errors only "
               "where |mean| > 3 sigma/sqrt(n). Coverage: fraction of single test realizations inside "
-              "pred +- z sqrt(aleatoric + epistemic). Figures in figures/.", ""]
+              "pred +- z sqrt(aleatoric + epistemic); means in 68%: fraction of test means inside "
+              "pred +- z sqrt(epistemic + sigma^2/n) (checks the epistemic term alone)."]
+    scale = report.get("epistemic_scale")
+    if scale:
+        lines += ["", "Epistemic variance scale (fitted on the validation split at training time): "
+                  + ", ".join(f"{k} {v:.3g}" for k, v in scale.items()) + "."]
+    lines += ["", "Figures in figures/.", ""]
     return "\n".join(lines)
 
 
@@ -312,7 +319,8 @@ def evaluate_folder(folder, data, figures: bool = True, n_samples: int | None = 
               "test_set": {"path": Path(data).name, "sha256": file_sha256(data),
                            "n_points": int(ds.n_points), "n_used": int(keep.size),
                            "n_realizations": int(ds.n_realizations)},
-              "r": r_centres().tolist(), **evaluate_predictions(pred, samples)}
+              "r": r_centres().tolist(), **evaluate_predictions(pred, samples),
+              "epistemic_scale": (emu.metadata.get("epistemic") or {}).get("scale")}
     report["targets"] = _check_targets(report["summary"])
     if latency:
         report["latency"] = _latency(emu, theta)
