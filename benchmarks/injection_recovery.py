@@ -57,11 +57,16 @@ def load_test_points(path):
 
 
 def synthetic_test_points(emulator, n_points, n_real, seed):
-    """A stand-in test set drawn from the emulator itself (central 80% of the training box)."""
+    """A stand-in test set drawn from the emulator itself (central 80% of the training box,
+    inside the training support)."""
     rng = np.random.default_rng(seed)
     lo = np.array([emulator.bounds[p][0] for p in PARAM_NAMES])
     hi = np.array([emulator.bounds[p][1] for p in PARAM_NAMES])
-    params = lo + (hi - lo) * rng.uniform(0.1, 0.9, size=(n_points, 7))
+    params = np.empty((0, 7))
+    while len(params) < n_points:  # inside the training support (a band, not the whole box)
+        draw = lo + (hi - lo) * rng.uniform(0.1, 0.9, size=(50 * n_points, 7))
+        params = np.vstack([params, draw[emulator.in_support(draw)]])
+    params = params[:n_points]
     vectors = np.empty((n_points, n_real, 60))
     for i, theta in enumerate(params):
         mean = emulator.predict(theta).vector()
@@ -114,6 +119,20 @@ def fit(data_file, weights, args, output):
     return values, w, bool(sampler.converged)
 
 
+def _fit_one(i, truth, path, args, workdir):
+    """Fit one mock and record whether its truth is inside each credible interval."""
+    t0 = time.perf_counter()
+    values, w, converged = fit(path, args.weights, args, workdir / f"chain_{i:05d}")
+    inside = {}
+    for p in PARAM_NAMES:
+        inside[p] = {}
+        for level in LEVELS:
+            a, b = weighted_interval(values[p], w, level)
+            inside[p][f"{level:.2f}"] = bool(a <= truth[p] <= b)
+    return {"test_point": i, "truth": truth, "inside": inside, "converged": converged,
+            "n_samples": int(len(w)), "seconds": time.perf_counter() - t0}
+
+
 def coverage_table(records):
     """Per parameter and level: fraction of mocks whose truth is inside the interval."""
     table = {}
@@ -138,6 +157,7 @@ def build_parser():
     p.add_argument("--max-samples", type=int, default=60000, help="cap on accepted steps per chain")
     p.add_argument("--covmat", default=None, help="initial proposal covmat (e.g. yamls/ia_hod.covmat)")
     p.add_argument("--workdir", default=None, help="keep chains and data files here")
+    p.add_argument("--jobs", type=int, default=1, help="chains run in parallel processes")
     p.add_argument("--json", default=None, help="write all results to this JSON file")
     return p
 
@@ -170,26 +190,32 @@ def main(argv=None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     records = []
     t_start = time.perf_counter()
-    for k, i in enumerate(chosen):
+    tasks = []
+    for i in chosen:
         theta = params[i]
         data, cov = mock_data(emulator, theta, vectors[i], args.covariance)
         truth = dict(zip(PARAM_NAMES, theta.tolist()))
         path = save_measurement(workdir / f"mock_{i:05d}.npz", emulator.r,
                                 {s: data[20 * j:20 * (j + 1)] for j, s in enumerate(STATISTICS)},
                                 cov, {"truth": truth, "test_point": int(i)})
-        t0 = time.perf_counter()
-        values, w, converged = fit(path, args.weights, args, workdir / f"chain_{i:05d}")
-        inside = {}
-        for p in PARAM_NAMES:
-            inside[p] = {}
-            for level in LEVELS:
-                a, b = weighted_interval(values[p], w, level)
-                inside[p][f"{level:.2f}"] = bool(a <= truth[p] <= b)
-        records.append({"test_point": int(i), "truth": truth, "inside": inside, "converged": converged,
-                        "n_samples": int(len(w)), "seconds": time.perf_counter() - t0})
+        tasks.append((int(i), truth, path))
+    if args.jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"))
+        futures = [pool.submit(_fit_one, i, truth, path, args, workdir) for i, truth, path in tasks]
+        results = (f.result() for f in futures)
+    else:
+        pool = None
+        results = (_fit_one(i, truth, path, args, workdir) for i, truth, path in tasks)
+    for k, record in enumerate(results):
+        records.append(record)
         log.info("mock %d/%d (test point %d): %.0f s, converged=%s, truth in 68%%: %d/7", k + 1,
-                 args.n_mocks, i, records[-1]["seconds"], converged,
-                 sum(v["0.68"] for v in inside.values()))
+                 args.n_mocks, record["test_point"], record["seconds"], record["converged"],
+                 sum(v["0.68"] for v in record["inside"].values()))
+    if pool is not None:
+        pool.shutdown()
     table = coverage_table(records)
     n = len(records)
     lines = [f"Injection-recovery: {n} mocks, weights {emulator.version}, covariance {args.covariance}, "
