@@ -3,8 +3,9 @@
 :class:`IAEmulator` loads a verified weights folder (see ``trained_weights/README.md``) and
 predicts, for each point, the mean over mock realizations of the three correlation functions in
 20 log bins of comoving separation, the variance of one mock realization around that mean
-(aleatoric) and, on request, the spread of the ensemble (epistemic). ``"mlp"`` weights run in
-numpy (no torch import, ~tens of microseconds per point); ``"paper"`` weights run in torch.
+(aleatoric) and, on request, the spread of the ensemble (epistemic). ``"mlp"`` and
+``"factorised"`` weights run in numpy (no torch import, ~tens of microseconds per point);
+``"paper"`` weights run in torch.
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ MC_DROPOUT_SEED = 0
 TORCH_CHUNK = 4096
 #: Points per block of a batched numpy prediction (intermediate arrays stay in the CPU cache).
 NUMPY_BLOCK = 256
+#: Architectures evaluated in numpy (no torch) -> class of :mod:`iaemu_likelihood.numpy_forward`.
+NUMPY_ARCHITECTURES = {"mlp": "MLPEnsemble", "factorised": "FactorisedEnsemble"}
 #: Arithmetic of large "mlp" batches (see :class:`IAEmulator`).
 BATCH_PRECISIONS = ("float32", "float64")
 _SLICES = {stat: slice(i * N_BINS, (i + 1) * N_BINS) for i, stat in enumerate(STATISTICS)}
@@ -201,12 +204,13 @@ class IAEmulator:
             [np.full(N_BINS, float(scale.get(s, 1.0))) for s in STATISTICS])
         self._torch_cache = {}
         self._numpy_net = None
-        if self.architecture == "mlp":
-            from .numpy_forward import MLPEnsemble
+        if self.architecture in NUMPY_ARCHITECTURES:
+            from . import numpy_forward
 
+            cls = getattr(numpy_forward, NUMPY_ARCHITECTURES[self.architecture])
             cfg = {"activation": "silu", "var_floor": 1e-6, **self.architecture_config}
-            self._numpy_net = MLPEnsemble(members, cfg["activation"], cfg["var_floor"], self._in_low,
-                                          self._in_high, self._out_mean, self._out_std)
+            self._numpy_net = cls(members, cfg["activation"], cfg["var_floor"], self._in_low,
+                                  self._in_high, self._out_mean, self._out_std)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -545,7 +549,8 @@ class IAEmulator:
         dict of torch.Tensor
             ``xi, omega, eta`` (physical ensemble means) and ``xi_var, omega_var, eta_var``
             (aleatoric variances), each (n, 20) (or (20,) for a (7,) input); with more than one
-            member also ``xi_epi_var, ...`` (variance across members). Dropout is off.
+            member also ``xi_epi_var, ...`` (variance across members, times
+            :attr:`epistemic_scale`). Dropout is off.
         """
         torch = _torch()
         if not torch.is_tensor(theta):
@@ -578,7 +583,7 @@ class IAEmulator:
         means = torch.stack(per_member["mean"])
         out60 = {"": means.mean(dim=0), "_var": torch.stack(per_member["var"]).mean(dim=0)}
         if len(per_member["mean"]) > 1:
-            out60["_epi_var"] = means.var(dim=0, unbiased=False)
+            out60["_epi_var"] = means.var(dim=0, unbiased=False) * as_t(self.epistemic_scale)
         result = {}
         for suffix, value in out60.items():
             for stat in STATISTICS:

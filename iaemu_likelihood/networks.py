@@ -1,4 +1,5 @@
-"""Torch modules of the emulator: the IAEmu reference architecture and a fast MLP.
+"""Torch modules of the emulator: the IAEmu reference architecture, a fast MLP and the
+physics-factorised MLP.
 
 This module imports torch at the top, so nothing on the package's import path imports it:
 :mod:`iaemu_likelihood.emulator` imports it only when a "paper" network or
@@ -16,7 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["build_network", "MLPNet", "PaperNet", "PAPER_DEFAULTS", "MLP_DEFAULTS", "ARCHITECTURES",
+__all__ = ["build_network", "MLPNet", "PaperNet", "FactorisedNet", "PAPER_DEFAULTS", "MLP_DEFAULTS",
+           "FACTORISED_DEFAULTS", "UNCENTRED_ARCHITECTURES", "ARCHITECTURES",
            "N_INPUTS", "N_OUTPUTS"]
 
 log = logging.getLogger(__name__)
@@ -243,8 +245,96 @@ class PaperNet(nn.Module):
         return torch.cat([m for m, _ in outs], dim=1), torch.cat([v for _, v in outs], dim=1)
 
 
+class FactorisedNet(nn.Module):
+    """Physics-factorised emulator: exact alignment dependence, learned HOD dependence.
+
+    The mean of a mock depends on the alignment strengths only through ``c = c(mu)`` of
+    :mod:`iaemu_likelihood.alignment`: xi not at all, omega linearly, eta quadratically. So a
+    ``basis`` MLP of the five HOD inputs (``n_hidden`` x ``width``) emits 120 HOD-only functions
+    ``[xi, W_c, W_s, E_cc, E_cs, E_ss]`` (20 bins each) and the standardised means are::
+
+        xi = xi,   omega = c_c W_c + c_s W_s,   eta = c_c^2 E_cc + c_c c_s E_cs + c_s^2 E_ss,
+
+    which needs omega and eta standardised WITHOUT centring (output ``mean`` 0, see
+    :class:`~iaemu_likelihood.training.normalisation.OutputNormaliser`). The variance of one
+    realization is not of this form; a smaller ``var`` MLP of all seven inputs (``var_hidden`` x
+    ``var_width``) gives the 60 softplus variances. :mod:`iaemu_likelihood.numpy_forward` has the
+    same forward pass in numpy.
+
+    Parameters
+    ----------
+    width, n_hidden : int
+        Size of the HOD basis MLP.
+    var_width, var_hidden : int
+        Size of the variance MLP.
+    activation : {"silu", "tanh", "gelu"}
+    var_floor : float
+        Added to the softplus variance (standardised units).
+    mu_low, mu_high : list of 2 float
+        Physical (mu_cen, mu_sat) at the scaled inputs -1 and +1 (the input box), to recover mu.
+    """
+
+    def __init__(self, width: int = 128, n_hidden: int = 3, var_width: int = 64, var_hidden: int = 2,
+                 activation: str = "silu", var_floor: float = 1e-6, mu_low=(-1.0, -1.0),
+                 mu_high=(1.0, 1.0)):
+        super().__init__()
+        for name, value in (("width", width), ("n_hidden", n_hidden), ("var_width", var_width),
+                            ("var_hidden", var_hidden)):
+            if int(value) < 1:
+                raise ValueError(f"{name} = {value!r} must be a positive integer")
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation = {activation!r} is not one of {sorted(_ACTIVATIONS)}")
+        if not var_floor > 0:
+            raise ValueError(f"var_floor = {var_floor!r} must be > 0")
+        low, high = [float(v) for v in mu_low], [float(v) for v in mu_high]
+        if len(low) != 2 or len(high) != 2 or not all(-1 <= a < b <= 1 for a, b in zip(low, high)):
+            raise ValueError(f"mu_low = {mu_low!r}, mu_high = {mu_high!r}: need two ranges inside [-1, 1]")
+        self.activation = activation
+        self.var_floor = float(var_floor)
+        sizes = [N_INPUTS - 2] + [int(width)] * int(n_hidden)
+        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.basis = nn.Linear(sizes[-1], 6 * N_BINS)
+        vsizes = [N_INPUTS] + [int(var_width)] * int(var_hidden)
+        self.var_hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(vsizes[:-1], vsizes[1:]))
+        self.var_out = nn.Linear(vsizes[-1], N_OUTPUTS)
+        self.register_buffer("mu_low", torch.tensor(low), persistent=False)
+        self.register_buffer("mu_high", torch.tensor(high), persistent=False)
+
+    def alignment_factors(self, x):
+        """(c(mu_cen), c(mu_sat)), each (n, 1), from scaled inputs x (n, 7)."""
+        from .alignment import torch_alignment_p2
+
+        mu = self.mu_low + 0.5 * (x[:, :2] + 1.0) * (self.mu_high - self.mu_low)
+        c = torch_alignment_p2(mu.clamp(-1.0, 1.0))
+        return c[:, :1], c[:, 1:]
+
+    def forward(self, x):
+        act = _ACTIVATIONS[self.activation]
+        h = x[:, 2:]
+        for layer in self.hidden:
+            h = act(layer(h))
+        b = self.basis(h)
+        cc, cs = self.alignment_factors(x)
+        B = N_BINS
+        omega = cc * b[:, B:2 * B] + cs * b[:, 2 * B:3 * B]
+        eta = cc * cc * b[:, 3 * B:4 * B] + cc * cs * b[:, 4 * B:5 * B] + cs * cs * b[:, 5 * B:]
+        v = x
+        for layer in self.var_hidden:
+            v = act(layer(v))
+        var = F.softplus(self.var_out(v)) + self.var_floor
+        return torch.cat([b[:, :B], omega, eta], dim=1), var
+
+
+#: Default configuration of the factorised emulator.
+FACTORISED_DEFAULTS = {"width": 128, "n_hidden": 3, "var_width": 64, "var_hidden": 2,
+                       "activation": "silu", "var_floor": 1e-6, "mu_low": [-1.0, -1.0],
+                       "mu_high": [1.0, 1.0]}
+
 #: architecture name -> (module class, default config)
-ARCHITECTURES = {"mlp": (MLPNet, MLP_DEFAULTS), "paper": (PaperNet, PAPER_DEFAULTS)}
+ARCHITECTURES = {"mlp": (MLPNet, MLP_DEFAULTS), "paper": (PaperNet, PAPER_DEFAULTS),
+                 "factorised": (FactorisedNet, FACTORISED_DEFAULTS)}
+#: Architectures whose omega and eta are standardised without centring (see FactorisedNet).
+UNCENTRED_ARCHITECTURES = ("factorised",)
 
 
 def build_network(architecture: str, config: dict | None = None) -> nn.Module:
@@ -252,8 +342,9 @@ def build_network(architecture: str, config: dict | None = None) -> nn.Module:
 
     Parameters
     ----------
-    architecture : {"mlp", "paper"}
-        ``"mlp"``: :class:`MLPNet` (fast, numpy inference); ``"paper"``: :class:`PaperNet`.
+    architecture : {"mlp", "paper", "factorised"}
+        ``"mlp"``: :class:`MLPNet` (fast, numpy inference); ``"paper"``: :class:`PaperNet`;
+        ``"factorised"``: :class:`FactorisedNet` (exact alignment dependence, numpy inference).
     config : dict, optional
         Overrides of :data:`MLP_DEFAULTS` or :data:`PAPER_DEFAULTS` (``architecture_config`` of
         the weights metadata).

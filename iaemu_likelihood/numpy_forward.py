@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MLPEnsemble", "softplus", "ACTIVATIONS"]
+__all__ = ["MLPEnsemble", "FactorisedEnsemble", "softplus", "ACTIVATIONS"]
 
 N_OUTPUTS = 60
 
@@ -76,56 +76,105 @@ class MLPEnsemble:
 
     def __init__(self, state_dicts, activation, var_floor, input_low, input_high, output_mean,
                  output_std):
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation = {activation!r} is not one of {sorted(ACTIVATIONS)}")
-        if not state_dicts:
-            raise ValueError("state_dicts is empty: an ensemble needs at least one member")
-        n_hidden = sum(1 for k in state_dicts[0] if k.startswith("hidden.") and k.endswith(".weight"))
-        if n_hidden < 1:
-            raise ValueError("state dict has no 'hidden.{i}.weight' arrays: not an MLPNet")
+        _check_members(state_dicts, activation, "hidden.0.weight", "MLPNet")
         self.n_members = len(state_dicts)
-        self.activation = ACTIVATIONS[activation]
         self.var_floor = float(var_floor)
-
-        def stack(key):
-            return np.stack([np.asarray(sd[key], dtype=np.float64) for sd in state_dicts])
-
-        # weights as (M, n_in, n_out) so that h @ W works on (M, n, n_in)
-        Ws = [stack(f"hidden.{i}.weight").transpose(0, 2, 1) for i in range(n_hidden)]
-        bs = [stack(f"hidden.{i}.bias")[:, None, :] for i in range(n_hidden)]
-        Ws.append(stack("out.weight").transpose(0, 2, 1))
-        bs.append(stack("out.bias")[:, None, :])
-
-        low = np.asarray(input_low, dtype=np.float64)
-        high = np.asarray(input_high, dtype=np.float64)
-        scale = 2.0 / (high - low)
-        offset = -1.0 - low * scale
-        # float64: fold x_norm = theta * scale + offset into the first layer; lower precisions
-        # keep the first layer as it is and normalise the inputs in float64 first (folding would
-        # cancel digits: |theta * scale| ~ 10 for the masses)
-        self._in_scale, self._in_offset = scale, offset
-        self._first = (Ws[0], bs[0])
-        bs[0] = bs[0] + np.einsum("i,mij->mj", offset, Ws[0])[:, None, :]
-        Ws[0] = Ws[0] * scale[None, :, None]
-        # fold y = mean * std + mu into the mean half of the last layer
-        mu = np.asarray(output_mean, dtype=np.float64)
-        std = np.asarray(output_std, dtype=np.float64)
-        Ws[-1] = Ws[-1].copy()
-        bs[-1] = bs[-1].copy()
-        Ws[-1][:, :, :N_OUTPUTS] *= std
-        bs[-1][:, :, :N_OUTPUTS] = bs[-1][:, :, :N_OUTPUTS] * std + mu
-        self._Ws = [np.ascontiguousarray(w) for w in Ws]
-        self._bs = bs
+        scale, offset = _input_map(input_low, input_high)
+        # y = mean * std + mu folded into the mean half of the last layer; variances untouched
+        out_scale = np.concatenate([np.asarray(output_std, dtype=np.float64), np.ones(N_OUTPUTS)])
+        out_offset = np.concatenate([np.asarray(output_mean, dtype=np.float64), np.zeros(N_OUTPUTS)])
+        self._net = _Stack(state_dicts, "hidden", "out", ACTIVATIONS[activation], scale, offset,
+                           out_scale, out_offset)
 
     @property
     def dtype(self) -> np.dtype:
         """Floating-point type of the stacked weights (and of the outputs)."""
-        return self._Ws[0].dtype
+        return self._net.dtype
 
     def astype(self, dtype) -> "MLPEnsemble":
         """A copy computing in ``dtype`` (e.g. ``np.float32``: ~2x the batched throughput, with
         relative differences ~1e-6 from float64, far below the emulator's own error). The
         normalisation stays folded in, computed in float64 before the cast."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new._net = self._net.astype(dtype)
+        return new
+
+    def __call__(self, theta: np.ndarray):
+        """Evaluate every member.
+
+        Parameters
+        ----------
+        theta : ndarray, shape (n, 7)
+            Physical parameters (validated by the caller).
+
+        Returns
+        -------
+        y : ndarray, shape (M, n, 60)
+            De-standardised means in transformed space (log xi, omega, eta).
+        var_std : ndarray, shape (M, n, 60)
+            Standardised variances (softplus + floor).
+        """
+        o = self._net(theta)
+        var = softplus(o[..., N_OUTPUTS:])
+        var += self.var_floor
+        return o[..., :N_OUTPUTS], var
+
+
+def _check_members(state_dicts, activation, required_key, kind):
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation = {activation!r} is not one of {sorted(ACTIVATIONS)}")
+    if not state_dicts:
+        raise ValueError("state_dicts is empty: an ensemble needs at least one member")
+    if required_key not in state_dicts[0]:
+        raise ValueError(f"state dict has no {required_key!r}: not a {kind}")
+
+
+def _input_map(input_low, input_high):
+    """(scale, offset) of the map of [low, high] to [-1, 1]: ``x = theta * scale + offset``."""
+    low = np.asarray(input_low, dtype=np.float64)
+    high = np.asarray(input_high, dtype=np.float64)
+    scale = 2.0 / (high - low)
+    return scale, -1.0 - low * scale
+
+
+class _Stack:
+    """M stacked fully connected networks (hidden layers with an activation, then a linear
+    output) as one ``matmul`` per layer, weights (M, n_in, n_out).
+
+    The affine input map ``x = theta * in_scale + in_offset`` is folded into the first layer and
+    ``out * out_scale + out_offset`` into the last one, in float64. :meth:`astype` gives a copy in
+    another precision; below float64 the first layer is kept unfolded and the inputs are mapped in
+    float64 first (folding would cancel digits: |theta * scale| ~ 10 for the masses).
+    """
+
+    def __init__(self, state_dicts, hidden_prefix, out_prefix, activation, in_scale, in_offset,
+                 out_scale, out_offset):
+        n_hidden = sum(1 for k in state_dicts[0]
+                       if k.startswith(hidden_prefix + ".") and k.endswith(".weight"))
+
+        def stack(key):
+            return np.stack([np.asarray(sd[key], dtype=np.float64) for sd in state_dicts])
+
+        Ws = [stack(f"{hidden_prefix}.{i}.weight").transpose(0, 2, 1) for i in range(n_hidden)]
+        bs = [stack(f"{hidden_prefix}.{i}.bias")[:, None, :] for i in range(n_hidden)]
+        Ws.append(stack(f"{out_prefix}.weight").transpose(0, 2, 1))
+        bs.append(stack(f"{out_prefix}.bias")[:, None, :])
+        Ws[-1] = Ws[-1] * out_scale
+        bs[-1] = bs[-1] * out_scale + out_offset
+        self.activation = activation
+        self._in_scale, self._in_offset = in_scale, in_offset
+        self._first = (Ws[0], bs[0])
+        bs[0] = bs[0] + np.einsum("i,mij->mj", in_offset, Ws[0])[:, None, :]
+        Ws[0] = Ws[0] * in_scale[None, :, None]
+        self._Ws = [np.ascontiguousarray(w) for w in Ws]
+        self._bs = bs
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self._Ws[0].dtype
+
+    def astype(self, dtype) -> "_Stack":
         dtype = np.dtype(dtype)
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
@@ -136,24 +185,7 @@ class MLPEnsemble:
         new._bs = [np.asarray(b, dtype=dtype) for b in bs]
         return new
 
-    def __call__(self, theta: np.ndarray):
-        """Evaluate every member.
-
-        Parameters
-        ----------
-        theta : ndarray, shape (n, 7)
-            Physical parameters (validated by the caller), cast to :attr:`dtype`.
-
-        Returns
-        -------
-        y : ndarray, shape (M, n, 60)
-            De-standardised means in transformed space (log xi, omega, eta).
-        var_std : ndarray, shape (M, n, 60)
-            Standardised variances (softplus + floor).
-        """
-        return self._forward(theta)
-
-    def _forward(self, theta):
+    def __call__(self, theta):
         Ws, bs, act = self._Ws, self._bs, self.activation
         if Ws[0].dtype == np.float64:
             h = np.matmul(theta, Ws[0])
@@ -169,6 +201,67 @@ class MLPEnsemble:
             act(h)
         o = np.matmul(h, Ws[-1])
         o += bs[-1]
-        var = softplus(o[..., N_OUTPUTS:])
+        return o
+
+
+class FactorisedEnsemble:
+    """Stacked numpy forward pass of M :class:`~iaemu_likelihood.networks.FactorisedNet` members.
+
+    Same call contract as :class:`MLPEnsemble`: ``(y, var_std)``, each (M, n, 60), ``y`` the
+    de-standardised means in transformed space (log xi, omega, eta). The HOD basis is
+    de-standardised in its last layer (xi: ``std * b + mean``; the omega and eta bases by their
+    std, their mean being 0), then combined with ``c(mu)`` of :mod:`iaemu_likelihood.alignment`.
+
+    Parameters
+    ----------
+    state_dicts : list of dict
+        Members' state dicts as numpy arrays.
+    activation : str
+    var_floor : float
+    input_low, input_high, output_mean, output_std : array_like
+        As for :class:`MLPEnsemble`; ``output_mean`` must be 0 for omega and eta.
+    """
+
+    def __init__(self, state_dicts, activation, var_floor, input_low, input_high, output_mean,
+                 output_std):
+        _check_members(state_dicts, activation, "basis.weight", "FactorisedNet")
+        mu = np.asarray(output_mean, dtype=np.float64)
+        std = np.asarray(output_std, dtype=np.float64)
+        if np.any(mu[20:] != 0):
+            raise ValueError("a factorised network needs omega and eta standardised without "
+                             "centring (output mean 0)")
+        scale, offset = _input_map(input_low, input_high)
+        self.n_members = len(state_dicts)
+        self.var_floor = float(var_floor)
+        act = ACTIVATIONS[activation]
+        basis_scale = np.concatenate([std[:20], np.tile(std[20:40], 2), np.tile(std[40:], 3)])
+        basis_offset = np.concatenate([mu[:20], np.zeros(100)])
+        self._basis = _Stack(state_dicts, "hidden", "basis", act, scale[2:], offset[2:],
+                             basis_scale, basis_offset)
+        self._var = _Stack(state_dicts, "var_hidden", "var_out", act, scale, offset, 1.0, 0.0)
+
+    def astype(self, dtype) -> "FactorisedEnsemble":
+        """A copy computing the networks in ``dtype`` (see :meth:`MLPEnsemble.astype`)."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new._basis, new._var = self._basis.astype(dtype), self._var.astype(dtype)
+        return new
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Floating-point type of the networks (and of the outputs)."""
+        return self._basis.dtype
+
+    def __call__(self, theta: np.ndarray):
+        from .alignment import alignment_p2
+
+        b = self._basis(theta[:, 2:])
+        c = alignment_p2(np.clip(theta[:, :2], -1.0, 1.0)).astype(b.dtype, copy=False)
+        cc, cs = c[:, 0:1], c[:, 1:2]
+        y = np.empty(b.shape[:-1] + (N_OUTPUTS,), dtype=b.dtype)
+        y[..., :20] = b[..., :20]
+        y[..., 20:40] = cc * b[..., 20:40] + cs * b[..., 40:60]
+        y[..., 40:] = (cc * cc) * b[..., 60:80] + (cc * cs) * b[..., 80:100] + (cs * cs) * b[..., 100:]
+        var = softplus(self._var(theta))
         var += self.var_floor
-        return o[..., :N_OUTPUTS], var
+        return y, var

@@ -41,7 +41,7 @@ CHECKSUM_FILE = "SHA256SUMS"
 REQUIRED_FILES = (METADATA_FILE, WEIGHTS_FILE, CORRELATION_FILE, MASS_FUNCTION_FILE)
 #: Files never checksummed.
 UNCHECKED_FILES = ("README.md", CHECKSUM_FILE)
-ARCHITECTURES = ("mlp", "paper")
+ARCHITECTURES = ("mlp", "paper", "factorised")
 TRANSFORMS = ("log", "identity")
 #: Tolerances of the metadata checks.
 R_EDGES_RTOL = 1e-10

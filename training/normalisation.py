@@ -123,13 +123,22 @@ class OutputNormaliser:
                 raise ValueError(f"std[{stat}] must be positive")
 
     @classmethod
-    def fit(cls, dataset, transforms: Mapping[str, str] = DEFAULT_TRANSFORMS) -> "OutputNormaliser":
-        """Fit on a (training-split) dataset: mean and std over points of each transformed bin."""
+    def fit(cls, dataset, transforms: Mapping[str, str] = DEFAULT_TRANSFORMS,
+            uncentred=()) -> "OutputNormaliser":
+        """Fit on a (training-split) dataset: mean and std over points of each transformed bin.
+
+        Statistics named in ``uncentred`` get mean 0 and the root mean square as scale (the
+        "factorised" network needs omega and eta proportional to the alignment factors).
+        """
         mean, std = {}, {}
         for stat in STATISTICS:
             y, _ = _transformed(dataset, stat, transforms[stat])
-            mean[stat] = y.mean(axis=0)
-            s = y.std(axis=0)
+            if stat in uncentred:
+                mean[stat] = np.zeros(y.shape[1])
+                s = np.sqrt(np.mean(y * y, axis=0))
+            else:
+                mean[stat] = y.mean(axis=0)
+                s = y.std(axis=0)
             # a bin constant over the design (never in practice) keeps unit scale
             std[stat] = np.where(s > 0, s, 1.0)
         return cls(dict(transforms), mean, std)

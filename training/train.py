@@ -122,8 +122,9 @@ class TrainConfig:
     reference_points: int = 4
 
     def __post_init__(self):
-        if self.architecture not in ("mlp", "paper"):
-            raise ValueError(f"architecture = {self.architecture!r}; allowed: 'mlp', 'paper'")
+        if self.architecture not in ("mlp", "paper", "factorised"):
+            raise ValueError(f"architecture = {self.architecture!r}; allowed: 'mlp', 'paper', "
+                             "'factorised'")
         for name in ("ensemble_size", "batch_size", "max_epochs", "lr_step_epochs", "threads"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} = {getattr(self, name)!r} must be >= 1")
@@ -207,7 +208,8 @@ def _prepare(config: TrainConfig):
     train_ds, val_ds = dataset.subset(train_idx), dataset.subset(val_idx)
     bounds = dataset_bounds(dataset)
     scaler = InputScaler.from_bounds(bounds)
-    normaliser = OutputNormaliser.fit(train_ds)
+    uncentred = ("omega", "eta") if config.architecture == "factorised" else ()
+    normaliser = OutputNormaliser.fit(train_ds, uncentred=uncentred)
     return dataset, train_idx, val_idx, train_ds, val_ds, bounds, scaler, normaliser
 
 
@@ -227,11 +229,21 @@ def _batches(torch, n, batch_size, generator):
     return torch.tensor_split(perm, n_batches)
 
 
-def _new_member_state(torch, config, member, device):
+def _network_config(config: TrainConfig, scaler) -> dict:
+    """``architecture_config`` of the exported network: the config's, plus for "factorised" the
+    physical alignment strengths at the input box edges (so the network can compute c(mu))."""
+    net_config = dict(config.architecture_config)
+    if config.architecture == "factorised":
+        net_config["mu_low"] = [float(scaler.low[0]), float(scaler.low[1])]
+        net_config["mu_high"] = [float(scaler.high[0]), float(scaler.high[1])]
+    return net_config
+
+
+def _new_member_state(torch, config, member, device, net_config):
     from ..networks import build_network
 
     torch.manual_seed(config.seed * 1000 + member)
-    net = build_network(config.architecture, config.architecture_config).to(device)
+    net = build_network(config.architecture, net_config).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=config.learning_rate,
                             weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=config.lr_step_epochs,
@@ -297,7 +309,8 @@ def train(config: TrainConfig, *, restart: bool = False, stop_after_epochs: int 
     epochs_this_call = 0
 
     for member in range(len(finished), config.ensemble_size):
-        net, opt, sched, gen = _new_member_state(torch, config, member, device)
+        net, opt, sched, gen = _new_member_state(torch, config, member, device,
+                                                 _network_config(config, scaler))
         if state is not None and state["member"] == member and "model" in state:
             net.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
@@ -420,7 +433,7 @@ def _export(config, dataset, train_ds, bounds, scaler, normaliser, members, summ
                      "note": "population variance of the members' physical means"}
     meta = build_metadata(
         version=config.version or out.name, architecture=config.architecture,
-        architecture_config=config.architecture_config, ensemble_size=len(members), bounds=bounds,
+        architecture_config=_network_config(config, scaler), ensemble_size=len(members), bounds=bounds,
         input_low=scaler.low, input_high=scaler.high, output_normalisation=normaliser.to_dict(),
         training_set={"sha256": data_sha, "path": "+".join(Path(p).name for p in _as_list(config.data)),
                       "n_points": int(dataset.n_points), "n_realizations": int(dataset.n_realizations),
