@@ -28,14 +28,20 @@ for ``kappa = -a < 0``; a series near 0.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.special import dawsn, erf
 
-__all__ = ["alignment_p2", "alignment_p2_derivative", "torch_alignment_p2"]
+__all__ = ["alignment_p2", "alignment_p2_derivative", "alignment_p2_table", "torch_alignment_p2",
+           "TABLE_SIZE"]
 
 _SMALL_KAPPA = 1e-4
 #: step of the central difference giving dc/dmu (c is smooth on [-1, 1])
 _DERIVATIVE_STEP = 1e-5
+#: Grid points of the interpolation table of :func:`alignment_p2_table` over [-1, 1].
+TABLE_SIZE = 2 ** 17 + 1
+_TABLE = {}
 
 
 def _mean_x2(kappa: np.ndarray) -> np.ndarray:
@@ -54,6 +60,18 @@ def _mean_x2(kappa: np.ndarray) -> np.ndarray:
     return out
 
 
+def _mean_x2_scalar(kappa: float) -> float:
+    """:func:`_mean_x2` of one float (same branches and formulas)."""
+    kappa = float(kappa)
+    if abs(kappa) < _SMALL_KAPPA:
+        return 1.0 / 3.0 + (4.0 / 45.0) * kappa + (8.0 / 945.0) * kappa * kappa
+    if kappa > 0:
+        y = math.sqrt(kappa)
+        return 0.5 / (y * float(dawsn(y))) - 0.5 / kappa
+    a = -kappa
+    return 0.5 / a - math.exp(-a) / (math.sqrt(math.pi * a) * math.erf(math.sqrt(a)))
+
+
 def alignment_p2(mu) -> np.ndarray:
     """``c(mu) = E[P2(cos theta)]`` of halotools' misalignment distribution (module docstring).
 
@@ -68,10 +86,12 @@ def alignment_p2(mu) -> np.ndarray:
         Same shape as ``mu``; -1/2 at mu = -1, 0 at mu = 0, 1 at mu = 1.
     """
     mu = np.asarray(mu, dtype=np.float64)
-    if not np.all((mu >= -1.0) & (mu <= 1.0)):
-        bad = mu[~((mu >= -1.0) & (mu <= 1.0))].ravel()[0]
-        raise ValueError(f"alignment strength mu = {float(bad)!r} is outside [-1, 1]")
+    ok = (mu >= -1.0) & (mu <= 1.0)
+    if not ok.all():
+        raise ValueError(f"alignment strength mu = {float(mu[~ok].ravel()[0])!r} is outside [-1, 1]")
     kappa = np.tan(0.5 * np.pi * mu)  # +-1.6e16 at mu = +-1: the limits to float64 precision
+    if mu.size <= 4:  # a sampler's single point: scalar functions beat masked array work
+        return np.array([1.5 * _mean_x2_scalar(k) - 0.5 for k in kappa.ravel()]).reshape(mu.shape)
     return 1.5 * _mean_x2(np.atleast_1d(kappa)).reshape(mu.shape) - 0.5
 
 
@@ -84,15 +104,22 @@ def alignment_p2_derivative(mu) -> np.ndarray:
     return (alignment_p2(hi) - alignment_p2(lo)) / (hi - lo)
 
 
-def torch_alignment_p2(mu):
-    """:func:`alignment_p2` of a torch tensor, differentiable (float64 numpy underneath)."""
+def torch_alignment_p2(mu, table: bool = True):
+    """:func:`alignment_p2` of a torch tensor, differentiable (float64 numpy underneath).
+
+    With ``table`` (default) the values come from :func:`alignment_p2_table`, as in the numpy
+    inference, so torch and numpy predictions agree to round-off; the gradient is always the
+    exact ``dc/dmu`` (:func:`alignment_p2_derivative`).
+    """
     import torch
+
+    values = alignment_p2_table if table else alignment_p2
 
     class _P2(torch.autograd.Function):
         @staticmethod
         def forward(ctx, m):
             ctx.save_for_backward(m)
-            value = alignment_p2(m.detach().cpu().double().numpy())
+            value = values(m.detach().cpu().double().numpy())
             return torch.as_tensor(value, dtype=m.dtype, device=m.device)
 
         @staticmethod
@@ -102,3 +129,14 @@ def torch_alignment_p2(mu):
             return grad * torch.as_tensor(d, dtype=grad.dtype, device=grad.device)
 
     return _P2.apply(mu)
+
+
+def alignment_p2_table(mu) -> np.ndarray:
+    """:func:`alignment_p2` by linear interpolation in a table of :data:`TABLE_SIZE` exact values
+    (built on first use, ~10 ms): a few microseconds for a sampler's single point, absolute
+    error < 1e-9 (tested), far below anything the emulator resolves. ``mu`` is clipped to
+    [-1, 1]; callers validate it."""
+    if not _TABLE:
+        grid = np.linspace(-1.0, 1.0, TABLE_SIZE)
+        _TABLE["grid"], _TABLE["values"] = grid, alignment_p2(grid)
+    return np.interp(mu, _TABLE["grid"], _TABLE["values"])

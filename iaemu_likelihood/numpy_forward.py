@@ -239,6 +239,12 @@ class FactorisedEnsemble:
         self._basis = _Stack(state_dicts, "hidden", "basis", act, scale[2:], offset[2:],
                              basis_scale, basis_offset)
         self._var = _Stack(state_dicts, "var_hidden", "var_out", act, scale, offset, 1.0, 0.0)
+        # (120, 60) 0/1 matrix adding the weighted blocks: xi <- 0; omega <- 1, 2; eta <- 3, 4, 5
+        blocks_to_stat = (0, 1, 1, 2, 2, 2)
+        self._sum_blocks = np.zeros((6 * 20, N_OUTPUTS))
+        for k, stat in enumerate(blocks_to_stat):
+            self._sum_blocks[20 * k:20 * (k + 1), 20 * stat:20 * (stat + 1)] = np.eye(20)
+        self._sum_blocks32 = self._sum_blocks.astype(np.float32)
 
     def astype(self, dtype) -> "FactorisedEnsemble":
         """A copy computing the networks in ``dtype`` (see :meth:`MLPEnsemble.astype`)."""
@@ -253,15 +259,19 @@ class FactorisedEnsemble:
         return self._basis.dtype
 
     def __call__(self, theta: np.ndarray):
-        from .alignment import alignment_p2
+        from .alignment import alignment_p2_table
 
         b = self._basis(theta[:, 2:])
-        c = alignment_p2(np.clip(theta[:, :2], -1.0, 1.0)).astype(b.dtype, copy=False)
-        cc, cs = c[:, 0:1], c[:, 1:2]
-        y = np.empty(b.shape[:-1] + (N_OUTPUTS,), dtype=b.dtype)
-        y[..., :20] = b[..., :20]
-        y[..., 20:40] = cc * b[..., 20:40] + cs * b[..., 40:60]
-        y[..., 40:] = (cc * cc) * b[..., 60:80] + (cc * cs) * b[..., 80:100] + (cs * cs) * b[..., 100:]
+        c = alignment_p2_table(theta[:, :2])
+        # per point, the factors of the six basis blocks [1, c_c, c_s, c_c^2, c_c c_s, c_s^2]
+        g = np.empty((len(c), 6), dtype=b.dtype)
+        g[:, 0] = 1.0
+        g[:, 1:3] = c
+        np.multiply(c[:, 0:1], c, out=g[:, 3:5])
+        np.multiply(c[:, 1], c[:, 1], out=g[:, 5])
+        w = b.reshape(b.shape[:-1] + (6, 20))
+        w *= g[:, :, None]
+        y = np.matmul(b, self._sum_blocks if b.dtype == np.float64 else self._sum_blocks32)
         var = softplus(self._var(theta))
         var += self.var_floor
         return y, var

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from iaemu_likelihood.alignment import alignment_p2, alignment_p2_derivative, torch_alignment_p2
+from iaemu_likelihood.alignment import (alignment_p2, alignment_p2_derivative, alignment_p2_table,
+                                        torch_alignment_p2)
 from iaemu_likelihood.conventions import PARAM_NAMES
 
 #: two float64 evaluations of the same network
@@ -48,7 +49,8 @@ def test_alignment_factor_derivative_and_torch_gradient():
     # at mu -> 1: c ~ 1 - 3/(2 kappa), kappa = tan(pi mu / 2): dc/dmu -> 3 pi / 4
     assert d[-1] == pytest.approx(3 * np.pi / 4, rel=1e-3)
     t = torch.tensor(mu[1:-1], dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(torch_alignment_p2, (t,), eps=1e-6, atol=1e-6)
+    assert torch.autograd.gradcheck(lambda m: torch_alignment_p2(m, table=False), (t,), eps=1e-6,
+                                    atol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +90,7 @@ def test_structure_xi_free_omega_linear_eta_quadratic_in_c(factorised_folder):
     theta[:, 0] = [-0.8, 0.1, 0.9]  # mu_cen
     pred = emu.predict(theta)
     np.testing.assert_allclose(pred.xi[1:], np.broadcast_to(pred.xi[0], (2, 20)), rtol=1e-12)
-    c = alignment_p2(theta[:, 0])
+    c = alignment_p2_table(theta[:, 0])  # the emulator's c(mu)
     # omega(c) on a line through the three points
     slope = (pred.omega[2] - pred.omega[0]) / (c[2] - c[0])
     np.testing.assert_allclose(pred.omega[1], pred.omega[0] + slope * (c[1] - c[0]),
@@ -96,7 +98,7 @@ def test_structure_xi_free_omega_linear_eta_quadratic_in_c(factorised_folder):
     # eta is a quadratic in c_cen: four points fix it, so a fifth lies on the fit
     theta5 = np.tile(_point(emu), (5, 1))
     theta5[:, 0] = [-0.9, -0.3, 0.2, 0.6, 0.95]
-    c5 = alignment_p2(theta5[:, 0])
+    c5 = alignment_p2_table(theta5[:, 0])
     eta = emu.predict(theta5).eta
     coef = np.polyfit(c5[:4], eta[:4], 2)
     np.testing.assert_allclose(np.polyval(coef, c5[4]), eta[4], rtol=1e-7,
@@ -129,3 +131,9 @@ def test_numpy_matches_torch_and_gradients_flow(factorised_folder):
     fast = IAEmulator.load(factorised_folder).predict(theta)
     sigma = np.sqrt(pred.variance_vector())
     assert np.max(np.abs(fast.vector() - pred.vector()) / sigma) < 1e-4
+
+
+def test_interpolation_table_is_accurate():
+    mu = np.random.default_rng(0).uniform(-1, 1, 200_000)
+    mu[:4] = [-1.0, 1.0, 0.0, 0.999999]
+    assert np.max(np.abs(alignment_p2_table(mu) - alignment_p2(mu))) < 1e-9
