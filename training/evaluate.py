@@ -2,7 +2,7 @@
 
 Usage::
 
-    iaemu evaluate trained_weights/iaemu-mlp-v1 --data training/data/test.npz
+    iaemu evaluate trained_weights/iaemu-factorised-v1 --data training/data/test_deep.npz
 
 Everything is compared with the test set's realization mean ("truth", itself noisy with
 scatter sigma/sqrt(n_realizations)) and the realizations' ddof=1 scatter ``sigma``; the report
