@@ -199,6 +199,15 @@ class IAEmulator:
         self._out_var = self._out_std ** 2
         self._log_slices = [_SLICES[s] for s in STATISTICS if out[s]["transform"] == "log"]
         scale = (metadata.get("epistemic") or {}).get("scale") or {}
+        corr_e = (metadata.get("epistemic") or {}).get("correlation")
+        #: correlation (60, 60) of the emulator's errors (None: independent bins)
+        self.epistemic_correlation = None
+        if corr_e is not None:
+            corr_e = np.asarray(corr_e, dtype=np.float64)
+            if corr_e.shape != (N_OUT, N_OUT) or not np.all(np.isfinite(corr_e)):
+                raise ValueError(f"metadata epistemic.correlation has shape {corr_e.shape}; "
+                                 f"expected finite ({N_OUT}, {N_OUT})")
+            self.epistemic_correlation = 0.5 * (corr_e + corr_e.T)
         #: factor on the raw epistemic variance per output (post-hoc calibration, 1 if none)
         self.epistemic_scale = np.concatenate(
             [np.full(N_BINS, float(scale.get(s, 1.0))) for s in STATISTICS])
@@ -610,10 +619,14 @@ class IAEmulator:
             of the mock scatter, which per-bin variances alone ignore). Use it as the model's
             sample variance, rescaled by the user to their survey volume.
 
-            ``"epistemic"``: ``diag(epistemic variances)``, the emulator's own uncertainty on the
-            mean (spread across ensemble members or MC-dropout passes). Only the diagonal is kept:
-            with 4-8 members (or a few dozen correlated dropout passes) a 60 x 60 sample covariance
-            would be rank-deficient and dominated by noise.
+            ``"epistemic"``: ``E C E``, the emulator's own uncertainty on the mean. ``E`` is the
+            (calibrated) epistemic standard deviation of each value (spread across ensemble members
+            or MC-dropout passes); ``C`` the correlation of the emulator's errors across bins and
+            statistics, estimated at training time from the validation split
+            (``metadata["epistemic"]["correlation"]``): emulator errors are smooth in r, so
+            treating them as independent per bin would let a coherent error shift the parameters
+            with too little penalty. Weights without it get ``diag(E**2)`` (a 4-member sample
+            covariance would be rank-deficient).
         n_samples : int, optional
             MC-dropout passes for a single "paper" network.
         prediction : EmulatorPrediction, optional
@@ -644,8 +657,13 @@ class IAEmulator:
             sd = np.sqrt(var)
             cov += (sd[..., :, None] * sd[..., None, :]) * self.residual_correlation  # exactly symmetric
         if "epistemic" in terms:
-            idx = np.arange(N_OUT)
-            cov[..., idx, idx] += pred.epistemic_vector()
+            epi = pred.epistemic_vector()
+            if self.epistemic_correlation is None:
+                idx = np.arange(N_OUT)
+                cov[..., idx, idx] += epi
+            else:
+                se = np.sqrt(epi)
+                cov += (se[..., :, None] * se[..., None, :]) * self.epistemic_correlation
         return cov
 
     def derived(self, theta) -> dict:

@@ -81,3 +81,43 @@ def test_emulator_applies_the_scale(synthetic_weights, tmp_path):
     cov_a = base.covariance(theta, ["epistemic"])
     cov_b = scaled.covariance(theta, ["epistemic"])
     np.testing.assert_allclose(np.diag(cov_b)[:20], 4.0 * np.diag(cov_a)[:20], rtol=1e-12)
+
+
+def test_error_correlation_is_recovered_and_used_by_the_covariance(synthetic_weights, tmp_path):
+    """Errors built with a known correlation across bins come back (up to the shrinkage), and
+    the emulator's epistemic covariance becomes E C E."""
+    import shutil
+
+    from iaemu_likelihood.emulator import IAEmulator
+    from iaemu_likelihood.training.calibration import fit_epistemic_correlation
+    from iaemu_likelihood.weights_io import write_checksums
+
+    rng = np.random.default_rng(3)
+    idx = np.arange(60)
+    true_corr = np.exp(-np.abs(idx[:, None] - idx[None, :]) / 4.0)
+    n = 6000
+    err = rng.multivariate_normal(np.zeros(60), true_corr, size=n) * 0.1
+    pred, samples = {}, {}
+    for k, s in enumerate(STATS):
+        truth = rng.normal(size=(n, 20))
+        samples[s] = np.repeat(truth[:, None, :], 2, axis=1)  # noiseless truth, 2 realizations
+        pred[s] = truth + err[:, 20 * k:20 * (k + 1)]
+        pred[f"{s}_epi_var"] = np.full((n, 20), 0.01)
+    corr = fit_epistemic_correlation(pred, samples, {s: 1.0 for s in STATS}, shrinkage=0.0)
+    np.testing.assert_allclose(corr, true_corr, atol=0.05)
+    shrunk = fit_epistemic_correlation(pred, samples, {s: 1.0 for s in STATS})
+    assert np.linalg.eigvalsh(shrunk).min() > 0.04
+
+    folder = tmp_path / "corr"
+    shutil.copytree(synthetic_weights, folder)
+    meta = json.loads((folder / "metadata.json").read_text())
+    meta.setdefault("epistemic", {})["correlation"] = true_corr.tolist()
+    (folder / "metadata.json").write_text(json.dumps(meta))
+    write_checksums(folder)
+    emu = IAEmulator.load(folder)
+    theta = emu.reference_point
+    epi = emu.predict(theta, epistemic=True).epistemic_vector()
+    cov = emu.covariance(theta, ["epistemic"])
+    np.testing.assert_allclose(cov, np.sqrt(np.outer(epi, epi)) * true_corr, rtol=1e-12)
+    diag_only = IAEmulator.load(synthetic_weights).covariance(theta, ["epistemic"])
+    np.testing.assert_allclose(diag_only, np.diag(epi), rtol=1e-12, atol=0)

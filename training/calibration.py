@@ -25,7 +25,8 @@ from scipy.stats import norm
 
 from ..conventions import STATISTICS
 
-__all__ = ["fit_epistemic_scale", "coverage_of_means", "SCALE_RANGE", "LEVEL"]
+__all__ = ["fit_epistemic_scale", "fit_epistemic_correlation", "coverage_of_means", "SCALE_RANGE",
+           "LEVEL", "CORRELATION_SHRINKAGE"]
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 LEVEL = 0.68
 #: Factors are searched (and clipped) in this range.
 SCALE_RANGE = (1e-2, 1e4)
+#: Weight of the identity in the shrunk correlation estimate (keeps it well conditioned).
+CORRELATION_SHRINKAGE = 0.05
 
 
 def coverage_of_means(pred, epi_var, truth, noise_var, scale: float = 1.0,
@@ -104,3 +107,48 @@ def fit_epistemic_scale(pred: dict, samples: dict, level: float = LEVEL) -> dict
         log.info("epistemic scale %s: %.3g (validation coverage of the means %.3f -> %.3f)", stat,
                  scale, before, out[stat]["coverage_after"])
     return out
+
+
+def fit_epistemic_correlation(pred: dict, samples: dict, scale: dict,
+                              shrinkage: float = CORRELATION_SHRINKAGE) -> np.ndarray:
+    """Correlation (60, 60) of the emulator's errors across bins and statistics.
+
+    The validation errors ``pred - truth`` of each point, divided by their predicted standard
+    deviation ``sqrt(scale * epi_var + sigma**2 / n)``, are pooled over points; their correlation
+    matrix, shrunk towards the identity (``(1 - shrinkage) C + shrinkage I``), is what
+    :meth:`~iaemu_likelihood.emulator.IAEmulator.covariance` combines with the epistemic standard
+    deviations. (The truth-noise part of the errors has the realizations' own correlation; with
+    ``sigma**2 / n`` small next to the emulator error it is a minor admixture.)
+
+    Parameters
+    ----------
+    pred, samples : dict
+        As for :func:`fit_epistemic_scale`.
+    scale : dict
+        Statistic -> the fitted variance factor.
+    shrinkage : float
+        In [0, 1].
+
+    Returns
+    -------
+    ndarray, shape (60, 60)
+        Symmetric, unit diagonal, positive definite for ``shrinkage > 0``.
+    """
+    if not 0.0 <= shrinkage <= 1.0:
+        raise ValueError(f"shrinkage = {shrinkage!r} must be in [0, 1]")
+    z = []
+    for stat in STATISTICS:
+        real = np.asarray(samples[stat], dtype=float)
+        n_real = real.shape[1]
+        truth = real.mean(axis=1)
+        noise = real.var(axis=1, ddof=1) / n_real
+        sd = np.sqrt(scale[stat] * np.asarray(pred[f"{stat}_epi_var"], float) + noise)
+        z.append((np.asarray(pred[stat], float) - truth) / np.where(sd > 0, sd, 1.0))
+    z = np.concatenate(z, axis=1)
+    if z.shape[0] < 3:
+        raise ValueError(f"need >= 3 validation points for a correlation, got {z.shape[0]}")
+    corr = np.corrcoef(z, rowvar=False)
+    corr = np.where(np.isfinite(corr), corr, 0.0)
+    np.fill_diagonal(corr, 1.0)
+    corr = (1.0 - shrinkage) * corr + shrinkage * np.eye(corr.shape[0])
+    return 0.5 * (corr + corr.T)

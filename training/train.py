@@ -395,17 +395,22 @@ def train(config: TrainConfig, *, restart: bool = False, stop_after_epochs: int 
 
 
 def _calibrate_epistemic(meta, members, corr, mass_function, val_ds) -> dict:
-    """``scale`` and ``calibration`` entries of metadata["epistemic"] (see :mod:`.calibration`)."""
+    """``scale``, ``correlation`` and ``calibration`` entries of metadata["epistemic"] (see
+    :mod:`.calibration`)."""
     from ..emulator import IAEmulator
-    from .calibration import LEVEL, fit_epistemic_scale
+    from .calibration import LEVEL, fit_epistemic_correlation, fit_epistemic_scale
 
     arrays = [{k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
                for k, v in sd.items()} for sd in members]
     emu = IAEmulator(meta, arrays, corr, mass_function)
     keep = np.atleast_1d(emu.in_support(val_ds.params))
     pred = emu.predict(val_ds.params[keep], epistemic=True).as_dict()
-    fit = fit_epistemic_scale(pred, {s: val_ds.stat(s)[keep] for s in STATISTICS})
-    return {"scale": {s: fit[s]["scale"] for s in STATISTICS},
+    samples = {s: val_ds.stat(s)[keep] for s in STATISTICS}
+    fit = fit_epistemic_scale(pred, samples)
+    scale = {s: fit[s]["scale"] for s in STATISTICS}
+    corr_e = fit_epistemic_correlation(pred, samples, scale) if keep.sum() >= 3 else None
+    return {"scale": scale,
+            "correlation": None if corr_e is None else np.round(corr_e, 6).tolist(),
             "calibration": {"method": f"variance scale matching {LEVEL:.0%} coverage of the "
                                       "validation means (iaemu_likelihood.training.calibration)",
                             "n_points": int(keep.sum()),
