@@ -111,7 +111,8 @@ class IAEmuTheory(Theory):
 
     Covariance terms: ``aleatoric`` is the covariance of one mock realization (the training box's
     volume and sample) around the mean, ``D R D`` with the shipped residual correlation ``R``;
-    ``epistemic`` is the emulator's own uncertainty of the mean (diagonal).
+    ``epistemic`` is the emulator's own uncertainty of the mean (``E C E``: calibrated ensemble
+    spread and the correlation of the emulator's errors, see ``IAEmulator.covariance``).
 
     Derived parameters: ``n_gal`` (galaxy number density, (h^-1 Mpc)^-3) and ``f_sat`` (satellite
     fraction), exact sums of the Zheng07 occupations over the training catalog's mass function.
