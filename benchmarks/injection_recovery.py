@@ -103,6 +103,22 @@ def weighted_interval(x, w, level):
     return float(np.interp(tail, cdf, x)), float(np.interp(1.0 - tail, cdf, x))
 
 
+def interior(emulator, params, margin):
+    """Points at least ``margin`` (a fraction of the allowed range) inside every edge of the
+    training prior: the box for mu_cen, mu_sat, logMmin and, where the weights record one, the
+    band of the other HOD parameters around their lines in logMmin."""
+    params = np.atleast_2d(params)
+    low = np.array([emulator.bounds[p][0] for p in PARAM_NAMES])
+    high = np.array([emulator.bounds[p][1] for p in PARAM_NAMES])
+    pos = (params - low) / (high - low)
+    if emulator._band is not None:
+        pivot, dep, slope, lo_int, hi_int, floor = emulator._band
+        x = params[:, pivot:pivot + 1]
+        lo = np.maximum(lo_int + slope * x, floor)
+        pos[:, dep] = (params[:, dep] - lo) / (hi_int + slope * x - lo)
+    return np.all((pos >= margin) & (pos <= 1.0 - margin), axis=1)
+
+
 def start_params(truth, bounds, fraction=START_SCATTER):
     """Cobaya ``params`` starting the chain near the truth: prior = the weights' box (the theory
     rejects points outside the training band), ref = normal about the truth with a scatter of
@@ -199,6 +215,9 @@ def build_parser():
     p.add_argument("--covmat", default=None, help="initial proposal covmat (e.g. yamls/ia_hod.covmat)")
     p.add_argument("--workdir", default=None, help="keep chains and data files here")
     p.add_argument("--jobs", type=int, default=1, help="chains run in parallel processes")
+    p.add_argument("--margin", type=float, default=0.0,
+                   help="only test points this fraction of the range inside every prior edge "
+                        "(equal-tailed intervals of posteriors cut by a prior edge miss truths there)")
     p.add_argument("--start", choices=("truth", "prior"), default="truth",
                    help="start chains near the truth (default: tests the posterior, not the sampler's "
                         "search among HOD modes) or at the yaml's reference point")
@@ -224,6 +243,8 @@ def main(argv=None) -> int:
             return 1
         params, vectors = load_test_points(args.test_set)
     ok = emulator.in_support(params)
+    if args.margin > 0:
+        ok &= interior(emulator, params, args.margin)
     candidates = np.flatnonzero(ok)
     if candidates.size < args.n_mocks:
         sys.stderr.write(f"only {candidates.size} test points inside the training range; "
