@@ -1,10 +1,14 @@
 """Exceptions raised by iaemu. All derive from :class:`IAEmuError`."""
 
-__all__ = ["IAEmuError", "OutOfRangeError", "WeightsIntegrityError", "WeightsNotFoundError"]
+__all__ = ["IAEmuError", "ConfigError", "OutOfRangeError", "WeightsIntegrityError", "WeightsNotFoundError"]
 
 
 class IAEmuError(Exception):
     """Base class of every error raised by iaemu."""
+
+
+class ConfigError(IAEmuError, ValueError):
+    """A configuration file, key or option is unknown, of the wrong type or out of range."""
 
 
 class OutOfRangeError(IAEmuError, ValueError):
