@@ -1,6 +1,7 @@
 """Exceptions raised by iaemu. All derive from :class:`IAEmuError`."""
 
-__all__ = ["IAEmuError", "ConfigError", "OutOfRangeError", "WeightsIntegrityError", "WeightsNotFoundError"]
+__all__ = ["IAEmuError", "ConfigError", "OutOfRangeError", "InputShapeError", "BatchTooLargeError",
+           "WeightsIntegrityError", "WeightsNotFoundError"]
 
 
 class IAEmuError(Exception):
@@ -13,6 +14,14 @@ class ConfigError(IAEmuError, ValueError):
 
 class OutOfRangeError(IAEmuError, ValueError):
     """An input parameter is outside the emulator's training range (or not finite)."""
+
+
+class InputShapeError(IAEmuError, ValueError):
+    """Emulator inputs of the wrong shape or type, or with missing or unknown parameter names."""
+
+
+class BatchTooLargeError(IAEmuError, ValueError):
+    """A batch whose result would need more memory than the emulator's limit allows."""
 
 
 class WeightsIntegrityError(IAEmuError):
