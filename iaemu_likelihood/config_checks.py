@@ -10,13 +10,37 @@ import difflib
 import math
 import numbers
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
 from .errors import ConfigError
 
-__all__ = ["check_keys", "check_mapping", "check_int", "check_float", "check_str", "check_bool",
+__all__ = ["load_yaml_mapping", "check_keys", "check_mapping", "check_int", "check_float", "check_str", "check_bool",
            "check_float_array", "check_torch_device", "suggest"]
+
+
+def load_yaml_mapping(path, kind: str = "config") -> dict:
+    """Read a YAML file holding one mapping (an empty file gives ``{}``); no Python objects.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist (the message names ``kind`` and the path).
+    ConfigError
+        If it is not valid YAML or not a mapping with string keys.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{kind} {path} does not exist")
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    return check_mapping(raw if raw is not None else {}, str(path))
 
 
 def suggest(name, allowed) -> str:

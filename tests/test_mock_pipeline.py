@@ -194,10 +194,27 @@ def test_generation_mpi_two_ranks_identical(catalog_path, tmp_path):
 
 
 def test_generation_config_errors(tmp_path, catalog_path):
+    from iaemu_likelihood.errors import ConfigError
     from iaemu_likelihood.training.generate import GenerationConfig
 
-    with pytest.raises(ValueError, match="lacks key 'seed'"):
+    with pytest.raises(ConfigError, match="required key 'seed' is missing"):
         GenerationConfig({"name": "x", "catalog": {}, "output": "o.npz"})
-    with pytest.raises(ValueError, match="n_realizations=1"):
+    with pytest.raises(ConfigError, match="n_realizations = 1: must be an integer >= 2"):
         GenerationConfig({"name": "x", "seed": 1, "catalog": {"path": str(catalog_path)},
                           "output": "o.npz", "points": POINTS[:1], "n_realizations": 1})
+
+
+def test_generation_redoes_a_part_copied_from_another_point(catalog_path, tmp_path, caplog):
+    """End to end: a part copied from another point is logged, redone, and the dataset equals
+    an uninterrupted run's."""
+    from iaemu_likelihood.training.generate import generate, load_config
+
+    clean = load_config(_write_config(tmp_path, catalog_path, "clean3", n_real=2, points=POINTS[:3]))
+    generate(clean, workers=1, progress=False)
+    mixed = load_config(_write_config(tmp_path, catalog_path, "mixed", n_real=2, points=POINTS[:3]))
+    assert generate(mixed, workers=1, max_points=2, progress=False) is None
+    shutil.copyfile(mixed.part_path(0), mixed.part_path(1))  # another point's part
+    with caplog.at_level("WARNING"):
+        assert generate(mixed, workers=1, progress=False) == mixed.output
+    assert str(mixed.part_path(1)) in caplog.text
+    _assert_same_dataset(clean.output, mixed.output)

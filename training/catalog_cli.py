@@ -25,9 +25,26 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return p
 
 
+def check_args(args) -> None:
+    """Range-check the options before any work (ConfigError naming the option and value)."""
+    from ..config_checks import check_float, check_int
+    from ..errors import ConfigError
+
+    check_float(args.box_size, "--box-size", minimum=0.0, min_inclusive=False)
+    n = check_int(args.n_particles_1d, "--n-particles-1d", minimum=16)
+    if n & (n - 1):
+        raise ConfigError(f"--n-particles-1d = {n}: must be a power of two >= 16")
+    check_int(args.seed, "--seed", minimum=0)
+    check_float(args.z_start, "--z-start", minimum=0.0, min_inclusive=False)
+    check_int(args.threads, "--threads", minimum=1)
+    check_int(args.min_particles, "--min-particles", minimum=2)
+    check_int(args.min_particles_trusted, "--min-particles-trusted", minimum=args.min_particles)
+
+
 def main(args) -> int:
     from .catalog_builder import build_offline_catalog
 
+    check_args(args)
     config = SimulationConfig(box_size=args.box_size, n_particles_1d=args.n_particles_1d, seed=args.seed,
                               z_start=args.z_start, cosmology=BOLSHOI_PLANCK, n_threads=args.threads)
     build_offline_catalog(config, args.workdir, args.output, args.min_particles,

@@ -21,8 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import IAEmuError
+
 __all__ = ["HaloCatalogSource", "OfflineHaloCatalog", "CachedHalotoolsCatalog", "save_halo_catalog",
-           "load_catalog_source", "binned_mass_function", "MASS_FUNCTION_BIN_WIDTH"]
+           "load_catalog_source", "check_catalog_spec", "HaloCatalogError", "binned_mass_function", "MASS_FUNCTION_BIN_WIDTH"]
 
 #: Width of the host mass-function bins shipped with the weights, dex.
 MASS_FUNCTION_BIN_WIDTH = 0.005
@@ -70,6 +72,53 @@ class HaloCatalogSource(abc.ABC):
         return binned_mass_function(self.host_log10_mass(), self.box_size ** 3)
 
 
+class HaloCatalogError(IAEmuError, ValueError):
+    """A halo catalog file is unreadable, incomplete, non-finite or does not match its hash."""
+
+
+def _read_catalog_file(path: Path) -> tuple[dict, dict]:
+    """Columns and provenance of a catalog file, every array read and checked (no pickle).
+
+    Raises
+    ------
+    HaloCatalogError
+        Naming the file: unreadable (bad zip, bad CRC, pickled object), missing column,
+        non-numeric or non-finite values, provenance not JSON or lacking the box size, particle
+        mass or hash, or content that does not match ``content_sha256``.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except Exception as exc:  # zipfile, pickle refusal, truncation: all mean "not a catalog"
+        raise HaloCatalogError(f"halo catalog {path} cannot be read ({type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())})") from None
+    missing = [name for name in (*_COLUMNS, "provenance") if name not in arrays]
+    if missing:
+        raise HaloCatalogError(f"halo catalog {path} lacks arrays {missing}")
+    columns = {name: arrays[name] for name in _COLUMNS}
+    for name, value in columns.items():
+        if value.dtype.kind not in "iuf":
+            raise HaloCatalogError(f"halo catalog {path}: column {name!r} has dtype {value.dtype}, "
+                                   "expected numbers")
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            raise HaloCatalogError(f"halo catalog {path}: column {name!r} has "
+                                   f"{int(np.sum(~np.isfinite(value)))} non-finite values")
+    try:
+        provenance = json.loads(str(arrays["provenance"]))
+        box, mp = float(provenance["box_size"]), float(provenance["particle_mass"])
+        recorded = str(provenance["content_sha256"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise HaloCatalogError(f"halo catalog {path}: provenance is not a JSON object with box_size, "
+                               f"particle_mass and content_sha256 ({type(exc).__name__}: {exc})") from None
+    if not (np.isfinite(box) and box > 0 and np.isfinite(mp) and mp > 0):
+        raise HaloCatalogError(f"halo catalog {path}: box_size = {box}, particle_mass = {mp}; "
+                               "both must be finite and > 0")
+    if _content_sha256(columns) != recorded:
+        raise HaloCatalogError(f"halo catalog {path}: its arrays do not match the recorded "
+                               f"content_sha256 {recorded[:12]}... (modified or damaged)")
+    return columns, provenance
+
+
 class OfflineHaloCatalog(HaloCatalogSource):
     """A FoF halo catalog saved by :func:`save_halo_catalog`.
 
@@ -87,9 +136,7 @@ class OfflineHaloCatalog(HaloCatalogSource):
         if not self.path.is_file():
             raise FileNotFoundError(f"halo catalog {self.path} does not exist; build it with "
                                     "`iaemu build-catalog`")
-        with np.load(self.path, allow_pickle=False) as data:
-            self.columns = {name: data[name] for name in _COLUMNS}
-            self.provenance = json.loads(str(data["provenance"]))
+        self.columns, self.provenance = _read_catalog_file(self.path)
         self.box_size = float(self.provenance["box_size"])
         self.particle_mass = float(self.provenance["particle_mass"])
         self.min_particles = int(min_particles if min_particles is not None
@@ -210,20 +257,58 @@ def save_halo_catalog(path: str | os.PathLike, halos: dict, provenance: dict) ->
     return path
 
 
+#: Keys of a ``catalog`` config section, per source.
+CATALOG_KEYS = {"offline": ("source", "path", "min_particles"),
+                "halotools_cached": ("source", "simname", "halo_finder", "redshift", "version_name",
+                                     "min_particles")}
+
+
+def check_catalog_spec(spec, where: str = "catalog") -> dict:
+    """Validate a ``catalog`` config mapping (see :func:`load_catalog_source`).
+
+    Returns
+    -------
+    dict
+        The mapping with ``source`` filled in (default ``"offline"``) and numbers converted.
+
+    Raises
+    ------
+    ConfigError
+        Unknown source or key (with a suggestion), missing ``path``, wrong type or range,
+        naming ``where``.
+    """
+    from ..config_checks import check_float, check_int, check_keys, check_mapping, check_str
+
+    spec = check_mapping(spec, where)
+    kind = check_str(spec.get("source", "offline"), f"{where}: source", choices=tuple(CATALOG_KEYS))
+    check_keys(spec, CATALOG_KEYS[kind], where, required=("path",) if kind == "offline" else ())
+    out = {"source": kind}
+    if kind == "offline":
+        out["path"] = check_str(spec["path"], f"{where}: path")
+    else:
+        for key in ("simname", "halo_finder", "version_name"):
+            if spec.get(key) is not None:
+                out[key] = check_str(spec[key], f"{where}: {key}")
+        if "redshift" in spec:
+            out["redshift"] = check_float(spec["redshift"], f"{where}: redshift", minimum=0.0)
+    if "min_particles" in spec:
+        out["min_particles"] = check_int(spec["min_particles"], f"{where}: min_particles", minimum=1)
+    return out
+
+
 def load_catalog_source(spec: dict, base_dir: str | os.PathLike | None = None) -> HaloCatalogSource:
     """Build a catalog source from a config mapping.
 
     ``{"source": "offline", "path": "...", "min_particles": 50}`` or
     ``{"source": "halotools_cached", "simname": "bolplanck", ...}``. Relative paths are resolved
-    against ``base_dir`` (the config file's folder).
+    against ``base_dir`` (the config file's folder). The mapping is checked with
+    :func:`check_catalog_spec`.
     """
-    spec = dict(spec)
-    kind = spec.pop("source", "offline")
+    spec = check_catalog_spec(spec)
+    kind = spec.pop("source")
     if kind == "offline":
         path = Path(spec.pop("path"))
         if not path.is_absolute() and base_dir is not None:
             path = Path(base_dir) / path
         return OfflineHaloCatalog(path, **spec)
-    if kind == "halotools_cached":
-        return CachedHalotoolsCatalog(**spec)
-    raise ValueError(f"halo catalog source {kind!r} unknown; allowed: 'offline', 'halotools_cached'")
+    return CachedHalotoolsCatalog(**spec)  # the only other source check_catalog_spec allows

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import atomic_write_bytes, npz_bytes
 from ..conventions import PARAM_NAMES, STATISTICS
+from ..errors import IAEmuError
 
-__all__ = ["IADataset", "save_dataset", "load_dataset", "load_datasets", "concatenate_datasets",
+__all__ = ["IADataset", "DatasetFileError", "save_dataset", "load_dataset", "load_datasets", "concatenate_datasets",
            "file_sha256", "files_sha256", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
@@ -25,6 +27,10 @@ _ARRAYS = ("params", "xi", "omega", "eta", "r_edges", "n_gal", "n_cen", "n_sat",
 #: Provenance entries that datasets must share to be concatenated: same prior (design rule), halo
 #: catalog and mass function, parameter order.
 SHARED_PROVENANCE = ("design_rule", "halo_catalog", "halo_mass_function", "param_names")
+
+
+class DatasetFileError(IAEmuError, ValueError):
+    """A dataset file is unreadable, incomplete or holds non-numeric or non-finite values."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,18 +114,19 @@ class IADataset:
         return dict(zip(PARAM_NAMES, map(float, self.params[i])))
 
 
-def save_dataset(path: str | os.PathLike, dataset: IADataset) -> Path:
-    """Write ``dataset`` to a compressed npz atomically (temporary file, then rename)."""
+def save_dataset(path: str | os.PathLike, dataset: IADataset, durable: bool = False) -> Path:
+    """Write ``dataset`` to a compressed npz atomically (temporary file, then rename).
+
+    ``durable=True`` flushes it to disk before returning (see
+    :func:`iaemu_likelihood._io.atomic_write_bytes`).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     provenance = dict(dataset.provenance)
     provenance.setdefault("schema_version", SCHEMA_VERSION)
     arrays = {name: np.asarray(getattr(dataset, name)) for name in _ARRAYS}
     arrays["provenance"] = np.array(json.dumps(provenance, sort_keys=True))
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, npz_bytes(arrays, compressed=True), durable=durable)
     return path
 
 
@@ -130,25 +137,67 @@ def load_dataset(path: str | os.PathLike) -> IADataset:
     ------
     FileNotFoundError
         If ``path`` does not exist.
-    ValueError
-        If a required array is missing or shapes disagree; the message names the file.
+    DatasetFileError
+        (a ValueError) If the file cannot be read, an array is missing, non-numeric or
+        non-finite where it must not be, or shapes disagree; the message names the file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"dataset file {path} does not exist")
-    with np.load(path, allow_pickle=False) as data:
-        missing = [name for name in (*_ARRAYS, "provenance") if name not in data.files]
-        if missing:
-            raise ValueError(f"dataset {path} lacks arrays {missing}")
-        arrays = {name: data[name] for name in _ARRAYS}
-        provenance = json.loads(str(data["provenance"]))
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [name for name in (*_ARRAYS, "provenance") if name not in data.files]
+            if missing:
+                raise DatasetFileError(f"dataset {path} lacks arrays {missing}")
+            arrays = {name: data[name] for name in _ARRAYS}
+            provenance_text = str(data["provenance"])
+    except DatasetFileError:
+        raise
+    except Exception as exc:  # bad zip, bad CRC, pickled object, truncation
+        raise DatasetFileError(f"dataset {path} cannot be read ({type(exc).__name__}: "
+                               f"{' '.join(str(exc).split())})") from None
+    try:
+        provenance = json.loads(provenance_text)
+    except ValueError:
+        provenance = None
+    if not isinstance(provenance, dict):
+        raise DatasetFileError(f"dataset {path}: provenance is not a JSON object")
     if provenance.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
-        raise ValueError(f"dataset {path} has schema_version {provenance.get('schema_version')}, "
-                         f"this code reads {SCHEMA_VERSION}")
+        raise DatasetFileError(f"dataset {path} has schema_version {provenance.get('schema_version')}, "
+                               f"this code reads {SCHEMA_VERSION}")
+    _check_values(path, arrays)
     try:
         return IADataset(provenance=provenance, **arrays)
     except ValueError as exc:
-        raise ValueError(f"dataset {path}: {exc}") from None
+        raise DatasetFileError(f"dataset {path}: {exc}") from None
+
+
+def _check_values(path: Path, arrays: dict) -> None:
+    """Numbers only; params and r_edges finite, statistics finite except in failed realizations
+    (those recorded with a retry, see :func:`.generate.run_point`), counts non-negative."""
+    for name, value in arrays.items():
+        kinds = "iu" if name in ("n_gal", "n_cen", "n_sat", "seeds", "retries") else "iuf"
+        if value.dtype.kind not in kinds:
+            raise DatasetFileError(f"dataset {path}: {name!r} has dtype {value.dtype}, expected "
+                                   f"{'integers' if kinds == 'iu' else 'numbers'}")
+    for name in ("params", "r_edges"):
+        if not np.all(np.isfinite(arrays[name])):
+            raise DatasetFileError(f"dataset {path}: {name!r} has non-finite values")
+    if arrays["r_edges"].ndim != 1 or np.any(np.diff(arrays["r_edges"]) <= 0) or np.any(arrays["r_edges"] <= 0):
+        raise DatasetFileError(f"dataset {path}: 'r_edges' must be positive and strictly increasing")
+    retries = arrays["retries"]
+    for name in STATISTICS:
+        value = arrays[name]
+        if value.ndim != 3 or value.shape[:2] != retries.shape:
+            continue  # the shape check of IADataset names it
+        bad = ~np.all(np.isfinite(value), axis=2) & (retries == 0)
+        if np.any(bad):
+            p, r = np.argwhere(bad)[0]
+            raise DatasetFileError(f"dataset {path}: {name!r} has non-finite values in point {p}, "
+                                   f"realization {r}, which is not recorded as failed")
+    for name in ("n_gal", "n_cen", "n_sat", "retries"):
+        if np.any(arrays[name] < 0):
+            raise DatasetFileError(f"dataset {path}: {name!r} has negative values")
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..conventions import PARAM_NAMES, ZHENG07_TABLE
 
-__all__ = ["DesignRule", "latin_hypercube", "zheng07_linear_fits", "make_design", "infer_linear_band"]
+__all__ = ["DesignRule", "DESIGN_KEYS", "latin_hypercube", "zheng07_linear_fits", "make_design", "infer_linear_band"]
 
 _DEPENDENT = ("sigma_logM", "logM0", "logM1", "alpha")
 
@@ -44,6 +44,38 @@ def zheng07_linear_fits() -> dict:
     return fits
 
 
+#: Keys of a ``design`` config section.
+DESIGN_KEYS = ("logMmin_range", "mu_range", "n_rmse", "floors")
+#: logMmin values (log10 Msun/h) a design may span: beyond these no halo catalog has hosts.
+LOGMMIN_LIMITS = (9.0, 16.0)
+
+
+def _checked_range(value, where: str, limits: tuple) -> tuple:
+    from ..config_checks import check_float_array
+    from ..errors import ConfigError
+
+    arr = check_float_array(value, where, shape=(2,))
+    if not (limits[0] <= arr[0] < arr[1] <= limits[1]):
+        raise ConfigError(f"{where} = {list(value)!r}: must be [low, high] with "
+                          f"{limits[0]} <= low < high <= {limits[1]}")
+    return (float(arr[0]), float(arr[1]))
+
+
+def _checked_fields(values: dict, where: str) -> dict:
+    """The four rule fields, type- and range-checked (ConfigError naming ``where`` and the key)."""
+    from ..config_checks import check_float, check_keys, check_mapping
+
+    floors = check_mapping(values["floors"], f"{where}: floors")
+    check_keys(floors, _DEPENDENT, f"{where}: floors")
+    return {"logMmin_range": _checked_range(values["logMmin_range"], f"{where}: logMmin_range",
+                                            LOGMMIN_LIMITS),
+            "mu_range": _checked_range(values["mu_range"], f"{where}: mu_range", (-1.0, 1.0)),
+            "n_rmse": check_float(values["n_rmse"], f"{where}: n_rmse", minimum=0.0,
+                                  min_inclusive=False),
+            "floors": tuple(sorted((name, check_float(v, f"{where}: floors: {name}"))
+                                   for name, v in floors.items()))}
+
+
 @dataclasses.dataclass(frozen=True)
 class DesignRule:
     """The prior the design samples (see module docstring)."""
@@ -52,6 +84,29 @@ class DesignRule:
     mu_range: tuple = (-1.0, 1.0)
     n_rmse: float = 4.0
     floors: tuple = (("sigma_logM", 0.05), ("alpha", 0.1))
+
+    def __post_init__(self):
+        checked = _checked_fields(dataclasses.asdict(self) | {"floors": dict(self.floors)}, "design rule")
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def from_config(cls, mapping, where: str = "design") -> "DesignRule":
+        """The rule from a config mapping (keys ``logMmin_range``, ``mu_range``, ``n_rmse``,
+        ``floors``; missing ones take the defaults), validated with messages naming ``where``.
+
+        Raises
+        ------
+        ConfigError
+            Unknown key (with a suggestion), wrong type or value out of range.
+        """
+        from ..config_checks import check_keys, check_mapping
+
+        mapping = check_mapping(mapping, where)
+        check_keys(mapping, DESIGN_KEYS, where)
+        defaults = {f.name: getattr(cls, f.name) for f in dataclasses.fields(cls)}
+        values = {**defaults, "floors": dict(defaults["floors"]), **mapping}
+        return cls(**_checked_fields(values, where))
 
     def band(self, name: str, logMmin) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper limit of a dependent parameter at ``logMmin``."""

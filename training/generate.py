@@ -2,14 +2,28 @@
 
 For each design point, ``n_realizations`` mocks are populated and xi, omega, eta measured. Every
 realization's seed is a pure function of (config seed, point index, realization index, attempt),
-so the dataset does not depend on how the work was split. Each finished point is written at once
-to ``<output>.parts/point_XXXXXX.npz`` (temporary file + rename); a killed run skips those on
-restart. When every point is done the parts are assembled, in point order, into ``<output>`` and
-removed; a rerun on a finished dataset does nothing.
+so the dataset does not depend on how the work was split.
 
-Workers: a local process pool (``--workers N``, default) or MPI (``mpirun -n N iaemu generate
+Resume. Each finished point is written at once to ``<output>.parts/point_XXXXXX.npz``
+(temporary file + rename) together with what produced it: point index, parameters, seed, a hash
+of the result-changing config and the halo catalog hash (:mod:`.generation_parts`). On restart
+a part counts only if it reads back completely and its binding matches the current config;
+anything else (another seed or design, a part copied from another point, a damaged file) is
+logged with its reason and redone.
+
+Assembly. When every point is done the parts are read and checked once more, assembled in point
+order into ``<output>`` (written atomically and flushed to disk, after ``<stem>.timings.json``),
+and only then deleted with their folder. An interrupted assembly leaves either the parts (the
+next run assembles again) or the finished dataset plus leftover parts (the next run sees the
+finished dataset and deletes them); temporary files of interrupted writes are deleted when the
+next run starts. A rerun on a finished dataset does nothing; an existing ``<output>`` made by
+another configuration is refused, never overwritten.
+
+Workers: a local process pool (``--workers N``, default 1) or MPI (``mpirun -n N iaemu generate
 --mpi ...``; mpi4py). Pair counting runs single-threaded inside each worker so results are
-bit-identical whatever the number of workers.
+bit-identical whatever the number of workers. Inputs (config, halo catalog) are checked before
+any worker starts; a worker that fails (in its set-up or on a point) or dies stops the run with
+its error, keeping every finished point.
 """
 from __future__ import annotations
 
@@ -22,90 +36,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ..conventions import PARAM_NAMES, R_EDGES, STATISTICS
+from .._io import atomic_write_bytes
+from ..conventions import PARAM_NAMES, STATISTICS
+from ..errors import IAEmuError
+from .generation_config import GenerationConfig, load_config
+from .generation_parts import (COUNT_ARRAYS, realization_seed, remove_stale_temporaries, scan_parts,
+                               write_part)
 
-__all__ = ["GenerationConfig", "load_config", "realization_seed", "run_point", "generate",
-           "assemble", "build_parser", "main"]
+__all__ = ["GenerationConfig", "GenerationError", "load_config", "realization_seed", "run_point",
+           "generate", "assemble", "build_parser", "main"]
 
 logger = logging.getLogger(__name__)
 
 
-class GenerationConfig:
-    """A generation run, read from YAML (see ``training/configs/*.yaml``).
-
-    Keys: ``name``, ``seed``, ``n_points``, ``n_realizations``, ``max_retries``, ``output``,
-    ``catalog`` (see :func:`.catalogs.load_catalog_source`), ``design`` (fields of
-    :class:`.design.DesignRule`), optional ``points`` (explicit parameter rows instead of a design)
-    and ``rbins`` (bin edges in h^-1 Mpc; default the emulator's 20 bins).
-    Relative paths are resolved against the config file's folder.
-    """
-
-    def __init__(self, raw: dict, base_dir: str | os.PathLike = "."):
-        self.raw = dict(raw)
-        self.base_dir = Path(base_dir).resolve()
-        try:
-            self.name = str(raw["name"])
-            self.seed = int(raw["seed"])
-            self.n_realizations = int(raw.get("n_realizations", 10))
-            self.max_retries = int(raw.get("max_retries", 5))
-            self.catalog_spec = dict(raw["catalog"])
-            output = Path(raw["output"])
-            self.rbins = np.asarray(raw.get("rbins", R_EDGES), dtype=float)
-        except KeyError as exc:
-            raise ValueError(f"generation config lacks key {exc}") from None
-        self.output = output if output.is_absolute() else self.base_dir / output
-        from .design import DesignRule
-
-        design = dict(raw.get("design", {}))
-        self.rule = DesignRule(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in design.items()
-                                  if k != "floors"},
-                               **({"floors": tuple(sorted(design["floors"].items()))}
-                                  if "floors" in design else {}))
-        if "points" in raw:
-            self.params = np.atleast_2d(np.asarray(raw["points"], dtype=float))
-            self.unit_cube = None
-        else:
-            from .design import make_design
-
-            self.unit_cube, self.params = make_design(int(raw["n_points"]), self.seed, self.rule)
-        if self.params.shape[1] != len(PARAM_NAMES):
-            raise ValueError(f"design points must have {len(PARAM_NAMES)} columns {PARAM_NAMES}")
-        if self.n_realizations < 2:
-            raise ValueError(f"n_realizations={self.n_realizations} must be >= 2 (the scatter is a target)")
-
-    @property
-    def n_points(self) -> int:
-        return self.params.shape[0]
-
-    @property
-    def parts_dir(self) -> Path:
-        return self.output.with_name(self.output.name + ".parts")
-
-    def part_path(self, i: int) -> Path:
-        return self.parts_dir / f"point_{i:06d}.npz"
-
-    def catalog(self):
-        from .catalogs import load_catalog_source
-
-        return load_catalog_source(self.catalog_spec, self.base_dir)
-
-
-def load_config(path: str | os.PathLike) -> GenerationConfig:
-    """Read a generation config YAML file."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"generation config {path} does not exist")
-    with open(path, encoding="utf-8") as f:
-        raw = yaml.safe_load(f)
-    return GenerationConfig(raw, path.parent)
-
-
-def realization_seed(base_seed: int, point: int, realization: int, attempt: int = 0) -> int:
-    """The seed of one realization, independent of scheduling (a 31-bit int)."""
-    state = np.random.SeedSequence([int(base_seed), int(point), int(realization), int(attempt)])
-    return int(state.generate_state(1, dtype=np.uint32)[0] >> 1)
+class GenerationError(IAEmuError, RuntimeError):
+    """A generation run cannot go on: a worker failed or died, or the output belongs to another run."""
 
 
 def run_point(simulator, config: GenerationConfig, i: int) -> dict:
@@ -135,106 +80,151 @@ def run_point(simulator, config: GenerationConfig, i: int) -> dict:
     return out
 
 
-def _write_part(path: Path, i: int, result: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez(f, point=np.array(i), **result)
-    os.replace(tmp, path)
-
-
-def _part_is_valid(path: Path, config: GenerationConfig) -> bool:
-    try:
-        with np.load(path, allow_pickle=False) as d:
-            return d["xi"].shape[0] == config.n_realizations and int(d["point"]) >= 0
-    except Exception:  # a truncated or foreign file is simply redone
-        return False
-
-
-def pending_points(config: GenerationConfig) -> list[int]:
-    """Design points without a valid part file."""
-    config.parts_dir.mkdir(parents=True, exist_ok=True)
-    return [i for i in range(config.n_points) if not _part_is_valid(config.part_path(i), config)]
-
-
 # -- workers -----------------------------------------------------------------------------------
 _WORKER = {}
 
 
-def _worker_init(config_raw, base_dir):
+def _worker_init(config_raw, base_dir, source):
+    """Set up a worker (config, halo catalog, simulator). Never raises: a failure is kept and
+    raised by every task, so the parent sees the worker's own message instead of a pool that
+    respawns failing workers forever."""
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-    from .forward_model import MockSimulator
+    _WORKER.clear()
+    try:
+        from .forward_model import MockSimulator
 
-    config = GenerationConfig(config_raw, base_dir)
-    _WORKER["config"] = config
-    _WORKER["sim"] = MockSimulator(config.catalog(), config.rbins, num_threads=1)
+        config = GenerationConfig(config_raw, base_dir, source)
+        _WORKER["sim"] = MockSimulator(config.catalog(), config.rbins, num_threads=1)
+        _WORKER["config"] = config
+    except Exception as exc:  # reported by the tasks, see _worker_task
+        _WORKER["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
 def _worker_task(i: int) -> tuple[int, float]:
+    if "error" in _WORKER:
+        raise GenerationError(f"worker process {os.getpid()} could not start: {_WORKER['error']}")
     config = _WORKER["config"]
-    result = run_point(_WORKER["sim"], config, i)
-    _write_part(config.part_path(i), i, result)
+    try:
+        result = run_point(_WORKER["sim"], config, i)
+        write_part(config, i, result)
+    except Exception as exc:  # re-raised in the parent with the point named
+        raise GenerationError(f"point {i} failed in worker process {os.getpid()}: "
+                              f"{type(exc).__name__}: {' '.join(str(exc).split())}") from None
     return i, float(result["wall_s"])
 
 
-def _run_pool(config: GenerationConfig, todo: list[int], workers: int, max_points: int | None) -> None:
-    from tqdm import tqdm
+def _run_serial(config: GenerationConfig, todo: list[int], bar) -> None:
+    from .forward_model import MockSimulator
 
-    if max_points is not None:
-        todo = todo[:max_points]
-    if not todo:
-        return
-    bar = tqdm(total=len(todo), desc=f"generate {config.name}", unit="point", smoothing=0.05)
-    if workers <= 1:
-        _worker_init(config.raw, config.base_dir)
-        for i in todo:
-            _worker_task(i)
-            bar.update()
-    else:
-        import multiprocessing as mp
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+    sim = MockSimulator(config.catalog(), config.rbins, num_threads=1)
+    for i in todo:
+        write_part(config, i, run_point(sim, config, i))
+        bar.update()
 
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(workers, initializer=_worker_init, initargs=(config.raw, config.base_dir)) as pool:
-            for _ in pool.imap_unordered(_worker_task, todo, chunksize=1):
+
+def _run_pool(config: GenerationConfig, todo: list[int], workers: int, bar,
+              initializer=_worker_init) -> None:
+    """Run ``todo`` on ``workers`` spawned processes; the first failure stops the run.
+
+    ``initializer`` (called with the config's raw mapping, folder and source in each worker) is
+    :func:`_worker_init`; tests pass others to check that a set-up failure cannot hang the run.
+
+    A worker that dies (killed, out of memory, a crash in compiled code) breaks the pool and
+    raises :class:`GenerationError` instead of hanging; points already running in other workers
+    finish first (their parts are kept).
+    """
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    executor = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=initializer,
+                                   initargs=(config.raw, config.base_dir, config.source))
+    try:
+        pending = {executor.submit(_worker_task, i) for i in todo}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in finished:
+                future.result()  # the worker's error, if any
                 bar.update()
-    bar.close()
+    except BrokenProcessPool:
+        raise GenerationError(f"a worker process of `iaemu generate {config.source}` died (killed, out "
+                              "of memory, crashed, or its initializer raised: see its traceback "
+                              "above); finished points are kept, run again to resume") from None
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
-def _run_mpi(config: GenerationConfig, max_points: int | None) -> bool:
-    """Static round-robin over ranks; rank 0 assembles. Returns True on rank 0."""
+def _run_mpi(config: GenerationConfig, max_points: int | None, progress: bool) -> bool:
+    """Static round-robin over ranks; rank 0 assembles. Returns True on rank 0.
+
+    Every rank checks its own set-up; if one fails, all stop with its message. A rank that fails
+    on a point logs the error and aborts every rank (``MPI_Abort``) rather than leaving the
+    others waiting forever.
+    """
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
-    todo = pending_points(config) if rank == 0 else None
-    todo = comm.bcast(todo, root=0)
+    todo, error = None, None
+    if rank == 0:
+        try:
+            remove_stale_temporaries(config)
+            todo = scan_parts(config)[1]
+        except Exception as exc:  # shared with every rank below, then raised everywhere
+            error = f"rank 0: {type(exc).__name__}: {' '.join(str(exc).split())}"
+    todo, error = comm.bcast((todo, error), root=0)
+    if error:
+        raise GenerationError(error)
     if max_points is not None:
         todo = todo[:max_points]
     mine = todo[rank::size]
     if mine:
-        _worker_init(config.raw, config.base_dir)
-        from tqdm import tqdm
+        _worker_init(config.raw, config.base_dir, config.source)
+    errors = [e for e in comm.allgather(_WORKER.get("error")) if e]
+    if errors:
+        raise GenerationError(f"{len(errors)} MPI rank(s) could not start; first: {errors[0]}")
+    from tqdm import tqdm
 
-        for i in tqdm(mine, desc=f"rank {rank}", disable=rank != 0, unit="point"):
+    for i in tqdm(mine, desc=f"rank {rank}", disable=rank != 0 or not progress, unit="point"):
+        try:
             _worker_task(i)
+        except GenerationError as exc:
+            logger.error("rank %d: %s; aborting every rank", rank, exc)
+            comm.Abort(1)
     comm.Barrier()
     return rank == 0
 
 
 # -- assembly ----------------------------------------------------------------------------------
-def assemble(config: GenerationConfig) -> Path:
-    """Combine the part files, in point order, into the dataset file."""
+def assemble(config: GenerationConfig, parts: dict | None = None) -> Path:
+    """Combine the part files, in point order, into the dataset file.
+
+    Parameters
+    ----------
+    config : GenerationConfig
+    parts : dict, optional
+        point -> arrays already read and checked by :func:`.generation_parts.scan_parts`
+        (default: read and check them here).
+
+    The dataset is written atomically and flushed to disk after the timings file; the parts
+    and their folder are deleted only then.
+
+    Raises
+    ------
+    GenerationError
+        If some point has no part that counts.
+    """
     from .catalog_builder import code_versions
     from .dataset_io import IADataset, save_dataset
 
-    missing = pending_points(config)
-    if missing:
-        raise RuntimeError(f"{len(missing)} design points are not done (first: {missing[:5]}); run again")
-    parts = []
-    for i in range(config.n_points):
-        with np.load(config.part_path(i), allow_pickle=False) as d:
-            parts.append({k: d[k] for k in d.files})
-    stack = {name: np.stack([p[name] for p in parts]) for name in
-             (*STATISTICS, "n_gal", "n_cen", "n_sat", "seeds", "retries")}
+    if parts is None:
+        parts, missing = scan_parts(config)
+        if missing:
+            raise GenerationError(f"{config.output}: {len(missing)} design points are not done "
+                                  f"(first: {missing[:5]}); run `iaemu generate {config.source}` again")
+    parts = [parts[i] for i in range(config.n_points)]
+    stack = {name: np.stack([p[name] for p in parts]) for name in (*STATISTICS, *COUNT_ARRAYS)}
     wall = np.array([float(p["wall_s"]) for p in parts])
     catalog = config.catalog()
     provenance = {
@@ -243,60 +233,139 @@ def assemble(config: GenerationConfig) -> Path:
         "unit_cube": None if config.unit_cube is None else config.unit_cube.tolist(),
         "halo_catalog": catalog.describe(), "halo_mass_function": {
             k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in catalog.mass_function().items()},
-        "code_versions": code_versions(),
+        "code_versions": code_versions(), "generation_binding": config.binding(),
         # wall times depend on the machine; they are summarised, not stored per point, so the
         # dataset is identical whatever ran it
         "n_failed_realizations": int(np.sum(stack["retries"] > config.max_retries)),
     }
     dataset = IADataset(params=config.params.copy(), r_edges=config.rbins.copy(),
                         provenance=provenance, **stack)
-    path = save_dataset(config.output, dataset)
     timing = {"mean_s_per_point": float(wall.mean()),
               "mean_s_per_realization": float(wall.mean() / config.n_realizations),
               "total_cpu_s": float(wall.sum())}
-    timing_path = config.output.with_name(config.output.stem + ".timings.json")
-    timing_path.write_text(json.dumps(timing, indent=2))
-    # the parts are now redundant (a rerun sees the finished dataset and stops)
-    for i in range(config.n_points):
-        config.part_path(i).unlink()
-    for leftover in config.parts_dir.glob("*.tmp"):
-        leftover.unlink()
-    config.parts_dir.rmdir()
+    atomic_write_bytes(config.timings_path, json.dumps(timing, indent=2).encode())
+    # the dataset is the commit point: once it is on disk the parts are redundant
+    path = save_dataset(config.output, dataset, durable=True)
+    _remove_parts(config)
     logger.info("assembled %d points into %s; timings %s", config.n_points, path, timing)
     return path
 
 
+def _remove_parts(config: GenerationConfig) -> None:
+    """Delete the part files and temporaries of a finished dataset, then their folder if empty."""
+    folder = config.parts_dir
+    if not folder.is_dir():
+        return
+    for p in folder.iterdir():
+        if p.name.startswith(("point_", ".point_")) and p.suffix in (".npz", ".tmp"):
+            p.unlink(missing_ok=True)
+    left = sorted(p.name for p in folder.iterdir())
+    if left:
+        logger.warning("%s kept: it holds files iaemu did not write (%s)", folder, left[:5])
+    else:
+        folder.rmdir()
+
+
+def _dataset_mismatch(config: GenerationConfig, dataset) -> str | None:
+    """How an existing dataset differs from what ``config`` would make (None: it is that dataset)."""
+    prov = dataset.provenance
+    found = {"seed": prov.get("seed"), "n_realizations": dataset.n_realizations,
+             "max_retries": (prov.get("config") or {}).get("max_retries", 5),
+             "rbins": [float(x) for x in dataset.r_edges],
+             "catalog": {k: (prov.get("halo_catalog") or {}).get(k)
+                         for k in ("source", "sha256", "min_particles")}}
+    expected = config.binding()
+    diff = [f"{k} {json.dumps(found[k])[:60]} != {json.dumps(expected[k])[:60]}"
+            for k in expected if found[k] != expected[k]]
+    if dataset.params.shape != config.params.shape or not np.array_equal(dataset.params, config.params):
+        diff.append(f"design points differ ({dataset.n_points} points in the file, "
+                    f"{config.n_points} in the config)")
+    return "; ".join(diff) or None
+
+
 def _is_complete(config: GenerationConfig) -> bool:
+    """Whether ``config.output`` is the finished dataset of ``config``.
+
+    Raises
+    ------
+    GenerationError
+        If the file exists, reads, but was made by another configuration.
+    """
     if not config.output.is_file():
         return False
     from .dataset_io import load_dataset
 
     try:
         ds = load_dataset(config.output)
-    except (OSError, ValueError):
+    except (OSError, ValueError) as exc:
+        logger.warning("%s exists but cannot be read (%s); it is replaced when this run finishes",
+                       config.output, exc)
         return False
-    return (ds.n_points == config.n_points and ds.n_realizations == config.n_realizations
-            and np.array_equal(ds.params, config.params))
+    mismatch = _dataset_mismatch(config, ds)
+    if mismatch:
+        raise GenerationError(f"{config.output} exists but was made by another configuration "
+                              f"({mismatch}); move it away or set another 'output' in {config.source}")
+    return True
 
 
 def generate(config: GenerationConfig, workers: int = 1, use_mpi: bool = False,
-             max_points: int | None = None) -> Path | None:
+             max_points: int | None = None, progress: bool = True) -> Path | None:
     """Run (or resume) a generation; returns the dataset path once every point is done.
 
-    A finished dataset (``config.output`` with the configured design points) is left alone.
+    Parameters
+    ----------
+    config : GenerationConfig
+    workers : int
+        Local worker processes (>= 1); ignored with ``use_mpi``.
+    use_mpi : bool
+        Distribute over MPI ranks.
+    max_points : int, optional
+        Stop after this many new points (>= 1); run again to resume.
+    progress : bool
+        tqdm progress bar.
+
+    Returns
+    -------
+    Path or None
+        The dataset, or None while points are left (or on MPI ranks other than 0).
+
+    Raises
+    ------
+    GenerationError
+        A worker failed or died, or ``config.output`` was made by another configuration.
     """
+    from ..config_checks import check_int
+
+    workers = check_int(workers, "--workers", minimum=1)
+    if max_points is not None:
+        max_points = check_int(max_points, "--max-points", minimum=1)
     if _is_complete(config):
+        _remove_parts(config)  # left if an earlier assembly was interrupted after the write
         logger.info("%s is already complete (%d points); nothing to do", config.output, config.n_points)
         return config.output
     if use_mpi:
-        if not _run_mpi(config, max_points):
+        if not _run_mpi(config, max_points, progress):
             return None
     else:
-        _run_pool(config, pending_points(config), workers, max_points)
-    if pending_points(config):
-        logger.info("stopped with %d points left; run again to resume", len(pending_points(config)))
+        config.binding()  # loads and checks the halo catalog before any worker starts
+        remove_stale_temporaries(config)
+        todo = scan_parts(config)[1]
+        if max_points is not None:
+            todo = todo[:max_points]
+        if todo:
+            from tqdm import tqdm
+
+            with tqdm(total=len(todo), desc=f"generate {config.name}", unit="point", smoothing=0.05,
+                      disable=not progress) as bar:
+                if workers == 1:
+                    _run_serial(config, todo, bar)
+                else:
+                    _run_pool(config, todo, min(workers, len(todo)), bar)
+    parts, missing = scan_parts(config)
+    if missing:
+        logger.info("stopped with %d points left; run again to resume", len(missing))
         return None
-    return assemble(config)
+    return assemble(config, parts)
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -307,13 +376,15 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--mpi", action="store_true", help="distribute over MPI ranks (mpirun -n N ...)")
     p.add_argument("--max-points", type=int, default=None,
                    help="stop after this many new points (resume later)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
 
 
 def main(args) -> int:
     os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
     config = load_config(args.config)
-    path = generate(config, workers=args.workers, use_mpi=args.mpi, max_points=args.max_points)
+    path = generate(config, workers=args.workers, use_mpi=args.mpi, max_points=args.max_points,
+                    progress=not args.no_progress)
     if path is not None:
         logger.info("dataset written: %s", path)
     return 0

@@ -38,6 +38,7 @@ import numpy as np
 import yaml
 
 from ..conventions import STATISTICS
+from ..errors import ConfigError
 from .dataset_io import file_sha256, files_sha256, load_datasets
 from .export import (build_metadata, dataset_bounds, dataset_support, residual_correlation,
                      write_exported_folder)
@@ -45,7 +46,7 @@ from .losses import DEFAULT_BETAS, beta_nll_loss, beta_vector, validation_metric
 from .normalisation import InputScaler, OutputNormaliser, valid_points
 from .splits import split_points
 
-__all__ = ["TrainConfig", "load_config", "train", "TrainResult", "build_parser", "main"]
+__all__ = ["TrainConfig", "ARCHITECTURE_NAMES", "load_config", "train", "TrainResult", "build_parser", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -121,19 +122,12 @@ class TrainConfig:
     device: str = "cpu"
     reference_points: int = 4
 
-    def __post_init__(self):
-        if self.architecture not in ("mlp", "paper", "factorised"):
-            raise ValueError(f"architecture = {self.architecture!r}; allowed: 'mlp', 'paper', "
-                             "'factorised'")
-        for name in ("ensemble_size", "batch_size", "max_epochs", "lr_step_epochs", "threads"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} = {getattr(self, name)!r} must be >= 1")
-        for name in ("warmup_epochs", "patience", "reference_points"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"{name} = {getattr(self, name)!r} must be >= 0")
-        missing = [s for s in STATISTICS if s not in self.betas]
-        if missing:
-            raise ValueError(f"betas lacks {missing}")
+    source: dataclasses.InitVar[str] = "training config"
+
+    def __post_init__(self, source):
+        for name, value in _checked_values(self, str(source)).items():
+            setattr(self, name, value)
+        self.source = str(source)  # not a field: where the values came from, for messages
 
     @property
     def checkpoint_path(self) -> Path:
@@ -148,17 +142,101 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def load_config(path, overrides: dict | None = None) -> TrainConfig:
-    """Read a YAML config; relative ``data``/``output``/``checkpoint`` are taken from its folder.
+#: (minimum, maximum) of the integer keys of a training config.
+_INT_RANGES = {"ensemble_size": (1, None), "seed": (0, None), "batch_size": (1, None),
+               "max_epochs": (1, None), "warmup_epochs": (0, None), "patience": (0, None),
+               "lr_step_epochs": (1, None), "threads": (1, None), "reference_points": (0, None)}
+#: (minimum, maximum, minimum allowed itself) of the float keys.
+_FLOAT_RANGES = {"val_fraction": (0.0, 0.99, False), "learning_rate": (0.0, None, False),
+                 "weight_decay": (0.0, None, True), "lr_gamma": (0.0, 1.0, False),
+                 "grad_clip": (0.0, None, False), "val_mse_weight": (0.0, 1.0, True)}
+ARCHITECTURE_NAMES = ("mlp", "paper", "factorised")
 
-    ``overrides`` (already-resolved values, e.g. from the command line) replace YAML keys.
+
+def _checked_values(config: "TrainConfig", where: str) -> dict:
+    """Every field of ``config`` type- and range-checked (ConfigError naming ``where`` and the
+    key); returns the normalised values."""
+    from ..config_checks import (check_float, check_int, check_keys, check_mapping, check_str)
+
+    out = {}
+    data = config.data
+    if isinstance(data, (list, tuple)):
+        if not data:
+            raise ConfigError(f"{where}: data = []: list at least one dataset file")
+        out["data"] = [check_str(v, f"{where}: data[{k}]") for k, v in enumerate(data)]
+    else:
+        out["data"] = check_str(data, f"{where}: data")
+    out["output"] = check_str(config.output, f"{where}: output")
+    for name in ("version", "checkpoint"):
+        value = getattr(config, name)
+        out[name] = None if value is None else check_str(value, f"{where}: {name}")
+    out["architecture"] = check_str(config.architecture, f"{where}: architecture",
+                                    choices=ARCHITECTURE_NAMES)
+    out["architecture_config"] = _checked_architecture_config(
+        out["architecture"], config.architecture_config, f"{where}: architecture_config")
+    for name, (lo, hi) in _INT_RANGES.items():
+        out[name] = check_int(getattr(config, name), f"{where}: {name}", lo, hi)
+    for name, (lo, hi, inclusive) in _FLOAT_RANGES.items():
+        out[name] = check_float(getattr(config, name), f"{where}: {name}", lo, hi, inclusive)
+    betas = check_mapping(config.betas, f"{where}: betas")
+    check_keys(betas, STATISTICS, f"{where}: betas", required=STATISTICS)
+    out["betas"] = {s: check_float(betas[s], f"{where}: betas: {s}", 0.0, 1.0) for s in STATISTICS}
+    out["device"] = check_str(config.device, f"{where}: device")
+    return out
+
+
+def _checked_architecture_config(architecture: str, value, where: str) -> dict:
+    """Keys against the network's defaults (with a suggestion); each value of its default's type:
+    integers >= 1, floats finite and >= 0 (``dropout`` < 1), ``activation`` a known name."""
+    from ..config_checks import (check_float, check_float_array, check_int, check_keys, check_mapping,
+                                 check_str)
+    from ..networks import _ACTIVATIONS, ARCHITECTURES  # the names the networks accept
+
+    mapping = check_mapping(value if value is not None else {}, where)
+    defaults = ARCHITECTURES[architecture][1]
+    check_keys(mapping, defaults, where)
+    out = {}
+    for key, v in mapping.items():
+        default, at = defaults[key], f"{where}: {key}"
+        if key == "activation":
+            out[key] = check_str(v, at, choices=tuple(sorted(_ACTIVATIONS)))
+        elif isinstance(default, bool):
+            out[key] = v
+        elif isinstance(default, int):
+            out[key] = check_int(v, at, minimum=1)
+        elif isinstance(default, float):
+            out[key] = check_float(v, at, minimum=0.0, maximum=0.99 if key == "dropout" else None)
+        elif isinstance(default, list):
+            arr = check_float_array(v, at, shape=(len(default),))
+            out[key] = [int(x) for x in arr] if all(isinstance(d, int) for d in default) else arr.tolist()
+        else:
+            out[key] = v
+    return out
+
+
+def load_config(path, overrides: dict | None = None) -> TrainConfig:
+    """Read and validate a YAML config; relative ``data``/``output``/``checkpoint`` are taken
+    from its folder.
+
+    ``overrides`` (already-resolved values, e.g. from ``--set`` or ``--data``) replace YAML keys;
+    errors in them name the option.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ConfigError
+        Invalid YAML, an unknown key (with a "did you mean"), a wrong type or an out-of-range
+        value, naming the file (or ``--set``), the key, the value and what is allowed.
     """
+    from ..config_checks import check_keys, load_yaml_mapping
+
     path = Path(path)
-    with open(path, encoding="utf-8") as f:
-        raw = yaml.safe_load(f) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: a training config must be a mapping")
+    raw = load_yaml_mapping(path, "training config")
+
     def resolve(value):
+        if not isinstance(value, str):
+            return value  # the type check below names it
         return value if Path(value).is_absolute() else str((path.parent / value).resolve())
 
     for key in ("data", "output", "checkpoint"):
@@ -166,12 +244,15 @@ def load_config(path, overrides: dict | None = None) -> TrainConfig:
             raw[key] = [resolve(v) for v in raw[key]]
         elif raw.get(key) is not None:
             raw[key] = resolve(raw[key])
-    raw.update(overrides or {})
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown config keys {unknown}; allowed: {sorted(known)}")
-    return TrainConfig(**raw)
+    known = [f.name for f in dataclasses.fields(TrainConfig)]
+    check_keys(raw, known, str(path))
+    overrides = dict(overrides or {})
+    check_keys(overrides, known, f"{path}: --set")
+    for key in ("data", "output"):
+        if key not in raw and key not in overrides:
+            raise ConfigError(f"{path}: required key {key!r} is missing")
+    where = f"{path} (with --set {', '.join(sorted(overrides))})" if overrides else str(path)
+    return TrainConfig(**{**raw, **overrides}, source=where)
 
 
 @dataclasses.dataclass
@@ -287,6 +368,11 @@ def train(config: TrainConfig, *, restart: bool = False, stop_after_epochs: int 
     import torch
     from tqdm.auto import tqdm
 
+    from ..config_checks import check_int, check_torch_device
+
+    check_torch_device(config.device, f"{config.source}: device")  # before any data or step
+    if stop_after_epochs is not None:
+        stop_after_epochs = check_int(stop_after_epochs, "--stop-after-epochs", minimum=1)
     torch.set_num_threads(int(config.threads))
     t0 = time.perf_counter()
     dataset, train_idx, val_idx, train_ds, val_ds, bounds, scaler, normaliser = _prepare(config)
@@ -466,9 +552,13 @@ def _parse_set(items) -> dict:
     out = {}
     for item in items or []:
         if "=" not in item:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML "
+                              f"({' '.join(str(exc).split())})") from None
     return out
 
 
@@ -510,5 +600,6 @@ def main(args) -> int:
     if args.evaluate:
         from .evaluate import evaluate_folder
 
-        evaluate_folder(result.folder, args.evaluate)
+        # the folder was created by this run: the report goes into it, then it is re-sealed
+        evaluate_folder(result.folder, args.evaluate, into_weights=True)
     return 0
