@@ -22,6 +22,7 @@ from iaemu_likelihood.training.catalogs import save_halo_catalog
 from iaemu_likelihood.training.generation_parts import (realization_seed, scan_parts, write_part)
 
 IAEMU = str(Path(sys.executable).with_name("iaemu"))
+REPO = Path(__file__).resolve().parents[1]
 BOX = 40.0
 PARTICLE_MASS = 1e9
 RBINS = [1.0, 2.0, 4.0, 8.0]
@@ -179,6 +180,18 @@ def test_failed_realization_may_be_non_finite(tmp_path, catalog):
     result["seeds"][1] = realization_seed(config.seed, 0, 1, config.max_retries)
     write_part(config, 0, result)
     assert scan_parts(config)[1] == []
+
+
+def test_last_bit_differences_of_bins_do_not_void_parts(tmp_path, catalog):
+    """numpy versions differ in the last bit of np.logspace; a resume must not redo everything."""
+    write_all_parts(gen.load_config(write_config(tmp_path, catalog)))
+    nudged = np.nextafter(np.array(RBINS), np.inf).tolist()
+    assert scan_parts(gen.load_config(write_config(tmp_path, catalog, rbins=nudged)))[1] == []
+
+
+def test_shipped_dataset_is_complete_for_its_config():
+    config = gen.load_config(REPO / "training" / "configs" / "train_b.yaml")
+    assert gen._is_complete(config)
 
 
 # -- assembly -------------------------------------------------------------------------------

@@ -165,16 +165,17 @@ def load_dataset(path: str | os.PathLike) -> IADataset:
     if provenance.get("schema_version", SCHEMA_VERSION) != SCHEMA_VERSION:
         raise DatasetFileError(f"dataset {path} has schema_version {provenance.get('schema_version')}, "
                                f"this code reads {SCHEMA_VERSION}")
-    _check_values(path, arrays)
+    max_retries = (provenance.get("config") or {}).get("max_retries")
+    _check_values(path, arrays, max_retries if isinstance(max_retries, int) else 0)
     try:
         return IADataset(provenance=provenance, **arrays)
     except ValueError as exc:
         raise DatasetFileError(f"dataset {path}: {exc}") from None
 
 
-def _check_values(path: Path, arrays: dict) -> None:
+def _check_values(path: Path, arrays: dict, max_retries: int) -> None:
     """Numbers only; params and r_edges finite, statistics finite except in failed realizations
-    (those recorded with a retry, see :func:`.generate.run_point`), counts non-negative."""
+    (``retries > max_retries``, see :func:`.generate.run_point`), counts non-negative."""
     for name, value in arrays.items():
         kinds = "iu" if name in ("n_gal", "n_cen", "n_sat", "seeds", "retries") else "iuf"
         if value.dtype.kind not in kinds:
@@ -190,7 +191,7 @@ def _check_values(path: Path, arrays: dict) -> None:
         value = arrays[name]
         if value.ndim != 3 or value.shape[:2] != retries.shape:
             continue  # the shape check of IADataset names it
-        bad = ~np.all(np.isfinite(value), axis=2) & (retries == 0)
+        bad = ~np.all(np.isfinite(value), axis=2) & (retries <= max_retries)
         if np.any(bad):
             p, r = np.argwhere(bad)[0]
             raise DatasetFileError(f"dataset {path}: {name!r} has non-finite values in point {p}, "

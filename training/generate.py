@@ -40,8 +40,8 @@ from .._io import atomic_write_bytes
 from ..conventions import PARAM_NAMES, STATISTICS
 from ..errors import IAEmuError
 from .generation_config import GenerationConfig, load_config
-from .generation_parts import (COUNT_ARRAYS, realization_seed, remove_stale_temporaries, scan_parts,
-                               write_part)
+from .generation_parts import (COUNT_ARRAYS, realization_seed, remove_stale_temporaries, rounded,
+                               scan_parts, write_part)
 
 __all__ = ["GenerationConfig", "GenerationError", "load_config", "realization_seed", "run_point",
            "generate", "assemble", "build_parser", "main"]
@@ -271,13 +271,13 @@ def _dataset_mismatch(config: GenerationConfig, dataset) -> str | None:
     prov = dataset.provenance
     found = {"seed": prov.get("seed"), "n_realizations": dataset.n_realizations,
              "max_retries": (prov.get("config") or {}).get("max_retries", 5),
-             "rbins": [float(x) for x in dataset.r_edges],
+             "rbins": rounded(dataset.r_edges),
              "catalog": {k: (prov.get("halo_catalog") or {}).get(k)
                          for k in ("source", "sha256", "min_particles")}}
     expected = config.binding()
     diff = [f"{k} {json.dumps(found[k])[:60]} != {json.dumps(expected[k])[:60]}"
             for k in expected if found[k] != expected[k]]
-    if dataset.params.shape != config.params.shape or not np.array_equal(dataset.params, config.params):
+    if dataset.params.shape != config.params.shape or rounded(dataset.params) != rounded(config.params):
         diff.append(f"design points differ ({dataset.n_points} points in the file, "
                     f"{config.n_points} in the config)")
     return "; ".join(diff) or None

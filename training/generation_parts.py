@@ -27,7 +27,7 @@ import numpy as np
 from .._io import atomic_write_bytes, npz_bytes
 from ..conventions import STATISTICS
 
-__all__ = ["PART_SCHEMA", "COUNT_ARRAYS", "realization_seed", "result_binding", "part_binding",
+__all__ = ["PART_SCHEMA", "COUNT_ARRAYS", "BINDING_DIGITS", "rounded", "realization_seed", "result_binding", "part_binding",
            "write_part", "read_part", "PartRejected", "scan_parts", "remove_stale_temporaries"]
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,16 @@ def realization_seed(base_seed: int, point: int, realization: int, attempt: int 
     return int(state.generate_state(1, dtype=np.uint32)[0] >> 1)
 
 
+#: Significant digits of the bin edges and parameters in a binding: numpy versions differ in the
+#: last bit of ``np.logspace`` and of the design arithmetic, which must not void a resume.
+BINDING_DIGITS = 12
+
+
+def rounded(values) -> list:
+    """``values`` as a list of floats rounded to :data:`BINDING_DIGITS` significant digits."""
+    return [float(f"{x:.{BINDING_DIGITS}g}") for x in np.asarray(values, dtype=float).ravel()]
+
+
 def result_binding(config) -> dict:
     """Everything in a generation config, besides the points, that changes the mocks.
 
@@ -58,7 +68,7 @@ def result_binding(config) -> dict:
     described = config.catalog().describe()
     return {"seed": int(config.seed), "n_realizations": int(config.n_realizations),
             "max_retries": int(config.max_retries),
-            "rbins": [float(x) for x in np.asarray(config.rbins, dtype=float)],
+            "rbins": rounded(config.rbins),
             "catalog": {"source": described["source"], "sha256": described["sha256"],
                         "min_particles": int(described["min_particles"])}}
 
@@ -71,7 +81,7 @@ def part_binding(config, i: int) -> dict:
     """The binding a part of point ``i`` must carry under ``config``."""
     binding = config.binding()
     return {"schema": PART_SCHEMA, "point": int(i),
-            "params": [float(x) for x in config.params[i]], "seed": binding["seed"],
+            "params": rounded(config.params[i]), "seed": binding["seed"],
             "config_sha256": _sha256_json(binding), "catalog_sha256": binding["catalog"]["sha256"]}
 
 
