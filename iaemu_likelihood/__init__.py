@@ -12,7 +12,8 @@ from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from .conventions import PARAM_NAMES, R_EDGES, STATISTICS, r_centres
-from .errors import IAEmuError, OutOfRangeError, WeightsIntegrityError
+from .errors import (BatchTooLargeError, IAEmuError, InputShapeError, OutOfRangeError,
+                     WeightsIntegrityError)
 
 try:
     __version__ = _version("iaemu-likelihood")
@@ -27,7 +28,7 @@ _LAZY = {
 }
 
 __all__ = ["__version__", "PARAM_NAMES", "R_EDGES", "STATISTICS", "r_centres", "IAEmuError",
-           "OutOfRangeError", "WeightsIntegrityError", *_LAZY]
+           "OutOfRangeError", "InputShapeError", "BatchTooLargeError", "WeightsIntegrityError", *_LAZY]
 
 
 def __getattr__(name):

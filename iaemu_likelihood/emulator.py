@@ -16,13 +16,13 @@ from functools import cached_property
 import numpy as np
 
 from .conventions import N_BINS, PARAM_NAMES, R_EDGES, STATISTICS, r_centres
-from .errors import OutOfRangeError
+from .errors import BatchTooLargeError, InputShapeError, OutOfRangeError, WeightsIntegrityError
 from .hod import occupation_summary, validate_mass_function
 from .weights import resolve_weights_dir
 from .weights_io import load_weights_folder
 
 __all__ = ["IAEmulator", "EmulatorPrediction", "COVARIANCE_TERMS", "DEFAULT_MC_SAMPLES",
-           "BATCH_PRECISIONS", "NUMPY_BLOCK"]
+           "BATCH_PRECISIONS", "NUMPY_BLOCK", "MAX_BATCH_BYTES", "CHUNK_POINTS"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,10 @@ TORCH_CHUNK = 4096
 NUMPY_BLOCK = 256
 #: Architectures evaluated in numpy (no torch) -> class of :mod:`iaemu_likelihood.numpy_forward`.
 NUMPY_ARCHITECTURES = {"mlp": "MLPEnsemble", "factorised": "FactorisedEnsemble"}
+#: Default memory limit of what one call may allocate for its results (bytes): 2 GiB.
+MAX_BATCH_BYTES = 2 * 1024 ** 3
+#: Points per chunk of the batched covariance and derived-parameter sums (bounds temporaries).
+CHUNK_POINTS = 1024
 #: Arithmetic of large "mlp" batches (see :class:`IAEmulator`).
 BATCH_PRECISIONS = ("float32", "float64")
 _SLICES = {stat: slice(i * N_BINS, (i + 1) * N_BINS) for i, stat in enumerate(STATISTICS)}
@@ -112,6 +116,26 @@ class EmulatorPrediction:
     eta_epi_var = property(lambda self: self["eta_epi_var"])
 
 
+def _as_float(value, what: str) -> np.ndarray:
+    """``value`` as a float64 array; anything that is not numbers raises InputShapeError."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        raise InputShapeError(f"{what} = {shown} is not numeric; allowed: numbers (scalars or "
+                              "arrays)") from None
+
+
+def _gib(n_bytes: int) -> str:
+    return f"{n_bytes / 1024 ** 3:,.1f} GiB" if n_bytes >= 1024 ** 3 else f"{n_bytes / 1024 ** 2:,.1f} MiB"
+
+
+def _first_bad(value: np.ndarray, name: str):
+    bad = ~np.isfinite(value) | ((value < 0) if name.endswith("var") else False)
+    return float(np.ravel(value)[np.argmax(np.ravel(bad))])
+
+
 def _torch():
     import torch  # heavy: imported only for "paper" weights and torch_forward
 
@@ -156,7 +180,17 @@ class IAEmulator:
     threads : int
         Threads sharing the blocks of a large "mlp" batch (numpy releases the GIL; default 1, so
         that MPI ranks or a pool of workers are not oversubscribed).
+
+    Attributes
+    ----------
+    max_batch_bytes : int
+        Memory (bytes) one call may need for its results (default :data:`MAX_BATCH_BYTES`,
+        2 GiB); a larger batch raises :class:`~iaemu_likelihood.errors.BatchTooLargeError`
+        naming the size it would need, before anything is allocated. Set it on the instance
+        to change it.
     """
+
+    max_batch_bytes = MAX_BATCH_BYTES
 
     def __init__(self, metadata, members, residual_correlation, halo_mass_function,
                  device="cpu", folder=None, batch_precision="float32", threads=1):
@@ -246,8 +280,72 @@ class IAEmulator:
         metadata, members, corr, mass_function = load_weights_folder(folder)
         log.info("loaded %s weights %s (%d members) from %s", metadata["architecture"],
                  metadata.get("version"), len(members), folder)
-        return cls(metadata, members, corr, mass_function, device=device, folder=folder,
-                   batch_precision=batch_precision, threads=threads)
+        emulator = cls(metadata, members, corr, mass_function, device=device, folder=folder,
+                       batch_precision=batch_precision, threads=threads)
+        emulator._check_finite_outputs()
+        return emulator
+
+    def support_point(self) -> np.ndarray:
+        """A point inside the training support, (7,): the box centre, with each banded parameter
+        moved to the middle of its band (at the pivot value nearest the centre that leaves every
+        band inside the box)."""
+        point = 0.5 * (self._low + self._high)
+        if self._band is None:
+            return point
+        pivot, dep, slope, lo_int, hi_int, floor = self._band
+        x = np.linspace(self._low[pivot], self._high[pivot], 201)[:, None]
+        low = np.maximum(np.maximum(lo_int + slope * x, floor), self._low[dep])
+        high = np.minimum(hi_int + slope * x, self._high[dep])
+        ok = np.flatnonzero(np.all(low <= high, axis=1))
+        if ok.size == 0:  # load refuses such weights (weights_checks.check_support)
+            raise WeightsIntegrityError(f"{self.folder}: the support band leaves no point inside "
+                                        "the bounds box")
+        i = ok[np.argmin(np.abs(x[ok, 0] - point[pivot]))]
+        point[pivot] = x[i, 0]
+        point[dep] = 0.5 * (low[i] + high[i])
+        return point
+
+    def _check_finite_outputs(self) -> None:
+        """Predict at :meth:`support_point`; weights whose outputs are not finite (or whose
+        variances are negative) are refused, so they never reach a sampler as NaN."""
+        point = self.support_point()
+        with np.errstate(over="ignore", invalid="ignore"):  # reported below, as one error
+            pred = self.predict(point, epistemic=self.ensemble_size > 1)
+        for name, value in pred.as_dict().items():
+            bad = not np.all(np.isfinite(value)) or (name.endswith("var") and np.any(value < 0))
+            if bad:
+                where = dict(zip(PARAM_NAMES, np.round(point, 4).tolist()))
+                raise WeightsIntegrityError(
+                    f"{self.folder}: the weights predict {name} = {_first_bad(value, name)} at the "
+                    f"support point {where}; allowed: finite values (variances >= 0): the tensors "
+                    "or the normalisation are broken")
+
+    def _check_batch_memory(self, n_points: int, bytes_per_point: int, what: str) -> None:
+        """Refuse a batch whose results would need more than :attr:`max_batch_bytes`."""
+        need = int(n_points) * int(bytes_per_point)
+        if need > self.max_batch_bytes:
+            most = max(self.max_batch_bytes // bytes_per_point, 1)
+            raise BatchTooLargeError(
+                f"{what} of {n_points:,} points would need {_gib(need)} of memory "
+                f"({bytes_per_point:,} bytes per point); the limit is {_gib(self.max_batch_bytes)} "
+                f"(IAEmulator.max_batch_bytes): pass at most {most:,} points per call, or raise "
+                "the limit")
+
+    def _predict_bytes_per_point(self, epistemic: bool, n_samples) -> int:
+        """Bytes per point of a prediction's results (and, in torch, of the members' outputs)."""
+        size = N_OUT * 8 * (3 if epistemic else 2)
+        if self._numpy_net is None:
+            passes = self.ensemble_size
+            if epistemic and self.ensemble_size == 1:
+                passes += DEFAULT_MC_SAMPLES if n_samples is None else max(int(n_samples), 0)
+            size += passes * N_OUT * 8 * 4  # (mean, var) per pass, chunks and their concatenation
+        return size
+
+    @property
+    def point_precision(self) -> str:
+        """Arithmetic of single points and small batches: "float64" (numpy architectures) or
+        "float32" ("paper" networks, run in torch)."""
+        return "float64" if self._numpy_net is not None else "float32"
 
     @property
     def version(self):
@@ -270,8 +368,8 @@ class IAEmulator:
 
         Raises
         ------
-        ValueError
-            Wrong shape, missing or unknown names.
+        InputShapeError
+            Wrong shape or type, missing or unknown names (a ``ValueError``).
         OutOfRangeError
             A value is NaN, inf or outside ``bounds``; the message names the parameter, the value
             and the allowed range.
@@ -279,15 +377,18 @@ class IAEmulator:
         arr, single = self._as_array(theta)
         return arr[0] if single else arr
 
-    def _as_array(self, theta):
-        """(validated (n, 7) float64 array, whether the input was a single point)."""
+    def _as_array(self, theta, bytes_per_point: int = 0, what: str = ""):
+        """(validated (n, 7) float64 array, whether the input was a single point).
+
+        With ``bytes_per_point``, a batch whose results would exceed :attr:`max_batch_bytes` is
+        refused (as ``what``) once its shape is known, before the values are checked."""
         if isinstance(theta, Mapping):
             unknown = sorted(set(theta) - set(PARAM_NAMES))
             missing = [n for n in PARAM_NAMES if n not in theta]
             if unknown or missing:
-                raise ValueError(f"theta must name exactly {list(PARAM_NAMES)}; unknown: {unknown}, "
-                                 f"missing: {missing}")
-            cols = [np.asarray(theta[n], dtype=np.float64) for n in PARAM_NAMES]
+                raise InputShapeError(f"theta must name exactly {list(PARAM_NAMES)}; unknown: "
+                                      f"{unknown}, missing: {missing}")
+            cols = [_as_float(theta[n], f"theta[{n!r}]") for n in PARAM_NAMES]
             ndims = {c.ndim for c in cols}
             if ndims == {0}:
                 arr, single = np.array(cols, dtype=np.float64)[None, :], True
@@ -296,20 +397,24 @@ class IAEmulator:
                     arr = np.stack(np.broadcast_arrays(*cols), axis=-1)
                 except ValueError:
                     lengths = {n: c.shape for n, c in zip(PARAM_NAMES, cols)}
-                    raise ValueError(f"theta values have inconsistent shapes {lengths}") from None
+                    raise InputShapeError(f"theta values have inconsistent shapes {lengths}; "
+                                          "allowed: scalars, or 1-d arrays of one length") from None
                 single = False
             else:
                 shapes = {n: c.shape for n, c in zip(PARAM_NAMES, cols)}
-                raise ValueError(f"theta values must be scalars or 1-d arrays, got shapes {shapes}")
+                raise InputShapeError(f"theta values must be scalars or 1-d arrays, got shapes "
+                                      f"{shapes}")
         else:
-            arr = np.asarray(theta, dtype=np.float64)
+            arr = _as_float(theta, "theta")
             if arr.shape == _SHAPE_1:
                 arr, single = arr[None, :], True
             elif arr.ndim == 2 and arr.shape[1] == len(PARAM_NAMES):
                 single = False
             else:
-                raise ValueError(f"theta has shape {arr.shape}; expected (7,) or (n, 7) with "
-                                 f"parameters in the order {list(PARAM_NAMES)}")
+                raise InputShapeError(f"theta has shape {arr.shape}; expected (7,) or (n, 7) with "
+                                      f"parameters in the order {list(PARAM_NAMES)}")
+        if bytes_per_point:
+            self._check_batch_memory(len(arr), bytes_per_point, what)
         ok = (arr >= self._low) & (arr <= self._high)  # False for NaN too
         if not ok.all():
             self._raise_out_of_range(arr, ok, single)
@@ -407,7 +512,8 @@ class IAEmulator:
             if self._band is not None:
                 self._check_band(arr, True)
         else:
-            arr, single = self._as_array(theta)
+            arr, single = self._as_array(theta, self._predict_bytes_per_point(epistemic, n_samples),
+                                         "predict")
         if self._numpy_net is None:
             y, var_y = self._torch_members_forward(arr, mc_dropout=False)
             mean, alea, epi = self._reduce(arr, y, var_y, epistemic, n_samples)
@@ -644,27 +750,43 @@ class IAEmulator:
         bad = [t for t in terms if t not in COVARIANCE_TERMS]
         if bad or not terms:
             raise ValueError(f"terms = {terms!r}; choose a non-empty subset of {COVARIANCE_TERMS}")
+        epistemic = "epistemic" in terms
+        matrix_bytes = N_OUT * N_OUT * 8
         if prediction is None:
-            pred = self.predict(theta, epistemic="epistemic" in terms, n_samples=n_samples)
+            arr, single = self._as_array(
+                theta, matrix_bytes + self._predict_bytes_per_point(epistemic, n_samples), "covariance")
+            pred = self.predict(arr[0] if single else arr, epistemic=epistemic, n_samples=n_samples)
         else:
             pred = prediction
-            if "epistemic" in terms and pred.epistemic_vector() is None:
+            if epistemic and pred.epistemic_vector() is None:
                 raise ValueError("prediction holds no epistemic variances; call predict(theta, "
                                  "epistemic=True) for an epistemic covariance")
         var = pred.variance_vector()
-        cov = np.zeros(var.shape + (N_OUT,))
+        if var.ndim == 2:
+            self._check_batch_memory(len(var), matrix_bytes, "covariance")
+        epi = pred.epistemic_vector() if epistemic else None
+        single = var.ndim == 1
+        var2 = var[None, :] if single else var
+        epi2 = None if epi is None else (epi[None, :] if single else epi)
+        cov = np.zeros((len(var2), N_OUT, N_OUT))
+        # chunks of points, so the temporaries stay small next to the result itself
+        for start in range(0, len(var2), CHUNK_POINTS):
+            part = slice(start, start + CHUNK_POINTS)
+            self._add_covariance(cov[part], var2[part], None if epi2 is None else epi2[part], terms)
+        return cov[0] if single else cov
+
+    def _add_covariance(self, out, var, epi, terms):
+        """Add the requested terms for points ``var``/``epi`` (m, 60) into ``out`` (m, 60, 60)."""
         if "aleatoric" in terms:
             sd = np.sqrt(var)
-            cov += (sd[..., :, None] * sd[..., None, :]) * self.residual_correlation  # exactly symmetric
+            out += (sd[:, :, None] * sd[:, None, :]) * self.residual_correlation  # exactly symmetric
         if "epistemic" in terms:
-            epi = pred.epistemic_vector()
             if self.epistemic_correlation is None:
                 idx = np.arange(N_OUT)
-                cov[..., idx, idx] += epi
+                out[:, idx, idx] += epi
             else:
                 se = np.sqrt(epi)
-                cov += (se[..., :, None] * se[..., None, :]) * self.epistemic_correlation
-        return cov
+                out += (se[:, :, None] * se[:, None, :]) * self.epistemic_correlation
 
     def derived(self, theta) -> dict:
         """Galaxy number density and satellite fraction of an HOD point.
@@ -684,7 +806,12 @@ class IAEmulator:
             Floats for one point, arrays (n,) for n points.
         """
         arr, single = self._as_array(theta)
-        n_gal, f_sat = occupation_summary(arr, self._mass_function, validated=True)
+        n_gal, f_sat = np.empty(len(arr)), np.empty(len(arr))
+        # in chunks: the sums make (points, mass bins) temporaries
+        for start in range(0, len(arr), CHUNK_POINTS):
+            part = slice(start, start + CHUNK_POINTS)
+            n_gal[part], f_sat[part] = occupation_summary(arr[part], self._mass_function,
+                                                          validated=True)
         if single:
             return {"n_gal": float(n_gal[0]), "f_sat": float(f_sat[0])}
         return {"n_gal": n_gal, "f_sat": f_sat}

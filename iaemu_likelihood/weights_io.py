@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import shutil
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -22,9 +23,12 @@ from ._io import atomic_write_bytes, npz_bytes
 from .conventions import N_BINS, PARAM_NAMES, R_EDGES, STATISTICS
 from .errors import WeightsIntegrityError, WeightsNotFoundError
 from .hod import MASS_FUNCTION_KEYS, validate_mass_function
+from .weights_checks import (check_architecture_config, check_bounds, check_correlation,
+                             check_epistemic, check_mass_function_values, check_members,
+                             check_support, fail, finite_numbers)
 
 __all__ = ["write_weights_folder", "write_checksums", "verify_checksums", "load_weights_folder",
-           "validate_metadata", "sha256_file", "SCHEMA_VERSION", "WEIGHTS_FILE", "METADATA_FILE",
+           "validate_metadata", "read_metadata_file", "reseal_folder", "sha256_file", "SCHEMA_VERSION", "WEIGHTS_FILE", "METADATA_FILE",
            "CORRELATION_FILE", "MASS_FUNCTION_FILE", "REFERENCE_FILE", "CHECKSUM_FILE",
            "REQUIRED_FILES"]
 
@@ -43,9 +47,8 @@ REQUIRED_FILES = (METADATA_FILE, WEIGHTS_FILE, CORRELATION_FILE, MASS_FUNCTION_F
 UNCHECKED_FILES = ("README.md", CHECKSUM_FILE)
 ARCHITECTURES = ("mlp", "paper", "factorised")
 TRANSFORMS = ("log", "identity")
-#: Tolerances of the metadata checks.
+#: Tolerance of the metadata's r edges against conventions.R_EDGES.
 R_EDGES_RTOL = 1e-10
-CORRELATION_ATOL = 1e-6
 
 _MEMBER_KEY = re.compile(r"^member(\d+)/(.+)$")
 
@@ -130,15 +133,15 @@ def write_weights_folder(folder, metadata: Mapping, member_state_dicts, residual
     meta = dict(metadata)
     meta.setdefault("schema_version", SCHEMA_VERSION)
     meta.setdefault("ensemble_size", len(members))
-    corr = np.asarray(residual_correlation, dtype=np.float64)
     mass_function = validate_mass_function(halo_mass_function)
-    validate_metadata(meta, n_members=len(members))
-    _validate_correlation(corr)
-
-    arrays = {}
-    for i, sd in enumerate(members):
-        for key, value in sd.items():
-            arrays[f"member{i}/{key}"] = _to_numpy(value)
+    validate_metadata(meta, n_members=len(members), where=str(folder / METADATA_FILE))
+    corr = check_correlation(residual_correlation, str(folder / CORRELATION_FILE),
+                             "residual correlation")
+    numpy_members = [{key: _to_numpy(value) for key, value in sd.items()} for sd in members]
+    check_members(numpy_members, meta, str(folder / WEIGHTS_FILE))
+    check_mass_function_values(mass_function, str(folder / MASS_FUNCTION_FILE))
+    arrays = {f"member{i}/{key}": value for i, sd in enumerate(numpy_members)
+              for key, value in sd.items()}
     atomic_write_bytes(folder / WEIGHTS_FILE, npz_bytes(arrays, compressed=False))
     atomic_write_bytes(folder / METADATA_FILE, (json.dumps(meta, indent=2) + "\n").encode())
     atomic_write_bytes(folder / CORRELATION_FILE, _npy_bytes(corr))
@@ -155,8 +158,8 @@ def write_weights_folder(folder, metadata: Mapping, member_state_dicts, residual
     return folder
 
 
-def verify_checksums(folder) -> dict[str, str]:
-    """Check every file listed in ``SHA256SUMS`` and that every required file is listed.
+def verify_checksums(folder, required=REQUIRED_FILES) -> dict[str, str]:
+    """Check every file listed in ``SHA256SUMS`` and that every ``required`` file is listed.
 
     Returns
     -------
@@ -180,7 +183,7 @@ def verify_checksums(folder) -> dict[str, str]:
         if len(parts) != 2 or not re.fullmatch(r"[0-9a-f]{64}", parts[0]):
             raise WeightsIntegrityError(f"{sums_path} line {n} is not 'sha256  filename': {line!r}")
         expected[parts[1].lstrip("*").strip()] = parts[0]
-    for name in REQUIRED_FILES:
+    for name in required:
         if name not in expected:
             raise WeightsIntegrityError(f"{name} is not listed in {sums_path}")
     for name, digest in expected.items():
@@ -195,106 +198,148 @@ def verify_checksums(folder) -> dict[str, str]:
     return expected
 
 
-def _validate_correlation(corr: np.ndarray) -> None:
-    n = len(STATISTICS) * N_BINS
-    if corr.shape != (n, n):
-        raise WeightsIntegrityError(f"residual correlation has shape {corr.shape}, expected ({n}, {n})")
-    if not np.all(np.isfinite(corr)):
-        raise WeightsIntegrityError("residual correlation has non-finite entries")
-    if not np.allclose(corr, corr.T, atol=CORRELATION_ATOL):
-        raise WeightsIntegrityError("residual correlation is not symmetric")
-    if not np.allclose(np.diag(corr), 1.0, atol=CORRELATION_ATOL):
-        raise WeightsIntegrityError("residual correlation does not have a unit diagonal")
+def validate_metadata(meta: Mapping, n_members: int | None = None, where: str = METADATA_FILE) -> None:
+    """Check ``metadata.json`` against the schema and the physics.
 
+    Parameters
+    ----------
+    meta : mapping
+        Parsed ``metadata.json``.
+    n_members : int, optional
+        Number of stored member state dicts, checked against ``ensemble_size``.
+    where : str
+        The file the metadata came from, for the messages.
 
-def _vector(value, length, what):
-    arr = np.asarray(value, dtype=float)
-    if arr.shape != (length,) or not np.all(np.isfinite(arr)):
-        raise WeightsIntegrityError(f"metadata {what} must be {length} finite numbers, got shape "
-                                    f"{arr.shape}")
-    return arr
-
-
-def validate_metadata(meta: Mapping, n_members: int | None = None) -> None:
-    """Check ``metadata.json`` against the schema; raise :class:`WeightsIntegrityError` naming the
-    offending key, its value and what is allowed."""
-    def fail(msg):
-        raise WeightsIntegrityError(f"metadata: {msg}")
-
+    Raises
+    ------
+    WeightsIntegrityError
+        One line naming ``where``, the offending key, its value and what is allowed: schema
+        fields, bounds (finite, low < high, inside the physical range of the parameter and the
+        input normalisation), output normalisation (finite, std > 0), support band (finite and
+        non-empty inside the bounds), epistemic factors (finite, > 0) and correlation
+        (symmetric positive semi-definite with a unit diagonal); see
+        :mod:`iaemu_likelihood.weights_checks`.
+    """
+    if not isinstance(meta, Mapping):
+        fail(where, "content", type(meta).__name__, "a JSON object")
     if meta.get("schema_version") != SCHEMA_VERSION:
-        fail(f"schema_version = {meta.get('schema_version')!r}; this code reads {SCHEMA_VERSION}")
+        fail(where, "schema_version", meta.get("schema_version"), f"{SCHEMA_VERSION} (the version this code reads)")
     if meta.get("architecture") not in ARCHITECTURES:
-        fail(f"architecture = {meta.get('architecture')!r}; allowed: {ARCHITECTURES}")
+        fail(where, "architecture", meta.get("architecture"), f"one of {list(ARCHITECTURES)}")
     if not isinstance(meta.get("architecture_config", {}), Mapping):
-        fail("architecture_config must be a mapping")
-    if tuple(meta.get("param_names", ())) != PARAM_NAMES:
-        fail(f"param_names = {meta.get('param_names')!r}; expected {list(PARAM_NAMES)} in that order")
-    if tuple(meta.get("statistics", STATISTICS)) != STATISTICS:
-        fail(f"statistics = {meta.get('statistics')!r}; expected {list(STATISTICS)}")
-    edges = np.asarray(meta.get("r_edges", []), dtype=float)
+        fail(where, "architecture_config", meta.get("architecture_config"), "a mapping")
+    if not isinstance(meta.get("param_names"), (list, tuple)) or tuple(meta["param_names"]) != PARAM_NAMES:
+        fail(where, "param_names", meta.get("param_names"), f"{list(PARAM_NAMES)} in that order")
+    if not isinstance(meta.get("statistics", STATISTICS), (list, tuple)) or \
+            tuple(meta.get("statistics", STATISTICS)) != STATISTICS:
+        fail(where, "statistics", meta.get("statistics"), f"{list(STATISTICS)}")
+    try:
+        edges = np.asarray(meta.get("r_edges", []), dtype=float)
+    except (TypeError, ValueError):
+        edges = np.array([])
     if edges.shape != R_EDGES.shape or not np.allclose(edges, R_EDGES, rtol=R_EDGES_RTOL, atol=0):
-        fail(f"r_edges (shape {edges.shape}) differ from conventions.R_EDGES "
-             f"(np.logspace(-1, 1.2, 21) h^-1 Mpc)")
+        fail(where, "r_edges", meta.get("r_edges"), "np.logspace(-1, 1.2, 21) h^-1 Mpc "
+             "(conventions.R_EDGES); these differ from conventions.R_EDGES")
     size = meta.get("ensemble_size")
-    if not isinstance(size, int) or size < 1:
-        fail(f"ensemble_size = {size!r} must be a positive integer")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        fail(where, "ensemble_size", size, "a positive integer")
     if n_members is not None and size != n_members:
-        fail(f"ensemble_size = {size} but {n_members} member state dicts are stored")
-    bounds = meta.get("bounds", {})
-    for name in PARAM_NAMES:
-        if name not in bounds:
-            fail(f"bounds lacks {name!r}")
-        low, high = (float(v) for v in bounds[name])
-        if not (np.isfinite(low) and np.isfinite(high) and low < high):
-            fail(f"bounds[{name!r}] = {bounds[name]!r} must be finite with low < high")
+        fail(where, "ensemble_size", size, f"{n_members}, the number of member state dicts stored")
     norm = meta.get("normalisation")
-    if not isinstance(norm, Mapping) or "input" not in norm or "output" not in norm:
-        fail("normalisation must have 'input' and 'output' entries")
-    low = _vector(norm["input"].get("low"), len(PARAM_NAMES), "normalisation.input.low")
-    high = _vector(norm["input"].get("high"), len(PARAM_NAMES), "normalisation.input.high")
-    if np.any(high <= low):
-        fail("normalisation.input.high must exceed normalisation.input.low for every parameter")
+    if not isinstance(norm, Mapping) or not isinstance(norm.get("output"), Mapping):
+        fail(where, "normalisation", norm, "a mapping with 'input' and 'output' entries")
+    check_bounds(meta, where)
     for stat in STATISTICS:
         entry = norm["output"].get(stat)
         if not isinstance(entry, Mapping):
-            fail(f"normalisation.output lacks {stat!r}")
+            fail(where, f"normalisation.output.{stat}", entry, "a mapping with transform, mean, std")
         if entry.get("transform") not in TRANSFORMS:
-            fail(f"normalisation.output.{stat}.transform = {entry.get('transform')!r}; "
-                 f"allowed: {TRANSFORMS}")
-        _vector(entry.get("mean"), N_BINS, f"normalisation.output.{stat}.mean")
-        std = _vector(entry.get("std"), N_BINS, f"normalisation.output.{stat}.std")
+            fail(where, f"normalisation.output.{stat}.transform", entry.get("transform"),
+                 f"one of {list(TRANSFORMS)}")
+        finite_numbers(where, f"normalisation.output.{stat}.mean", entry.get("mean"), N_BINS)
+        std = finite_numbers(where, f"normalisation.output.{stat}.std", entry.get("std"), N_BINS)
         if np.any(std <= 0):
-            fail(f"normalisation.output.{stat}.std must be > 0")
+            fail(where, f"normalisation.output.{stat}.std", entry.get("std"), "20 finite numbers > 0 (std must be > 0)")
+    check_architecture_config(meta, where)
+    check_support(meta, where)
+    check_epistemic(meta, where)
 
 
 def _read_members(path: Path, n_members: int) -> list[dict[str, np.ndarray]]:
+    where = str(path)
     members: list[dict[str, np.ndarray]] = [{} for _ in range(n_members)]
-    with np.load(path, allow_pickle=False) as npz:
+    with _opened(path) as npz:
         matches = [(key, _MEMBER_KEY.match(key)) for key in npz.files]
         for key, match in matches:
             if match is None:
-                raise WeightsIntegrityError(f"{WEIGHTS_FILE}: unexpected key {key!r} (expected "
-                                            "member{i}/<state dict key>)")
+                fail(where, "key", key, "member{i}/<state dict key>")
         stored = 1 + max(int(m.group(1)) for _, m in matches) if matches else 0
         if stored != n_members:
-            raise WeightsIntegrityError(f"metadata ensemble_size = {n_members} but {WEIGHTS_FILE} "
-                                        f"holds {stored} members")
+            fail(where, "number of members", stored, f"{n_members} (ensemble_size in {METADATA_FILE})")
         for key, match in matches:
-            members[int(match.group(1))][match.group(2)] = npz[key]
+            members[int(match.group(1))][match.group(2)] = _array(npz, key, where)
     for i, sd in enumerate(members):
         if not sd:
-            raise WeightsIntegrityError(f"{WEIGHTS_FILE} has no arrays for member{i}")
+            fail(where, f"member{i}", "no arrays", "the state dict of every member 0..ensemble_size-1")
         if set(sd) != set(members[0]):
-            raise WeightsIntegrityError(f"{WEIGHTS_FILE}: member{i} has different keys from member0")
+            fail(where, f"member{i} keys", sorted(set(sd) ^ set(members[0]))[:3],
+                 "the same keys as member0")
     return members
 
 
-def load_weights_folder(folder):
-    """Verify and read a weights folder.
+class _opened:
+    """``np.load`` of a weights-folder file (no pickle) whose failures name the file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        try:
+            self.value = np.load(self.path, allow_pickle=False)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise WeightsIntegrityError(f"{self.path}: cannot be read as a numpy file without "
+                                        f"pickle ({type(exc).__name__}: {exc})") from None
+        return self.value
+
+    def __exit__(self, *exc):
+        if hasattr(self.value, "close"):
+            self.value.close()
+        return False
+
+
+def _array(npz, key: str, where: str) -> np.ndarray:
+    try:
+        arr = npz[key]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise WeightsIntegrityError(f"{where}: array {key!r} cannot be read without pickle "
+                                    f"({type(exc).__name__}: {exc})") from None
+    if arr.dtype.kind not in "fiu":
+        fail(where, f"{key} dtype", str(arr.dtype), "a numeric (float or integer) array")
+    return arr
+
+
+def read_metadata_file(folder) -> dict:
+    """Parse and validate ``metadata.json`` of ``folder`` (no checksum check: see
+    :func:`load_weights_folder`); errors name the file."""
+    path = Path(folder) / METADATA_FILE
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise WeightsIntegrityError(f"{path}: not readable as JSON ({exc})") from None
+    validate_metadata(meta, where=str(path))
+    return meta
+
+
+def load_weights_folder(folder, check_sums: bool = True):
+    """Verify, read and validate a weights folder.
 
     Parameters
     ----------
     folder : path-like
+    check_sums : bool
+        Verify ``SHA256SUMS`` first (default). Only :func:`reseal_folder` reads a folder without,
+        to validate its content before writing new sums.
 
     Returns
     -------
@@ -310,24 +355,53 @@ def load_weights_folder(folder):
     WeightsNotFoundError
         If the folder does not exist.
     WeightsIntegrityError
-        If a checksum differs, a file is missing, or the metadata or arrays break the schema.
+        If a checksum differs or a file is missing, or if any content breaks the schema or the
+        physics (:func:`validate_metadata`, :func:`~iaemu_likelihood.weights_checks.check_members`,
+        correlation and mass-function checks): one line naming the file, the field, its value and
+        what is allowed.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise WeightsNotFoundError(f"weights folder {folder} does not exist")
-    verify_checksums(folder)
-    with open(folder / METADATA_FILE, encoding="utf-8") as f:
-        try:
-            meta = json.load(f)
-        except json.JSONDecodeError as exc:
-            raise WeightsIntegrityError(f"{METADATA_FILE} in {folder} is not valid JSON: {exc}") from exc
-    validate_metadata(meta)
+    if check_sums:
+        verify_checksums(folder)
+    meta = read_metadata_file(folder)
     members = _read_members(folder / WEIGHTS_FILE, meta["ensemble_size"])
-    corr = np.load(folder / CORRELATION_FILE, allow_pickle=False).astype(np.float64)
-    _validate_correlation(corr)
-    with np.load(folder / MASS_FUNCTION_FILE, allow_pickle=False) as npz:
-        try:
-            mass_function = validate_mass_function({k: npz[k] for k in MASS_FUNCTION_KEYS if k in npz})
-        except ValueError as exc:
-            raise WeightsIntegrityError(f"{MASS_FUNCTION_FILE} in {folder}: {exc}") from exc
+    check_members(members, meta, str(folder / WEIGHTS_FILE))
+    with _opened(folder / CORRELATION_FILE) as corr:
+        corr = check_correlation(corr, str(folder / CORRELATION_FILE), "residual correlation")
+    where = str(folder / MASS_FUNCTION_FILE)
+    with _opened(folder / MASS_FUNCTION_FILE) as npz:
+        arrays = {k: _array(npz, k, where) for k in MASS_FUNCTION_KEYS if k in npz.files}
+    try:
+        mass_function = validate_mass_function(arrays)
+    except ValueError as exc:
+        raise WeightsIntegrityError(f"{where}: {exc}") from None
+    check_mass_function_values(mass_function, where)
     return meta, members, corr, mass_function
+
+
+def reseal_folder(folder) -> Path:
+    """Re-validate the content of a weights folder edited on purpose, then rewrite ``SHA256SUMS``.
+
+    Every check of :func:`load_weights_folder` runs first (without the old sums); only a folder
+    that passes gets new sums, written atomically.
+
+    Returns
+    -------
+    pathlib.Path
+        The new ``SHA256SUMS``.
+
+    Raises
+    ------
+    WeightsNotFoundError, WeightsIntegrityError
+    """
+    folder = Path(folder)
+    for name in REQUIRED_FILES:
+        if not (folder / name).is_file():
+            raise WeightsIntegrityError(f"{folder / name}: missing; a weights folder needs "
+                                        f"{list(REQUIRED_FILES)}")
+    load_weights_folder(folder, check_sums=False)
+    path = write_checksums(folder)
+    log.info("resealed %s (%d files)", folder, len(_checked_files(folder)))
+    return path

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from iaemu_likelihood.conventions import PARAM_NAMES, R_EDGES, r_centres
-from iaemu_likelihood.emulator import NUMPY_BLOCK, EmulatorPrediction, IAEmulator
-from iaemu_likelihood.errors import OutOfRangeError
+from iaemu_likelihood.emulator import CHUNK_POINTS, NUMPY_BLOCK, EmulatorPrediction, IAEmulator
+from iaemu_likelihood.errors import BatchTooLargeError, IAEmuError, InputShapeError, OutOfRangeError
 from iaemu_likelihood.hod import number_density, satellite_fraction
 from iaemu_likelihood.testing import SYNTHETIC_BOUNDS, toy_model, write_synthetic_weights
 
@@ -157,17 +157,58 @@ def test_non_finite_values_are_rejected(emulator, bad):
 
 
 def test_shape_and_name_errors(emulator):
-    with pytest.raises(ValueError, match=r"shape \(6,\)"):
-        emulator.predict(np.zeros(6))
-    with pytest.raises(ValueError, match=r"shape \(2, 3, 7\)"):
-        emulator.predict(np.zeros((2, 3, 7)))
+    """Wrongly shaped or typed inputs raise InputShapeError: an IAEmuError and a ValueError (not an
+    OutOfRangeError, which samplers turn into a rejected point)."""
     mapping = dict(zip(PARAM_NAMES, emulator.reference_point))
-    with pytest.raises(ValueError, match=r"unknown: \['logMhalo'\]"):
-        emulator.predict({**mapping, "logMhalo": 12.0})
-    del mapping["alpha"]
-    with pytest.raises(ValueError, match=r"missing: \['alpha'\]"):
-        emulator.predict(mapping)
-    assert not isinstance(ValueError("x"), OutOfRangeError)
+    cases = [(np.zeros(6), r"shape \(6,\)"), (np.zeros((2, 3, 7)), r"shape \(2, 3, 7\)"),
+             ({**mapping, "logMhalo": 12.0}, r"unknown: \['logMhalo'\]"),
+             ({k: v for k, v in mapping.items() if k != "alpha"}, r"missing: \['alpha'\]"),
+             ({**mapping, "mu_cen": np.zeros((2, 2))}, r"scalars or 1-d arrays"),
+             ({**mapping, "mu_cen": np.zeros(2), "mu_sat": np.zeros(3)}, r"inconsistent shapes"),
+             ({**mapping, "logM1": "13.1x"}, r"theta\['logM1'\] = '13\.1x' is not numeric"),
+             ([["a"] * 7], r"theta = \[\['a'.* is not numeric")]
+    for theta, match in cases:
+        for call in (emulator.predict, emulator.covariance, emulator.derived, emulator.validate):
+            with pytest.raises(InputShapeError, match=match) as info:
+                call(theta)
+            assert isinstance(info.value, IAEmuError) and isinstance(info.value, ValueError)
+            assert not isinstance(info.value, OutOfRangeError)
+
+
+def _broadcast_batch(emulator, n):
+    """n copies of one valid point, as a read-only view that allocates nothing."""
+    return np.broadcast_to(emulator.support_point(), (n, 7))
+
+
+def test_huge_covariance_batch_is_refused_with_the_size_it_would_need(emulator):
+    """10^6 points would need 28.2 GiB (60 x 60 float64 per point plus the prediction): refused
+    before anything is allocated, naming that size and the largest batch allowed."""
+    with pytest.raises(BatchTooLargeError, match=r"covariance of 1,000,000 points would need 28\.2 GiB "
+                       r"of memory \(30,240 bytes per point\); the limit is 2\.0 GiB .*at most 71,014 points"):
+        emulator.covariance(_broadcast_batch(emulator, 10 ** 6))
+    with pytest.raises(BatchTooLargeError, match=r"predict of 2,000,000 points would need 2\.7 GiB"):
+        emulator.predict(_broadcast_batch(emulator, 2 * 10 ** 6), epistemic=True)
+    pred = emulator.predict(_broadcast_batch(emulator, 10))
+    big = EmulatorPrediction(np.broadcast_to(pred.vector()[0], (10 ** 6, 60)),
+                             np.broadcast_to(pred.variance_vector()[0], (10 ** 6, 60)))
+    with pytest.raises(BatchTooLargeError, match="covariance of 1,000,000 points"):
+        emulator.covariance(None, terms="aleatoric", prediction=big)
+
+
+def test_memory_limit_is_per_instance_and_chunked_covariance_is_exact(synthetic_weights):
+    emu = IAEmulator.load(synthetic_weights, batch_precision="float64")
+    theta = _points(emu, 2 * CHUNK_POINTS + 5, seed=4)
+    emu.max_batch_bytes = 60 * 60 * 8 * 100  # room for the matrices of 100 points only
+    with pytest.raises(BatchTooLargeError, match=r"covariance of 2,053 points"):
+        emu.covariance(theta)
+    assert IAEmulator.max_batch_bytes == 2 * 1024 ** 3  # the class default is untouched
+    emu.max_batch_bytes = IAEmulator.max_batch_bytes
+    cov = emu.covariance(theta)  # three chunks
+    for i in (0, CHUNK_POINTS - 1, CHUNK_POINTS, 2 * CHUNK_POINTS + 4):
+        np.testing.assert_allclose(cov[i], emu.covariance(theta[i]), rtol=1e-12, atol=0)
+    derived = emu.derived(theta)
+    np.testing.assert_allclose(derived["n_gal"], number_density(theta, emu.halo_mass_function),
+                               rtol=EXACT_RTOL)
 
 
 def test_validate_returns_float_array(emulator):

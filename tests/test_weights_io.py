@@ -103,15 +103,15 @@ def test_bad_output_normalisation_and_correlation(folder, tmp_path):
     meta, members, corr, mf = _contents(folder)
     bad = json.loads(json.dumps(meta))
     bad["normalisation"]["output"]["omega"]["std"] = [0.0] * 20
-    with pytest.raises(WeightsIntegrityError, match="omega.std must be > 0"):
+    with pytest.raises(WeightsIntegrityError, match=r"normalisation\.output\.omega\.std = .*std must be > 0"):
         write_weights_folder(tmp_path / "a", bad, members, corr, mf)
     bad = json.loads(json.dumps(meta))
     bad["normalisation"]["output"]["xi"]["transform"] = "sqrt"
-    with pytest.raises(WeightsIntegrityError, match="xi.transform = 'sqrt'"):
+    with pytest.raises(WeightsIntegrityError, match=r"xi\.transform = 'sqrt'"):
         write_weights_folder(tmp_path / "b", bad, members, corr, mf)
     with pytest.raises(WeightsIntegrityError, match="unit diagonal"):
         write_weights_folder(tmp_path / "c", meta, members, 2 * corr, mf)
-    with pytest.raises(WeightsIntegrityError, match=r"shape \(59, 59\)"):
+    with pytest.raises(WeightsIntegrityError, match=r"shape = \(59, 59\)"):
         write_weights_folder(tmp_path / "d", meta, members, corr[:59, :59], mf)
     with pytest.raises(ValueError, match="volume"):
         write_weights_folder(tmp_path / "e", meta, members, corr, {**mf, "volume": -1.0})
