@@ -84,6 +84,11 @@ def run_point(simulator, config: GenerationConfig, i: int) -> dict:
 _WORKER = {}
 
 
+def _one_line(exc: BaseException) -> str:
+    """``"Type: message"`` on one line, for errors carried from a worker to the parent."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
 def _worker_init(config_raw, base_dir, source):
     """Set up a worker (config, halo catalog, simulator). Never raises: a failure is kept and
     raised by every task, so the parent sees the worker's own message instead of a pool that
@@ -97,7 +102,7 @@ def _worker_init(config_raw, base_dir, source):
         _WORKER["sim"] = MockSimulator(config.catalog(), config.rbins, num_threads=1)
         _WORKER["config"] = config
     except Exception as exc:  # reported by the tasks, see _worker_task
-        _WORKER["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        _WORKER["error"] = _one_line(exc)
 
 
 def _worker_task(i: int) -> tuple[int, float]:
@@ -109,7 +114,7 @@ def _worker_task(i: int) -> tuple[int, float]:
         write_part(config, i, result)
     except Exception as exc:  # re-raised in the parent with the point named
         raise GenerationError(f"point {i} failed in worker process {os.getpid()}: "
-                              f"{type(exc).__name__}: {' '.join(str(exc).split())}") from None
+                              f"{_one_line(exc)}") from None
     return i, float(result["wall_s"])
 
 
@@ -172,7 +177,7 @@ def _run_mpi(config: GenerationConfig, max_points: int | None, progress: bool) -
             remove_stale_temporaries(config)
             todo = scan_parts(config)[1]
         except Exception as exc:  # shared with every rank below, then raised everywhere
-            error = f"rank 0: {type(exc).__name__}: {' '.join(str(exc).split())}"
+            error = f"rank 0: {_one_line(exc)}"
     todo, error = comm.bcast((todo, error), root=0)
     if error:
         raise GenerationError(error)
@@ -337,6 +342,9 @@ def generate(config: GenerationConfig, workers: int = 1, use_mpi: bool = False,
     from ..config_checks import check_int
 
     workers = check_int(workers, "--workers", minimum=1)
+    if not use_mpi and workers > (os.cpu_count() or 1):
+        logger.warning("--workers %d is more than the %d CPU cores here; each worker holds the halo "
+                       "catalog in memory", workers, os.cpu_count() or 1)
     if max_points is not None:
         max_points = check_int(max_points, "--max-points", minimum=1)
     if _is_complete(config):
