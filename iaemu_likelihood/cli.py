@@ -27,6 +27,8 @@ COMMANDS = {
     "train": ("iaemu_likelihood.training.train", "train an emulator and export a weights folder"),
     "evaluate": ("iaemu_likelihood.training.evaluate",
                  "evaluate a weights folder on a test set (report.json/md, figures)"),
+    "reseal": ("iaemu_likelihood.cli_reseal",
+               "re-validate a weights folder edited on purpose and rewrite its SHA256SUMS"),
     "convert-checkpoint": ("iaemu_likelihood.training.convert",
                            "convert a reference-code IAEmu checkpoint into a weights folder"),
 }

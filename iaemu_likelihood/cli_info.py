@@ -1,12 +1,18 @@
-"""``iaemu info``: version, shipped weights and parameter ranges."""
+"""``iaemu info``: version, shipped weights, parameter ranges and the HOD training support."""
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 
 from . import __version__
 from .conventions import PARAM_NAMES, R_EDGES
-from .weights import available_versions, default_version, read_metadata, weights_root
+from .weights import available_versions, default_version, resolve_weights_dir, weights_root
+
+__all__ = ["build_parser", "main", "describe_support"]
+
+#: Pivot values at which the support band is tabulated: the low end, the middle and the high end.
+_TABLE_FRACTIONS = (0.0, 0.5, 1.0)
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
@@ -15,7 +21,58 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
+def _line(intercept: float, slope: float, pivot: str) -> str:
+    return f"{intercept:.4g} {'+' if slope >= 0 else '-'} {abs(slope):.4g} * {pivot}"
+
+
+def describe_support(meta: Mapping) -> list[str]:
+    """Lines describing the training support of a weights version, for people.
+
+    Parameters
+    ----------
+    meta : mapping
+        A validated ``metadata.json``.
+
+    Returns
+    -------
+    list of str
+        The box of ``bounds`` is always part of the support; with a ``linear_band`` support, one
+        formula line per banded parameter and a table of the allowed interval (band clipped to the
+        box) at the low end, middle and high end of the pivot's range. Empty without a band.
+    """
+    support = meta.get("support")
+    if not support:
+        return []
+    pivot, bands, bounds = support["pivot"], support["bands"], meta["bounds"]
+    lines = [f"training support: inside the ranges above AND in a band around a linear relation "
+             f"with {pivot} ({support.get('description', 'linear band')}); the emulator refuses "
+             "points outside it:"]
+    for name, band in bands.items():
+        low = _line(band["low_intercept"], band["slope"], pivot)
+        if band.get("floor") is not None:
+            low = f"max({band['floor']:g}, {low})"
+        lines.append(f"  {low} <= {name} <= {_line(band['high_intercept'], band['slope'], pivot)}")
+    p_low, p_high = bounds[pivot]
+    xs = [p_low + f * (p_high - p_low) for f in _TABLE_FRACTIONS]
+    lines.append("  allowed at " + " | ".join(f"{pivot} = {x:.4g}" for x in xs) + ":")
+    for name, band in bands.items():
+        cells = []
+        for x in xs:
+            low = band["low_intercept"] + band["slope"] * x
+            if band.get("floor") is not None:
+                low = max(low, band["floor"])
+            low = max(low, bounds[name][0])
+            high = min(band["high_intercept"] + band["slope"] * x, bounds[name][1])
+            cells.append(f"[{low:.4g}, {high:.4g}]" if low <= high else "none")
+        lines.append(f"    {name:<11s} " + " | ".join(cells))
+    return lines
+
+
 def main(args) -> int:
+    """Print the information; broken weights raise their one-line IAEmuError (checksums and
+    content are checked as by ``IAEmulator.load``)."""
+    from .weights_io import load_weights_folder
+
     out = sys.stdout
     out.write(f"iaemu-likelihood {__version__}\n")
     out.write(f"weights folder: {weights_root()}\n")
@@ -28,11 +85,18 @@ def main(args) -> int:
         out.write("no trained weights installed: the emulator cannot run until a weights version is "
                   "shipped or passed with --weights\n")
         return 0
-    meta = read_metadata(args.weights)
+    folder = resolve_weights_dir(args.weights)
+    meta = load_weights_folder(folder)[0]
     out.write(f"version {meta.get('version')}: architecture {meta.get('architecture')}, "
-              f"ensemble of {meta.get('ensemble_size', 1)}\n")
-    out.write("parameter ranges (training prior):\n")
+              f"ensemble of {meta.get('ensemble_size', 1)} ({folder})\n")
+    out.write("parameter ranges (training prior; masses in log10(Msun/h), sigma_logM in dex):\n")
     for name in PARAM_NAMES:
         low, high = meta["bounds"][name]
         out.write(f"  {name:<11s} [{low:g}, {high:g}]\n")
+    for line in describe_support(meta):
+        out.write(line + "\n")
+    scale = (meta.get("epistemic") or {}).get("scale")
+    if scale:
+        out.write("epistemic variance factors (validation calibration): "
+                  + ", ".join(f"{k} {float(v):.3g}" for k, v in scale.items()) + "\n")
     return 0

@@ -1,11 +1,15 @@
-"""`iaemu evaluate`: metrics of a perfect emulator, report files and checksums of a folder."""
+"""`iaemu evaluate`: metrics of a perfect emulator; reports go to an output folder (atomically) and
+the evaluated weights folder is never modified; the training pipeline's in-folder report and reseal."""
 import json
 
 import numpy as np
 import pytest
 
 from iaemu_likelihood.training.dataset_io import save_dataset
-from iaemu_likelihood.training.evaluate import TARGETS, build_parser, evaluate_predictions, main
+from iaemu_likelihood._io import atomic_write_bytes
+from iaemu_likelihood.errors import ConfigError
+from iaemu_likelihood.training.evaluate import (DEFAULT_OUTPUT_ROOT, TARGETS, build_parser,
+                                                evaluate_folder, evaluate_predictions, main)
 from iaemu_likelihood.training.synthetic import make_synthetic_dataset, synthetic_truth
 
 COVERAGE_TOL = 0.02
@@ -35,23 +39,122 @@ def test_perfect_emulator_scores_the_noise_floor_and_nominal_coverage():
     assert out2["xi_coverage_68"] > 0.9
 
 
-def test_evaluate_writes_reports_and_keeps_checksums_valid(tmp_path):
+def _snapshot(folder):
+    """Every file of a folder with its bytes (to prove nothing was modified, added or removed)."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.fixture
+def weights_and_data(tmp_path):
     from iaemu_likelihood.emulator import IAEmulator
     from iaemu_likelihood.testing import write_synthetic_weights
 
     folder = write_synthetic_weights(tmp_path / "w", seed=1)
     data = tmp_path / "test.npz"
-    emu = IAEmulator.load(folder)
-    save_dataset(data, make_synthetic_dataset(40, 5, seed=8, bounds=emu.bounds))
-    args = build_parser().parse_args([str(folder), "--data", str(data), "--no-latency"])
-    assert main(args) == 0
-    report = json.loads((folder / "report.json").read_text())
+    save_dataset(data, make_synthetic_dataset(40, 5, seed=8, bounds=IAEmulator.load(folder).bounds))
+    return folder, data
+
+
+REPORT_FILES = ("report.json", "report.md", "figures/accuracy.png", "figures/calibration.png",
+                "figures/examples.png")
+
+
+def test_evaluate_writes_to_an_output_folder_and_never_touches_the_weights(weights_and_data, tmp_path,
+                                                                          monkeypatch):
+    folder, data = weights_and_data
+    before = _snapshot(folder)
+    folder.chmod(0o555)  # like installed package data: writing there would fail
+    try:
+        out = tmp_path / "out"
+        assert main(build_parser().parse_args([str(folder), "--data", str(data), "--no-latency",
+                                               "--output", str(out)])) == 0
+        # default: ./iaemu-evaluation/<version>
+        monkeypatch.chdir(tmp_path)
+        assert main(build_parser().parse_args([str(folder), "--data", str(data), "--no-latency",
+                                               "--no-figures"])) == 0
+    finally:
+        folder.chmod(0o755)
+    assert _snapshot(folder) == before
+    report = json.loads((out / "report.json").read_text())
     assert set(report["targets"]) == set(TARGETS)
-    assert report["test_set"]["n_used"] == 40
+    assert report["test_set"]["n_used"] == 40 and report["weights_folder"] == str(folder)
     assert len(report["per_bin"]["xi"]["mean_abs_frac_error"]) == 20
-    for name in ("report.md", "figures/accuracy.png", "figures/calibration.png", "figures/examples.png"):
-        assert (folder / name).stat().st_size > 0
-    sums = (folder / "SHA256SUMS").read_text()
-    assert "report.json" in sums and "figures/accuracy.png" in sums
-    reloaded = IAEmulator.load(folder)  # checksums verified, metadata updated
+    for name in REPORT_FILES:
+        assert (out / name).stat().st_size > 0
+    assert not [p for p in out.rglob(".*")]  # no temporary files left
+    default = tmp_path / DEFAULT_OUTPUT_ROOT / "synthetic-mlp-seed1" / "report.json"
+    assert json.loads(default.read_text())["test_set"]["n_used"] == 40
+
+
+def test_output_inside_the_weights_folder_is_refused(weights_and_data):
+    folder, data = weights_and_data
+    for output in (folder, folder / "figures"):
+        with pytest.raises(ConfigError, match=r"--output .* is inside the weights folder .*never modifies"):
+            evaluate_folder(folder, data, output=output, latency=False, figures=False)
+
+
+def test_interrupted_evaluation_leaves_the_weights_valid_and_no_partial_file(weights_and_data,
+                                                                            tmp_path, monkeypatch):
+    """Killed while writing figures: the weights folder is untouched and still verifies; the
+    output folder holds only complete files."""
+    import iaemu_likelihood.training.evaluate as ev
+    from iaemu_likelihood.emulator import IAEmulator
+
+    folder, data = weights_and_data
+    before = _snapshot(folder)
+    written = []
+
+    def dying_write(path, data_bytes, **kwargs):
+        if written:
+            raise KeyboardInterrupt  # the second file never appears
+        written.append(path)
+        atomic_write_bytes(path, data_bytes)
+
+    fake_pngs = {f"figures/{name}.png": b"\x89PNG\r\n\x1a\n" + bytes(100) for name in "abc"}
+    monkeypatch.setattr(ev, "_figures", lambda report, pred, samples: fake_pngs)  # fast stand-ins
+    monkeypatch.setattr(ev, "atomic_write_bytes", dying_write)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_folder(folder, data, output=tmp_path / "out", latency=False)
+    assert _snapshot(folder) == before
+    IAEmulator.load(folder)
+    files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert files == written and files[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_training_pipeline_puts_the_report_into_its_new_folder_and_reseals(weights_and_data, capsys):
+    from iaemu_likelihood.cli import main as cli_main
+    from iaemu_likelihood.emulator import IAEmulator
+    import iaemu_likelihood.weights_io as wio
+
+    folder, data = weights_and_data
+    evaluate_folder(folder, data, latency=False, figures=False, into_weights=True)
+    reloaded = IAEmulator.load(folder)  # checksums and content verified
     assert reloaded.metadata["accuracy"]["test_set"]["n_used"] == 40
+    listed = wio.verify_checksums(folder)
+    assert {"report.json", "report.md", "metadata.json"} <= set(listed)
+    assert cli_main(["verify", "--weights", str(folder)]) == 0
+
+
+def test_train_evaluate_killed_before_resealing_is_repaired_by_reseal(weights_and_data, monkeypatch,
+                                                                     capsys):
+    """The one window of the training pipeline: metadata.json rewritten, SHA256SUMS not yet.
+    The folder then fails verification, and `iaemu reseal` (which re-validates) repairs it."""
+    import iaemu_likelihood.weights_io as wio
+    from iaemu_likelihood.cli import main as cli_main
+    from iaemu_likelihood.emulator import IAEmulator
+    from iaemu_likelihood.errors import WeightsIntegrityError
+
+    folder, data = weights_and_data
+
+    def killed(folder):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(wio, "reseal_folder", killed)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_folder(folder, data, latency=False, figures=False, into_weights=True)
+    with pytest.raises(WeightsIntegrityError, match="metadata.json .*does not match"):
+        IAEmulator.load(folder)
+    monkeypatch.undo()
+    assert cli_main(["reseal", str(folder)]) == 0
+    assert IAEmulator.load(folder).metadata["accuracy"]["test_set"]["n_used"] == 40

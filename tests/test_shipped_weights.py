@@ -79,3 +79,27 @@ def test_ia_hod_yaml_as_shipped_evaluates_at_the_truth():
     far = dict(truth, mu_cen=-0.8, mu_sat=-0.5)
     assert np.isfinite(at_truth)
     assert at_truth > model.logposterior({p: far[p] for p in PARAM_NAMES}).logpost
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_verify_passes_for_every_shipped_version_on_any_thread_count(threads, capsys):
+    """`iaemu verify` holds for every shipped version (the torch float32 "paper" one included)
+    whatever number of BLAS and torch threads the user runs with."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from iaemu_likelihood import verify
+    from iaemu_likelihood.weights import available_versions
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(limits=threads):
+            for version in available_versions():
+                args = verify.build_parser("iaemu verify").parse_args(["--weights", version])
+                status = verify.main(args)
+                out = capsys.readouterr().out
+                assert status == 0, out
+                assert torch.get_num_threads() == threads  # restored after the pinned check
+    finally:
+        torch.set_num_threads(old)

@@ -17,6 +17,18 @@ def _run(folder, capsys, *extra):
     return status, capsys.readouterr().out
 
 
+#: a small reference-architecture network: the float32 torch path at a fraction of the cost
+SMALL_PAPER = {"hidden_dim": 32, "latent_dim": 32, "conv_channels": [8, 8, 8, 8, 8, 8]}
+
+
+@pytest.fixture(scope="module")
+def small_paper_weights(tmp_path_factory):
+    from iaemu_likelihood.testing import write_synthetic_weights
+
+    return write_synthetic_weights(tmp_path_factory.mktemp("w") / "paper", architecture="paper",
+                                   paper_config=SMALL_PAPER, reference_points=3)
+
+
 @pytest.fixture
 def folder(synthetic_weights, tmp_path):
     return Path(shutil.copytree(synthetic_weights, tmp_path / "w"))
@@ -76,3 +88,55 @@ def test_write_and_check_reference_predictions(folder):
     assert {name for name, _, _ in results} >= {"xi", "omega_var", "eta_epi_var"}
     assert all(passed for _, passed, _ in results)
     assert max(rel for _, _, rel in results) <= verify.REFERENCE_RTOL
+
+
+def test_single_thread_pins_and_restores_torch_and_blas(small_paper_weights):
+    import torch
+    from threadpoolctl import threadpool_info
+
+    emu = IAEmulator.load(small_paper_weights)
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with verify.single_thread(emu):
+            assert torch.get_num_threads() == 1
+            assert all(pool["num_threads"] == 1 for pool in threadpool_info())
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_float32_reference_check_holds_on_1_and_2_threads(small_paper_weights, tmp_path, capsys,
+                                                         threads):
+    """A "paper" (torch float32) reference written with one thread verifies under 1 and 2 torch
+    threads; float32 rounding (here 3e-6 relative, which fails the float64 tolerance 1e-6) passes,
+    a real change (1e-3) still fails and is named."""
+    import torch
+
+    folder = Path(shutil.copytree(small_paper_weights, tmp_path / "p"))
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        status, out = _run(folder, capsys)
+        assert status == 0, out
+        assert "float32" in out and "tolerance 0.0001" in out
+        with np.load(folder / REFERENCE_FILE, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        for factor, expected in ((1 + 3e-6, 0), (1 + 1e-3, 1)):
+            changed = dict(arrays, eta_var=arrays["eta_var"] * factor)
+            (folder / REFERENCE_FILE).write_bytes(npz_bytes(changed, compressed=False))
+            write_checksums(folder)
+            status, out = _run(folder, capsys)
+            assert status == expected, out
+        assert "FAIL  reference eta_var:" in out and "PASS  reference xi:" in out
+        assert _run(folder, capsys, "--rtol", "1e-6")[0] == 1
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_invalid_rtol_is_refused(synthetic_weights):
+    args = verify.build_parser("iaemu verify").parse_args(["--weights", str(synthetic_weights),
+                                                           "--rtol", "-1"])
+    with pytest.raises(ValueError, match=r"--rtol = -1\.0; allowed: a finite number > 0"):
+        verify.main(args)

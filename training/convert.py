@@ -230,7 +230,7 @@ def convert_checkpoint(state_dict, x_train, y_train, output, mass_function, *,
     meta = build_metadata(
         version=version or out.name, architecture="paper", architecture_config=config,
         ensemble_size=1, bounds=bounds, input_low=norm["input"]["low"],
-        input_high=norm["input"]["high"], output_normalisation=norm["output"],
+        input_high=norm["input"]["high"], input_scaling="standard", output_normalisation=norm["output"],
         training_set={"sha256": file_sha256(y_train), "path": Path(y_train).name,
                       "n_points": int(scalers.kept.sum()), "n_realizations": None,
                       "x_train_sha256": file_sha256(x_train), "x_train_path": Path(x_train).name},

@@ -2,31 +2,40 @@
 
 Usage::
 
-    iaemu evaluate trained_weights/iaemu-factorised-v1 --data training/data/test_deep.npz
+    iaemu evaluate iaemu-factorised-v1 --data training/data/test_deep.npz [--output DIR]
 
 Everything is compared with the test set's realization mean ("truth", itself noisy with
 scatter sigma/sqrt(n_realizations)) and the realizations' ddof=1 scatter ``sigma``; the report
 gives the noise floor a perfect emulator would reach next to each accuracy figure. The
-metric definitions are in :mod:`.metrics`. The ``accuracy`` entry of metadata.json is
-updated with the summary and ``SHA256SUMS`` is rewritten to cover the new files.
+metric definitions are in :mod:`.metrics`.
+
+The report goes to an output folder (default ``./iaemu-evaluation/<version>/``), every file
+written atomically; the weights folder is never modified, so evaluating installed weights or a
+folder someone sent you cannot break it. Only ``iaemu train --evaluate`` puts the report into
+the weights folder it has just created (``into_weights=True``: report files, the ``accuracy``
+entry of metadata.json, then a re-validated ``SHA256SUMS``, see
+:func:`iaemu_likelihood.weights_io.reseal_folder`).
 """
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .._io import atomic_write_bytes
 from ..conventions import STATISTICS, r_centres
+from ..errors import ConfigError
 from . import metrics as M
 from .dataset_io import file_sha256, load_dataset
 
-__all__ = ["TARGETS", "evaluate_predictions", "evaluate_folder", "build_parser", "main"]
+__all__ = ["TARGETS", "evaluate_predictions", "evaluate_folder", "default_output", "build_parser",
+           "main", "DEFAULT_OUTPUT_ROOT"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +54,9 @@ TARGETS = {
 #: Significance threshold (in sigma of the realization mean) for fractional errors.
 NSIGMA = 3.0
 LATENCY_CALLS = 300
+#: Folder (relative to the current directory) under which ``iaemu evaluate`` writes
+#: ``<version>/report.json`` etc. unless ``--output`` is given.
+DEFAULT_OUTPUT_ROOT = "iaemu-evaluation"
 
 
 def _pooled(a):
@@ -187,21 +199,26 @@ def _markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _figures(folder: Path, report: dict, pred: dict, samples: dict) -> list[str]:
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+def _figures(report: dict, pred: dict, samples: dict) -> dict[str, bytes]:
+    """The three figures, ``relative name -> PNG bytes`` (written atomically by the caller)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figdir = folder / "figures"
-    figdir.mkdir(exist_ok=True)
     r = r_centres()
     pb = report["per_bin"]
 
     def arr(stat, key):
         return np.array([np.nan if v is None else v for v in pb[stat][key]])
 
-    names = []
+    names = {}
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, stat in zip(axes[:2], ("xi", "omega")):
         ax.plot(r, arr(stat, "mean_abs_frac_error"), "o-", label="emulator")
@@ -216,9 +233,8 @@ def _figures(folder: Path, report: dict, pred: dict, samples: dict) -> list[str]
     axes[2].set(xscale="log", xlabel=r"$r$ [$h^{-1}$Mpc]", ylabel=r"median |residual| / $\sigma$")
     axes[2].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(figdir / "accuracy.png", dpi=110)
+    names["figures/accuracy.png"] = _png(fig)
     plt.close(fig)
-    names.append("figures/accuracy.png")
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for i, stat in enumerate(STATISTICS):
@@ -237,9 +253,8 @@ def _figures(folder: Path, report: dict, pred: dict, samples: dict) -> list[str]
         ax.set(xscale="log", xlabel=r"$r$ [$h^{-1}$Mpc]")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(figdir / "calibration.png", dpi=110)
+    names["figures/calibration.png"] = _png(fig)
     plt.close(fig)
-    names.append("figures/calibration.png")
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, stat in zip(axes, STATISTICS):
@@ -257,35 +272,77 @@ def _figures(folder: Path, report: dict, pred: dict, samples: dict) -> list[str]
         if stat == "xi":
             ax.set_yscale("log")
     fig.tight_layout()
-    fig.savefig(figdir / "examples.png", dpi=110)
+    names["figures/examples.png"] = _png(fig)
     plt.close(fig)
-    names.append("figures/examples.png")
     return names
 
 
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def default_output(version: str) -> Path:
+    """``./iaemu-evaluation/<version>`` (relative to the current directory)."""
+    return Path(DEFAULT_OUTPUT_ROOT) / version
 
 
-def evaluate_folder(folder, data, figures: bool = True, n_samples: int | None = None,
-                    latency: bool = True) -> dict:
+def _output_folder(weights: Path, output, version: str, into_weights: bool) -> Path:
+    """The folder the report goes to; never the weights folder (or inside it) unless
+    ``into_weights``."""
+    if into_weights:
+        if output is not None and Path(output).resolve() != weights.resolve():
+            raise ConfigError(f"output = {output}: with into_weights=True the report goes into the "
+                              f"weights folder {weights}; pass no output")
+        return weights
+    out = Path(output) if output is not None else default_output(version)
+    resolved, root = out.resolve(), weights.resolve()
+    if resolved == root or root in resolved.parents:
+        raise ConfigError(f"--output {out} is inside the weights folder {weights}; allowed: a "
+                          "folder outside it (iaemu evaluate never modifies a weights folder)")
+    return out
+
+
+def _write_report(out: Path, report: dict, figures: dict[str, bytes]) -> None:
+    """report.json, report.md and figures/*.png into ``out``, each file atomically."""
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    for name, png in figures.items():
+        atomic_write_bytes(out / name, png)
+    atomic_write_bytes(out / "report.json", (json.dumps(report, indent=2) + "\n").encode())
+    atomic_write_bytes(out / "report.md", _markdown(report).encode())
+
+
+def _record_accuracy(folder: Path, report: dict) -> None:
+    """Put the summary into metadata.json of a weights folder being created, then re-seal it."""
+    from ..weights_io import METADATA_FILE, read_metadata_file, reseal_folder
+
+    meta = read_metadata_file(folder)
+    meta["accuracy"] = {"test_set": report["test_set"], "summary": report["summary"],
+                        "targets_passed": {k: v["pass"] for k, v in report["targets"].items()},
+                        "latency": report.get("latency", {})}
+    atomic_write_bytes(folder / METADATA_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+    reseal_folder(folder)
+
+
+def evaluate_folder(folder, data, output=None, figures: bool = True, n_samples: int | None = None,
+                    latency: bool = True, into_weights: bool = False) -> dict:
     """Evaluate the weights in ``folder`` on the dataset ``data`` and write the report files.
 
     Parameters
     ----------
     folder : path-like or str
-        A weights folder or a shipped version name.
+        A weights folder or a shipped version name. Never modified unless ``into_weights``.
     data : path-like
         Test dataset (``.npz`` of :mod:`.dataset_io`); points outside the emulator's bounds or
         training support, or with non-finite values, are skipped (and counted in the report).
+    output : path-like, optional
+        Folder for report.json, report.md and figures/ (created; default
+        ``./iaemu-evaluation/<version>``); refused if it is the weights folder or inside it.
     figures : bool
         Write ``figures/*.png``.
     n_samples : int, optional
         MC-dropout passes for a single "paper" network.
     latency : bool
         Time single-point and batched predictions.
+    into_weights : bool
+        For the training pipeline only (``iaemu train --evaluate``): write the report into the
+        weights folder it has just created, record the summary in metadata.json's ``accuracy``
+        and re-seal the folder (content re-validated, ``SHA256SUMS`` rewritten atomically).
 
     Returns
     -------
@@ -294,10 +351,11 @@ def evaluate_folder(folder, data, figures: bool = True, n_samples: int | None = 
     """
     from ..emulator import IAEmulator
     from ..weights import resolve_weights_dir
-    from ..weights_io import METADATA_FILE, write_checksums
 
     folder = resolve_weights_dir(folder)
     emu = IAEmulator.load(folder)
+    version = str(emu.metadata.get("version") or folder.name)
+    out = _output_folder(folder, output, version, into_weights)
     ds = load_dataset(data)
     low = np.array([emu.bounds[n][0] for n in emu.param_names])
     high = np.array([emu.bounds[n][1] for n in emu.param_names])
@@ -316,6 +374,7 @@ def evaluate_folder(folder, data, figures: bool = True, n_samples: int | None = 
     pred = {k: np.asarray(v) for k, v in p.as_dict().items()}
     samples = {s: ds.stat(s)[keep] for s in STATISTICS}
     report = {"version": emu.metadata.get("version"), "architecture": emu.metadata.get("architecture"),
+              "weights_folder": str(folder),
               "test_set": {"path": Path(data).name, "sha256": file_sha256(data),
                            "n_points": int(ds.n_points), "n_used": int(keep.size),
                            "n_realizations": int(ds.n_realizations)},
@@ -324,27 +383,25 @@ def evaluate_folder(folder, data, figures: bool = True, n_samples: int | None = 
     report["targets"] = _check_targets(report["summary"])
     if latency:
         report["latency"] = _latency(emu, theta)
+    pngs = _figures(report, pred, samples) if figures else {}
     if figures:
-        report["figures"] = _figures(folder, report, pred, samples)
-    _atomic_text(folder / "report.json", json.dumps(report, indent=2) + "\n")
-    _atomic_text(folder / "report.md", _markdown(report))
-    meta_path = folder / METADATA_FILE
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    meta["accuracy"] = {"test_set": report["test_set"], "summary": report["summary"],
-                        "targets_passed": {k: v["pass"] for k, v in report["targets"].items()},
-                        "latency": report.get("latency", {})}
-    _atomic_text(meta_path, json.dumps(meta, indent=2) + "\n")
-    write_checksums(folder)
+        report["figures"] = sorted(pngs)
+    _write_report(out, report, pngs)
+    if into_weights:
+        _record_accuracy(folder, report)
     passed = sum(v["pass"] for v in report["targets"].values())
-    log.info("evaluated %s on %d points: %d/%d targets met", folder, keep.size, passed, len(TARGETS))
+    log.info("evaluated %s on %d points: %d/%d targets met; report in %s", folder, keep.size,
+             passed, len(TARGETS), out)
     return report
 
 
 def build_parser(prog: str = "iaemu evaluate") -> argparse.ArgumentParser:
     """Command-line options of ``iaemu evaluate``."""
     p = argparse.ArgumentParser(prog=prog, description="Evaluate a weights folder on a test set.")
-    p.add_argument("weights", help="weights folder or shipped version name")
+    p.add_argument("weights", help="weights folder or shipped version name (never modified)")
     p.add_argument("--data", required=True, help="test dataset .npz (e.g. training/data/test.npz)")
+    p.add_argument("--output", help=f"folder for report.json, report.md, figures/ (default: "
+                                    f"./{DEFAULT_OUTPUT_ROOT}/<version>; not inside the weights folder)")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.add_argument("--no-latency", action="store_true", help="skip the timing of predictions")
     p.add_argument("--mc-samples", type=int, help="MC-dropout passes for a 'paper' network")
@@ -353,7 +410,7 @@ def build_parser(prog: str = "iaemu evaluate") -> argparse.ArgumentParser:
 
 def main(args) -> int:
     """Run ``iaemu evaluate``; prints the markdown summary; returns 0."""
-    report = evaluate_folder(args.weights, args.data, figures=not args.no_figures,
+    report = evaluate_folder(args.weights, args.data, output=args.output, figures=not args.no_figures,
                              n_samples=args.mc_samples, latency=not args.no_latency)
     sys.stdout.write(_markdown(report))
     return 0

@@ -88,9 +88,13 @@ def library_versions() -> dict:
 def build_metadata(*, version: str, architecture: str, architecture_config: dict, ensemble_size: int,
                    bounds: dict, input_low, input_high, output_normalisation: dict,
                    training_set: dict, halo_catalog: dict, training: dict | None = None,
-                   epistemic: dict | None = None, support: dict | None = None) -> dict:
+                   epistemic: dict | None = None, support: dict | None = None,
+                   input_scaling: str = "box") -> dict:
     """``metadata.json`` content as in docs/CONTRACTS.md (``accuracy`` left empty for evaluation;
-    ``support`` only when given)."""
+    ``support`` only when given). ``input_scaling`` (``normalisation.input.scaling``): "box" when
+    [input_low, input_high] is the training box, "standard" when they are mean -/+ std of the
+    training inputs (converted reference checkpoints); it sets how the bounds are checked against
+    them at load (:mod:`iaemu_likelihood.weights_checks`)."""
     meta = {
         "schema_version": 1,
         "version": version,
@@ -103,7 +107,8 @@ def build_metadata(*, version: str, architecture: str, architecture_config: dict
         "r_units": "comoving h^-1 Mpc",
         "statistics": list(STATISTICS),
         "normalisation": {"input": {"low": np.asarray(input_low, dtype=float).tolist(),
-                                    "high": np.asarray(input_high, dtype=float).tolist()},
+                                    "high": np.asarray(input_high, dtype=float).tolist(),
+                                    "scaling": input_scaling},
                           "output": output_normalisation},
         "training_set": dict(training_set),
         "halo_catalog": dict(halo_catalog),
