@@ -198,9 +198,10 @@ def main(args) -> int:
         return 1
     if args.rtol is not None and not (np.isfinite(args.rtol) and args.rtol > 0):
         raise ValueError(f"--rtol = {args.rtol!r}; allowed: a finite number > 0")
-    rtol, _ = reference_tolerance(emulator, args.rtol)
+    rtol, atol_fraction = reference_tolerance(emulator, args.rtol)
     for key, passed, rel in check_reference_predictions(emulator, reference, rtol):
         ok &= report(passed, f"reference {key}: max relative difference {rel:.2e} "
-                             f"(tolerance {rtol:g}, {emulator.point_precision})")
+                             f"(tolerance {rtol:g} relative + {atol_fraction:g} x max |{key}|, "
+                             f"{emulator.point_precision})")
     out.write("all checks passed\n" if ok else "some checks FAILED\n")
     return 0 if ok else 1
