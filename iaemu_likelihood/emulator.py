@@ -19,6 +19,7 @@ from .conventions import N_BINS, PARAM_NAMES, R_EDGES, STATISTICS, r_centres
 from .errors import BatchTooLargeError, InputShapeError, OutOfRangeError, WeightsIntegrityError
 from .hod import occupation_summary, validate_mass_function
 from .weights import resolve_weights_dir
+from .weights_checks import check_correlation
 from .weights_io import load_weights_folder
 
 __all__ = ["IAEmulator", "EmulatorPrediction", "COVARIANCE_TERMS", "DEFAULT_MC_SAMPLES",
@@ -237,10 +238,7 @@ class IAEmulator:
         #: correlation (60, 60) of the emulator's errors (None: independent bins)
         self.epistemic_correlation = None
         if corr_e is not None:
-            corr_e = np.asarray(corr_e, dtype=np.float64)
-            if corr_e.shape != (N_OUT, N_OUT) or not np.all(np.isfinite(corr_e)):
-                raise ValueError(f"metadata epistemic.correlation has shape {corr_e.shape}; "
-                                 f"expected finite ({N_OUT}, {N_OUT})")
+            corr_e = check_correlation(corr_e, f"{folder or 'metadata'}", "epistemic.correlation")
             self.epistemic_correlation = 0.5 * (corr_e + corr_e.T)
         #: factor on the raw epistemic variance per output (post-hoc calibration, 1 if none)
         self.epistemic_scale = np.concatenate(
