@@ -31,6 +31,9 @@ COMMANDS = {
                "re-validate a weights folder edited on purpose and rewrite its SHA256SUMS"),
     "convert-checkpoint": ("iaemu_likelihood.training.convert",
                            "convert a reference-code IAEmu checkpoint into a weights folder"),
+    "paint": ("iaemu_likelihood.field.cli", "paint HOD galaxies onto a dark-matter density mesh (field painter)"),
+    "field-data": ("iaemu_likelihood.training.field_data", "density mesh and HOD galaxy sets of one painter box"),
+    "field-train": ("iaemu_likelihood.training.field_train", "train the field-level galaxy painter"),
 }
 
 

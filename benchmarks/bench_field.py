@@ -1,0 +1,241 @@
+#!/usr/bin/env python
+"""Benchmark of the field-level painter on a held-out box, beside the HOD oracle and the local-bias baseline.
+
+For every HOD point of the test box's ``galaxies_{tag}.npz`` (Latin hypercube over the prior;
+realizations 0-3 are the *truth*, realizations 4.. the *oracle*: the HOD on the true halos):
+
+* ``ap`` / ``oracle_ap`` / ``baseline_ap``: average precision of "voxel holds >= 1 galaxy" against
+  truth realization 0, scoring voxels by the painter's expected count, the oracle's mean count over
+  its realizations, and the baseline's Poisson mean;
+* ``precision_at_recall_090`` and ``_095`` (the seed's operating point), same three scores;
+* ``n_gal_ratio``: painted / true galaxies (means over 4 painted and 4 true realizations);
+* ``pk_max_dev_k05`` / ``pk_max_dev_k1``: max |<P_painted> / <P_true> - 1| over k <= 0.5 / 1 h/Mpc,
+  spectra of 4 realizations each, shot noise 1/nbar subtracted (also for the oracle and baseline);
+* ``rk_ratio_min_k05``: min over k <= 0.5 of r_painted,true(k) / r_oracle,true(k), each r the mean
+  over 4 pairs of independent realizations (shot noise included, as in the issue's oracle figures);
+* ``paint_seconds``: painting one box (network + sampling, torch threads as given) and
+  ``truth_seconds``: FoF + halo properties (``iaemu build-catalog`` wall time less its N-body part)
+  + one ``populate``, for the same box; ``density_seconds``: reading the snapshot + CIC.
+
+Writes ``benchmarks/results/field_painter.json`` (``points``, ``mean``, ``targets``) and a figure.
+Usage (after the data of training/README.md "Field-level painter")::
+
+    python benchmarks/bench_field.py --data work_data/field --test-box box_1004 \
+        --train-boxes box_1001 box_1002 box_1003 --weights trained_weights/iaemu-painter-v1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from iaemu_likelihood._io import atomic_write_bytes
+from iaemu_likelihood.field.painter import GalaxyPainter
+from iaemu_likelihood.training.field_baseline import fit_local_bias
+from iaemu_likelihood.training.field_data import HOD_NAMES, load_density, load_galaxies
+from iaemu_likelihood.training.field_metrics import average_precision, precision_at_recall
+from iaemu_likelihood.training.field_spectra import overdensity, power_spectra
+
+REPO = Path(__file__).resolve().parents[1]
+log = logging.getLogger("bench_field")
+N_TRUTH = 4  # truth realizations per point (P(k) means)
+K_MAX = 1.0
+TARGETS = {"ap_over_oracle": 0.85, "p090_over_oracle": 0.8, "pk_max_dev_k05": 0.05, "pk_max_dev_k1": 0.15,
+           "rk_ratio_min_k05": 0.95, "n_gal_dev": 0.03, "speedup": 10.0}
+
+
+def _spectra_stats(samples, truths, box_size):
+    """<P_sample>/<P_true> (shot-noise subtracted) and mean r(sample_i, true_i) per k shell."""
+    volume = box_size ** 3
+    ps, pt, rs = [], [], []
+    for s, t in zip(samples, truths):
+        spec = power_spectra(overdensity(s), box_size, overdensity(t), k_max=K_MAX)
+        ps.append(spec.auto_a - volume / s.sum())
+        pt.append(spec.auto_b - volume / t.sum())
+        rs.append(spec.r())
+    return spec.k, np.mean(ps, 0) / np.mean(pt, 0), np.mean(rs, 0), np.mean(ps, 0), np.mean(pt, 0)
+
+
+def _classification(score, labels, prefix=""):
+    return {f"{prefix}ap": average_precision(score, labels),
+            f"{prefix}precision_at_recall_090": precision_at_recall(score, labels, 0.90),
+            f"{prefix}precision_at_recall_095": precision_at_recall(score, labels, 0.95)}
+
+
+def truth_seconds(box_dir: Path, populate_s: float) -> dict:
+    """FoF + halo properties (build-catalog wall time less N-body) and populate, seconds."""
+    from iaemu_likelihood.training.catalogs import OfflineHaloCatalog
+
+    wall = json.loads((box_dir / "wall.json").read_text())["build_catalog_wall_s"]
+    timings = OfflineHaloCatalog(box_dir / "halos.npz").provenance["timings_s"]
+    halos = wall - timings["nbody"]
+    return {"truth_seconds": halos + populate_s, "fof_and_properties_seconds": halos,
+            "fof_seconds": timings["fof"], "populate_seconds": populate_s, "nbody_seconds": timings["nbody"]}
+
+
+def run(args) -> dict:
+    import torch
+
+    torch.set_num_threads(args.threads)
+    data = Path(args.data)
+    test_dir = data / args.test_box
+    painter = GalaxyPainter.load(args.weights, device=args.device)
+    rho, dprov = load_density(test_dir, painter.n_mesh)
+    trained_on = {b["snapshot_sha256"] for b in painter.metadata["training"]["boxes"]}
+    if dprov["snapshot_sha256"] in trained_on:
+        raise SystemExit(f"{args.test_box} is one of the painter's training boxes: pick a held-out box")
+    test = load_galaxies(test_dir, args.tag)
+    if test.n_realizations < N_TRUTH + 2:
+        raise SystemExit(f"{test_dir}: {test.n_realizations} realizations per point; need >= {N_TRUTH + 2}")
+    train_rho = [load_density(data / b, painter.n_mesh)[0] for b in args.train_boxes]
+    train_sets = [load_galaxies(data / b, args.tag) for b in args.train_boxes]
+    for b, s in zip(args.train_boxes, train_sets):
+        if not np.allclose(s.hod, test.hod):
+            raise SystemExit(f"{b}/galaxies_{args.tag}.npz has other HOD points than the test box")
+    n, box = painter.n_mesh, test.box_size
+    points, figure_data = [], None
+    paint_times = []
+    for p in range(test.n_points):
+        hod = dict(zip(HOD_NAMES, map(float, test.hod[p])))
+        truths = [test.counts(p, r, n) for r in range(N_TRUTH)]
+        oracle_all = [test.counts(p, r, n) for r in range(N_TRUTH, test.n_realizations)]
+        oracle_mean = np.mean(oracle_all, axis=0)
+        oracle_samples = oracle_all[:N_TRUTH]
+        labels = truths[0] >= 1
+        mean = painter.paint(rho, hod, mode="mean")
+        samples = []
+        for i in range(N_TRUTH):
+            t0 = time.perf_counter()
+            samples.append(painter.paint(rho, hod, seed=args.seed + 100 * p + i))
+            paint_times.append(time.perf_counter() - t0)
+        model = fit_local_bias(train_rho, [[s.counts(p, r, n) for r in range(s.n_realizations)] for s in train_sets],
+                               box)
+        rng = np.random.default_rng(args.seed + 100 * p)
+        base_mean = model.mean(rho)
+        base_samples = [model.sample(rho, rng) for _ in range(N_TRUTH)]
+        k, ratio, r_paint, pk_paint, pk_true = _spectra_stats(samples, truths, box)
+        _, ratio_o, r_oracle, pk_oracle, _ = _spectra_stats(oracle_samples, truths, box)
+        _, ratio_b, r_base, pk_base, _ = _spectra_stats(base_samples, truths, box)
+        k05, k1 = k <= 0.5, k <= 1.0
+        n_true = np.mean([t.sum() for t in truths])
+        entry = {"hod": hod, "n_gal_true": float(n_true), "voxel_fraction_occupied": float(labels.mean()),
+                 **_classification(mean, labels), **_classification(oracle_mean, labels, "oracle_"),
+                 **_classification(base_mean, labels, "baseline_"),
+                 "n_gal_ratio": float(np.mean([s.sum() for s in samples]) / n_true),
+                 "oracle_n_gal_ratio": float(np.mean([s.sum() for s in oracle_samples]) / n_true),
+                 "baseline_n_gal_ratio": float(np.mean([s.sum() for s in base_samples]) / n_true),
+                 "pk_max_dev_k05": float(np.max(np.abs(ratio[k05] - 1))),
+                 "pk_max_dev_k1": float(np.max(np.abs(ratio[k1] - 1))),
+                 "oracle_pk_max_dev_k05": float(np.max(np.abs(ratio_o[k05] - 1))),
+                 "oracle_pk_max_dev_k1": float(np.max(np.abs(ratio_o[k1] - 1))),
+                 "baseline_pk_max_dev_k05": float(np.max(np.abs(ratio_b[k05] - 1))),
+                 "baseline_pk_max_dev_k1": float(np.max(np.abs(ratio_b[k1] - 1))),
+                 "rk_ratio_min_k05": float(np.min(r_paint[k05] / r_oracle[k05])),
+                 "baseline_rk_ratio_min_k05": float(np.min(r_base[k05] / r_oracle[k05])),
+                 "baseline_smoothing_mpc_h": model.radius}
+        points.append(entry)
+        log.info("point %d %s: ap %.3f (oracle %.3f, baseline %.3f), P(k) dev %.3f, r ratio %.3f, n ratio %.3f",
+                 p, hod, entry["ap"], entry["oracle_ap"], entry["baseline_ap"], entry["pk_max_dev_k05"],
+                 entry["rk_ratio_min_k05"], entry["n_gal_ratio"])
+        if figure_data is None or abs(hod["logMmin"] - 12.0) < abs(figure_data["hod"]["logMmin"] - 12.0):
+            figure_data = {"hod": hod, "rho": rho, "truth": truths[0], "painted": samples[0], "k": k,
+                           "pk": {"truth": pk_true, "painted": pk_paint, "oracle": pk_oracle, "baseline": pk_base},
+                           "r": {"painted": r_paint, "oracle": r_oracle, "baseline": r_base}}
+    mean = {key: float(np.mean([pt[key] for pt in points])) for key in points[0] if key != "hod"}
+    timing = truth_seconds(test_dir, float(np.median(test.populate_seconds)))
+    timing.update(paint_seconds=float(np.median(paint_times)), density_seconds=float(dprov["seconds"]))
+    mean.update(timing)
+    targets = {
+        "ap >= 0.85 oracle_ap": mean["ap"] >= TARGETS["ap_over_oracle"] * mean["oracle_ap"],
+        "precision_at_recall_090 >= 0.8 oracle": mean["precision_at_recall_090"]
+        >= TARGETS["p090_over_oracle"] * mean["oracle_precision_at_recall_090"],
+        "pk_max_dev_k05 <= 0.05": mean["pk_max_dev_k05"] <= TARGETS["pk_max_dev_k05"],
+        "pk_max_dev_k1 <= 0.15": mean["pk_max_dev_k1"] <= TARGETS["pk_max_dev_k1"],
+        "rk_ratio_min_k05 >= 0.95": mean["rk_ratio_min_k05"] >= TARGETS["rk_ratio_min_k05"],
+        "|n_gal_ratio - 1| <= 0.03": abs(mean["n_gal_ratio"] - 1) <= TARGETS["n_gal_dev"],
+        "ap > baseline_ap": mean["ap"] > mean["baseline_ap"],
+        "pk_max_dev_k05 < baseline": mean["pk_max_dev_k05"] < mean["baseline_pk_max_dev_k05"],
+        "rk_ratio_min_k05 > baseline": mean["rk_ratio_min_k05"] > mean["baseline_rk_ratio_min_k05"],
+        "truth_seconds >= 10 paint_seconds": timing["truth_seconds"] >= TARGETS["speedup"] * timing["paint_seconds"],
+    }
+    return {"painter": painter.metadata["version"], "weights_created": painter.metadata.get("created"),
+            "test_box": args.test_box, "test_snapshot_sha256": dprov["snapshot_sha256"],
+            "train_boxes_for_baseline": list(args.train_boxes), "tag": args.tag,
+            "n_points": test.n_points, "n_truth_realizations": N_TRUTH,
+            "n_oracle_realizations": test.n_realizations - N_TRUTH, "threads": args.threads,
+            "device": args.device, "points": points, "mean": mean,
+            "targets": {k: bool(v) for k, v in targets.items()}}, figure_data
+
+
+def figure(data: dict, path: Path) -> None:
+    """Slices of DM, true and painted galaxies; P(k) and r(k) with the oracle and the baseline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(13, 8.5))
+    slab = slice(0, 4)
+    panels = [("dark matter log10(1 + rho/rho_mean)", np.log10(1 + data["rho"][slab].mean(0))),
+              ("true galaxies (HOD on FoF halos)", data["truth"][slab].sum(0)),
+              ("painted galaxies (network, no halos)", data["painted"][slab].sum(0))]
+    for i, (title, img) in enumerate(panels):
+        ax = fig.add_subplot(2, 3, i + 1)
+        ax.imshow(img.T, origin="lower", cmap="magma" if i == 0 else "Greys",
+                  vmax=None if i == 0 else 2)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    k = data["k"]
+    ax = fig.add_subplot(2, 2, 3)
+    for name, style in (("truth", "k-"), ("painted", "C0-"), ("oracle", "C2--"), ("baseline", "C3:")):
+        ax.loglog(k, data["pk"][name], style, label=name)
+    ax.set_xlabel("k [h/Mpc]")
+    ax.set_ylabel("P(k) - 1/nbar [(Mpc/h)^3]")
+    ax.legend(fontsize=8)
+    ax = fig.add_subplot(2, 2, 4)
+    for name, style in (("painted", "C0-"), ("oracle", "C2--"), ("baseline", "C3:")):
+        ax.semilogx(k, data["r"][name], style, label=f"r({name}, truth)")
+    ax.axvline(0.5, color="0.7", lw=0.8)
+    ax.set_xlabel("k [h/Mpc]")
+    ax.set_ylabel("cross-correlation r(k)")
+    ax.legend(fontsize=8)
+    hod = ", ".join(f"{k_}={v:.3g}" for k_, v in data["hod"].items())
+    fig.suptitle(f"held-out box, {hod}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(REPO / "work_data" / "field"), help="folder of the box folders")
+    p.add_argument("--test-box", required=True, help="held-out box folder name")
+    p.add_argument("--train-boxes", nargs="+", required=True, help="training box folder names (baseline fit)")
+    p.add_argument("--weights", default="iaemu-painter-v1", help="painter folder or shipped version")
+    p.add_argument("--tag", default="bench", help="galaxy set of the benchmark points")
+    p.add_argument("--seed", type=int, default=7, help="seed of the painted and baseline realizations")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "field_painter.json"))
+    p.add_argument("--figure", default=str(REPO / "benchmarks" / "results" / "field_painter.png"))
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    result, fig_data = run(args)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, (json.dumps(result, indent=2) + "\n").encode())
+    figure(fig_data, Path(args.figure))
+    for key, value in result["mean"].items():
+        log.info("mean %-40s %.4g", key, value)
+    for key, ok in result["targets"].items():
+        log.info("target %-45s %s", key, "PASS" if ok else "MISS")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

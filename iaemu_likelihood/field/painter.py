@@ -1,0 +1,244 @@
+"""Paint HOD galaxies onto a dark-matter density mesh with a trained painter network.
+
+The input is the dark-matter density of a periodic box on a cubic mesh whose voxels have the
+size the painter was trained on (``voxel_size`` h^-1 Mpc, see the weights' ``painter.json``), as
+mass per voxel in any unit: it is divided by its mean, so ``rho / rho_mean`` (CIC, like the
+training meshes). No halo catalog is needed. The output is a galaxy count per voxel (a seeded
+realization, or the expected count) and, on request, galaxy positions drawn uniformly inside
+their voxels (comoving h^-1 Mpc).
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+from ..errors import IAEmuError, InputShapeError, OutOfRangeError
+from .network import (build_network, mean_counts, network_outputs, normalise_density, normalise_hod,
+                      sample_counts)
+from .weights import load_painter_folder
+
+__all__ = ["GalaxyPainter", "paint", "MeshShapeError", "InvalidDensityError", "MODES"]
+
+logger = logging.getLogger(__name__)
+
+MODES = ("sample", "mean")
+#: Relative tolerance on the voxel size implied by ``box_size``.
+VOXEL_RTOL = 1e-3
+
+
+class MeshShapeError(InputShapeError):
+    """A density mesh that is not cubic, not 3-D, or whose voxels differ from the painter's."""
+
+
+class InvalidDensityError(IAEmuError, ValueError):
+    """A density mesh with NaN, inf or negative values, or a non-positive mean."""
+
+
+class GalaxyPainter:
+    """A loaded painter: network, HOD prior and mesh of its training data.
+
+    Build it with :meth:`load`.
+
+    Parameters
+    ----------
+    metadata : dict
+        Parsed ``painter.json``.
+    state : dict
+        Network state dict (name -> ndarray).
+    device : str
+        Torch device ("cpu", "cuda", "cuda:1", ...).
+    """
+
+    def __init__(self, metadata: dict, state: dict, device: str = "cpu", folder=None):
+        import torch
+
+        from ..config_checks import check_torch_device
+
+        self.metadata = metadata
+        self.folder = folder
+        self.device = check_torch_device(device)
+        self.hod_names = tuple(metadata["hod_names"])
+        self.bounds = {k: tuple(v) for k, v in metadata["bounds"].items()}
+        self.support = metadata.get("support")
+        mesh = metadata["mesh"]
+        self.n_mesh, self.box_size = int(mesh["n_mesh"]), float(mesh["box_size"])
+        self.voxel_size = float(mesh["voxel_size"])
+        self.pos_weight = float(metadata["pos_weight"])
+        self._input = metadata["input"]
+        config = metadata["architecture_config"]
+        self.pad = int(config["context"])
+        self._multiple = int(np.prod(config["strides"]))
+        self.net = build_network(config)
+        self.net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
+        self.net.to(self.device).eval()
+
+    @classmethod
+    def load(cls, version=None, device: str = "cpu") -> "GalaxyPainter":
+        """Verify (SHA-256) and load a painter folder or shipped version (default ``iaemu-painter-v1``)."""
+        meta, state, folder = load_painter_folder(version)
+        return cls(meta, state, device=device, folder=folder)
+
+    def __repr__(self):
+        return (f"GalaxyPainter({self.metadata.get('version')!r}, mesh {self.n_mesh}^3, "
+                f"voxel {self.voxel_size:g} h^-1 Mpc, device {self.device!r})")
+
+    # ------------------------------------------------------------------ input checks
+    def validate_hod(self, hod) -> np.ndarray:
+        """HOD parameters as an array (5,) in ``hod_names`` order, checked against the prior.
+
+        ``hod`` is a mapping with exactly the names in ``hod_names`` or a sequence in that order.
+        Raises :class:`OutOfRangeError` naming the parameter, value and allowed range.
+        """
+        if isinstance(hod, dict):
+            unknown = sorted(set(hod) - set(self.hod_names))
+            missing = [n for n in self.hod_names if n not in hod]
+            if unknown or missing:
+                raise InputShapeError(f"hod_params must name exactly {list(self.hod_names)}; "
+                                      f"unknown: {unknown}, missing: {missing}")
+            values = np.array([float(hod[n]) for n in self.hod_names])
+        else:
+            values = np.asarray(hod, dtype=np.float64)
+            if values.shape != (len(self.hod_names),):
+                raise InputShapeError(f"hod_params has shape {values.shape}; expected "
+                                      f"({len(self.hod_names)},) in the order {list(self.hod_names)}")
+        for name, value in zip(self.hod_names, values.tolist()):
+            low, high = self.bounds[name]
+            if not low <= value <= high:  # False for NaN
+                raise OutOfRangeError(f"HOD parameter {name!r} = {value!r} is outside the painter's "
+                                      f"training range [{low:g}, {high:g}]")
+        self._check_band(values)
+        return values
+
+    def _check_band(self, values: np.ndarray) -> None:
+        """Dependent parameters lie in a band around a line in the pivot (``support``, linear_band)."""
+        if not self.support:
+            return
+        x = float(values[self.hod_names.index(self.support["pivot"])])
+        for name, band in self.support["bands"].items():
+            low = band["low_intercept"] + band["slope"] * x
+            if band.get("floor") is not None:
+                low = max(low, band["floor"])
+            high = band["high_intercept"] + band["slope"] * x
+            value = float(values[self.hod_names.index(name)])
+            if not low <= value <= high:
+                raise OutOfRangeError(
+                    f"HOD parameter {name!r} = {value!r} is outside the painter's training support at "
+                    f"{self.support['pivot']} = {x:g}: allowed [{low:g}, {high:g}]")
+
+    def validate_density(self, density, box_size: float | None = None) -> np.ndarray:
+        """The density as float32 ``rho / rho_mean``, after shape and value checks.
+
+        Parameters
+        ----------
+        density : array_like, shape (n, n, n)
+            Mass per voxel (any unit), periodic box.
+        box_size : float, optional
+            Box side in h^-1 Mpc; then any ``n`` with ``box_size / n`` equal to the painter's voxel
+            size is accepted. Without it ``n`` must equal the training mesh.
+        """
+        rho = np.asarray(density)
+        if rho.ndim != 3 or len(set(rho.shape)) != 1:
+            raise MeshShapeError(f"density has shape {rho.shape}; expected a cubic 3-D mesh "
+                                 f"({self.n_mesh}, {self.n_mesh}, {self.n_mesh})")
+        n = rho.shape[0]
+        if box_size is None:
+            if n != self.n_mesh:
+                raise MeshShapeError(f"density mesh is {n}^3; this painter needs {self.n_mesh}^3 for a "
+                                     f"{self.box_size:g} h^-1 Mpc box, or pass box_size for another box "
+                                     f"with {self.voxel_size:g} h^-1 Mpc voxels")
+        elif not abs(box_size / n / self.voxel_size - 1) <= VOXEL_RTOL:
+            raise MeshShapeError(f"voxel size box_size / n = {box_size:g} / {n} = {box_size / n:g} h^-1 Mpc; "
+                                 f"this painter was trained on {self.voxel_size:g} h^-1 Mpc voxels")
+        if not np.issubdtype(rho.dtype, np.number):
+            raise InvalidDensityError(f"density has dtype {rho.dtype}; expected real numbers")
+        rho = rho.astype(np.float32)
+        if not np.isfinite(rho).all():
+            raise InvalidDensityError(f"density has {int((~np.isfinite(rho)).sum())} NaN or inf voxels")
+        if (rho < 0).any():
+            raise InvalidDensityError(f"density has negative voxels (min {float(rho.min())!r}); expected "
+                                      "mass per voxel, not an overdensity")
+        mean = float(rho.mean(dtype=np.float64))
+        if not mean > 0:
+            raise InvalidDensityError(f"density has mean {mean!r}; expected a positive mean")
+        return rho / np.float32(mean)
+
+    # ------------------------------------------------------------------ prediction
+    def predict(self, density, hod_params, box_size: float | None = None) -> dict:
+        """Per-voxel distribution: ``p`` (probability of >= 1 galaxy), ``mu``, ``r`` (float32 meshes)."""
+        import torch
+
+        hod = self.validate_hod(hod_params)
+        rho = self.validate_density(density, box_size)
+        n = rho.shape[0]
+        # periodic context on every side, rounded up so the U-Net's strides divide the size
+        total = self._multiple * math.ceil((n + 2 * self.pad) / self._multiple)
+        lo = self.pad
+        hi = total - n - lo
+        x = np.pad(normalise_density(rho, self._input["shift"], self._input["scale"]),
+                   [(lo, hi)] * 3, mode="wrap")
+        params = normalise_hod(hod, *zip(*(self.bounds[k] for k in self.hod_names)))
+        with torch.inference_mode():
+            xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None].to(self.device)
+            pt = torch.from_numpy(params)[None].to(self.device)
+            out = self.net(xt, pt)[..., lo:lo + n, lo:lo + n, lo:lo + n]
+            p, _, mu, r = network_outputs(out, self.pos_weight)
+        return {"p": p[0].cpu().numpy(), "mu": mu[0].cpu().numpy(), "r": r[0].cpu().numpy()}
+
+    def paint(self, density, hod_params, seed: int | None = None, mode: str = "sample",
+              box_size: float | None = None, positions: bool = False):
+        """A galaxy field painted on ``density`` for the HOD ``hod_params``.
+
+        Parameters
+        ----------
+        density : array_like, shape (n, n, n)
+            Dark-matter mass per voxel (see :meth:`validate_density`).
+        hod_params : mapping or sequence
+            ``logMmin, sigma_logM, logM0, logM1, alpha`` (log10 Msun/h masses).
+        seed : int, optional
+            Seed of the realization (``mode="sample"``); None draws from OS entropy.
+        mode : {"sample", "mean"}
+            A realization (int32 counts) or the expected count per voxel (float32).
+        box_size : float, optional
+            Box side, h^-1 Mpc (default: the training box; see :meth:`validate_density`).
+        positions : bool
+            Also return galaxy positions (n_gal, 3), float64, comoving h^-1 Mpc, uniform inside
+            their voxels (``mode="sample"`` only).
+
+        Returns
+        -------
+        counts : ndarray (n, n, n), or (counts, positions) when ``positions``.
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode={mode!r}; allowed: {list(MODES)}")
+        if positions and mode != "sample":
+            raise ValueError("positions=True needs mode='sample' (a mean field has no galaxies)")
+        pred = self.predict(density, hod_params, box_size)
+        if mode == "mean":
+            return mean_counts(pred["p"], pred["mu"])
+        rng = np.random.default_rng(seed)
+        counts = sample_counts(pred["p"], pred["mu"], pred["r"], rng)
+        if not positions:
+            return counts
+        n = counts.shape[0]
+        side = (self.box_size if box_size is None else float(box_size)) / n
+        flat = np.repeat(np.arange(counts.size), counts.ravel())
+        ijk = np.column_stack(np.unravel_index(flat, counts.shape))
+        return counts, (ijk + rng.random(ijk.shape)) * side
+
+
+_CACHE: dict = {}
+
+
+def paint(density, hod_params, seed: int | None = None, mode: str = "sample", weights=None,
+          device: str = "cpu", box_size: float | None = None, positions: bool = False):
+    """Paint galaxies with a (cached) :class:`GalaxyPainter`; see :meth:`GalaxyPainter.paint`.
+
+    ``weights`` is a painter folder or shipped version (default ``iaemu-painter-v1``).
+    """
+    key = (str(weights), device)
+    if key not in _CACHE:
+        _CACHE[key] = GalaxyPainter.load(weights, device=device)
+    return _CACHE[key].paint(density, hod_params, seed=seed, mode=mode, box_size=box_size,
+                             positions=positions)

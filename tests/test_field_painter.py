@@ -1,0 +1,164 @@
+"""Painter runtime on a tiny synthetic painter (random weights): shapes, conditioning, seeds,
+weights integrity, every bad input, and the ``iaemu paint`` command."""
+import shutil
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("monai")
+
+from iaemu_likelihood.errors import InputShapeError, OutOfRangeError, WeightsIntegrityError, WeightsNotFoundError  # noqa: E402
+from iaemu_likelihood.field import GalaxyPainter, InvalidDensityError, MeshShapeError, paint  # noqa: E402
+from iaemu_likelihood.field.testing import write_synthetic_painter  # noqa: E402
+
+N, BOX = 16, 16.0
+HOD = {"logMmin": 12.0, "sigma_logM": 0.3, "logM0": 12.0, "logM1": 13.3, "alpha": 1.0}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return write_synthetic_painter(tmp_path_factory.mktemp("painter") / "synthetic", n_mesh=N, box_size=BOX)
+
+
+@pytest.fixture(scope="module")
+def painter(folder):
+    return GalaxyPainter.load(folder)
+
+
+@pytest.fixture(scope="module")
+def density():
+    return np.random.default_rng(0).lognormal(0.0, 1.0, (N, N, N)).astype(np.float32)
+
+
+def test_shapes_modes_and_seeds(painter, density):
+    pred = painter.predict(density, HOD)
+    assert {k: v.shape for k, v in pred.items()} == {k: (N,) * 3 for k in ("p", "mu", "r")}
+    assert np.all((pred["p"] > 0) & (pred["p"] < 1)) and np.all(pred["mu"] > 0) and np.all(pred["r"] > 0)
+    mean = painter.paint(density, HOD, mode="mean")
+    np.testing.assert_allclose(mean, pred["p"] * (1 + pred["mu"]), rtol=1e-6)
+    a = painter.paint(density, HOD, seed=3)
+    assert a.dtype == np.int32 and a.shape == (N,) * 3 and a.min() >= 0
+    np.testing.assert_array_equal(a, painter.paint(density, HOD, seed=3))
+    assert not np.array_equal(a, painter.paint(density, HOD, seed=4))
+    # a mapping and the same values as a sequence in hod_names order are one input
+    np.testing.assert_array_equal(mean, painter.paint(density, [HOD[k] for k in painter.hod_names], mode="mean"))
+    # the mesh is divided by its mean: units of the input do not matter
+    np.testing.assert_allclose(mean, painter.paint(density * 8.0, HOD, mode="mean"), rtol=1e-5)
+
+
+def test_sample_mean_and_variance_match_the_distribution(painter, density):
+    from iaemu_likelihood.field.network import sample_counts
+
+    pred = painter.predict(density, HOD)
+    rng = np.random.default_rng(0)
+    draws = np.array([sample_counts(pred["p"], pred["mu"], pred["r"], rng) for _ in range(400)])
+    mean = painter.paint(density, HOD, mode="mean")
+    assert draws.mean(0).sum() == pytest.approx(mean.sum(), rel=0.02)
+    occupied = (draws >= 1).mean(0)
+    np.testing.assert_allclose(occupied.mean(), pred["p"].mean(), rtol=0.02)
+    # among occupied voxels N - 1 is negative binomial: mean mu, variance mu + mu^2 / r
+    k = np.where(draws >= 1, draws - 1, np.nan)
+    expected_var = pred["mu"] + pred["mu"] ** 2 / pred["r"]
+    assert np.nanmean(k) == pytest.approx(np.average(pred["mu"], weights=pred["p"]), rel=0.05)
+    assert np.nanmean(np.nanvar(k, axis=0)) == pytest.approx(np.mean(expected_var), rel=0.3)
+
+
+def test_conditioning_on_hod_changes_the_field(painter, density):
+    other = dict(HOD, logMmin=12.8, logM1=13.9)
+    assert np.max(np.abs(painter.paint(density, HOD, mode="mean") - painter.paint(density, other, mode="mean"))) > 1e-4
+
+
+def test_positions_lie_in_their_voxels_and_larger_boxes_work(painter, density):
+    counts, pos = painter.paint(density, HOD, seed=1, positions=True)
+    assert pos.shape == (counts.sum(), 3)
+    voxel = np.floor(pos / (BOX / N)).astype(int)
+    rebuilt = np.zeros_like(counts)
+    np.add.at(rebuilt, tuple(voxel.T), 1)
+    np.testing.assert_array_equal(rebuilt, counts)
+    big = np.tile(density, (2, 2, 2))
+    assert painter.paint(big, HOD, mode="mean", box_size=2 * BOX).shape == (2 * N,) * 3
+
+
+@pytest.mark.parametrize("hod, match", [
+    (dict(HOD, logMmin=14.5), "'logMmin' = 14.5 is outside"),
+    (dict(HOD, alpha=float("nan")), "'alpha' = nan"),
+    (dict(HOD, sigma_logM=-1.0), "'sigma_logM'"),
+])
+def test_out_of_range_hod_is_named(painter, density, hod, match):
+    with pytest.raises(OutOfRangeError, match=match):
+        painter.paint(density, hod)
+
+
+def test_hod_names_and_shape_are_checked(painter, density):
+    with pytest.raises(InputShapeError, match="missing: \\['alpha'\\]"):
+        painter.paint(density, {k: v for k, v in HOD.items() if k != "alpha"})
+    with pytest.raises(InputShapeError, match="unknown: \\['mu_cen'\\]"):
+        painter.paint(density, dict(HOD, mu_cen=0.1))
+    with pytest.raises(InputShapeError, match="shape \\(4,\\)"):
+        painter.paint(density, [12.0, 0.3, 12.0, 13.3])
+
+
+def test_band_support_is_checked(tmp_path, density):
+    support = {"type": "linear_band", "pivot": "logMmin",
+               "bands": {"logM1": {"slope": 1.0, "low_intercept": 1.0, "high_intercept": 1.5, "floor": None}}}
+    painter = GalaxyPainter.load(write_synthetic_painter(tmp_path / "band", n_mesh=N, box_size=BOX, support=support))
+    painter.paint(density, HOD, mode="mean")  # logM1 = 13.3 in [13.0, 13.5]
+    with pytest.raises(OutOfRangeError, match="'logM1' = 13.8 is outside the painter's training support"):
+        painter.paint(density, dict(HOD, logM1=13.8))
+
+
+@pytest.mark.parametrize("make, error, match", [
+    (lambda d: d[:, :, :8], MeshShapeError, "cubic"),
+    (lambda d: d[0], MeshShapeError, "cubic"),
+    (lambda d: d[:8, :8, :8], MeshShapeError, "8\\^3; this painter needs 16\\^3"),
+    (lambda d: np.where(d > 2, np.nan, d), InvalidDensityError, "NaN or inf"),
+    (lambda d: np.where(d > 2, np.inf, d), InvalidDensityError, "NaN or inf"),
+    (lambda d: d - 1.0, InvalidDensityError, "negative"),
+    (lambda d: np.zeros_like(d), InvalidDensityError, "positive mean"),
+])
+def test_bad_density_is_named(painter, density, make, error, match):
+    with pytest.raises(error, match=match):
+        painter.paint(make(density), HOD)
+
+
+def test_wrong_voxel_size_and_mode(painter, density):
+    with pytest.raises(MeshShapeError, match="voxel size"):
+        painter.paint(density, HOD, box_size=2 * BOX)
+    with pytest.raises(ValueError, match="mode='median'"):
+        painter.paint(density, HOD, mode="median")
+
+
+def test_weights_integrity(folder, tmp_path):
+    bad = shutil.copytree(folder, tmp_path / "bad")
+    with open(bad / "weights.npz", "r+b") as f:
+        f.seek(200)
+        byte = f.read(1)
+        f.seek(200)
+        f.write(bytes([byte[0] ^ 1]))
+    with pytest.raises(WeightsIntegrityError, match="weights.npz .* does not match"):
+        GalaxyPainter.load(bad)
+    (bad / "SHA256SUMS").unlink()
+    with pytest.raises(WeightsIntegrityError, match="SHA256SUMS is missing"):
+        GalaxyPainter.load(bad)
+    with pytest.raises(WeightsNotFoundError, match="not found"):
+        GalaxyPainter.load(tmp_path / "nowhere")
+
+
+def test_module_level_paint_and_cli(folder, density, tmp_path):
+    from iaemu_likelihood.cli import main
+
+    np.testing.assert_array_equal(paint(density, HOD, seed=2, weights=folder),
+                                  GalaxyPainter.load(folder).paint(density, HOD, seed=2))
+    np.savez(tmp_path / "rho.npz", density=density)
+    out = tmp_path / "cat.npz"
+    args = ["paint", "--density", str(tmp_path / "rho.npz"), "--output", str(out), "--weights", str(folder),
+            "--seed", "2", "--hod", *[f"{k}={v}" for k, v in HOD.items()]]
+    assert main(args) == 0
+    with np.load(out, allow_pickle=False) as f:
+        np.testing.assert_array_equal(f["counts"], paint(density, HOD, seed=2, weights=folder))
+        assert f["positions"].shape == (f["counts"].sum(), 3)
+    from iaemu_likelihood.field.cli import _parse_hod
+
+    with pytest.raises(InputShapeError, match="'logMmin:12' is not NAME=NUMBER"):
+        _parse_hod(["logMmin:12"])

@@ -1,0 +1,332 @@
+"""``iaemu field-train``: train the field-level painter on sub-volumes and export a painter folder.
+
+Usage::
+
+    iaemu field-train training/configs/field_painter.yaml
+    iaemu field-train training/configs/field_painter.yaml --set steps=200 --set device=cuda
+
+Data: the boxes of :mod:`.field_data` (``density_n{n_mesh}.npz`` and ``galaxies_{tag}.npz`` in
+each folder of ``boxes``). Each step draws ``batch_size`` crops -- a random box, HOD point,
+realization, origin and one of the 48 axis permutations/flips (the fields are statistically
+isotropic) -- of ``crop + 2 context`` voxels of density (periodic wrap), and scores the network
+(:mod:`iaemu_likelihood.field.network`) on the central ``crop^3`` voxels only, so the zero padding
+of the convolutions never touches the loss. The crops of step ``i`` depend only on ``(seed, i)``,
+so a run resumed from its checkpoint (atomic, every ``checkpoint_every`` steps) draws the same
+data as an uninterrupted one. Paths in the YAML are relative to the config file.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from .._io import atomic_write_bytes
+from ..errors import ConfigError
+from .field_data import HOD_NAMES, load_density, load_galaxies
+
+__all__ = ["FieldTrainConfig", "load_config", "train", "build_parser", "main"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class FieldTrainConfig:
+    """Everything that defines a painter training run (YAML keys have the same names).
+
+    Attributes
+    ----------
+    boxes : list of str
+        Training box folders (never the held-out test box).
+    output : str
+        Painter folder to write.
+    workdir : str
+        Folder of the checkpoint and the loss log.
+    tag : str
+        Galaxy set of each box (``galaxies_{tag}.npz``).
+    n_mesh : int
+        Mesh of the density and galaxy counts (voxel = box / n_mesh).
+    channels, strides, num_res_units : MONAI UNet settings.
+    context : int
+        Voxels of periodic context around each crop (and around the box when painting).
+    crop, batch_size, steps : int
+        Side of the scored crop (voxels), crops per step, optimiser steps.
+    learning_rate, weight_decay, grad_clip : float
+        AdamW settings and gradient-norm clipping; the learning rate decays as a cosine to 5%.
+    pos_weight : float
+        Weight of voxels with >= 1 galaxy in the classifier loss (recall over precision).
+    count_weight : float
+        Weight of the count NLL relative to the classifier loss.
+    seed : int
+    device : str
+        torch device (cpu, cuda, ...); checkpoints and weights are stored on the CPU.
+    threads : int
+        torch CPU threads.
+    checkpoint_every : int
+    version : str
+        Version name in painter.json (default the output folder's name).
+    """
+
+    boxes: list
+    output: str
+    workdir: str
+    tag: str = "train"
+    n_mesh: int = 128
+    channels: list = dataclasses.field(default_factory=lambda: [8, 16, 32])
+    strides: list = dataclasses.field(default_factory=lambda: [2, 2])
+    num_res_units: int = 1
+    context: int = 4
+    crop: int = 24
+    batch_size: int = 4
+    steps: int = 2000
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-5
+    grad_clip: float = 5.0
+    pos_weight: float = 10.0
+    count_weight: float = 0.5
+    seed: int = 0
+    device: str = "cpu"
+    threads: int = 2
+    checkpoint_every: int = 100
+    version: str | None = None
+
+    def __post_init__(self):
+        from ..config_checks import check_float, check_int, check_str
+
+        if not isinstance(self.boxes, list) or not self.boxes:
+            raise ConfigError(f"boxes = {self.boxes!r}: list at least one training box folder")
+        for name in ("n_mesh", "num_res_units", "crop", "batch_size", "steps", "threads", "checkpoint_every"):
+            setattr(self, name, check_int(getattr(self, name), name, minimum=1))
+        self.context = check_int(self.context, "context", minimum=0)
+        self.seed = check_int(self.seed, "seed", minimum=0)
+        for name in ("learning_rate", "grad_clip", "pos_weight"):
+            setattr(self, name, check_float(getattr(self, name), name, minimum=0.0, min_inclusive=False))
+        for name in ("weight_decay", "count_weight"):
+            setattr(self, name, check_float(getattr(self, name), name, minimum=0.0))
+        self.device = check_str(self.device, "device")
+        if len(self.channels) != len(self.strides) + 1:
+            raise ConfigError(f"channels {self.channels} must have one more entry than strides {self.strides}")
+        multiple = int(np.prod(self.strides))
+        if (self.crop + 2 * self.context) % multiple:
+            raise ConfigError(f"crop + 2 context = {self.crop + 2 * self.context} must be a multiple of "
+                              f"prod(strides) = {multiple}")
+
+    def architecture_config(self) -> dict:
+        return {"n_params": len(HOD_NAMES), "channels": list(map(int, self.channels)),
+                "strides": list(map(int, self.strides)), "num_res_units": self.num_res_units,
+                "context": self.context}
+
+
+def load_config(path, overrides: dict | None = None) -> FieldTrainConfig:
+    """Read a YAML config (paths relative to its folder); ``overrides`` replace keys."""
+    from ..config_checks import check_keys, check_mapping
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"field training config {path} does not exist")
+    try:
+        raw = check_mapping(yaml.safe_load(path.read_text()) or {}, str(path))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    raw.update(overrides or {})
+    check_keys(raw, [f.name for f in dataclasses.fields(FieldTrainConfig)], str(path),
+               required=("boxes", "output", "workdir"))
+
+    def resolve(value):
+        return value if Path(value).is_absolute() else str((path.parent / value).resolve())
+
+    raw["boxes"] = [resolve(b) for b in raw["boxes"]]
+    raw["output"], raw["workdir"] = resolve(raw["output"]), resolve(raw["workdir"])
+    return FieldTrainConfig(**raw)
+
+
+class _CropSampler:
+    """Random crops of (normalised density, galaxy counts, normalised HOD) from the training boxes."""
+
+    def __init__(self, config: FieldTrainConfig, bounds: dict):
+        from iaemu_likelihood.field.network import normalise_density, normalise_hod
+
+        self.config = config
+        self.n = config.n_mesh
+        rhos = [load_density(b, self.n)[0] for b in config.boxes]
+        logs = np.concatenate([np.log1p(r).ravel()[::7] for r in rhos])
+        self.shift, self.scale = float(logs.mean()), float(logs.std())
+        self.x = [normalise_density(r, self.shift, self.scale).astype(np.float32) for r in rhos]
+        self.sets = [load_galaxies(b, config.tag) for b in config.boxes]
+        low = [bounds[k][0] for k in HOD_NAMES]
+        high = [bounds[k][1] for k in HOD_NAMES]
+        self.params = [normalise_hod(s.hod, low, high) for s in self.sets]
+        # galaxy voxel coordinates (int16) per (box, point, realization)
+        self.ijk = []
+        for s in self.sets:
+            per = []
+            for p in range(s.n_points):
+                per.append([np.floor(np.mod(s.positions(p, r), s.box_size) * (self.n / s.box_size))
+                            .astype(np.int16).clip(0, self.n - 1) for r in range(s.n_realizations)])
+            self.ijk.append(per)
+
+    def batch(self, step: int):
+        """(x (B, 1, S, S, S), params (B, 5), counts (B, c, c, c)) for one step; S = crop + 2 context."""
+        c, ctx, n = self.config.crop, self.config.context, self.n
+        rng = np.random.default_rng([self.config.seed, step])
+        size = c + 2 * ctx
+        xs, ps, ys = [], [], []
+        for _ in range(self.config.batch_size):
+            b = int(rng.integers(len(self.x)))
+            s = self.sets[b]
+            p, r = int(rng.integers(s.n_points)), int(rng.integers(s.n_realizations))
+            origin = rng.integers(n, size=3)
+            idx = [(o - ctx + np.arange(size)) % n for o in origin]
+            x = self.x[b][np.ix_(*idx)]
+            rel = (self.ijk[b][p][r].astype(np.int64) - origin) % n
+            inside = (rel < c).all(axis=1)
+            y = np.zeros((c, c, c), dtype=np.float32)
+            np.add.at(y, tuple(rel[inside].T), 1.0)
+            perm, flips = rng.permutation(3), rng.random(3) < 0.5
+            x = x.transpose(perm)
+            y = y.transpose(perm)
+            for axis in np.flatnonzero(flips):
+                x, y = np.flip(x, axis), np.flip(y, axis)
+            xs.append(np.ascontiguousarray(x))
+            ys.append(np.ascontiguousarray(y))
+            ps.append(self.params[b][p])
+        return np.stack(xs)[:, None], np.stack(ps), np.stack(ys)
+
+
+def _checkpoint_bytes(torch, net, optimiser, step: int, history: list) -> bytes:
+    buffer = io.BytesIO()
+    torch.save({"model": {k: v.cpu() for k, v in net.state_dict().items()},
+                "optimiser": optimiser.state_dict(), "step": step,
+                "history": torch.tensor(np.asarray(history, dtype=np.float64).reshape(-1, 3))}, buffer)
+    return buffer.getvalue()
+
+
+def train(config: FieldTrainConfig, stop_at: int | None = None) -> Path | None:
+    """Train (resuming from ``workdir/checkpoint.pt`` if present) and export the painter folder.
+
+    ``stop_at``: checkpoint and return None after that step (a time-boxed session); a later
+    call resumes exactly where it stopped.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from iaemu_likelihood.field.network import build_network, count_nll
+
+    from ..config_checks import check_torch_device
+    from .design import DesignRule
+
+    device = check_torch_device(config.device)
+    torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    rule = DesignRule()
+    bounds = {k: rule.bounding_box()[k] for k in HOD_NAMES}
+    sampler = _CropSampler(config, bounds)
+    net = build_network(config.architecture_config()).to(device)
+    optimiser = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    schedule = lambda step: 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(step / config.steps, 1.0)))  # noqa: E731
+    workdir = Path(config.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    ckpt = workdir / "checkpoint.pt"
+    start, history = 0, []
+    if ckpt.is_file():
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        net.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        start, history = int(state["step"]), state["history"].numpy().tolist()
+        logger.info("resumed from %s at step %d", ckpt, start)
+    t0 = time.perf_counter()
+    ctx, c = config.context, config.crop
+    end = config.steps if stop_at is None else min(stop_at, config.steps)
+    bar = tqdm(range(start, end), initial=start, total=config.steps, desc="field-train")
+    for step in bar:
+        for group in optimiser.param_groups:
+            group["lr"] = float(config.learning_rate * schedule(step))  # a numpy scalar would not reload with weights_only
+        x, p, y = sampler.batch(step)
+        x, p, y = (torch.from_numpy(a).to(device) for a in (x, p, y))
+        out = net(x, p)[..., ctx:ctx + c, ctx:ctx + c, ctx:ctx + c]
+        cls, cnt = count_nll(out, y, config.pos_weight)
+        loss = cls + config.count_weight * cnt
+        optimiser.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+        optimiser.step()
+        history.append([step, float(cls.detach()), float(cnt.detach())])
+        if (step + 1) % 20 == 0:
+            recent = np.asarray(history[-100:])
+            bar.set_postfix(cls=f"{recent[:, 1].mean():.4f}", count=f"{recent[:, 2].mean():.3f}")
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == end:
+            atomic_write_bytes(ckpt, _checkpoint_bytes(torch, net, optimiser, step + 1, history))
+            np.savetxt(workdir / "loss.txt", np.asarray(history), header="step cls_loss count_nll")
+    logger.info("trained steps %d-%d in %.0f s", start, end, time.perf_counter() - t0)
+    if end < config.steps:
+        return None
+    return export(config, net, sampler, bounds, rule, np.asarray(history))
+
+
+def export(config: FieldTrainConfig, net, sampler: _CropSampler, bounds: dict, rule, history) -> Path:
+    """Write the painter folder (painter.json, weights.npz, SHA256SUMS)."""
+    from iaemu_likelihood.field.weights import write_painter_folder
+
+    from ..weights_io import sha256_file
+    from .catalog_builder import code_versions
+
+    boxes = []
+    for b, s in zip(config.boxes, sampler.sets):
+        _, prov = load_density(b, config.n_mesh)
+        boxes.append({"name": Path(b).name, "seed": prov["simulation"]["seed"],
+                      "snapshot_sha256": prov["snapshot_sha256"], "catalog_sha256": s.provenance["catalog_sha256"],
+                      "galaxies_sha256": sha256_file(Path(b) / f"galaxies_{config.tag}.npz"),
+                      "n_points": s.n_points, "n_realizations": s.n_realizations,
+                      "design_seed": s.provenance["design_seed"]})
+    box_size = sampler.sets[0].box_size
+    last = history[-200:]
+    support = rule.support_metadata()
+    meta = {
+        "version": config.version or Path(config.output).name,
+        "architecture": "monai.networks.nets.UNet + HOD parameter channels",
+        "architecture_config": config.architecture_config(),
+        "hod_names": list(HOD_NAMES), "bounds": {k: list(v) for k, v in bounds.items()},
+        "support": support,
+        "mesh": {"n_mesh": config.n_mesh, "box_size": box_size, "voxel_size": box_size / config.n_mesh,
+                 "assignment": "dark matter: CIC (pysco.mesh.CIC) rho / rho_mean; galaxies: counts per voxel"},
+        "input": {"transform": "log1p", "shift": sampler.shift, "scale": sampler.scale},
+        "pos_weight": config.pos_weight,
+        "training": {"boxes": boxes, "tag": config.tag, "config": dataclasses.asdict(config),
+                     "final_cls_loss": float(last[:, 1].mean()), "final_count_nll": float(last[:, 2].mean())},
+        "library_versions": code_versions(("numpy", "torch", "monai", "halotools", "pysco-nbody",
+                                           "iaemu-likelihood")),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    meta["training"]["config"].update(boxes=[Path(b).name for b in config.boxes], output=Path(config.output).name,
+                                      workdir=Path(config.workdir).name)
+    folder = write_painter_folder(config.output, meta, net.state_dict())
+    logger.info("wrote painter folder %s", folder)
+    return folder
+
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("config", help="YAML config (training/configs/field_painter.yaml)")
+    p.add_argument("--stop-at", type=int, default=None,
+                   help="checkpoint and stop after this step (resume later with the same command)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (YAML value syntax)")
+    return p
+
+
+def main(args) -> int:
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r} is not KEY=VALUE")
+        overrides[key.strip()] = yaml.safe_load(value)
+    train(load_config(args.config, overrides), stop_at=args.stop_at)
+    return 0
