@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -199,7 +200,13 @@ def main(args) -> int:
     if args.rtol is not None and not (np.isfinite(args.rtol) and args.rtol > 0):
         raise ValueError(f"--rtol = {args.rtol!r}; allowed: a finite number > 0")
     rtol, atol_fraction = reference_tolerance(emulator, args.rtol)
-    for key, passed, rel in check_reference_predictions(emulator, reference, rtol):
+    try:
+        results = check_reference_predictions(emulator, reference, rtol)
+    except (IAEmuError, ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:
+        # a damaged or foreign reference file (or points the weights refuse) is a failed check
+        report(False, f"reference predictions: {folder / REFERENCE_FILE}: {type(exc).__name__}: {exc}")
+        return 1
+    for key, passed, rel in results:
         ok &= report(passed, f"reference {key}: max relative difference {rel:.2e} "
                              f"(tolerance {rtol:g} relative + {atol_fraction:g} x max |{key}|, "
                              f"{emulator.point_precision})")

@@ -242,6 +242,12 @@ def check_architecture_config(meta: Mapping, where: str) -> None:
             fail(where, "architecture_config.var_floor", cfg["var_floor"],
                  ">= 0" if arch == "paper" else "> 0 (a strictly positive variance)")
     if arch == "factorised":
+        for stat in STATISTICS[1:]:  # omega and eta are standardised without centring
+            mean = finite_numbers(where, f"normalisation.output.{stat}.mean",
+                                  meta["normalisation"]["output"][stat].get("mean"), N_BINS)
+            if np.any(mean != 0):
+                fail(where, f"normalisation.output.{stat}.mean", mean,
+                     f"all 0 for a 'factorised' network ({stat} is standardised without centring)")
         norm_in = meta["normalisation"]["input"]
         for key, norm_key in (("mu_low", "low"), ("mu_high", "high")):
             if key not in cfg:
@@ -281,11 +287,14 @@ def expected_shapes(meta: Mapping, member: Mapping, where: str = "metadata") -> 
         var_hidden, var_width = _stored_chain(member, "var_hidden", cfg, "var_hidden", "var_width")
         return {**_chain("hidden", n_hidden, n_in - 2, width, "basis", 6 * N_BINS),
                 **_chain("var_hidden", var_hidden, n_in, var_width, "var_out", _N_OUT)}
-    from .networks import build_network  # "paper" runs in torch anyway
+    import torch  # "paper" runs in torch anyway
+
+    from .networks import build_network
 
     try:
-        net = build_network(arch, cfg)
-    except (TypeError, ValueError) as exc:
+        with torch.device("meta"):  # shapes only: a tampered config cannot make it allocate
+            net = build_network(arch, cfg)
+    except (TypeError, ValueError, RuntimeError) as exc:
         raise WeightsIntegrityError(f"{where}: architecture_config = {_show(cfg)} cannot build a "
                                     f"{arch!r} network: {exc}") from None
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}

@@ -158,3 +158,18 @@ def test_train_evaluate_killed_before_resealing_is_repaired_by_reseal(weights_an
     monkeypatch.undo()
     assert cli_main(["reseal", str(folder)]) == 0
     assert IAEmulator.load(folder).metadata["accuracy"]["test_set"]["n_used"] == 40
+
+
+def test_default_output_never_leaves_the_evaluation_folder(weights_and_data, tmp_path, monkeypatch):
+    """A foreign metadata.json naming its version '../../x' cannot steer where the report goes."""
+    from iaemu_likelihood.weights_io import METADATA_FILE, write_checksums
+
+    folder, data = weights_and_data
+    meta = json.loads((folder / METADATA_FILE).read_text())
+    meta["version"] = "../../x"
+    (folder / METADATA_FILE).write_text(json.dumps(meta))
+    write_checksums(folder)
+    monkeypatch.chdir(tmp_path)
+    evaluate_folder(folder, data, latency=False, figures=False)
+    assert (tmp_path / DEFAULT_OUTPUT_ROOT / folder.name / "report.json").is_file()
+    assert not (tmp_path.parent / "x").exists()

@@ -140,3 +140,18 @@ def test_invalid_rtol_is_refused(synthetic_weights):
                                                            "--rtol", "-1"])
     with pytest.raises(ValueError, match=r"--rtol = -1\.0; allowed: a finite number > 0"):
         verify.main(args)
+
+
+@pytest.mark.parametrize("damage", ["drop points", "outside bounds", "not an npz"])
+def test_damaged_reference_file_is_a_failed_check_not_a_crash(folder, capsys, damage):
+    with np.load(folder / REFERENCE_FILE, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    if damage == "drop points":
+        del arrays["points"]
+    elif damage == "outside bounds":
+        arrays["points"] = arrays["points"] + 100.0
+    content = b"junk" if damage == "not an npz" else npz_bytes(arrays, compressed=False)
+    (folder / REFERENCE_FILE).write_bytes(content)
+    write_checksums(folder)
+    status, out = _run(folder, capsys)
+    assert status == 1 and "FAIL  reference predictions:" in out and "reference_predictions.npz" in out

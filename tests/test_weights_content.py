@@ -234,3 +234,32 @@ def test_standard_input_scaling_allows_a_few_sigma(folder):
     _edit_metadata(folder, scaling(8.0))
     with pytest.raises(WeightsIntegrityError, match=r"bounds\['mu_cen'\] .*within 6 standard deviations"):
         load_weights_folder(folder)
+
+
+def _shipped_copy(version, tmp_path):
+    from iaemu_likelihood.weights import available_versions, resolve_weights_dir
+
+    if version not in available_versions():
+        pytest.skip(f"{version} is not shipped in this checkout")
+    return Path(shutil.copytree(resolve_weights_dir(version), tmp_path / version))
+
+
+def test_factorised_weights_need_uncentred_omega_and_eta(tmp_path):
+    folder = _shipped_copy("iaemu-factorised-v1", tmp_path)
+    _edit_metadata(folder, lambda m: m["normalisation"]["output"]["omega"].update(
+        mean=[0.1] + m["normalisation"]["output"]["omega"]["mean"][1:]))
+    with pytest.raises(WeightsIntegrityError, match=r"normalisation\.output\.omega\.mean = \[0\.1, 0\.0.*"
+                                                    r"allowed: all 0 for a 'factorised' network"):
+        IAEmulator.load(folder)
+
+
+def test_paper_config_that_does_not_fit_the_tensors_is_refused_without_building_it(tmp_path):
+    """A huge hidden_dim would need ~10^15 parameters: shapes come from a meta-device build."""
+    folder = _shipped_copy("iaemu-paper-v1", tmp_path)
+    _edit_metadata(folder, lambda m: m["architecture_config"].update(hidden_dim=10 ** 7))
+    with pytest.raises(WeightsIntegrityError, match=r"weights\.npz: member0/encoder\.layer1\.0\.weight shape = "
+                                                    r"\(128, 7\); allowed: \(10000000, 7\)"):
+        load_weights_folder(folder)
+    _edit_metadata(folder, lambda m: m["architecture_config"].update(hidden_dim=128, depth=3))
+    with pytest.raises(WeightsIntegrityError, match=r"architecture_config = .*cannot build a 'paper' network"):
+        load_weights_folder(folder)

@@ -22,6 +22,7 @@ import argparse
 import io
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -277,9 +278,11 @@ def _figures(report: dict, pred: dict, samples: dict) -> dict[str, bytes]:
     return names
 
 
-def default_output(version: str) -> Path:
-    """``./iaemu-evaluation/<version>`` (relative to the current directory)."""
-    return Path(DEFAULT_OUTPUT_ROOT) / version
+def default_output(version: str, folder_name: str = "weights") -> Path:
+    """``./iaemu-evaluation/<version>`` (relative to the current directory); a version that is not a
+    plain file name (e.g. ``../x`` in a foreign metadata.json) is replaced by ``folder_name``."""
+    plain = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", str(version)) is not None
+    return Path(DEFAULT_OUTPUT_ROOT) / (str(version) if plain else folder_name)
 
 
 def _output_folder(weights: Path, output, version: str, into_weights: bool) -> Path:
@@ -290,7 +293,7 @@ def _output_folder(weights: Path, output, version: str, into_weights: bool) -> P
             raise ConfigError(f"output = {output}: with into_weights=True the report goes into the "
                               f"weights folder {weights}; pass no output")
         return weights
-    out = Path(output) if output is not None else default_output(version)
+    out = Path(output) if output is not None else default_output(version, weights.name)
     resolved, root = out.resolve(), weights.resolve()
     if resolved == root or root in resolved.parents:
         raise ConfigError(f"--output {out} is inside the weights folder {weights}; allowed: a "
