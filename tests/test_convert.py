@@ -66,6 +66,9 @@ def test_converted_folder_reproduces_the_reference_model(tmp_path):
     assert main(args) == 0
     emu = IAEmulator.load(out)
     assert emu.metadata["architecture"] == "paper" and emu.metadata["ensemble_size"] == 1
+    # mean -/+ std of the inputs, not the box: the bounds (data min/max) lie outside it, which
+    # the load-time check accepts only for "standard" scaling
+    assert emu.metadata["normalisation"]["input"]["scaling"] == "standard"
 
     # expected: the reference recipe applied by hand
     kept = ~np.any(y[:, 0] < 0, axis=1)
