@@ -3,15 +3,28 @@
 Each subcommand module exposes ``build_parser(prog) -> argparse.ArgumentParser`` and
 ``main(args) -> int``; it is imported only when its subcommand runs, so ``iaemu info``
 never pays for halotools or torch.
+
+A user error raised by a subcommand (any :class:`~iaemu_likelihood.errors.IAEmuError`,
+``ValueError``, ``OSError``, ``KeyError``/``IndexError`` or a corrupt ``.npz``) is printed as one line,
+``iaemu SUBCOMMAND: message``, with exit status 1 and no traceback; ``--debug`` (anywhere on
+the command line) shows the traceback instead.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+import zipfile
 from importlib import import_module
 
-__all__ = ["main", "COMMANDS"]
+from .errors import IAEmuError
+
+__all__ = ["main", "COMMANDS", "one_line", "USER_ERRORS"]
+
+#: Exceptions a subcommand raises for bad input: printed as one line, no traceback.
+USER_ERRORS = (IAEmuError, ValueError, OSError, LookupError, zipfile.BadZipFile)
+#: Command-line flag (accepted anywhere) that shows tracebacks instead of one-line errors.
+DEBUG_FLAG = "--debug"
 
 #: subcommand -> (module, one-line help)
 COMMANDS = {
@@ -20,6 +33,7 @@ COMMANDS = {
     "plot": ("iaemu_likelihood.plotting", "GetDist triangle plot of one or more chains"),
     "cosmosis-dir": ("iaemu_likelihood.cli_cosmosis_dir",
                      "print the folder of the installed CosmoSIS modules (for IAEMU_COSMOSIS_DIR)"),
+    "examples": ("iaemu_likelihood.cli_examples", "copy the example Cobaya yamls into a folder"),
     "build-catalog": ("iaemu_likelihood.training.catalog_cli",
                       "build the offline halo catalog (CAMB + PySCo + kdcount FoF)"),
     "generate": ("iaemu_likelihood.training.generate",
@@ -47,13 +61,25 @@ def _top_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="-v: debug messages of iaemu; -vv: of every library too")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument(DEBUG_FLAG, action="store_true",
+                        help="show the traceback of an error instead of one line (accepted anywhere)")
     parser.add_argument("command", nargs="?", choices=sorted(COMMANDS), metavar="SUBCOMMAND")
     parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: its message with newlines folded, or its type when empty."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and len(exc.args) == 1 else str(exc)
+    text = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    return text or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``iaemu`` command line; returns the process exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv
+    argv = [a for a in argv if a != DEBUG_FLAG]
     parser = _top_parser()
     ns = parser.parse_args(argv)
     if ns.version:
@@ -76,7 +102,24 @@ def main(argv: list[str] | None = None) -> int:
                          "the 'train' extra: pip install 'iaemu-likelihood[train]'\n")
         return 1
     sub = module.build_parser(f"iaemu {ns.command}")
-    return int(module.main(sub.parse_args(ns.args)) or 0)
+    sub_args = sub.parse_args(ns.args)
+    try:
+        return int(module.main(sub_args) or 0)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        sys.stderr.write(f"iaemu {ns.command}: interrupted\n")
+        return 130
+    except ImportError as exc:
+        if debug:
+            raise
+        sys.stderr.write(f"iaemu {ns.command}: missing dependency ({one_line(exc)})\n")
+        return 1
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        sys.stderr.write(f"iaemu {ns.command}: {one_line(exc)} (--debug for the traceback)\n")
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

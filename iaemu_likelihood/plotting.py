@@ -88,35 +88,24 @@ def parse_truth(specs) -> dict[str, float]:
 
 
 def load_chains(prefixes, burn_in: float = DEFAULT_BURN_IN):
-    """Load Cobaya chains with GetDist, dropping the burn-in.
+    """Load Cobaya chains into GetDist safely (see :mod:`iaemu_likelihood.chains`), dropping the burn-in.
 
     Parameters
     ----------
     prefixes : list of str
         Cobaya output prefixes (``PREFIX.1.txt``, ``PREFIX.2.txt``... are read together).
     burn_in : float
-        Fraction in [0, 1) of each chain file to discard (GetDist ``ignore_rows``).
+        Fraction in [0, 1) of each chain file to discard, or a number of rows if >= 1.
 
     Returns
     -------
     list of getdist.MCSamples
     """
-    from getdist import loadMCSamples
+    from .chains import load_cobaya_chain
 
-    if not 0 <= burn_in:
-        raise ValueError(f"burn-in must be >= 0, got {burn_in}")
-    samples = []
-    for prefix in prefixes:
-        prefix = str(prefix)
-        found = sorted(Path(prefix).parent.glob(Path(prefix).name + ".*.txt")) or \
-            ([Path(prefix + ".txt")] if Path(prefix + ".txt").is_file() else [])
-        if not found:
-            raise FileNotFoundError(f"no chain files {prefix}.*.txt")
-        s = loadMCSamples(prefix, settings={"ignore_rows": burn_in})
-        if s.numrows == 0:
-            raise ValueError(f"chain {prefix} has no samples left after burn-in {burn_in}")
-        samples.append(s)
-    return samples
+    # Never GetDist's loadMCSamples: it unpickles a cache and reads the chain's yaml with
+    # PyYAML's full Loader, so a chain folder from someone else could run code (chains.py).
+    return [load_cobaya_chain(prefix, burn_in) for prefix in prefixes]
 
 
 def triangle_plot(samples, output, params=None, truth=None, labels=None, width=8.0):
@@ -157,26 +146,29 @@ def triangle_plot(samples, output, params=None, truth=None, labels=None, width=8
     g = plots.get_subplot_plotter(width_inch=width)
     g.triangle_plot(samples, params, filled=True, markers=markers or None,
                     legend_labels=labels if len(samples) > 1 else None)
+    import io
+
+    from ._io import atomic_write_bytes
+
     output = Path(output)
+    fmt = output.suffix.lstrip(".").lower() or "png"
     output.parent.mkdir(parents=True, exist_ok=True)
-    g.export(str(output))
+    buffer = io.BytesIO()
+    g.fig.savefig(buffer, format=fmt, bbox_inches="tight")
+    atomic_write_bytes(output, buffer.getvalue())  # killed mid-write: the old file stays whole
     return output
 
 
 def main(args) -> int:
     """Run ``iaemu plot`` with parsed arguments; returns the exit status."""
-    try:
-        truth = parse_truth(args.truth)
-        samples = load_chains(args.chains, args.burn_in)
-        labels = args.labels or [Path(c).name for c in args.chains]
-        if len(labels) != len(samples):
-            raise ValueError(f"{len(labels)} labels for {len(samples)} chains")
-        output = args.output or f"{args.chains[0]}_triangle.png"
-        path = triangle_plot(samples, output, params=args.params, truth=truth, labels=labels,
-                             width=args.width)
-    except (OSError, ValueError) as exc:
-        sys.stderr.write(f"iaemu plot: {exc}\n")
-        return 1
+    truth = parse_truth(args.truth)
+    samples = load_chains(args.chains, args.burn_in)
+    labels = args.labels or [Path(c).name for c in args.chains]
+    if len(labels) != len(samples):
+        raise ValueError(f"--labels: {len(labels)} labels for {len(samples)} chains")
+    output = args.output or f"{args.chains[0]}_triangle.png"
+    path = triangle_plot(samples, output, params=args.params, truth=truth, labels=labels,
+                         width=args.width)
     for prefix, s in zip(args.chains, samples):
         log.info("%s: %d samples after burn-in", prefix, s.numrows)
     sys.stdout.write(f"{path}\n")

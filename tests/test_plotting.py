@@ -7,6 +7,7 @@ import pytest
 
 from iaemu_likelihood.data import DataFileError, save_measurement
 from iaemu_likelihood.conventions import r_centres
+from iaemu_likelihood.chains import ChainError
 from iaemu_likelihood.plotting import build_parser, load_chains, main, parse_truth
 
 PNG_MAGIC = b"\x89PNG"
@@ -59,7 +60,7 @@ def test_burn_in_removes_rows(chains):
     full = load_chains(chains[:1], burn_in=0)[0]
     cut = load_chains(chains[:1], burn_in=0.5)[0]
     assert cut.numrows == pytest.approx(full.numrows / 2, abs=2)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(ChainError, match="_missing"):
         load_chains([chains[0] + "_missing"])
 
 
@@ -71,10 +72,21 @@ def test_plot_two_chains_with_truth(chains, tmp_path):
     assert out.read_bytes()[:4] == PNG_MAGIC
 
 
-def test_plot_errors_are_reported(chains, tmp_path, capsys):
-    args = build_parser().parse_args([chains[0], "--params", "alpha", "--output", str(tmp_path / "x.png")])
-    assert main(args) == 1
-    assert "alpha" in capsys.readouterr().err
+def test_plot_errors_are_reported_in_one_line(chains, tmp_path, capsys):
+    from iaemu_likelihood.cli import main as cli_main
+
+    out = tmp_path / "x.png"
+    assert cli_main(["plot", chains[0], "--params", "alpha", "--output", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "alpha" in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_plot_reads_labels_and_ranges_from_the_chain(chains):
+    s = load_chains(chains[:1])[0]
+    assert s.getParamNames().parWithName("mu_cen").label == r"\mu_{\rm cen}"
+    assert s.ranges.getLower("mu_cen") == -1 and s.ranges.getUpper("mu_sat") == 1
+    assert not s.getParamNames().parWithName("mu_sat").isDerived
 
 
 def test_console_script(chains, tmp_path):
