@@ -139,7 +139,8 @@ def readme_text(meta: dict) -> str:
         "```python\nfrom iaemu_likelihood import IAEmulator\n"
         f"emu = IAEmulator.load({meta['version']!r})  # or the folder path\n"
         "pred = emu.predict(theta, epistemic=True)\n```\n\n"
-        "Accuracy: see report.md (written by `iaemu evaluate`).\n")
+        "Accuracy: see report.md (written by `iaemu train --evaluate`; `iaemu evaluate` writes its "
+        "reports to ./iaemu-evaluation/<version>/, never into this folder).\n")
 
 
 #: Files of a previous export or evaluation that would describe other weights.
