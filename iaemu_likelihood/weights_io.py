@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import re
-import shutil
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -149,10 +148,8 @@ def write_weights_folder(folder, metadata: Mapping, member_state_dicts, residual
     for name, content in (extra_files or {}).items():
         target = folder / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, (bytes, bytearray)):
-            atomic_write_bytes(target, bytes(content))
-        else:
-            shutil.copyfile(content, target)
+        data = bytes(content) if isinstance(content, (bytes, bytearray)) else Path(content).read_bytes()
+        atomic_write_bytes(target, data)
     write_checksums(folder)
     log.info("wrote weights folder %s (%d members)", folder, len(members))
     return folder
