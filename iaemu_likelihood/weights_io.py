@@ -3,7 +3,9 @@
 Tensors are stored without pickle: ``weights.npz`` holds every ensemble member's state dict
 under ``member{i}/{key}`` (floating arrays as float32), read back with ``allow_pickle=False``.
 ``SHA256SUMS`` (sha256sum format) covers every file but ``README.md`` and itself and is checked
-before anything is read.
+before anything is read; the content is then validated too (:mod:`.weights_checks`), since sums
+re-written after an edit prove nothing about it. :func:`reseal_folder` (``iaemu reseal``) re-seals
+a folder edited on purpose, after the same validation.
 """
 from __future__ import annotations
 
