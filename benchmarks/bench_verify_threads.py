@@ -7,7 +7,8 @@ fewer cores, which only changes the speed, not the order of the sums). Printed p
 thread count: the largest difference of any stored array from (a) the stored reference and (b) the
 one-thread result, in the metric of :func:`iaemu_likelihood.verify.check_reference_predictions`
 (|difference| / max(|reference|, atol), atol = fraction x max |reference| of that array), for the
-float64 atol fraction 1e-9 and the float32 one 1e-5; and whether the check passes with the
+float64 atol fraction 1e-9 and the float32 one 1e-5; the largest difference as a fraction of the
+array's largest |value|; and whether the check passes with the
 tolerance ``iaemu verify`` uses for that version's arithmetic.
 
 Run: ``.venv/bin/python benchmarks/bench_verify_threads.py [--weights V ...] [--json out.json]``.
@@ -57,6 +58,12 @@ def max_difference(got, expected, atol_fraction):
     return worst
 
 
+def max_scaled_difference(got, expected):
+    """Largest |got - expected| / max |expected| over every array (the scale of the atol)."""
+    return max(float(np.max(np.abs(got[k] - ref)) / max(float(np.max(np.abs(ref))), np.finfo(float).tiny))
+               for k, ref in expected.items())
+
+
 def passes(got, expected, rtol, atol_fraction):
     for key, ref in expected.items():
         atol = atol_fraction * float(np.max(np.abs(ref), initial=0.0))
@@ -84,6 +91,7 @@ def main(argv=None) -> int:
             rows[threads] = {
                 **{f"vs_reference_atol{a:g}": max_difference(got, stored, a) for a in ATOL_FRACTIONS},
                 **{f"vs_1_thread_atol{a:g}": max_difference(got, one, a) for a in ATOL_FRACTIONS},
+                "vs_reference_over_max_abs": max_scaled_difference(got, stored),
                 "passes_verify_tolerance": passes(got, stored, rtol, atol_fraction),
             }
             print(f"{version:<22s} {emu.point_precision} threads {threads}: "
