@@ -42,8 +42,8 @@ REFERENCE_ATOL_FRACTION = 1e-9
 #: ~5e-7 of each output's standardisation scale: the order of its sums changes with the thread
 #: count, the CPU's vector width and the torch build, and small values (omega, eta near 0) then
 #: differ by up to ~1e-4 relative. Measured for iaemu-paper-v1 against its stored reference on
-#: this project's machine: largest difference 1.8e-6 of an array's largest |value| (eta), 9.2e-5
-#: relative, the same on 1, 2, 4 and 8 threads (``benchmarks/bench_verify_threads.py``).
+#: this project's machine: largest difference 3.9e-6 of an array's largest |value|, 9.2e-5
+#: relative (eta near 0), the same on 1, 2, 4 and 8 threads (``benchmarks/bench_verify_threads.py``).
 REFERENCE_TOLERANCES = {"float64": (REFERENCE_RTOL, REFERENCE_ATOL_FRACTION),
                         "float32": (1e-4, 1e-5)}
 
