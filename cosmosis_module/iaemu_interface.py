@@ -15,8 +15,12 @@ import numpy as np
 from cosmosis.datablock import BlockError, option_section
 
 from iaemu_likelihood.conventions import PARAM_NAMES
-from iaemu_likelihood.emulator import COVARIANCE_TERMS, IAEmulator
-from iaemu_likelihood.errors import IAEmuError, OutOfRangeError
+from iaemu_likelihood.cosmosis_setup import (COVARIANCE_TERMS_DEFAULT, EMULATOR_OPTIONS,
+                                             EMULATOR_SECTIONS, check_option_keys, parse_terms,
+                                             suffixed, values_file_ranges)
+from iaemu_likelihood.emulator import IAEmulator
+from iaemu_likelihood.errors import ConfigError, IAEmuError, OutOfRangeError
+from iaemu_likelihood.prior_support import check_ranges
 
 __all__ = ["setup", "execute", "cleanup"]
 
@@ -25,10 +29,6 @@ log = logging.getLogger(__name__)
 #: Inputs read from the alignment section (ia_section) and from the HOD section (hod_section).
 ALIGNMENT_PARAMS = ("mu_cen", "mu_sat")
 HOD_PARAMS = ("logMmin", "sigma_logM", "logM0", "logM1", "alpha")
-#: Section options and their defaults (before the suffix is appended).
-DEFAULT_SECTIONS = {"ia_section": "intrinsic_alignment_parameters",
-                    "hod_section": "hod_parameters",
-                    "output_section": "ia_correlations"}
 #: Values of the derived_section option.
 DERIVED_TARGETS = ("output", "hod", "both")
 
@@ -45,47 +45,38 @@ class _Config:
     compute_derived: bool
 
 
-def _suffixed(name, suffix):
-    return f"{name}_{suffix}" if suffix else name
-
-
-def _parse_terms(text):
-    """covariance_terms option -> tuple of terms in COVARIANCE_TERMS order ('none': empty)."""
-    words = text.replace(",", " ").split()
-    if words == ["none"]:
-        return ()
-    unknown = sorted(set(words) - set(COVARIANCE_TERMS))
-    if unknown or not words:
-        raise ValueError(f"iaemu: covariance_terms = {text!r} is not valid; give one or both of "
-                         f"{' '.join(COVARIANCE_TERMS)}, or 'none'")
-    return tuple(t for t in COVARIANCE_TERMS if t in words)
-
-
 def setup(options):
     """Read the options, load the emulator weights once and return the module configuration.
 
+    Checked here, once, before any sampling: unknown option keys (with a "did you mean"),
+    malformed options, the weights, and the ranges of the pipeline's values file against the
+    emulator's training box and support band (a fixed value or range with no point inside is an
+    error; a range only partly inside is logged).
+
     Raises
     ------
-    ValueError
-        If an option is malformed (unknown covariance term or derived target, empty section name).
+    iaemu_likelihood.errors.ConfigError
+        An unknown or malformed option, or values-file ranges outside the training support.
     iaemu_likelihood.errors.IAEmuError
         If the weights cannot be found or fail their checksum.
     """
+    check_option_keys(options, EMULATOR_OPTIONS, "iaemu")
     weights = options.get_string(option_section, "weights", default="").strip() or None
     device = options.get_string(option_section, "device", default="cpu")
     suffix = options.get_string(option_section, "suffix", default="").strip()
-    terms = _parse_terms(options.get_string(option_section, "covariance_terms",
-                                            default="aleatoric epistemic"))
+    terms = parse_terms(options.get_string(option_section, "covariance_terms",
+                                           default=COVARIANCE_TERMS_DEFAULT),
+                        "covariance_terms", "iaemu", allow_empty=False)
     sections = {}
-    for key, default in DEFAULT_SECTIONS.items():
+    for key, default in EMULATOR_SECTIONS.items():
         name = options.get_string(option_section, key, default=default).strip()
         if not name:
-            raise ValueError(f"iaemu: option {key} must name a data-block section, got an empty string")
-        sections[key] = _suffixed(name, suffix)
+            raise ConfigError(f"iaemu: option {key} must name a data-block section, got an empty string")
+        sections[key] = suffixed(name, suffix)
     compute_derived = options.get_bool(option_section, "compute_derived", default=True)
     target = options.get_string(option_section, "derived_section", default="both").strip()
     if target not in DERIVED_TARGETS:
-        raise ValueError(f"iaemu: derived_section = {target!r} is not one of {DERIVED_TARGETS}")
+        raise ConfigError(f"iaemu: derived_section = {target!r} is not one of {DERIVED_TARGETS}")
     derived_sections = {"output": (sections["output_section"],),
                         "hod": (sections["hod_section"],),
                         "both": (sections["output_section"], sections["hod_section"])}[target]
@@ -96,12 +87,27 @@ def setup(options):
                          f"{tuple(emulator.param_names)}, this module expects {PARAM_NAMES}")
     input_sections = {name: sections["ia_section"] for name in ALIGNMENT_PARAMS}
     input_sections.update({name: sections["hod_section"] for name in HOD_PARAMS})
+    _check_values_file(options, emulator, input_sections)
     log.info("iaemu: weights %s, covariance terms %s, reading %s and %s, writing %s",
              weights or "(shipped default)", ", ".join(terms) or "none", sections["ia_section"],
              sections["hod_section"], sections["output_section"])
     return _Config(emulator=emulator, terms=terms, input_sections=input_sections,
                    output_section=sections["output_section"], derived_sections=derived_sections,
                    compute_derived=compute_derived)
+
+
+def _check_values_file(options, emulator, input_sections):
+    """Values-file ranges against the training box and band: raise once here, not per sample."""
+    path, ranges = values_file_ranges(options, input_sections)
+    if not ranges:
+        return
+    report = check_ranges(emulator, ranges)
+    if report.errors:
+        raise ConfigError(report.error_message(
+            f"iaemu: values file {path}: parameters outside the emulator's training support "
+            f"(weights {emulator.folder}; `iaemu info` prints the box and the band)"))
+    if report.partial:
+        log.info("iaemu: values file %s: %s", path, report.partial_message())
 
 
 def execute(block, config):

@@ -14,7 +14,7 @@ from cobaya.log import LoggedError
 
 from .cobaya_theory import _normalise_terms
 from .data import DataFileError, example_data_path, load_measurement
-from .likelihood_math import gaussian_terms
+from .likelihood_math import FitMonitor, gaussian_terms
 
 __all__ = ["IAEmuLikelihood", "resolve_data_file"]
 
@@ -84,6 +84,7 @@ class IAEmuLikelihood(Likelihood):
         except DataFileError as exc:
             raise LoggedError(self.log, "%s", exc) from None
         self._select(None)
+        self.monitor = FitMonitor()
         self.log.info("data %s: %s, %d values after cuts; emulator covariance terms %s",
                       self.data_path, list(self.selected_statistics), self._data.size,
                       list(self.emulator_terms) or "none")
@@ -124,7 +125,17 @@ class IAEmuLikelihood(Likelihood):
     def logp(self, **params_values):
         result = self.terms()
         loglike = result.loglike()
+        self.monitor.record(result, loglike)
         if loglike == -np.inf:
             self.log.debug("log-likelihood is -inf (non-finite model or covariance not positive "
                            "definite)")
         return loglike
+
+    def close(self, *args):
+        """Log what the run saw, and warn if no point evaluated fits the data (failed minimisation)."""
+        monitor = getattr(self, "monitor", None)
+        if monitor is None or not monitor.n_evaluations:
+            return
+        self.log.info("%s", monitor.summary())
+        for problem in monitor.problems():
+            self.log.warning("%s", problem)

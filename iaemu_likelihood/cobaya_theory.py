@@ -22,6 +22,7 @@ from cobaya.typing import empty_dict
 
 from .conventions import PARAM_NAMES, STATISTICS
 from .errors import IAEmuError, OutOfRangeError
+from .prior_support import check_ranges
 
 __all__ = ["IAEmuTheory", "COVARIANCE_TERMS", "OUT_OF_RANGE_POLICIES", "PRODUCTS",
            "DERIVED_PARAMS", "prior_with_bounds"]
@@ -191,6 +192,7 @@ class IAEmuTheory(Theory):
         self._r = np.array(self.emulator.r)
         self._r.setflags(write=False)
         self._cov_requests: set[tuple[str, ...]] = set()
+        self.n_calculated = self.n_rejected = 0
         if self.emulator.metadata.get("synthetic"):
             self.log.warning("weights %s are SYNTHETIC test weights (a toy model): results are "
                              "meaningless for science", self.emulator.folder)
@@ -208,31 +210,33 @@ class IAEmuTheory(Theory):
         self._check_priors(provider)
 
     def _check_priors(self, provider):
-        """Fixed values and bounded priors of the inputs must lie in the training range."""
+        """Fixed values and bounded priors of the inputs must reach the training support.
+
+        A fixed value or bounded prior outside the training box, or with no point inside the
+        support band of the weights, stops here with one line naming the parameter, its range
+        and the band (rather than after thousands of rejected draws); a prior that only partly
+        overlaps the band is allowed (points outside get zero likelihood) and logged once.
+        """
         model = getattr(provider, "model", None)
         if model is None:
             return
-        fixed = model.parameterization.constant_params()
-        prior_bounds = dict(zip(model.prior.params, model.prior.bounds()))
-        problems = []
-        for name, lo, hi in zip(PARAM_NAMES, self._low, self._high):
-            if name in fixed:
-                value = fixed[name]
-                if not lo <= value <= hi:
-                    problems.append(f"{name} is fixed to {value}, outside [{lo:g}, {hi:g}]")
-            elif name in prior_bounds:
-                pmin, pmax = prior_bounds[name]
+        ranges = {name: (value, value) for name, value in
+                  model.parameterization.constant_params().items() if name in PARAM_NAMES}
+        for name, (pmin, pmax) in zip(model.prior.params, model.prior.bounds()):
+            if name in PARAM_NAMES:
+                ranges[name] = (float(pmin), float(pmax))
                 if math.isinf(pmin) or math.isinf(pmax):
                     self.log.info("%s has an unbounded prior; points outside the training range "
-                                  "[%g, %g] are handled by out_of_range=%r", name, lo, hi,
-                                  self.out_of_range)
-                elif pmin < lo or pmax > hi:
-                    problems.append(f"prior of {name} is [{pmin:g}, {pmax:g}], beyond the training "
-                                    f"range [{lo:g}, {hi:g}]")
-        if problems:
-            raise LoggedError(self.log, "parameters outside the emulator's training range (weights %s): "
-                              "%s. Narrow the priors or remove them to use the training range.",
-                              self.emulator.folder, "; ".join(problems))
+                                  "[%g, %g] are handled by out_of_range=%r", name,
+                                  *self.emulator.bounds[name], self.out_of_range)
+        report = check_ranges(self.emulator, ranges)
+        if report.errors:
+            raise LoggedError(self.log, "%s. Narrow the priors or remove them to use the training "
+                              "range (`iaemu info` prints the box and the band).",
+                              report.error_message("parameters outside the emulator's training "
+                                                   f"support (weights {self.emulator.folder})"))
+        if report.partial:
+            self.log.info("%s", report.partial_message())
 
     # ------------------------------------------------------------------ products
     def get_can_provide(self):
@@ -259,6 +263,7 @@ class IAEmuTheory(Theory):
 
     def calculate(self, state, want_derived=True, **params_values_dict):
         theta = np.array([params_values_dict[p] for p in PARAM_NAMES], dtype=float)
+        self.n_calculated += 1
         terms_needed = set().union(*self._cov_requests) if self._cov_requests else set()
         try:
             pred = self.emulator.predict(theta, epistemic="epistemic" in terms_needed)
@@ -266,6 +271,7 @@ class IAEmuTheory(Theory):
             if self.out_of_range == "raise":
                 raise LoggedError(self.log, str(exc)) from None
             self.log.debug("point rejected: %s", exc)
+            self.n_rejected += 1
             return False
         vector = np.array(pred.vector(), dtype=float)
         covariances = {terms: self.emulator.covariance(theta, terms, prediction=pred)
@@ -273,6 +279,7 @@ class IAEmuTheory(Theory):
         if not np.isfinite(vector).all() or not all(np.isfinite(c).all() for c in covariances.values()):
             self.log.debug("point rejected: emulator returned non-finite values at %s",
                            dict(zip(PARAM_NAMES, theta)))
+            self.n_rejected += 1
             return False
         vector.setflags(write=False)
         n = self._r.size
@@ -329,6 +336,19 @@ class IAEmuTheory(Theory):
             raise LoggedError(self.log, "iaemu_covariance with terms %s was not requested (requested: "
                               "%s); add it to the requirements", list(key),
                               [list(t) for t in self._cov_requests]) from None
+
+    def close(self, *args):
+        """Log how many points were refused (outside the training support or non-finite)."""
+        n = getattr(self, "n_calculated", 0)
+        if not n:
+            return
+        if self.n_rejected == n:
+            self.log.warning("every one of the %d points asked for was rejected (outside the "
+                             "training support or non-finite output): no result of this run is a "
+                             "fit", n)
+        else:
+            self.log.info("%d of %d points asked for were rejected (outside the training support "
+                          "or non-finite output)", self.n_rejected, n)
 
     def get_version(self):
         from . import __version__

@@ -134,10 +134,23 @@ def _fail(source, problem):
     raise DataFileError(f"measurement file {source}: {problem}")
 
 
+def _numeric(src, key, value) -> np.ndarray:
+    """``value`` as a float64 array; DataFileError naming the key if it is not real numbers."""
+    try:
+        arr = np.asarray(value)
+    except ValueError:  # ragged nesting
+        _fail(src, f"{key!r} is not an array of real numbers (ragged nesting)")
+    if arr.dtype.kind not in "iuf":
+        first = arr.ravel()[0] if arr.size else None
+        example = f", e.g. {first.item() if isinstance(first, np.generic) else first!r}" if arr.size else ""
+        _fail(src, f"{key!r} must hold real numbers, got dtype {arr.dtype}{example}")
+    return arr.astype(np.float64)
+
+
 def _validate(m: Measurement):
     """Check and normalise a Measurement in place (frozen: via object.__setattr__)."""
     src = m.source
-    r = np.asarray(m.r, dtype=float)
+    r = _numeric(src, "r", m.r)
     if r.ndim != 1 or r.size == 0:
         _fail(src, f"'r' must be a non-empty 1-d array, got shape {r.shape}")
     if not np.isfinite(r).all() or (r <= 0).any():
@@ -155,22 +168,24 @@ def _validate(m: Measurement):
     for s in stats:
         if s not in m.values:
             _fail(src, f"'statistics' lists {s!r} but the key {s!r} is missing")
-        v = np.asarray(m.values[s], dtype=float)
+        v = _numeric(src, s, m.values[s])
         if v.shape != r.shape:
             _fail(src, f"{s!r} has shape {v.shape}, expected {r.shape} (one value per r)")
         if not np.isfinite(v).all():
-            _fail(src, f"{s!r} contains non-finite values")
+            i = int(np.flatnonzero(~np.isfinite(v))[0])
+            _fail(src, f"{s!r} contains non-finite values (e.g. {v[i]} at index {i})")
         values[s] = v
     extra = [s for s in m.values if s not in stats]
     if extra:
         _fail(src, f"keys {extra} are present but not listed in 'statistics' {list(stats)}")
     n = len(stats) * r.size
-    cov = np.asarray(m.cov, dtype=float)
+    cov = _numeric(src, "cov", m.cov)
     if cov.shape != (n, n):
         _fail(src, f"'cov' has shape {cov.shape}, expected {(n, n)} "
                    f"({len(stats)} statistics x {r.size} separations)")
     if not np.isfinite(cov).all():
-        _fail(src, "'cov' contains non-finite values")
+        bad = np.argwhere(~np.isfinite(cov))[0]
+        _fail(src, f"'cov' contains non-finite values (e.g. {cov[tuple(bad)]} at {tuple(bad.tolist())})")
     scale = np.abs(cov).max()
     if scale == 0 or np.abs(cov - cov.T).max() > SYMMETRY_RTOL * scale:
         _fail(src, "'cov' is not symmetric" if scale else "'cov' is zero")

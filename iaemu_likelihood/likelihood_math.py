@@ -30,12 +30,15 @@ from scipy.linalg import solve_triangular
 from .conventions import STATISTICS, r_centres
 
 __all__ = ["LN_2PI", "GaussianTerms", "gaussian_terms", "gaussian_loglike", "scale_cut_mask",
-           "select_indices", "match_bins", "normalise_statistics", "normalise_r_limits"]
+           "select_indices", "match_bins", "normalise_statistics", "normalise_r_limits", "FitMonitor",
+           "POOR_FIT_PVALUE"]
 
 LN_2PI = math.log(2.0 * math.pi)
 
 #: relative tolerance when matching measured separations to emulator bin centres
 R_MATCH_RTOL = 1e-6
+#: a best point whose chi^2 has a smaller probability to exceed (n degrees of freedom) is reported
+POOR_FIT_PVALUE = 1e-6
 
 
 class GaussianTerms(NamedTuple):
@@ -103,6 +106,67 @@ def gaussian_terms(data, model, cov) -> GaussianTerms:
     if not (math.isfinite(chi2) and math.isfinite(logdet)):
         return _FAILED
     return GaussianTerms(chi2, logdet, n)
+
+
+class FitMonitor:
+    """What a likelihood has seen over a run: evaluations, rejections and the best point.
+
+    A sampler can end on a point that is no fit at all: e.g. a gradient minimiser whose first step
+    leaves the emulator's training support (zero likelihood there) stops at its starting point and
+    may still report success. The likelihoods feed every evaluation to a monitor and log
+    :meth:`problems` when they are closed, so such a run says so.
+    """
+
+    def __init__(self):
+        self.n_evaluations = 0
+        self.n_rejected = 0
+        self.best: GaussianTerms | None = None
+        self.best_loglike = -math.inf
+
+    def record(self, terms: GaussianTerms, loglike: float) -> None:
+        """Count one evaluation (``loglike`` = -inf for a rejected point)."""
+        self.n_evaluations += 1
+        if not math.isfinite(loglike):
+            self.n_rejected += 1
+        elif loglike > self.best_loglike:
+            self.best_loglike, self.best = loglike, terms
+
+    def reject(self) -> None:
+        """Count a point rejected before the likelihood was computed (e.g. outside the support)."""
+        self.n_evaluations += 1
+        self.n_rejected += 1
+
+    def best_pvalue(self) -> float | None:
+        """Probability that chi^2 with n degrees of freedom exceeds the best point's chi^2."""
+        if self.best is None:
+            return None
+        from scipy.stats import chi2
+
+        return float(chi2.sf(self.best.chi2, self.best.n))
+
+    def summary(self) -> str:
+        """One line: evaluations, rejections and the best point's chi^2."""
+        text = f"{self.n_evaluations} evaluations, {self.n_rejected} rejected (zero likelihood)"
+        if self.best is not None:
+            text += (f"; best point: chi2 = {self.best.chi2:.6g} for {self.best.n} data points "
+                     f"(p = {self.best_pvalue():.3g})")
+        return text
+
+    def problems(self) -> list[str]:
+        """Warnings for a run that never reached an acceptable fit (empty if none)."""
+        if self.n_evaluations == 0:
+            return []
+        if self.best is None:
+            return [f"every one of the {self.n_evaluations} points evaluated had zero likelihood "
+                    "(outside the emulator's training support or not computable): no fit was found"]
+        p = self.best_pvalue()
+        if p < POOR_FIT_PVALUE:
+            return [f"the best point evaluated has chi2 = {self.best.chi2:.6g} for {self.best.n} "
+                    f"data points (p = {p:.3g} < {POOR_FIT_PVALUE:g}): the data are not fitted. If "
+                    f"this was a minimisation, it failed ({self.n_rejected} of "
+                    f"{self.n_evaluations} points were rejected; a gradient method stops where the "
+                    "support band cuts the posterior): use a derivative-free method or other starts"]
+        return []
 
 
 def gaussian_loglike(data, model, cov, include_constant: bool = True) -> float:

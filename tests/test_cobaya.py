@@ -1,5 +1,6 @@
 """The Cobaya theory and likelihood, on the synthetic test weights (never the product)."""
 import json
+import logging
 import math
 import os
 import shutil
@@ -181,12 +182,12 @@ def test_labels_and_default_priors_follow_weights(weights, emulator, data_file, 
 # ---------------------------------------------------------------------------- range handling
 def test_prior_beyond_training_range_is_an_error(weights, data_file):
     params = {"logMmin": {"prior": {"min": 10.0, "max": 13.0}}}
-    with pytest.raises(LoggedError, match="prior of logMmin"):
+    with pytest.raises(LoggedError, match=r"range of logMmin is \[10, 13\], beyond the training range"):
         get_model(make_info(weights, data_file, params=params))
 
 
 def test_fixed_value_outside_training_range_is_an_error(weights, data_file):
-    with pytest.raises(LoggedError, match="alpha is fixed to 3.0"):
+    with pytest.raises(LoggedError, match=r"alpha is fixed to 3, outside the training range"):
         get_model(make_info(weights, data_file, params={"alpha": 3.0}))
 
 
@@ -229,6 +230,77 @@ def test_design_band(weights, data_file, tmp_path):
     raising = get_model(make_info(banded, data_file, theory={"out_of_range": "raise"}))
     with pytest.raises(LoggedError, match="training support"):
         raising.loglikes(outside)
+
+
+@pytest.fixture(scope="module")
+def band_rule():
+    from iaemu_likelihood.training.design import DesignRule
+
+    return DesignRule(logMmin_range=(11.6, 13.5))
+
+
+@pytest.fixture(scope="module")
+def banded(weights, band_rule, tmp_path_factory):
+    """The synthetic weights with the support band of the training design rule."""
+    return copy_weights_with_metadata(weights, tmp_path_factory.mktemp("banded") / "weights",
+                                      support=band_rule.support_metadata())
+
+
+def test_fixed_value_outside_support_band_fails_at_start_up(banded, band_rule, data_file):
+    """Inside the box but outside the band: one line naming the parameter, value and band, at
+    start-up (not a sampler that never finds a finite starting point)."""
+    _, high = band_rule.band("logM0", FIDUCIAL["logMmin"])
+    value = round(float(high) + 0.2, 3)
+    params = {"logMmin": FIDUCIAL["logMmin"], "logM0": value}
+    with pytest.raises(LoggedError) as info:
+        get_model(make_info(banded, data_file, params=params))
+    message = str(info.value)
+    assert f"logM0 is fixed to {value:g}, outside the training support" in message
+    assert f"{float(high):.5g}] at logMmin = 12.02" in message
+    assert band_rule.support_metadata()["description"] in message
+    assert "\n" not in message
+
+
+def test_prior_with_no_point_in_the_band_fails_at_start_up(banded, band_rule, data_file):
+    _, high = band_rule.band("logM0", 12.0)
+    params = {"logMmin": {"prior": {"min": 11.6, "max": 12.0}},
+              "logM0": {"prior": {"min": float(high) + 0.1, "max": 14.0}}}
+    with pytest.raises(LoggedError, match=r"the range of logM0 is \[.*\], outside the training "
+                                          r"support: allowed logM0 in .* at logMmin = 11.6 to"):
+        get_model(make_info(banded, data_file, params=params))
+
+
+def test_prior_partly_in_the_band_is_logged_once(banded, data_file, caplog):
+    with caplog.at_level(logging.INFO):
+        model = get_model(make_info(banded, data_file))
+    notes = [r for r in caplog.records if "reach outside the emulator's training support" in r.getMessage()]
+    assert len(notes) == 1 and "prior volume is inside it" in notes[0].getMessage()
+    assert math.isfinite(model.logposterior(FIDUCIAL).logpost)
+
+
+def test_poor_best_fit_is_reported_when_the_run_ends(weights, data_file, caplog):
+    """The likelihood warns at close if no point it saw fits the data (e.g. a failed minimisation)."""
+    model = get_model(make_info(weights, data_file))
+    model.logposterior(dict(FIDUCIAL, mu_cen=-0.9, mu_sat=-0.9, logM1=14.5))
+    with caplog.at_level(logging.INFO):
+        model.close()
+    assert "the data are not fitted" in caplog.text
+    caplog.clear()
+    model = get_model(make_info(weights, data_file))
+    model.logposterior(FIDUCIAL)
+    with caplog.at_level(logging.INFO):
+        model.close()
+    assert "best point: chi2 =" in caplog.text and "not fitted" not in caplog.text
+
+
+def test_every_point_rejected_is_reported(weights, data_file, caplog):
+    params = {"mu_cen": {"prior": {"dist": "norm", "loc": 0.0, "scale": 1.0}}}
+    model = get_model(make_info(weights, data_file, params=params))
+    for value in (1.5, 2.0, -3.0):
+        assert model.logposterior(dict(FIDUCIAL, mu_cen=value)).logpost == -np.inf
+    with caplog.at_level(logging.INFO):
+        model.close()
+    assert "every one of the 3 points asked for was rejected" in caplog.text
 
 
 def test_non_finite_emulator_output_is_rejected(weights, data_file):
@@ -377,7 +449,7 @@ def _yaml_for_test(path, weights, data_file, output):
     info["output"] = str(output)
     sampler = info["sampler"]
     if "mcmc" in sampler:
-        sampler["mcmc"].update({"max_samples": 300, "covmat": None})
+        sampler["mcmc"].update({"max_samples": 300})
     if "minimize" in sampler:
         sampler["minimize"].update({"best_of": 1, "max_evals": 300})
     return info
@@ -450,3 +522,108 @@ def test_theory_yaml_matches_shipped_weights():
     for name in PARAM_NAMES:
         prior = defaults["params"][name]["prior"]
         assert [prior["min"], prior["max"]] == pytest.approx(bounds[name], abs=1e-3), name
+
+
+# ---------------------------------------------------------------------------- yamls from anywhere
+def test_example_yamls_run_from_any_directory(weights, data_file, tmp_path, monkeypatch):
+    """`iaemu examples DIR` copies every yaml; run there they need no file of the repository."""
+    from cobaya.run import run
+
+    from iaemu_likelihood.cli import main
+
+    dest = tmp_path / "my examples"
+    assert main(["examples", str(dest)]) == 0
+    assert sorted(p.name for p in dest.glob("*.yaml")) == [p.name for p in YAMLS]
+    monkeypatch.chdir(dest)
+    info = yaml.safe_load((dest / "ia_hod.yaml").read_text())
+    info["theory"][THEORY]["weights"] = str(weights)
+    info["likelihood"][LIKE]["data_file"] = str(data_file)
+    info["sampler"]["mcmc"]["max_samples"] = 50
+    _, sampler = run(info)  # the proposal covariance is part of the yaml
+    assert (dest / "chains" / "ia_hod.1.txt").is_file()
+    assert len(sampler.products()["sample"]) == 50
+
+
+def test_examples_command_does_not_overwrite(tmp_path, capsys):
+    from iaemu_likelihood.cli import main
+
+    assert main(["examples", str(tmp_path)]) == 0
+    (tmp_path / "ia_hod.yaml").write_text("mine")
+    assert main(["examples", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "ia_hod.yaml" in err and "--force" in err and err.count("\n") == 1
+    assert (tmp_path / "ia_hod.yaml").read_text() == "mine"
+    assert main(["examples", str(tmp_path), "--force"]) == 0
+    assert (tmp_path / "ia_hod.yaml").read_bytes() == (REPO / "yamls" / "ia_hod.yaml").read_bytes()
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("x")
+    assert main(["examples", str(not_a_folder)]) == 1
+
+
+def test_inline_proposal_covmat_is_the_covmat_file():
+    mcmc = yaml.safe_load((REPO / "yamls" / "ia_hod.yaml").read_text())["sampler"]["mcmc"]
+    path = REPO / "yamls" / "ia_hod.covmat"
+    assert mcmc["covmat_params"] == path.read_text().splitlines()[0].lstrip("#").split()
+    np.testing.assert_array_equal(np.array(mcmc["covmat"]), np.loadtxt(path))
+
+
+# ---------------------------------------------------------------------------- reproducibility
+def test_same_seed_gives_the_same_chain(weights, data_file, tmp_path):
+    """yamls/ia_hod.yaml with its seed: two runs give the identical chain (no speed measured by
+    wall time decides anything)."""
+    from cobaya.run import run
+
+    chains = []
+    for i in range(2):
+        info = _yaml_for_test(REPO / "yamls" / "ia_hod.yaml", weights, data_file,
+                              tmp_path / f"run{i}" / "ia_hod")
+        assert info["sampler"]["mcmc"]["measure_speeds"] is False
+        _, sampler = run(info)
+        chains.append(sampler.products()["sample"].data.to_numpy())
+    np.testing.assert_array_equal(chains[0], chains[1])
+
+
+# ---------------------------------------------------------------------------- best fit
+#: a best fit must lie within this many posterior standard deviations (yamls/ia_hod.covmat) of the
+#: example's truth (measured: at most 1.7)
+BEST_FIT_SIGMAS = 3.0
+#: accepted chi^2 per data point at the best fit: 1 -+ 3 sqrt(2/60) for 60 points (measured 0.81)
+CHI2_PER_POINT = (0.45, 1.55)
+
+
+@pytest.mark.slow
+def test_minimize_yaml_recovers_the_example_truth(tmp_path, monkeypatch, caplog):
+    """yamls/ia_hod_minimize.yaml as shipped (default weights, bundled example) finds the maximum
+    of the posterior: near the truth, at least as probable as the truth, and a good fit."""
+    from cobaya.run import run
+
+    from iaemu_likelihood.data import example_data_path, load_measurement
+
+    info = yaml.safe_load((REPO / "yamls" / "ia_hod_minimize.yaml").read_text())
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.INFO):
+        _, sampler = run(info)
+    best = {p: float(sampler.products()["minimum"][p]) for p in PARAM_NAMES}
+    truth = load_measurement(example_data_path()).metadata["truth"]
+    sigma = np.sqrt(np.diag(np.loadtxt(REPO / "yamls" / "ia_hod.covmat")))
+    pulls = {p: (best[p] - truth[p]) / s for p, s in zip(PARAM_NAMES, sigma)}
+    assert max(abs(v) for v in pulls.values()) < BEST_FIT_SIGMAS, pulls
+    model = get_model(info)
+    assert model.logposterior(best).logpost >= model.logposterior(truth).logpost
+    model.logposterior(best)
+    terms = model.likelihood[LIKE].terms()
+    assert CHI2_PER_POINT[0] < terms.chi2 / terms.n < CHI2_PER_POINT[1], terms
+    assert "not fitted" not in caplog.text
+
+
+def test_minimiser_stuck_at_its_start_is_reported(tmp_path, monkeypatch, caplog):
+    """The old set-up (scipy's default L-BFGS-B, whose first step leaves the support band) stops at
+    its random start and reports success: the likelihood says the result is no fit."""
+    from cobaya.run import run
+
+    info = yaml.safe_load((REPO / "yamls" / "ia_hod_minimize.yaml").read_text())
+    info["sampler"] = {"minimize": {"method": "scipy", "best_of": 1, "seed": 1}}
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.INFO):
+        run(info)
+    assert "the data are not fitted. If this was a minimisation, it failed" in caplog.text

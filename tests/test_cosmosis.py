@@ -5,6 +5,7 @@ it is pointed at a synthetic weights folder and a synthetic measurement through 
 exactly as a user overrides options with ``cosmosis ... -p section.option=value``.
 """
 import importlib.util
+import logging
 import math
 import os
 import subprocess
@@ -19,8 +20,10 @@ from iaemu_likelihood.conventions import PARAM_NAMES, STATISTICS
 from iaemu_likelihood.data import save_measurement
 from iaemu_likelihood.cli_cosmosis_dir import cosmosis_dir
 from iaemu_likelihood.emulator import IAEmulator
+from iaemu_likelihood.errors import ConfigError
 from iaemu_likelihood.likelihood_math import gaussian_loglike
 from iaemu_likelihood.testing import write_synthetic_weights
+from test_cobaya import band_rule, banded  # noqa: F401  (fixtures: the synthetic weights with a band)
 
 #: the installed modules (package data), as users get them from `iaemu cosmosis-dir`
 MODULE_DIR = Path(cosmosis_dir())
@@ -75,6 +78,29 @@ def data_file(tmp_path_factory, emulator, truth):
                             {"truth": dict(zip(PARAM_NAMES, truth.tolist()))})
 
 
+def write_values_file(path, ranges, start):
+    """A CosmoSIS values file: ``low start high`` per parameter (``value`` when low == high)."""
+    lines = []
+    for section in dict.fromkeys(VALUES_SECTIONS.values()):
+        lines.append(f"[{section}]")
+        for name in (n for n in PARAM_NAMES if VALUES_SECTIONS[n] == section):
+            low, high = (float(v) for v in ranges[name])
+            text = repr(low) if low == high else f"{low!r} {float(start[name])!r} {high!r}"
+            lines.append(f"{name} = {text}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def values_file(tmp_path_factory, emulator, truth):
+    """The example's values file cut to the (narrower) box of the synthetic weights."""
+    example = _example_values()
+    ranges = {n: (max(lo, emulator.bounds[n][0]), min(hi, emulator.bounds[n][1]))
+              for n, (lo, _, hi) in zip(PARAM_NAMES, example)}
+    return write_values_file(tmp_path_factory.mktemp("values") / "values.ini", ranges,
+                             dict(zip(PARAM_NAMES, truth)))
+
+
 @pytest.fixture(scope="module", autouse=True)
 def module_env():
     old = os.environ.get(ENV_VAR)
@@ -86,10 +112,10 @@ def module_env():
         os.environ[ENV_VAR] = old
 
 
-def _overrides(weights, data_file, **extra):
-    """``section.option=value`` overrides pointing the example at the test weights and data."""
+def _overrides(weights, data_file, values_file, **extra):
+    """``section.option=value`` overrides pointing the example at the test weights, data and values."""
     params = {"iaemu.weights": str(weights), "iaemu_like.data_file": str(data_file),
-              "runtime.verbosity": "quiet"}
+              "pipeline.values": str(values_file), "runtime.verbosity": "quiet"}
     params.update(extra)
     return params
 
@@ -104,11 +130,12 @@ def _run_cosmosis(cwd, params, timeout=300):
     return proc
 
 
-def _pipeline(weights, data_file, **extra):
+def _pipeline(weights, data_file, values_file, **extra):
     from cosmosis.runtime.config import Inifile
     from cosmosis.runtime.pipeline import LikelihoodPipeline
 
-    override = {tuple(k.split(".", 1)): str(v) for k, v in _overrides(weights, data_file, **extra).items()}
+    override = {tuple(k.split(".", 1)): str(v) for k, v in _overrides(weights, data_file, values_file,
+                                                                                **extra).items()}
     return LikelihoodPipeline(Inifile(str(EXAMPLE_INI), override=override))
 
 
@@ -129,9 +156,9 @@ def _read_values(path):
 
 
 # ---------------------------------------------------------------------------------------- samplers
-def test_test_sampler_writes_section(tmp_path, weights, data_file, emulator, truth):
+def test_test_sampler_writes_section(tmp_path, weights, data_file, values_file, emulator, truth):
     save_dir = tmp_path / "out"
-    _run_cosmosis(tmp_path, _overrides(weights, data_file, **{"test.save_dir": save_dir}))
+    _run_cosmosis(tmp_path, _overrides(weights, data_file, values_file, **{"test.save_dir": save_dir}))
     section = save_dir / "ia_correlations"
     pred = emulator.predict(truth, epistemic=True)
     np.testing.assert_allclose(np.loadtxt(section / "r_h.txt"), emulator.r, rtol=TEXT_RTOL)
@@ -157,11 +184,11 @@ def test_test_sampler_writes_section(tmp_path, weights, data_file, emulator, tru
     assert got == pytest.approx(expected, rel=TEXT_RTOL)
 
 
-def test_emcee_chain_loads_in_getdist(tmp_path, weights, data_file):
+def test_emcee_chain_loads_in_getdist(tmp_path, weights, data_file, values_file):
     chain = tmp_path / "chain.txt"
     elsewhere = tmp_path / "somewhere" / "else"
     elsewhere.mkdir(parents=True)
-    _run_cosmosis(elsewhere, _overrides(weights, data_file, **{
+    _run_cosmosis(elsewhere, _overrides(weights, data_file, values_file, **{
         "runtime.sampler": "emcee", "emcee.walkers": 16, "emcee.samples": 12, "emcee.nsteps": 4,
         "output.filename": chain}))
     header = [line for line in chain.read_text().splitlines() if line.startswith("#")]
@@ -178,8 +205,8 @@ def test_emcee_chain_loads_in_getdist(tmp_path, weights, data_file):
     assert np.isfinite(samples.getMeans()).all()
 
 
-def test_maxlike_writes_bestfit(tmp_path, weights, data_file):
-    _run_cosmosis(tmp_path, _overrides(weights, data_file, **{"runtime.sampler": "maxlike",
+def test_maxlike_writes_bestfit(tmp_path, weights, data_file, values_file):
+    _run_cosmosis(tmp_path, _overrides(weights, data_file, values_file, **{"runtime.sampler": "maxlike",
                                                                "maxlike.maxiter": 200}))
     assert (tmp_path / "ia_hod_bestfit_values.ini").is_file()
 
@@ -196,11 +223,11 @@ AGREEMENT_CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(AGREEMENT_CASES))
-def test_cosmosis_and_cobaya_loglikes_agree(case, weights, data_file, emulator):
+def test_cosmosis_and_cobaya_loglikes_agree(case, weights, data_file, values_file, emulator):
     from cobaya.model import get_model
 
     cosmosis_options, cobaya_options = AGREEMENT_CASES[case]
-    pipeline = _pipeline(weights, data_file, **cosmosis_options)
+    pipeline = _pipeline(weights, data_file, values_file, **cosmosis_options)
     model = get_model({
         "theory": {"iaemu_likelihood.IAEmuTheory": {"weights": str(weights)}},
         "likelihood": {"iaemu_likelihood.IAEmuLikelihood": {"data_file": str(data_file), **cobaya_options}},
@@ -222,19 +249,74 @@ def test_cosmosis_and_cobaya_loglikes_agree(case, weights, data_file, emulator):
 
 
 # ---------------------------------------------------------------------------------------- failures
-def test_bad_point_is_rejected_without_stopping(tmp_path, weights, data_file, truth, caplog):
-    # a user's values file reaching beyond the training range: the module, not the prior, rejects
-    text = (MODULE_DIR / "examples" / "ia_hod_values.ini").read_text()
-    wide = tmp_path / "wide_values.ini"
-    wide.write_text(text.replace("logM0      = 9.5468", "logM0      = 9.0   "))
-    pipeline = _pipeline(weights, data_file, **{"pipeline.values": wide, "pipeline.priors": ""})
+def test_point_outside_the_band_is_rejected_without_stopping(banded, data_file, values_file, truth,
+                                                             band_rule, caplog):
+    """Values ranges that partly overlap the band are fine (logged once); a point outside it is
+    rejected by the module and the pipeline carries on."""
+    with caplog.at_level(logging.INFO):
+        pipeline = _pipeline(banded, data_file, values_file, **{"pipeline.priors": ""})
+    assert caplog.text.count("reach outside the emulator's training support band") == 1
     bad = truth.copy()
-    bad[PARAM_NAMES.index("logM0")] = 9.2  # inside the values range, below the training range
-    results = pipeline.run_results(bad)
-    assert results.post == -np.inf
-    assert "logM0" in caplog.text and "training range" in caplog.text
-    # the pipeline is still usable
+    _, high = band_rule.band("logM0", truth[PARAM_NAMES.index("logMmin")])
+    bad[PARAM_NAMES.index("logM0")] = float(high) + 0.3  # inside the values range, above the band
+    assert pipeline.run_results(bad).post == -np.inf
+    assert "logM0" in caplog.text and "training support" in caplog.text
     assert np.isfinite(pipeline.run_results(truth).post)
+
+
+def test_values_range_beyond_the_box_fails_in_setup(tmp_path, weights, data_file, values_file, truth,
+                                                    emulator):
+    ranges = dict(emulator.bounds, logM0=(9.0, emulator.bounds["logM0"][1]))
+    wide = write_values_file(tmp_path / "wide.ini", ranges, dict(zip(PARAM_NAMES, truth)))
+    with pytest.raises(ConfigError) as info:
+        _pipeline(weights, data_file, values_file, **{"pipeline.values": wide})
+    message = str(info.value)
+    assert str(wide) in message and "\n" not in message
+    assert f"the range of logM0 is [9, {emulator.bounds['logM0'][1]:g}], beyond the training range" \
+        in message
+
+
+def test_values_range_outside_the_band_fails_in_setup(tmp_path, banded, data_file, values_file, truth,
+                                                      emulator, band_rule):
+    start = dict(zip(PARAM_NAMES, truth))
+    _, high = band_rule.band("logM0", start["logMmin"])
+    ranges = dict(emulator.bounds, logMmin=(start["logMmin"],) * 2,
+                  logM0=(float(high) + 0.1, emulator.bounds["logM0"][1]))
+    start["logM0"] = float(high) + 0.2
+    path = write_values_file(tmp_path / "off_band.ini", ranges, start)
+    with pytest.raises(ConfigError, match=r"the range of logM0 is .* outside the training support: "
+                                          r"allowed logM0 in \[.*\] at logMmin = 12.02 \(Zheng07"):
+        _pipeline(banded, data_file, values_file, **{"pipeline.values": path})
+
+
+def test_missing_emulator_term_fails_in_setup(weights, data_file, values_file):
+    with pytest.raises(ConfigError, match=r"emulator_covariance needs aleatoric, which module \[iaemu\] "
+                                          r"does not compute \(its covariance_terms = epistemic\)"):
+        _pipeline(weights, data_file, values_file, **{"iaemu.covariance_terms": "epistemic",
+                                                     "iaemu_like.emulator_covariance": "aleatoric"})
+    with pytest.raises(ConfigError, match="does not compute"):
+        _pipeline(weights, data_file, values_file, **{"iaemu.covariance_terms": "none"})
+
+
+def test_likelihood_before_emulator_fails_in_setup(weights, data_file, values_file):
+    with pytest.raises(ConfigError, match=r"module \[iaemu_like\] comes before \[iaemu\]"):
+        _pipeline(weights, data_file, values_file, **{"pipeline.modules": "iaemu_like iaemu"})
+
+
+def test_default_section_keys_are_not_unknown_options(weights, data_file, values_file, truth):
+    pipeline = _pipeline(weights, data_file, values_file, **{"DEFAULT.my_data_dir": "/somewhere"})
+    assert np.isfinite(pipeline.run_results(truth).post)
+
+
+def test_failed_fit_is_reported_at_cleanup(tmp_path, weights, data_file, values_file, caplog):
+    """cleanup warns when no point the likelihood saw fits the data (e.g. a maxlike that stopped)."""
+    far = _example_values()[:, 1].copy()
+    far[0], far[1] = -0.9, -0.9  # mu_cen, mu_sat far from the data's 0.8, 0.5
+    pipeline = _pipeline(weights, data_file, values_file)
+    assert np.isfinite(pipeline.run_results(far).post)
+    with caplog.at_level(logging.INFO):
+        pipeline.cleanup()
+    assert "the data are not fitted" in caplog.text
 
 
 def test_interface_execute_returns_nonzero(weights):
@@ -270,13 +352,6 @@ def test_interface_execute_returns_nonzero(weights):
     interface.cleanup(config)
 
 
-def test_missing_emulator_term_rejects_samples(weights, data_file, truth, caplog):
-    pipeline = _pipeline(weights, data_file, **{"iaemu.covariance_terms": "epistemic",
-                                                "iaemu_like.emulator_covariance": "aleatoric"})
-    assert pipeline.run_results(truth).post == -np.inf
-    assert "covariance_aleatoric" in caplog.text
-
-
 BAD_OPTIONS = [
     ({"iaemu.covariance_terms": "aleatoric bogus"}, ValueError, "covariance_terms"),
     ({"iaemu.derived_section": "elsewhere"}, ValueError, "derived_section"),
@@ -286,13 +361,18 @@ BAD_OPTIONS = [
     ({"iaemu_like.r_min": "small"}, ValueError, "r_min"),
     ({"iaemu_like.r_min": 50.0}, ValueError, "leave no bin"),
     ({"iaemu_like.emulator_covariance": "everything"}, ValueError, "emulator_covariance"),
+    ({"iaemu.covariance_term": "aleatoric"}, ConfigError,
+     r"section \[iaemu\] of the parameter file: unknown key 'covariance_term'; did you mean "
+     r"'covariance_terms'\?"),
+    ({"iaemu_like.rmin": 1.0}, ConfigError, "unknown key 'rmin'; did you mean 'r_min'"),
+    ({"iaemu_like.x_section": "elsewhere"}, ConfigError, "unknown key 'x_section'"),
 ]
 
 
 @pytest.mark.parametrize("options,error,match", BAD_OPTIONS, ids=[str(o[0]) for o in BAD_OPTIONS])
-def test_bad_options_raise_in_setup(weights, data_file, options, error, match):
+def test_bad_options_raise_in_setup(weights, data_file, values_file, options, error, match):
     with pytest.raises(error, match=match):
-        _pipeline(weights, data_file, **options)
+        _pipeline(weights, data_file, values_file, **options)
 
 
 # ---------------------------------------------------------------------------------------- documentation

@@ -12,44 +12,43 @@ The log-likelihood is the normalised Gaussian log-density of :mod:`iaemu_likelih
 """
 import logging
 import math
+import os
 
 import numpy as np
 from cosmosis.datablock import BlockError, SectionOptions, names
 from cosmosis.gaussian_likelihood import GaussianLikelihood
 
 from iaemu_likelihood.conventions import STATISTICS, r_centres
+from iaemu_likelihood.cosmosis_setup import (EMULATOR_FILE, check_option_keys, current_module,
+                                             emulator_output, parse_terms, pipeline_modules)
 from iaemu_likelihood.data import example_data_path, load_measurement
-from iaemu_likelihood.emulator import COVARIANCE_TERMS
-from iaemu_likelihood.likelihood_math import LN_2PI, gaussian_terms, normalise_statistics
+from iaemu_likelihood.errors import ConfigError
+from iaemu_likelihood.likelihood_math import (LN_2PI, FitMonitor, gaussian_terms,
+                                              normalise_statistics)
 
-__all__ = ["IAEmuCosmosisLikelihood", "setup", "execute", "cleanup"]
+__all__ = ["IAEmuCosmosisLikelihood", "setup", "execute", "cleanup", "LIKELIHOOD_OPTIONS"]
 
 log = logging.getLogger(__name__)
 
 #: relative tolerance when checking the block's separations against the emulator bin centres
 R_CHECK_RTOL = 1e-6
+#: every option of this module (like/module.yaml documents them)
+LIKELIHOOD_OPTIONS = ("file", "data_file", "statistics", "r_min", "r_max",
+                      *(f"{key}_{s}" for key in ("r_min", "r_max") for s in STATISTICS),
+                      "emulator_covariance", "include_constant", "input_section", "suffix",
+                      "like_name", "likelihood_only")
 
 
 def _float_option(options, key):
-    """A float option, or None when unset; raises ValueError naming the option otherwise."""
+    """A float option, or None when unset; raises ConfigError naming the option otherwise."""
     if not options.has_value(key):
         return None
     value = options[key]  # typed by CosmoSIS: int, float or str
     try:
         return float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"iaemu_like: option {key} = {value!r} is not a number "
-                         "(separations in comoving h^-1 Mpc)") from None
-
-
-def _parse_terms(text):
-    """Emulator covariance terms from a space/comma separated option ('none' or empty: none)."""
-    words = [w for w in text.replace(",", " ").split() if w != "none"]
-    unknown = sorted(set(words) - set(COVARIANCE_TERMS))
-    if unknown:
-        raise ValueError(f"iaemu_like: emulator_covariance = {text!r}; choose from "
-                         f"{' '.join(COVARIANCE_TERMS)} or none")
-    return tuple(t for t in COVARIANCE_TERMS if t in words)
+        raise ConfigError(f"iaemu_like: option {key} = {value!r} is not a number "
+                          "(separations in comoving h^-1 Mpc)") from None
 
 
 def _scale_cut(options, key):
@@ -81,14 +80,16 @@ class IAEmuCosmosisLikelihood(GaussianLikelihood):
         section = options.get_string("input_section", default="ia_correlations").strip()
         suffix = options.get_string("suffix", default="").strip()
         if not section:
-            raise ValueError("iaemu_like: option input_section must name a data-block section")
+            raise ConfigError("iaemu_like: option input_section must name a data-block section")
         self.x_section = self.y_section = f"{section}_{suffix}" if suffix else section
-        self.emulator_terms = _parse_terms(options.get_string("emulator_covariance",
-                                                              default="epistemic"))
+        self.emulator_terms = parse_terms(options.get_string("emulator_covariance",
+                                                             default="epistemic"),
+                                          "emulator_covariance", "iaemu_like", allow_empty=True)
         self.include_constant = options.get_bool("include_constant", default=True)
         self._terms = None
         self.n_emulator = len(STATISTICS) * r_centres().size
         self._r_checked = False
+        self.monitor = FitMonitor()
         super().__init__(options)
         log.info("iaemu_like: %s, statistics %s, %d data points, emulator covariance terms %s",
                  self.measurement.source, " ".join(self.statistics), self.data_y.size,
@@ -110,7 +111,7 @@ class IAEmuCosmosisLikelihood(GaussianLikelihood):
             self.data_idx, self.emu_idx = self.measurement.selection(
                 statistics=text or None, r_min=r_min, r_max=r_max)
         except ValueError as exc:
-            raise ValueError(f"iaemu_like ({self.measurement.source}): {exc}") from None
+            raise ConfigError(f"iaemu_like ({self.measurement.source}): {exc}") from None
         self.statistics = normalise_statistics(text or None, available=self.measurement.statistics)
         self.data_cov = np.array(self.measurement.cov[np.ix_(self.data_idx, self.data_idx)])
         r = np.tile(self.measurement.r, len(self.measurement.statistics))[self.data_idx]
@@ -170,8 +171,44 @@ class IAEmuCosmosisLikelihood(GaussianLikelihood):
 
 
 def setup(options):
-    """Read the data and options once; raises on a bad data file or invalid options."""
-    return IAEmuCosmosisLikelihood(SectionOptions(options))
+    """Read the data and options once; raise on a bad data file, option or pipeline wiring.
+
+    Besides the options themselves (unknown keys are refused with a "did you mean"), the
+    pipeline is checked: the iaemu module that writes this likelihood's input section must come
+    before it in ``[pipeline] modules`` and compute every term of ``emulator_covariance``.
+    """
+    check_option_keys(options, LIKELIHOOD_OPTIONS, "iaemu_like")
+    config = IAEmuCosmosisLikelihood(SectionOptions(options))
+    _check_wiring(options, config)
+    return config
+
+
+def _check_wiring(options, config):
+    """The emulator module writing ``config.x_section`` runs first and computes the terms needed."""
+    modules = pipeline_modules(options)
+    order = [name for name, _ in modules]
+    me = current_module(options)
+    writers = []
+    for index, (name, path) in enumerate(modules):
+        if os.path.basename(path) == EMULATOR_FILE:
+            section, terms = emulator_output(options, name)
+            if section == config.x_section:
+                writers.append((index, name, terms))
+    if not writers:
+        log.info("iaemu_like: no iaemu module in [pipeline] modules writes section %s; its "
+                 "covariance terms are not checked before sampling", config.x_section)
+        return
+    index, name, terms = writers[0]
+    if me in order and order.index(me) < index:
+        raise ConfigError(f"iaemu_like: module [{me}] comes before [{name}], which writes its "
+                          f"input section {config.x_section}, in [pipeline] modules = "
+                          f"{' '.join(order)}; list {name} first")
+    missing = [t for t in config.emulator_terms if t not in terms]
+    if missing:
+        raise ConfigError(f"iaemu_like: emulator_covariance needs {' '.join(missing)}, which module "
+                          f"[{name}] does not compute (its covariance_terms = "
+                          f"{' '.join(terms) or 'none'}); add {' '.join(missing)} to [{name}] "
+                          "covariance_terms or remove it from emulator_covariance")
 
 
 def execute(block, config):
@@ -184,14 +221,21 @@ def execute(block, config):
         config.do_likelihood(block)
     except (BlockError, np.linalg.LinAlgError, ValueError) as err:
         log.warning("iaemu_like: sample rejected: %s", err)
+        config.monitor.reject()
         return 1
     like = block[names.likelihoods, config.like_name + "_LIKE"]
     if not math.isfinite(like):
         log.warning("iaemu_like: sample rejected: log-likelihood is %s", like)
+        config.monitor.reject()
         return 1
+    config.monitor.record(config._terms, like)
     return 0
 
 
 def cleanup(config):
-    """Nothing to release."""
+    """Log what the run saw; warn if no evaluated point fits the data (e.g. a failed maxlike)."""
+    if config.monitor.n_evaluations:
+        log.info("iaemu_like: %s", config.monitor.summary())
+        for problem in config.monitor.problems():
+            log.warning("iaemu_like: %s", problem)
     return 0
