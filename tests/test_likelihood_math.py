@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from iaemu_likelihood.conventions import N_BINS, r_centres
-from iaemu_likelihood.likelihood_math import (LN_2PI, gaussian_loglike, gaussian_terms, match_bins,
-                                              normalise_r_limits, normalise_statistics,
-                                              select_indices)
+from iaemu_likelihood.likelihood_math import (LN_2PI, POOR_FIT_PVALUE, FitMonitor, gaussian_loglike,
+                                              gaussian_terms, match_bins, normalise_r_limits,
+                                              normalise_statistics, select_indices)
 
 RTOL = 1e-10
 
@@ -147,3 +147,41 @@ def test_match_bins_subset_and_tolerance():
     np.testing.assert_array_equal(match_bins(r[[2, 5, 19]] * (1 + 1e-9), r), [2, 5, 19])
     with pytest.raises(ValueError, match="not emulator bin centres"):
         match_bins([1.0], r)
+
+
+# ---------------------------------------------------------------------------- FitMonitor
+def test_fit_monitor_good_fit_has_no_problem():
+    monitor = FitMonitor()
+    rng = np.random.default_rng(2)
+    n = 60
+    for shift in (3.0, 0.0, 1.0):  # the best point (shift 0) fits: chi2 ~ n
+        data = rng.normal(size=n)
+        terms = gaussian_terms(data + shift, np.zeros(n), np.eye(n))
+        monitor.record(terms, terms.loglike())
+    monitor.reject()
+    assert monitor.n_evaluations == 4 and monitor.n_rejected == 1
+    assert monitor.best.chi2 < 2 * n
+    assert monitor.problems() == []
+    assert monitor.summary().startswith("4 evaluations, 1 rejected")
+
+
+def test_fit_monitor_reports_a_best_point_that_does_not_fit():
+    monitor = FitMonitor()
+    n = 60
+    terms = gaussian_terms(np.full(n, 5.0), np.zeros(n), np.eye(n))  # chi2 = 1500
+    monitor.record(terms, terms.loglike())
+    for _ in range(3):
+        monitor.record(gaussian_terms([np.nan], [0.0], [[1.0]]), -np.inf)
+    [problem] = monitor.problems()
+    assert problem.startswith("the best point evaluated has chi2 = 1500 for 60 data points")
+    assert "If this was a minimisation, it failed (3 of 4 points were rejected" in problem
+    assert monitor.best_pvalue() < POOR_FIT_PVALUE
+
+
+def test_fit_monitor_reports_when_nothing_was_finite():
+    monitor = FitMonitor()
+    assert monitor.problems() == []  # nothing evaluated, nothing to say
+    monitor.reject()
+    monitor.reject()
+    [problem] = monitor.problems()
+    assert problem.startswith("every one of the 2 points evaluated had zero likelihood")
