@@ -151,7 +151,7 @@ def test_training_overrides_are_checked_and_named(tmp_path):
     path = _training_file(tmp_path, {})
     with pytest.raises(ConfigError, match=r"--set: unknown key 'max_epoch'; did you mean 'max_epochs'"):
         load_config(path, _parse_set(["max_epoch=3"]))
-    with pytest.raises(ConfigError, match=r"with --set max_epochs\): max_epochs = -3"):
+    with pytest.raises(ConfigError, match=r"overridden on the command line: max_epochs\): max_epochs = -3"):
         load_config(path, _parse_set(["max_epochs=-3"]))
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         _parse_set(["max_epochs"])

@@ -394,5 +394,5 @@ def main(args) -> int:
     path = generate(config, workers=args.workers, use_mpi=args.mpi, max_points=args.max_points,
                     progress=not args.no_progress)
     if path is not None:
-        logger.info("dataset written: %s", path)
+        logger.info("dataset: %s", path)
     return 0

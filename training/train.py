@@ -251,7 +251,8 @@ def load_config(path, overrides: dict | None = None) -> TrainConfig:
     for key in ("data", "output"):
         if key not in raw and key not in overrides:
             raise ConfigError(f"{path}: required key {key!r} is missing")
-    where = f"{path} (with --set {', '.join(sorted(overrides))})" if overrides else str(path)
+    where = (f"{path} (overridden on the command line: {', '.join(sorted(overrides))})" if overrides
+             else str(path))
     return TrainConfig(**{**raw, **overrides}, source=where)
 
 
