@@ -22,7 +22,7 @@ $(BIN)/python:
 
 $(VENV)/.stamp-core: $(BIN)/python setup.cfg
 	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q ".[test]"
+	$(PIP) install -q ".[test,sampling]"
 	touch $@
 
 $(VENV)/.stamp-all: $(VENV)/.stamp-core setup.cfg scripts/system-packages.sh

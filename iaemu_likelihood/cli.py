@@ -31,6 +31,7 @@ COMMANDS = {
     "info": ("iaemu_likelihood.cli_info", "version, shipped weights and parameter ranges"),
     "verify": ("iaemu_likelihood.verify", "check weight checksums and reference predictions"),
     "plot": ("iaemu_likelihood.plotting", "GetDist triangle plot of one or more chains"),
+    "sample": ("iaemu_likelihood.sampling.cli", "NUTS or ensemble sampling of a Cobaya yaml's posterior"),
     "cosmosis-dir": ("iaemu_likelihood.cli_cosmosis_dir",
                      "print the folder of the installed CosmoSIS modules (for IAEMU_COSMOSIS_DIR)"),
     "examples": ("iaemu_likelihood.cli_examples", "copy the example Cobaya yamls into a folder"),

@@ -1,0 +1,233 @@
+"""JAX mirror of the emulator's numpy forward pass, the log-posterior, and the unconstrained map.
+
+The networks are rebuilt from the same weights file the numpy emulator reads
+(:func:`iaemu_likelihood.weights_io.load_weights_folder`, checksums verified) and follow
+:mod:`iaemu_likelihood.numpy_forward` step by step ("mlp" and "factorised" architectures), so
+predictions, covariances and the log-posterior agree with the numpy path to round-off (tested);
+``jax.grad`` then gives exact gradients for NUTS.
+
+:class:`UnconstrainedModel` is what NUTS samples: the log-posterior of
+``theta = Support.to_theta(z)`` plus ``Support.log_jacobian(z)``
+(:mod:`iaemu_likelihood.sampling.support`), smooth in ``z`` with no hard edges.
+
+JAX is imported when a function here is first called, and 64-bit floats are switched on then
+(``jax_enable_x64``): the log-posterior must match the float64 numpy path. If JAX was not yet
+imported, XLA's CPU thread pool is also limited to the calling thread (:data:`XLA_CPU_FLAGS`,
+unless ``XLA_FLAGS`` is already set): the operations of one gradient are tiny, and on a busy
+2-core machine the pool's synchronisation made a 4-chain gradient 3.6x slower.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+
+import numpy as np
+
+from ..conventions import STATISTICS
+from ..likelihood_math import LN_2PI
+
+__all__ = ["jax", "build_forward", "build_logpost", "UnconstrainedModel", "JAX_ARCHITECTURES"]
+
+#: Architectures with a JAX mirror (the "paper" network runs in torch only).
+JAX_ARCHITECTURES = ("mlp", "factorised")
+N_OUT = 60
+#: XLA flags set (if ``XLA_FLAGS`` is unset) before JAX's first import: single-threaded CPU ops.
+XLA_CPU_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def jax():
+    """``(jax, jax.numpy)`` with 64-bit floats enabled."""
+    if "jax" not in sys.modules:
+        os.environ.setdefault("XLA_FLAGS", XLA_CPU_FLAGS)
+    import jax as _jax
+
+    _jax.config.update("jax_enable_x64", True)
+    return _jax, _jax.numpy
+
+
+def _activation(name):
+    j, jnp = jax()
+    from jax.scipy.special import erf
+
+    return {"silu": j.nn.silu, "tanh": jnp.tanh,
+            "gelu": lambda h: 0.5 * h * (1.0 + erf(h * math.sqrt(0.5)))}[name]
+
+
+def _stack(state_dicts, hidden_prefix, out_prefix):
+    """Stacked (M, n_in, n_out) weights and (M, 1, n_out) biases of every layer, float64."""
+    n_hidden = sum(1 for k in state_dicts[0]
+                   if k.startswith(hidden_prefix + ".") and k.endswith(".weight"))
+    keys = [f"{hidden_prefix}.{i}" for i in range(n_hidden)] + [out_prefix]
+    Ws = [np.stack([np.asarray(sd[k + ".weight"], np.float64).T for sd in state_dicts]) for k in keys]
+    bs = [np.stack([np.asarray(sd[k + ".bias"], np.float64)[None, :] for sd in state_dicts])
+          for k in keys]
+    return Ws, bs
+
+
+def _mlp(Ws, bs, act, x):
+    """Members' outputs (M, n, n_out) of inputs x (n, n_in) already mapped to [-1, 1]."""
+    _, jnp = jax()
+    h = x
+    for W, b in zip(Ws[:-1], bs[:-1]):
+        h = act(jnp.matmul(h, W) + b)
+    return jnp.matmul(h, Ws[-1]) + bs[-1]
+
+
+def build_forward(emulator):
+    """A JAX function ``theta (n, 7) -> (mean, aleatoric, epistemic)``, each (n, 60).
+
+    Parameters
+    ----------
+    emulator : IAEmulator
+        Loaded emulator ("mlp" or "factorised" weights); its weights folder is read again.
+
+    Returns
+    -------
+    callable
+        Pure JAX function (jit-able, differentiable) in physical units: the ensemble means of
+        ``[xi, omega, eta]``, the aleatoric variance of one realization and the calibrated
+        epistemic variance (zeros for a single member), as :meth:`IAEmulator.predict`.
+    """
+    from ..weights_io import load_weights_folder
+
+    if emulator.architecture not in JAX_ARCHITECTURES:
+        raise ValueError(f"weights architecture {emulator.architecture!r} has no JAX mirror "
+                         f"(supported: {list(JAX_ARCHITECTURES)})")
+    j, jnp = jax()
+    meta, members, _, _ = load_weights_folder(emulator.folder)
+    cfg = {"activation": "silu", "var_floor": 1e-6, **meta.get("architecture_config", {})}
+    act = _activation(cfg["activation"])
+    var_floor = float(cfg["var_floor"])
+    norm = meta["normalisation"]
+    in_low = np.asarray(norm["input"]["low"], np.float64)
+    in_high = np.asarray(norm["input"]["high"], np.float64)
+    in_scale = 2.0 / (in_high - in_low)
+    out_mean = np.concatenate([np.asarray(norm["output"][s]["mean"], float) for s in STATISTICS])
+    out_std = np.concatenate([np.asarray(norm["output"][s]["std"], float) for s in STATISTICS])
+    log_mask = np.concatenate([np.full(20, norm["output"][s]["transform"] == "log")
+                               for s in STATISTICS])
+    epi_scale = np.asarray(emulator.epistemic_scale, np.float64)
+    n_members = len(members)
+
+    if emulator.architecture == "mlp":
+        Ws, bs = _stack(members, "hidden", "out")
+
+        def members_forward(theta):
+            o = _mlp(Ws, bs, act, (theta - in_low) * in_scale - 1.0)
+            return o[..., :N_OUT] * out_std + out_mean, j.nn.softplus(o[..., N_OUT:]) + var_floor
+    else:
+        from ..alignment import TABLE_SIZE, alignment_p2
+
+        Wb, bb = _stack(members, "hidden", "basis")
+        Wv, bv = _stack(members, "var_hidden", "var_out")
+        basis_scale = np.concatenate([out_std[:20], np.tile(out_std[20:40], 2),
+                                      np.tile(out_std[40:], 3)])
+        basis_offset = np.concatenate([out_mean[:20], np.zeros(100)])
+        grid = np.linspace(-1.0, 1.0, TABLE_SIZE)  # the table of alignment_p2_table
+        table = alignment_p2(grid)
+
+        def members_forward(theta):
+            x = (theta - in_low) * in_scale - 1.0
+            b = _mlp(Wb, bb, act, x[:, 2:]) * basis_scale + basis_offset  # (M, n, 120)
+            c = jnp.interp(theta[:, :2], grid, table)
+            cc, cs = c[:, 0:1], c[:, 1:2]
+            w = b.reshape(b.shape[:-1] + (6, 20))
+            y = jnp.concatenate([w[..., 0, :], cc * w[..., 1, :] + cs * w[..., 2, :],
+                                 cc * cc * w[..., 3, :] + cc * cs * w[..., 4, :]
+                                 + cs * cs * w[..., 5, :]], axis=-1)
+            return y, j.nn.softplus(_mlp(Wv, bv, act, x)) + var_floor
+
+    def forward(theta):
+        y, var_std = members_forward(theta)
+        var_y = var_std * out_std ** 2
+        value = jnp.where(log_mask, jnp.exp(y), y)
+        var = jnp.where(log_mask, value * value * var_y, var_y)  # delta method for log xi
+        mean = value.mean(axis=0)
+        alea = var.mean(axis=0)
+        epi = (value.var(axis=0) * epi_scale if n_members > 1 else jnp.zeros_like(mean))
+        return mean, alea, epi
+
+    return forward
+
+
+def build_logpost(posterior):
+    """JAX log-posterior of one sampled point, equal to :meth:`Posterior.logpost` inside the support.
+
+    Parameters
+    ----------
+    posterior : iaemu_likelihood.sampling.posterior.Posterior
+
+    Returns
+    -------
+    callable
+        ``theta (d,) -> float``: log prior (uniform box) plus the Gaussian log-likelihood with
+        parameter-dependent covariance, log-determinant and ``n ln 2 pi``; ``-inf`` where the
+        covariance is not positive definite or a value is not finite. It does not test the
+        support: the map of :func:`make_transform` never leaves it.
+    """
+    j, jnp = jax()
+    from jax.scipy.linalg import solve_triangular
+
+    forward = build_forward(posterior.emulator)
+    support = posterior.support
+    base = jnp.asarray(np.nan_to_num(support.base))
+    index = jnp.asarray(support.index)
+    idx = np.asarray(posterior.emulator_indices)
+    data = jnp.asarray(posterior.data)
+    data_cov = jnp.asarray(posterior.data_cov)
+    terms = posterior.terms
+    residual = jnp.asarray(posterior.emulator.residual_correlation[np.ix_(idx, idx)])
+    corr_e = posterior.emulator.epistemic_correlation
+    corr_e = None if corr_e is None else jnp.asarray(corr_e[np.ix_(idx, idx)])
+    const = posterior.log_prior_value - 0.5 * len(idx) * LN_2PI
+
+    def logpost(theta):
+        full = base.at[index].set(theta)
+        mean, alea, epi = forward(full[None, :])
+        model, alea, epi = mean[0, idx], alea[0, idx], epi[0, idx]
+        cov = data_cov
+        if "aleatoric" in terms:
+            sd = jnp.sqrt(alea)
+            cov = cov + sd[:, None] * sd[None, :] * residual
+        if "epistemic" in terms:
+            se = jnp.sqrt(epi)
+            cov = cov + (jnp.diag(epi) if corr_e is None else se[:, None] * se[None, :] * corr_e)
+        chol = jnp.linalg.cholesky(cov)
+        white = solve_triangular(chol, data - model, lower=True)
+        value = const - 0.5 * (white @ white) - jnp.sum(jnp.log(jnp.diagonal(chol)))
+        return jnp.where(jnp.isfinite(value), value, -jnp.inf)
+
+    return logpost
+
+
+class UnconstrainedModel:
+    """A :class:`~iaemu_likelihood.sampling.posterior.Posterior` in the unconstrained space.
+
+    ``log_density(z) = logpost(Support.to_theta(z)) + Support.log_jacobian(z)`` (JAX functions),
+    what NUTS samples; its samples mapped by ``Support.to_theta`` follow the posterior.
+
+    Parameters
+    ----------
+    posterior : Posterior
+    """
+
+    def __init__(self, posterior):
+        j, jnp = jax()
+        if posterior.emulator.architecture not in JAX_ARCHITECTURES:
+            from .posterior import UnsupportedInputError
+
+            raise UnsupportedInputError(
+                f"weights architecture {posterior.emulator.architecture!r} has no JAX mirror "
+                f"(supported: {list(JAX_ARCHITECTURES)}); use --sampler ensemble")
+        self.posterior = posterior
+        self.names = posterior.names
+        self.dim = posterior.dim
+        self.logpost_jax = build_logpost(posterior)
+        support = posterior.support
+
+        def log_density(z):
+            return self.logpost_jax(support.to_theta(z, jnp)) + support.log_jacobian(z, jnp)
+
+        self.log_density = log_density
+        self.potential = lambda z: -log_density(z)

@@ -1,0 +1,248 @@
+"""The region a sampler explores: prior box, fixed values and the emulator's training-support band.
+
+Cobaya's posterior for ``IAEmuTheory`` is uniform on the prior box of the sampled parameters
+and zero where the emulator refuses a point. Where the weights record a ``linear_band`` support
+(``metadata["support"]``), each dependent HOD parameter ``p`` must lie in
+``[max(lo_p + s_p x, floor_p), hi_p + s_p x]`` around a line in the pivot ``x = logMmin``. With
+the prior box this gives, for a given pivot value, an interval per parameter, so the support is
+``{x in [x_lo, x_hi], p in [a_p(x), b_p(x)]}``. :class:`Support` holds those arrays;
+:func:`conditional_bounds` evaluates ``a_p(x), b_p(x)``, and :meth:`Support.to_theta` maps
+unconstrained coordinates onto the support, with the log-Jacobian
+:meth:`Support.log_jacobian`, so samplers see no hard edges (numpy or jax.numpy).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..conventions import PARAM_NAMES
+from ..errors import IAEmuError
+
+__all__ = ["Support", "SupportError", "conditional_bounds"]
+
+
+class SupportError(IAEmuError, ValueError):
+    """Fixed values or priors leave no point inside the emulator's training support."""
+
+
+@dataclass(frozen=True)
+class Support:
+    """Sampled region of a posterior.
+
+    Attributes
+    ----------
+    names : tuple of str
+        Sampled parameters, in sampling order.
+    index : ndarray of int, shape (d,)
+        Position of each sampled parameter in ``PARAM_NAMES``.
+    base : ndarray, shape (7,)
+        Full parameter vector with the fixed values (NaN at sampled positions).
+    low, high : ndarray, shape (d,)
+        Prior bounds of the sampled parameters (their own units: log10(Msun/h) for masses).
+    pivot : int or None
+        Position (in ``names``) of the sampled band pivot, None if the pivot is fixed or there
+        is no band.
+    pivot_value : float or None
+        The fixed pivot value, when the pivot is fixed and a band exists.
+    pivot_range : (float, float)
+        Pivot values for which every band interval is non-empty (equal to the prior bounds when
+        the band does not narrow them).
+    slope, low_intercept, high_intercept, floor : ndarray, shape (d,)
+        Band of each sampled parameter (0, -inf, inf, -inf for parameters outside the band).
+    """
+
+    names: tuple
+    index: np.ndarray
+    base: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    pivot: int | None
+    pivot_value: float | None
+    pivot_range: tuple
+    slope: np.ndarray
+    low_intercept: np.ndarray
+    high_intercept: np.ndarray
+    floor: np.ndarray
+
+    @property
+    def dim(self) -> int:
+        """Number of sampled parameters."""
+        return len(self.names)
+
+    @classmethod
+    def build(cls, names, low, high, fixed: dict, support_metadata: dict | None) -> "Support":
+        """Support of sampled ``names`` with prior bounds ``low``/``high`` and ``fixed`` values.
+
+        Parameters
+        ----------
+        names : sequence of str
+            Sampled parameters (a subset of ``PARAM_NAMES``).
+        low, high : array_like, shape (d,)
+            Finite prior bounds.
+        fixed : dict
+            ``{name: value}`` of every non-sampled emulator input.
+        support_metadata : dict or None
+            The weights' ``metadata["support"]`` (None: box only).
+
+        Raises
+        ------
+        SupportError
+            The fixed values and priors leave no point inside the band.
+        """
+        names = tuple(names)
+        low = np.asarray(low, dtype=float)
+        high = np.asarray(high, dtype=float)
+        index = np.array([PARAM_NAMES.index(n) for n in names], dtype=int)
+        base = np.full(len(PARAM_NAMES), np.nan)
+        for name, value in fixed.items():
+            base[PARAM_NAMES.index(name)] = float(value)
+        d = len(names)
+        slope, lo_int = np.zeros(d), np.full(d, -np.inf)
+        hi_int, floor = np.full(d, np.inf), np.full(d, -np.inf)
+        if not support_metadata:
+            return cls(names, index, base, low, high, None, None, (math.nan, math.nan), slope,
+                       lo_int, hi_int, floor)
+        from ..emulator import _band_arrays  # the emulator's own reading of metadata["support"]
+
+        piv, dep, s_all, lo_all, hi_all, fl_all = _band_arrays(support_metadata)
+        pivot_name = PARAM_NAMES[piv]
+        pivot = names.index(pivot_name) if pivot_name in names else None
+        if pivot is None:
+            x_lo = x_hi = float(base[piv])
+        else:
+            x_lo, x_hi = float(low[pivot]), float(high[pivot])
+        # linear constraints a x + b <= 0 on the pivot, from every band parameter
+        constraints = []
+        for k, p in enumerate(dep):
+            s, lo_k, hi_k, fl_k = s_all[k], lo_all[k], hi_all[k], fl_all[k]
+            name = PARAM_NAMES[p]
+            if name in names:
+                j = names.index(name)
+                slope[j], lo_int[j], hi_int[j], floor[j] = s, lo_k, hi_k, fl_k
+                constraints += [(-s, low[j] - hi_k, name), (s, lo_k - high[j], name)]
+                if math.isfinite(fl_k):
+                    constraints += [(-s, fl_k - hi_k, name), (0.0, fl_k - high[j], name)]
+            else:
+                v = float(base[p])
+                constraints += [(s, lo_k - v, name), (-s, v - hi_k, name), (0.0, fl_k - v, name)]
+        for a, b, name in constraints:
+            if a > 0:
+                x_hi = min(x_hi, -b / a)
+            elif a < 0:
+                x_lo = max(x_lo, -b / a)
+            elif b > 0:
+                x_lo, x_hi = math.inf, -math.inf
+            if not x_lo <= x_hi:
+                what = (f"{pivot_name} prior [{low[pivot]:g}, {high[pivot]:g}]" if pivot is not None
+                        else f"{pivot_name} fixed to {base[piv]:g}")
+                raise SupportError(
+                    f"parameter {name!r}: with {what} its prior or fixed value leaves no point "
+                    f"inside the emulator's training support "
+                    f"({support_metadata.get('description', 'band around linear relations')}); "
+                    "see `iaemu info` for the band")
+        return cls(names, index, base, low, high, pivot,
+                   None if pivot is not None else float(base[piv]), (x_lo, x_hi), slope, lo_int,
+                   hi_int, floor)
+
+    def full(self, theta):
+        """Full emulator inputs (..., 7) from sampled values (..., d) (numpy)."""
+        theta = np.asarray(theta, dtype=float)
+        out = np.broadcast_to(self.base, theta.shape[:-1] + self.base.shape).copy()
+        out[..., self.index] = theta
+        return out
+
+    def pivot_of(self, theta, xp=np):
+        """Pivot value(s) of sampled points (..., d)."""
+        if self.pivot is not None:
+            return theta[..., self.pivot]
+        return xp.full(theta.shape[:-1], np.nan if self.pivot_value is None else self.pivot_value)
+
+    def to_theta(self, z, xp=np):
+        """Map unconstrained points ``z`` (..., d) onto the support (box and band).
+
+        The pivot is ``x_lo + (x_hi - x_lo) sigmoid(z_x)`` over :attr:`pivot_range`, every other
+        parameter ``a(x) + (b(x) - a(x)) sigmoid(z)`` over its interval given the pivot
+        (:func:`conditional_bounds`). ``xp`` is ``numpy`` or ``jax.numpy``.
+        """
+        sigmoid, _ = _sigmoids(xp)
+        a, b = conditional_bounds(self, self._pivot_from_z(z, sigmoid), xp)
+        return a + (b - a) * sigmoid(z)
+
+    def log_jacobian(self, z, xp=np):
+        """``ln |det dtheta/dz|`` of :meth:`to_theta` at ``z`` (..., d).
+
+        The map is triangular (the pivot first, then each parameter given the pivot), so the
+        determinant is the product of the diagonal terms
+        ``(b - a) sigmoid(z) sigmoid(-z)``.
+        """
+        sigmoid, log_sigmoid = _sigmoids(xp)
+        a, b = conditional_bounds(self, self._pivot_from_z(z, sigmoid), xp)
+        return xp.sum(xp.log(b - a) + log_sigmoid(z) + log_sigmoid(-z), axis=-1)
+
+    def to_z(self, theta):
+        """Inverse of :meth:`to_theta` for points strictly inside the support (numpy)."""
+        theta = np.asarray(theta, dtype=float)
+        a, b = conditional_bounds(self, self.pivot_of(theta))
+        u = (theta - a) / (b - a)
+        return np.log(u) - np.log1p(-u)
+
+    def _pivot_from_z(self, z, sigmoid):
+        if self.pivot is None:
+            return self.pivot_value
+        lo, hi = self.pivot_range
+        return lo + (hi - lo) * sigmoid(z[..., self.pivot])
+
+    def contains(self, theta) -> np.ndarray:
+        """Whether sampled points (..., d) lie in the box and the band (numpy bool array)."""
+        theta = np.asarray(theta, dtype=float)
+        lo, hi = conditional_bounds(self, self.pivot_of(theta))
+        return np.all((theta >= lo) & (theta <= hi), axis=-1)
+
+
+def _sigmoids(xp):
+    """``(sigmoid, log_sigmoid)`` of numpy (scipy) or jax.numpy."""
+    if xp is np:
+        from scipy.special import expit, log_expit
+
+        return expit, log_expit
+    import jax
+
+    return jax.nn.sigmoid, jax.nn.log_sigmoid
+
+
+def conditional_bounds(support: Support, pivot_value, xp=np):
+    """Bounds ``(a, b)`` of every sampled parameter given the pivot value.
+
+    Parameters
+    ----------
+    support : Support
+    pivot_value : array_like, shape (...)
+        logMmin (log10 Msun/h); ignored (may be NaN) when there is no band.
+    xp : module
+        ``numpy`` or ``jax.numpy``.
+
+    Returns
+    -------
+    a, b : arrays, shape (..., d)
+        ``a = max(low, lo_int + s x, floor)``, ``b = min(high, hi_int + s x)``; the pivot itself
+        gets its feasible range :attr:`Support.pivot_range`.
+    """
+    low, high = xp.asarray(support.low), xp.asarray(support.high)
+    if support.pivot is None and support.pivot_value is None:
+        shape = np.shape(pivot_value) + (support.dim,)
+        return xp.broadcast_to(low, shape), xp.broadcast_to(high, shape)
+    x = xp.asarray(pivot_value)[..., None]
+    x = xp.where(xp.isfinite(x), x, 0.0)
+    s = xp.asarray(support.slope)
+    with np.errstate(invalid="ignore"):
+        a = xp.maximum(xp.maximum(low, xp.asarray(support.low_intercept) + s * x),
+                       xp.asarray(support.floor))
+        b = xp.minimum(high, xp.asarray(support.high_intercept) + s * x)
+    if support.pivot is not None:
+        onehot = np.zeros(support.dim, dtype=bool)
+        onehot[support.pivot] = True
+        a = xp.where(onehot, support.pivot_range[0], a)
+        b = xp.where(onehot, support.pivot_range[1], b)
+    return a, b
