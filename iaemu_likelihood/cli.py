@@ -7,13 +7,16 @@ never pays for halotools or torch.
 A user error raised by a subcommand (any :class:`~iaemu_likelihood.errors.IAEmuError`,
 ``ValueError``, ``OSError``, ``KeyError``/``IndexError`` or a corrupt ``.npz``) is printed as one line,
 ``iaemu SUBCOMMAND: message``, with exit status 1 and no traceback; ``--debug`` (anywhere on
-the command line) shows the traceback instead.
+the command line) shows the traceback instead. Any other exception (a library's ``RuntimeError``
+on a malformed file, a ``RecursionError``, a bug) is one line too, naming its type and asking
+for a report with ``--debug``: no input reaches the user as a raw traceback.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+import warnings
 import zipfile
 from importlib import import_module
 
@@ -76,6 +79,15 @@ def one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def _one_line_warnings(command: str):
+    """A ``warnings.showwarning`` that prints a library's warning as one line (no source line)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        stream = file if file is not None else sys.stderr
+        stream.write(f"iaemu {command}: warning: {category.__name__}: {one_line(message)}\n")
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``iaemu`` command line; returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -104,22 +116,36 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     sub = module.build_parser(f"iaemu {ns.command}")
     sub_args = sub.parse_args(ns.args)
+    with warnings.catch_warnings():  # restores showwarning when main is called in-process
+        if not debug:
+            warnings.showwarning = _one_line_warnings(ns.command)
+        return _run(module, sub_args, ns.command, debug)
+
+
+def _run(module, sub_args, command: str, debug: bool) -> int:
+    """``module.main(sub_args)`` with user errors as one line (see the module docstring)."""
     try:
         return int(module.main(sub_args) or 0)
     except KeyboardInterrupt:
         if debug:
             raise
-        sys.stderr.write(f"iaemu {ns.command}: interrupted\n")
+        sys.stderr.write(f"iaemu {command}: interrupted\n")
         return 130
     except ImportError as exc:
         if debug:
             raise
-        sys.stderr.write(f"iaemu {ns.command}: missing dependency ({one_line(exc)})\n")
+        sys.stderr.write(f"iaemu {command}: missing dependency ({one_line(exc)})\n")
         return 1
     except USER_ERRORS as exc:
         if debug:
             raise
-        sys.stderr.write(f"iaemu {ns.command}: {one_line(exc)} (--debug for the traceback)\n")
+        sys.stderr.write(f"iaemu {command}: {one_line(exc)} (--debug for the traceback)\n")
+        return 1
+    except Exception as exc:  # not a recognised user error: still one line, never a raw traceback
+        if debug:
+            raise
+        sys.stderr.write(f"iaemu {command}: unexpected {type(exc).__name__}: {one_line(exc)} "
+                         "(rerun with --debug for the traceback and report it if the input was valid)\n")
         return 1
 
 

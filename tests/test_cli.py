@@ -44,3 +44,47 @@ def test_every_subcommand_has_help():
         with pytest.raises(SystemExit) as info:
             main([name, "--help"])
         assert info.value.code == 0
+
+
+def _fake_subcommand(monkeypatch, run):
+    """Register ``iaemu fake`` whose main calls ``run()``."""
+    import argparse
+    import types
+
+    module = types.ModuleType("iaemu_fake_subcommand")
+    module.build_parser = lambda prog: argparse.ArgumentParser(prog=prog)
+    module.main = lambda args: run()
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(COMMANDS, "fake", (module.__name__, "test only"))
+
+
+def _raise(exc):
+    raise exc
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("[enforce fail at x.cc:1] not a zip\n  detail"),
+                                 EOFError(), RecursionError("maximum recursion depth exceeded"),
+                                 TypeError("expected str, not int"), MemoryError()])
+def test_any_exception_type_is_one_line_naming_its_type(monkeypatch, capsys, exc):
+    _fake_subcommand(monkeypatch, lambda: _raise(exc))
+    assert main(["fake"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("iaemu fake: unexpected ") and type(exc).__name__ in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    with pytest.raises(type(exc)):
+        main(["fake", "--debug"])
+
+
+def test_library_warnings_are_one_line_and_the_filter_is_restored(monkeypatch, capsys):
+    import warnings
+
+    def warn_twice():
+        warnings.warn("input contained no data:\n  line two", UserWarning)
+        return 0
+
+    before = warnings.showwarning
+    _fake_subcommand(monkeypatch, warn_twice)
+    assert main(["fake"]) == 0
+    err = capsys.readouterr().err
+    assert err == "iaemu fake: warning: UserWarning: input contained no data: line two\n"
+    assert warnings.showwarning is before
