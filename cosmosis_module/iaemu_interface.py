@@ -98,7 +98,7 @@ def setup(options):
 
 def _check_values_file(options, emulator, input_sections):
     """Values-file ranges against the training box and band: raise once here, not per sample."""
-    path, ranges = values_file_ranges(options, input_sections)
+    path, ranges, starts = values_file_ranges(options, input_sections)
     if not ranges:
         return
     report = check_ranges(emulator, ranges)
@@ -108,6 +108,11 @@ def _check_values_file(options, emulator, input_sections):
             f"(weights {emulator.folder}; `iaemu info` prints the box and the band)"))
     if report.partial:
         log.info("iaemu: values file %s: %s", path, report.partial_message())
+    # the starting point (test and maxlike samplers start there, emcee around it)
+    report = check_ranges(emulator, {**ranges, **{n: (v, v) for n, v in starts.items()}})
+    if report.errors:
+        raise ConfigError(report.error_message(
+            f"iaemu: values file {path}: starting values outside the emulator's training support"))
 
 
 def execute(block, config):

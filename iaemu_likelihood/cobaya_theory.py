@@ -237,6 +237,18 @@ class IAEmuTheory(Theory):
                                                    f"support (weights {self.emulator.folder})"))
         if report.partial:
             self.log.info("%s", report.partial_message())
+        # fixed starting points (numeric `ref`) outside the support: the sampler would retry them
+        # until max_tries and stop with a generic message
+        refs = {name: info.get("ref") for name, info in
+                model.parameterization.sampled_params_info().items() if name in PARAM_NAMES}
+        refs = {name: float(ref) for name, ref in refs.items()
+                if isinstance(ref, (int, float)) and not isinstance(ref, bool)}
+        if refs:
+            report = check_ranges(self.emulator, {**ranges, **{n: (v, v) for n, v in refs.items()}})
+            if report.errors:
+                raise LoggedError(self.log, "%s. Change the `ref` values (or give a distribution).",
+                                  report.error_message("reference (starting) values outside the "
+                                                       "emulator's training support"))
 
     # ------------------------------------------------------------------ products
     def get_can_provide(self):

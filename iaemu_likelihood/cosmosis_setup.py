@@ -132,7 +132,7 @@ def emulator_output(options, section: str) -> tuple[str, tuple[str, ...]]:
     return suffixed(output, suffix), terms
 
 
-def values_file_ranges(options, sections) -> tuple[str | None, dict]:
+def values_file_ranges(options, sections) -> tuple[str | None, dict, dict]:
     """Ranges of the emulator's inputs in the pipeline's values file.
 
     Parameters
@@ -144,18 +144,18 @@ def values_file_ranges(options, sections) -> tuple[str | None, dict]:
 
     Returns
     -------
-    path, ranges
-        The values file (None if the parameter file names none) and ``{name: (low, high)}`` of
-        the inputs it sets (``low == high`` for a fixed value). Parameters the file does not set
-        (computed by another module) are left out.
+    path, ranges, starts
+        The values file (None if the parameter file names none), ``{name: (low, high)}`` of the
+        inputs it sets (``low == high`` for a fixed value) and ``{name: start}``, their starting
+        values. Parameters the file does not set (computed by another module) are left out.
     """
     if not options.has_value(PIPELINE_SECTION, "values"):
-        return None, {}
+        return None, {}, {}
     path = os.path.expandvars(os.path.expanduser(str(options[PIPELINE_SECTION, "values"]).strip()))
     if not os.path.isfile(path):
         log.info("values file %s not found from %s: its ranges are not checked here", path,
                  os.getcwd())
-        return path, {}
+        return path, {}, {}
     from cosmosis.runtime.parameter import Parameter
 
     try:
@@ -163,9 +163,10 @@ def values_file_ranges(options, sections) -> tuple[str | None, dict]:
     except Exception as exc:  # CosmoSIS reports a malformed values file itself; say which here
         raise ConfigError(f"values file {path}: cannot be read ({str(exc).splitlines()[0]})") from None
     found = {(p.section.lower(), p.name.lower()): p for p in parameters}
-    ranges = {}
+    ranges, starts = {}, {}
     for name, section in sections.items():
         p = found.get((section.lower(), name.lower()))
         if p is not None:
             ranges[name] = (float(p.limits[0]), float(p.limits[1]))
-    return path, ranges
+            starts[name] = float(p.start)
+    return path, ranges, starts

@@ -270,6 +270,15 @@ def test_prior_with_no_point_in_the_band_fails_at_start_up(banded, band_rule, da
         get_model(make_info(banded, data_file, params=params))
 
 
+def test_fixed_reference_outside_the_band_fails_at_start_up(banded, band_rule, data_file):
+    _, high = band_rule.band("logM0", FIDUCIAL["logMmin"])
+    params = {"logMmin": {"prior": {"min": 12.0, "max": 12.05}, "ref": FIDUCIAL["logMmin"]},
+              "logM0": {"prior": {"min": 10.5, "max": 14.0}, "ref": float(high) + 0.3}}
+    with pytest.raises(LoggedError, match=r"reference \(starting\) values outside the emulator's "
+                                          r"training support: logM0 is fixed to .* allowed logM0 in"):
+        get_model(make_info(banded, data_file, params=params))
+
+
 def test_prior_partly_in_the_band_is_logged_once(banded, data_file, caplog):
     with caplog.at_level(logging.INFO):
         model = get_model(make_info(banded, data_file))

@@ -289,6 +289,17 @@ def test_values_range_outside_the_band_fails_in_setup(tmp_path, banded, data_fil
         _pipeline(banded, data_file, values_file, **{"pipeline.values": path})
 
 
+def test_start_outside_the_band_fails_in_setup(tmp_path, banded, data_file, values_file, truth,
+                                               emulator, band_rule):
+    start = dict(zip(PARAM_NAMES, truth))
+    _, high = band_rule.band("logM0", start["logMmin"])
+    start["logM0"] = float(high) + 0.3  # the range (the box) overlaps the band, the start does not
+    path = write_values_file(tmp_path / "bad_start.ini", emulator.bounds, start)
+    with pytest.raises(ConfigError, match=r"starting values outside the emulator's training support: "
+                                          r"logM0 is fixed to .* allowed logM0 in"):
+        _pipeline(banded, data_file, values_file, **{"pipeline.values": path})
+
+
 def test_missing_emulator_term_fails_in_setup(weights, data_file, values_file):
     with pytest.raises(ConfigError, match=r"emulator_covariance needs aleatoric, which module \[iaemu\] "
                                           r"does not compute \(its covariance_terms = epistemic\)"):
