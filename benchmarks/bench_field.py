@@ -66,6 +66,11 @@ def _classification(score, labels, prefix=""):
             f"{prefix}precision_at_recall_095": precision_at_recall(score, labels, 0.95)}
 
 
+def box_side(box_dir: Path) -> float:
+    """Box side (h^-1 Mpc) of a box folder, from its simulation config."""
+    return float(json.loads((box_dir / "nbody" / "simulation_config.json").read_text())["box_size"])
+
+
 def truth_seconds(box_dir: Path, populate_s: float) -> dict:
     """FoF + halo properties (build-catalog wall time less N-body) and populate, seconds."""
     from iaemu_likelihood.training.catalogs import OfflineHaloCatalog
@@ -84,19 +89,21 @@ def run(args) -> dict:
     data = Path(args.data)
     test_dir = data / args.test_box
     painter = GalaxyPainter.load(args.weights, device=args.device)
-    rho, dprov = load_density(test_dir, painter.n_mesh)
+    n_test = int(round(box_side(test_dir) / painter.voxel_size))
+    rho, dprov = load_density(test_dir, n_test)
     trained_on = {b["snapshot_sha256"] for b in painter.metadata["training"]["boxes"]}
     if dprov["snapshot_sha256"] in trained_on:
         raise SystemExit(f"{args.test_box} is one of the painter's training boxes: pick a held-out box")
     test = load_galaxies(test_dir, args.tag)
     if test.n_realizations < N_TRUTH + 2:
         raise SystemExit(f"{test_dir}: {test.n_realizations} realizations per point; need >= {N_TRUTH + 2}")
-    train_rho = [load_density(data / b, painter.n_mesh)[0] for b in args.train_boxes]
+    train_rho = [load_density(data / b, int(round(box_side(data / b) / painter.voxel_size)))[0]
+                 for b in args.train_boxes]
     train_sets = [load_galaxies(data / b, args.tag) for b in args.train_boxes]
     for b, s in zip(args.train_boxes, train_sets):
         if not np.allclose(s.hod, test.hod):
             raise SystemExit(f"{b}/galaxies_{args.tag}.npz has other HOD points than the test box")
-    n, box = painter.n_mesh, test.box_size
+    n, box = n_test, test.box_size
     points, figure_data = [], None
     paint_times = []
     for p in range(test.n_points):
@@ -106,14 +113,14 @@ def run(args) -> dict:
         oracle_mean = np.mean(oracle_all, axis=0)
         oracle_samples = oracle_all[:N_TRUTH]
         labels = truths[0] >= 1
-        mean = painter.paint(rho, hod, mode="mean")
+        mean = painter.paint(rho, hod, mode="mean", box_size=box)
         samples = []
         for i in range(N_TRUTH):
             t0 = time.perf_counter()
-            samples.append(painter.paint(rho, hod, seed=args.seed + 100 * p + i))
+            samples.append(painter.paint(rho, hod, seed=args.seed + 100 * p + i, box_size=box))
             paint_times.append(time.perf_counter() - t0)
-        model = fit_local_bias(train_rho, [[s.counts(p, r, n) for r in range(s.n_realizations)] for s in train_sets],
-                               box)
+        model = fit_local_bias(train_rho, [[s.counts(p, r, rt.shape[0]) for r in range(s.n_realizations)]
+                                           for s, rt in zip(train_sets, train_rho)], painter.voxel_size)
         rng = np.random.default_rng(args.seed + 100 * p)
         base_mean = model.mean(rho)
         base_samples = [model.sample(rho, rng) for _ in range(N_TRUTH)]

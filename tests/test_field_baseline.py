@@ -25,7 +25,7 @@ def test_recovers_a_known_bias_function_and_the_galaxy_number():
     rhos = [rng.lognormal(0.0, 0.8, (N,) * 3) for _ in range(2)]
     truth = lambda rho: 0.02 * rho ** 1.5  # noqa: E731
     counts = [[rng.poisson(truth(r)) for _ in range(3)] for r in rhos]
-    model = fit_local_bias(rhos, counts, BOX, smoothings=(0.0, 2.0))
+    model = fit_local_bias(rhos, counts, BOX / N, smoothings=(0.0, 2.0))
     assert model.radius == 0.0  # the truth is local: no smoothing fits best
     test = rng.lognormal(0.0, 0.8, (N,) * 3)
     lam = model.mean(test)

@@ -35,17 +35,19 @@ class LocalBiasModel:
     ----------
     radius : float
         Smoothing radius, h^-1 Mpc.
+    voxel_size : float
+        Voxel side, h^-1 Mpc (the model applies to periodic boxes of any size with these voxels).
     edges : ndarray
         Bin edges in ``log(1 + rho_R)`` (the outer ones open).
     lam : ndarray
         Mean galaxies per voxel in each bin.
     """
 
-    def __init__(self, radius: float, edges: np.ndarray, lam: np.ndarray, box_size: float):
-        self.radius, self.edges, self.lam, self.box_size = radius, edges, lam, box_size
+    def __init__(self, radius: float, edges: np.ndarray, lam: np.ndarray, voxel_size: float):
+        self.radius, self.edges, self.lam, self.voxel_size = radius, edges, lam, voxel_size
 
     def _feature(self, rho):
-        return np.log1p(np.maximum(smooth(rho, self.box_size, self.radius), 0.0))
+        return _feature(rho, self.voxel_size, self.radius)
 
     def mean(self, rho: np.ndarray) -> np.ndarray:
         """Expected galaxies per voxel on a density mesh ``rho / rho_mean``."""
@@ -57,6 +59,10 @@ class LocalBiasModel:
         return rng.poisson(self.mean(rho))
 
 
+def _feature(rho, voxel_size: float, radius: float) -> np.ndarray:
+    return np.log1p(np.maximum(smooth(rho, voxel_size * rho.shape[0], radius), 0.0))
+
+
 def _fit_bins(features: np.ndarray, counts: np.ndarray):
     edges = np.unique(np.quantile(features, _QUANTILES))
     b = np.clip(np.searchsorted(edges, features, side="right") - 1, 0, edges.size - 2)
@@ -65,7 +71,7 @@ def _fit_bins(features: np.ndarray, counts: np.ndarray):
     return edges[:-1], lam, lam[b]
 
 
-def fit_local_bias(densities, count_meshes, box_size: float, smoothings=(0.0, 1.0, 2.0, 3.0)) -> LocalBiasModel:
+def fit_local_bias(densities, count_meshes, voxel_size: float, smoothings=(0.0, 1.0, 2.0, 3.0)) -> LocalBiasModel:
     """Fit the model to training meshes of one HOD point.
 
     Parameters
@@ -74,8 +80,8 @@ def fit_local_bias(densities, count_meshes, box_size: float, smoothings=(0.0, 1.
         ``rho / rho_mean`` of the training boxes.
     count_meshes : list of list of ndarray (n, n, n)
         For each box, galaxy counts of one or more realizations.
-    box_size : float
-        h^-1 Mpc.
+    voxel_size : float
+        Voxel side, h^-1 Mpc.
     smoothings : sequence of float
         Candidate radii, h^-1 Mpc.
     """
@@ -83,7 +89,7 @@ def fit_local_bias(densities, count_meshes, box_size: float, smoothings=(0.0, 1.
     for radius in smoothings:
         feats, cnts = [], []
         for rho, meshes in zip(densities, count_meshes):
-            f = np.log1p(np.maximum(smooth(rho, box_size, radius), 0.0)).ravel()
+            f = _feature(rho, voxel_size, radius).ravel()
             for c in meshes:
                 feats.append(f)
                 cnts.append(np.asarray(c, dtype=np.float64).ravel())
@@ -92,5 +98,5 @@ def fit_local_bias(densities, count_meshes, box_size: float, smoothings=(0.0, 1.
         pos = lam_voxel > 0
         loglike = float(np.sum(c[pos] * np.log(lam_voxel[pos])) - lam_voxel.sum())
         if best is None or loglike > best[0]:
-            best = (loglike, LocalBiasModel(float(radius), edges, lam, box_size))
+            best = (loglike, LocalBiasModel(float(radius), edges, lam, voxel_size))
     return best[1]
