@@ -10,19 +10,23 @@ predicts, for each point, the mean over mock realizations of the three correlati
 from __future__ import annotations
 
 import logging
+import numbers
+import re
 from collections.abc import Mapping
 from functools import cached_property
 
 import numpy as np
 
 from .conventions import N_BINS, PARAM_NAMES, R_EDGES, STATISTICS, r_centres
-from .errors import BatchTooLargeError, InputShapeError, OutOfRangeError, WeightsIntegrityError
+from .config_checks import check_int, check_torch_device, suggest
+from .errors import (BatchTooLargeError, ConfigError, InputShapeError, OutOfRangeError,
+                     WeightsIntegrityError)
 from .hod import occupation_summary, validate_mass_function
 from .weights import resolve_weights_dir
 from .weights_checks import check_correlation
 from .weights_io import load_weights_folder
 
-__all__ = ["IAEmulator", "EmulatorPrediction", "COVARIANCE_TERMS", "DEFAULT_MC_SAMPLES",
+__all__ = ["IAEmulator", "EmulatorPrediction", "COVARIANCE_TERMS", "DEFAULT_MC_SAMPLES", "MAX_MC_SAMPLES",
            "BATCH_PRECISIONS", "NUMPY_BLOCK", "MAX_BATCH_BYTES", "CHUNK_POINTS"]
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,8 @@ N_OUT = len(STATISTICS) * N_BINS
 COVARIANCE_TERMS = ("aleatoric", "epistemic")
 #: Monte Carlo dropout passes used for the epistemic variance of a single "paper" network.
 DEFAULT_MC_SAMPLES = 32
+#: Most Monte Carlo dropout passes one call may ask for (each is a full forward pass).
+MAX_MC_SAMPLES = 10_000
 #: Seed of the Monte Carlo dropout masks (fixed, so predictions are reproducible).
 MC_DROPOUT_SEED = 0
 #: Points per torch forward pass of the "paper" architecture (bounds memory).
@@ -48,6 +54,8 @@ CHUNK_POINTS = 1024
 BATCH_PRECISIONS = ("float32", "float64")
 _SLICES = {stat: slice(i * N_BINS, (i + 1) * N_BINS) for i, stat in enumerate(STATISTICS)}
 _SHAPE_1 = (len(PARAM_NAMES),)
+#: Device strings accepted before torch is imported (checked against the machine on first use).
+_DEVICE_PATTERN = re.compile(r"(cpu|cuda|mps)(:\d+)?")
 
 
 class EmulatorPrediction:
@@ -117,15 +125,65 @@ class EmulatorPrediction:
     eta_epi_var = property(lambda self: self["eta_epi_var"])
 
 
+def _real_number(item) -> bool:
+    return isinstance(item, numbers.Real) and not isinstance(item, (bool, np.bool_))
+
+
 def _as_float(value, what: str) -> np.ndarray:
-    """``value`` as a float64 array; anything that is not numbers raises InputShapeError."""
-    try:
-        return np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
+    """``value`` as a float64 array of real numbers.
+
+    Booleans, strings, complex numbers, ``None``, masked entries and other objects raise
+    :class:`InputShapeError` instead of being converted (``True`` would become 1.0, ``"0.5"``
+    0.5, and ``0.5+1j`` would lose its imaginary part)."""
+    def refuse(kind: str):
         shown = repr(value)
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
-        raise InputShapeError(f"{what} = {shown} is not numeric; allowed: numbers (scalars or "
-                              "arrays)") from None
+        raise InputShapeError(f"{what} = {shown} {kind}; allowed: real numbers (int or float "
+                              "scalars or arrays)")
+
+    if isinstance(value, np.ma.MaskedArray) and np.ma.is_masked(value):
+        refuse("has masked entries")
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError, RuntimeError):  # ragged lists; tensors that need grad
+        refuse("is not numeric")
+    if arr.dtype.kind == "O":  # e.g. a list mixing numbers and None, or a pandas object column
+        if not all(_real_number(item) for item in arr.ravel()):
+            refuse("is not numeric")
+        arr = arr.astype(np.float64)
+    if arr.dtype.kind not in "iuf":
+        refuse(f"is not numeric (dtype {arr.dtype})")
+    return arr.astype(np.float64, copy=False)
+
+
+def _check_flag(value, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ConfigError(f"{name} = {value!r}; allowed: True or False")
+    return bool(value)
+
+
+def _check_terms(terms) -> tuple:
+    """``terms`` of :meth:`IAEmulator.covariance` as a non-empty tuple of known names."""
+    given = terms
+    if isinstance(terms, str):
+        terms = (terms,)
+    try:
+        terms = tuple(terms)
+    except TypeError:
+        terms = ()
+    if not terms:
+        raise ConfigError(f"terms = {given!r}; allowed: a non-empty subset of {COVARIANCE_TERMS}")
+    for term in terms:
+        if term not in COVARIANCE_TERMS:
+            raise ConfigError(f"terms: {term!r} is not a covariance term"
+                              f"{suggest(term, COVARIANCE_TERMS)}; allowed: a non-empty subset "
+                              f"of {COVARIANCE_TERMS}")
+    return terms
+
+
+def _check_n_samples(n_samples):
+    """MC-dropout passes: None (the default) or an integer in [2, MAX_MC_SAMPLES]."""
+    return None if n_samples is None else check_int(n_samples, "n_samples", 2, MAX_MC_SAMPLES)
 
 
 def _gib(n_bytes: int) -> str:
@@ -196,15 +254,20 @@ class IAEmulator:
     def __init__(self, metadata, members, residual_correlation, halo_mass_function,
                  device="cpu", folder=None, batch_precision="float32", threads=1):
         if batch_precision not in BATCH_PRECISIONS:
-            raise ValueError(f"batch_precision = {batch_precision!r}; allowed: {list(BATCH_PRECISIONS)}")
+            raise ConfigError(f"batch_precision = {batch_precision!r}; allowed: {list(BATCH_PRECISIONS)}")
         if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-            raise ValueError(f"threads = {threads!r}; allowed: an integer >= 1")
+            raise ConfigError(f"threads = {threads!r}; allowed: an integer >= 1")
+        if not (isinstance(device, str) and _DEVICE_PATTERN.fullmatch(device)):
+            raise ConfigError(f"device = {device!r}; allowed: 'cpu', 'cuda', 'cuda:N', 'mps'")
         self.batch_precision = batch_precision
         self.threads = int(threads)
         self.metadata = metadata
         self.folder = folder
         self.device = device
+        self._device_checked = False
         self.architecture = metadata["architecture"]
+        if self.architecture not in NUMPY_ARCHITECTURES:
+            self._check_device()  # torch runs every prediction: check before the first one
         self.architecture_config = dict(metadata.get("architecture_config", {}))
         self.ensemble_size = len(members)
         corr = np.asarray(residual_correlation, dtype=np.float64)
@@ -252,6 +315,12 @@ class IAEmulator:
             cfg = {"activation": "silu", "var_floor": 1e-6, **self.architecture_config}
             self._numpy_net = cls(members, cfg["activation"], cfg["var_floor"], self._in_low,
                                   self._in_high, self._out_mean, self._out_std)
+
+    def _check_device(self) -> None:
+        """Check :attr:`device` against this machine (imports torch) once, before torch first runs."""
+        if not self._device_checked:
+            check_torch_device(self.device, "device")
+            self._device_checked = True
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -380,6 +449,20 @@ class IAEmulator:
 
         With ``bytes_per_point``, a batch whose results would exceed :attr:`max_batch_bytes` is
         refused (as ``what``) once its shape is known, before the values are checked."""
+        arr, single = self._parse(theta)
+        if bytes_per_point:
+            self._check_batch_memory(len(arr), bytes_per_point, what)
+        ok = (arr >= self._low) & (arr <= self._high)  # False for NaN too
+        if not ok.all():
+            self._raise_out_of_range(arr, ok, single)
+        if self._band is not None:
+            self._check_band(arr, single)
+        return arr, single
+
+    @staticmethod
+    def _parse(theta):
+        """(theta as an (n, 7) float64 array, whether it was a single point): shapes, names and
+        types checked (:class:`InputShapeError`), values not."""
         if isinstance(theta, Mapping):
             unknown = sorted(set(theta) - set(PARAM_NAMES))
             missing = [n for n in PARAM_NAMES if n not in theta]
@@ -411,13 +494,6 @@ class IAEmulator:
             else:
                 raise InputShapeError(f"theta has shape {arr.shape}; expected (7,) or (n, 7) with "
                                       f"parameters in the order {list(PARAM_NAMES)}")
-        if bytes_per_point:
-            self._check_batch_memory(len(arr), bytes_per_point, what)
-        ok = (arr >= self._low) & (arr <= self._high)  # False for NaN too
-        if not ok.all():
-            self._raise_out_of_range(arr, ok, single)
-        if self._band is not None:
-            self._check_band(arr, single)
         return arr, single
 
     def _check_band(self, arr, single):
@@ -442,14 +518,10 @@ class IAEmulator:
     def in_support(self, theta) -> np.ndarray:
         """Whether each point lies inside the training prior (box and band); never raises for values.
 
-        Returns a bool, or a bool array for a batch.
+        Returns a bool, or a bool array for a batch. Wrong shapes, names or types raise
+        :class:`InputShapeError` as in :meth:`validate`; NaN is simply outside.
         """
-        if isinstance(theta, Mapping):
-            arr = np.stack([np.asarray(theta[n], float) for n in PARAM_NAMES], -1)
-        else:
-            arr = np.asarray(theta, dtype=np.float64)
-        single = arr.ndim == 1
-        arr = np.atleast_2d(arr)
+        arr, single = self._parse(theta)
         ok = np.all((arr >= self._low) & (arr <= self._high), axis=1)
         if self._band is not None:
             pivot, dep, slope, lo_int, hi_int, floor = self._band
@@ -502,10 +574,15 @@ class IAEmulator:
         :attr:`epistemic_scale` fitted on the validation split at training time
         (``metadata["epistemic"]["scale"]``; 1 when the weights carry none).
         """
+        if epistemic is not True and epistemic is not False:
+            epistemic = _check_flag(epistemic, "epistemic")
+        if n_samples is not None:
+            n_samples = _check_n_samples(n_samples)
         low, high = self._low, self._high
-        # lean path for the common sampler call: one float64 (7,) array inside the bounds
+        # lean path for the common sampler call: one float64 (7,) array inside the bounds of a
+        # numpy network (torch passes go through the batch-memory check, MC dropout included)
         if (type(theta) is np.ndarray and theta.shape == _SHAPE_1 and theta.dtype == np.float64
-                and ((theta >= low) & (theta <= high)).all()):
+                and self._numpy_net is not None and ((theta >= low) & (theta <= high)).all()):
             arr, single = theta[None, :], True
             if self._band is not None:
                 self._check_band(arr, True)
@@ -594,9 +671,7 @@ class IAEmulator:
             log.warning("a single-member %r model has no epistemic estimate; returning zeros",
                         self.architecture)
             return np.zeros(values.shape[1:])
-        n = DEFAULT_MC_SAMPLES if n_samples is None else int(n_samples)
-        if n < 2:
-            raise ValueError(f"n_samples = {n_samples!r} must be >= 2 for MC dropout")
+        n = DEFAULT_MC_SAMPLES if n_samples is None else _check_n_samples(n_samples)
         torch = _torch()
         samples = []
         with torch.random.fork_rng(devices=[]):
@@ -610,6 +685,7 @@ class IAEmulator:
     def _torch_members(self, dtype_name="float32"):
         """Torch modules of every member in eval mode, cached per dtype."""
         if dtype_name not in self._torch_cache:
+            self._check_device()
             torch = _torch()
             from .networks import build_network
 
@@ -667,7 +743,11 @@ class IAEmulator:
         """
         torch = _torch()
         if not torch.is_tensor(theta):
-            raise TypeError(f"theta must be a torch.Tensor, got {type(theta).__name__}")
+            raise InputShapeError(f"theta must be a torch.Tensor (n, 7) or (7,), got "
+                                  f"{type(theta).__name__}")
+        if theta.dtype.is_complex or not theta.dtype.is_floating_point:
+            raise InputShapeError(f"theta has dtype {theta.dtype}; allowed: a floating tensor")
+        self._check_device()
         single = theta.ndim == 1
         x = theta[None, :] if single else theta
         self._as_array(x.detach().cpu().numpy())  # validation only
@@ -742,12 +822,8 @@ class IAEmulator:
         ndarray
             Symmetric positive (semi-)definite matrix, (60, 60) or (n, 60, 60), physical units.
         """
-        if isinstance(terms, str):
-            terms = (terms,)
-        terms = tuple(terms)
-        bad = [t for t in terms if t not in COVARIANCE_TERMS]
-        if bad or not terms:
-            raise ValueError(f"terms = {terms!r}; choose a non-empty subset of {COVARIANCE_TERMS}")
+        terms = _check_terms(terms)
+        n_samples = _check_n_samples(n_samples)
         epistemic = "epistemic" in terms
         matrix_bytes = N_OUT * N_OUT * 8
         if prediction is None:
@@ -756,9 +832,20 @@ class IAEmulator:
             pred = self.predict(arr[0] if single else arr, epistemic=epistemic, n_samples=n_samples)
         else:
             pred = prediction
+            if not isinstance(pred, EmulatorPrediction):
+                raise InputShapeError(f"prediction is a {type(pred).__name__}; allowed: the "
+                                      "EmulatorPrediction that predict(theta) returned")
+            if theta is not None:
+                arr, single = self._parse(theta)
+                have = pred.variance_vector().shape[:-1]
+                want = () if single else (len(arr),)
+                if have != want:
+                    points = lambda shape: f"a batch of {shape[0]}" if shape else "a single point"  # noqa: E731
+                    raise InputShapeError(f"prediction is for {points(have)} but theta is "
+                                          f"{points(want)}; pass the prediction of this theta")
             if epistemic and pred.epistemic_vector() is None:
-                raise ValueError("prediction holds no epistemic variances; call predict(theta, "
-                                 "epistemic=True) for an epistemic covariance")
+                raise InputShapeError("prediction holds no epistemic variances; call predict(theta, "
+                                      "epistemic=True) for an epistemic covariance")
         var = pred.variance_vector()
         if var.ndim == 2:
             self._check_batch_memory(len(var), matrix_bytes, "covariance")

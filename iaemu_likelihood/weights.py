@@ -10,7 +10,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from .errors import WeightsNotFoundError
+from .errors import ConfigError, WeightsNotFoundError
 
 __all__ = ["weights_root", "available_versions", "default_version", "resolve_weights_dir",
            "read_metadata"]
@@ -52,6 +52,10 @@ def resolve_weights_dir(version: str | os.PathLike | None = None) -> Path:
     WeightsNotFoundError
         If nothing matches; the message lists what is available.
     """
+    if version is not None and not isinstance(version, (str, os.PathLike)):
+        raise ConfigError(f"weights = {version!r} ({type(version).__name__}); allowed: a shipped "
+                          f"version name (shipped: {available_versions() or 'none'}) or the path "
+                          "of a weights folder")
     if version is None:
         version = default_version()
         if version is None:

@@ -354,3 +354,95 @@ def test_training_support_band_is_enforced(synthetic_weights, tmp_path):
         emu.predict(outside)  # the lean single-point path checks the band too
     with pytest.raises(OutOfRangeError, match="at point 1"):
         emu.predict(np.stack([pts[inside][0], outside]))
+
+
+def _masked(point):
+    masked = np.ma.masked_array(point, mask=np.zeros(7, bool))
+    masked[0] = np.ma.masked
+    return masked
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda m, p: {**m, "mu_cen": True}, r"theta\['mu_cen'\] = True is not numeric \(dtype bool\)"),
+    (lambda m, p: {**m, "alpha": np.bool_(False)}, r"theta\['alpha'\] = .*False_? is not numeric"),
+    (lambda m, p: {**m, "logM1": "13.1"}, r"theta\['logM1'\] = '13\.1' is not numeric"),
+    (lambda m, p: {**m, "mu_sat": 0.1 + 0.0j}, r"theta\['mu_sat'\] = \(0\.1\+0j\) is not numeric"),
+    (lambda m, p: {**m, "mu_sat": None}, r"theta\['mu_sat'\] = None is not numeric"),
+    (lambda m, p: {**m, "mu_sat": [0.1, None]}, r"theta\['mu_sat'\] = \[0\.1, None\] is not numeric"),
+    (lambda m, p: p.astype(complex) + 1j, r"theta = array.* is not numeric \(dtype complex128\)"),
+    (lambda m, p: p.astype(str), r"is not numeric \(dtype <U"),
+    (lambda m, p: np.ones(7, dtype=bool), r"is not numeric \(dtype bool\)"),
+    (lambda m, p: np.array(list(p[:6]) + [True], dtype=object), r"is not numeric"),
+    (lambda m, p: _masked(p), r"has masked entries"),
+])
+def test_values_that_are_not_real_numbers_are_refused_not_converted(emulator, make, match):
+    """Booleans, strings, complex numbers, None and masked entries are never converted into a
+    point (True -> 1.0, '0.5' -> 0.5, 0.5+1j -> 0.5, a masked value -> its hidden data)."""
+    point = emulator.reference_point
+    theta = make(dict(zip(PARAM_NAMES, point)), point)
+    for call in (emulator.predict, emulator.covariance, emulator.derived, emulator.validate,
+                 emulator.in_support):
+        with pytest.raises(InputShapeError, match=match):
+            call(theta)
+    # real numbers in any numeric container still work
+    for ok in (point.astype(np.float32), list(point), point.astype(object), np.round(point).astype(int)):
+        assert emulator.in_support(ok) in (True, False)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda e, t: e.predict(t, epistemic="yes"), r"epistemic = 'yes'; allowed: True or False"),
+    (lambda e, t: e.predict(t, epistemic=None), r"epistemic = None; allowed"),
+    (lambda e, t: e.predict(t, epistemic=np.array([1, 0])), r"epistemic = array\(\[1, 0\]\); allowed"),
+    (lambda e, t: e.covariance(t, terms=None), r"terms = None; allowed: a non-empty subset"),
+    (lambda e, t: e.covariance(t, terms=3), r"terms = 3; allowed: a non-empty subset"),
+    (lambda e, t: e.covariance(t, terms=["aleatoric", "epistemc"]),
+     r"'epistemc' is not a covariance term; did you mean 'epistemic'\?"),
+    (lambda e, t: e.covariance(t, prediction="xi"), r"prediction is a str; allowed"),
+    (lambda e, t: e.covariance(t, prediction=e.predict(np.tile(t, (3, 1)))),
+     r"prediction is for a batch of 3 but theta is a single point"),
+    (lambda e, t: e.torch_forward([t]), r"theta must be a torch\.Tensor"),
+])
+def test_bad_options_of_the_api_are_named_errors(emulator, call, match):
+    with pytest.raises(IAEmuError, match=match) as info:
+        call(emulator, emulator.reference_point)
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"device": "gpu0"}, r"device = 'gpu0'; allowed: 'cpu', 'cuda', 'cuda:N', 'mps'"),
+    ({"device": 0}, r"device = 0; allowed"),
+    ({"threads": "2"}, r"threads = '2'; allowed: an integer >= 1"),
+    ({"version": 3}, r"weights = 3 \(int\); allowed: a shipped version name"),
+    ({"version": ["a"]}, r"weights = \['a'\] \(list\)"),
+])
+def test_bad_load_options_are_named_before_anything_runs(synthetic_weights, kwargs, match):
+    kwargs.setdefault("version", synthetic_weights)
+    with pytest.raises(IAEmuError, match=match):
+        IAEmulator.load(**kwargs)
+
+
+def test_device_is_checked_against_the_machine_before_torch_runs(synthetic_weights,
+                                                                  synthetic_paper_weights):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: 'cuda' is a valid device here")
+    with pytest.raises(IAEmuError, match=r"device = 'cuda:3': no CUDA GPU is visible here"):
+        IAEmulator.load(synthetic_paper_weights, device="cuda:3")  # torch runs every prediction
+    emu = IAEmulator.load(synthetic_weights, device="cuda")  # numpy predictions need no device
+    assert emu.predict(emu.reference_point).xi.shape == (20,)
+    with pytest.raises(IAEmuError, match=r"device = 'cuda': no CUDA GPU"):
+        emu.torch_forward(torch.tensor(emu.reference_point))
+
+
+@pytest.mark.parametrize("n_samples", [1, 0, -5, 2.5, "8", True, float("nan"), 10 ** 12])
+def test_mc_dropout_passes_are_checked_and_bounded(synthetic_paper_weights, n_samples):
+    """Also for one float64 point (the sampler's fast path): 10^12 passes would run for days."""
+    from iaemu_likelihood.emulator import MAX_MC_SAMPLES
+
+    emu = IAEmulator.load(synthetic_paper_weights)
+    point = emu.reference_point
+    for call in (lambda: emu.predict(point, epistemic=True, n_samples=n_samples),
+                 lambda: emu.covariance(point, n_samples=n_samples)):
+        with pytest.raises(IAEmuError, match=rf"n_samples = .*must be an integer >= 2 and <= {MAX_MC_SAMPLES}"):
+            call()
