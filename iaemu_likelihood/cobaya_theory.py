@@ -21,7 +21,7 @@ from cobaya.theory import Theory
 from cobaya.typing import empty_dict
 
 from .conventions import PARAM_NAMES, STATISTICS
-from .errors import IAEmuError, OutOfRangeError
+from .errors import ConfigError, IAEmuError, OutOfRangeError
 from .prior_support import check_ranges
 
 __all__ = ["IAEmuTheory", "COVARIANCE_TERMS", "OUT_OF_RANGE_POLICIES", "PRODUCTS",
@@ -42,6 +42,8 @@ def _normalise_terms(terms, what="covariance terms") -> tuple[str, ...]:
         terms = ()
     elif isinstance(terms, str):
         terms = (terms,)
+    if not isinstance(terms, (list, tuple)):
+        raise ValueError(f"{what} = {terms!r}: give a list of terms from {list(COVARIANCE_TERMS)}")
     terms = tuple(terms)
     bad = [t for t in terms if t not in COVARIANCE_TERMS]
     if bad:
@@ -183,6 +185,8 @@ class IAEmuTheory(Theory):
         weights = _expand_path(self.weights)
         try:
             self.emulator = IAEmulator.load(weights, device=self.device)
+        except ConfigError as exc:  # an option of ours (device, weights type): say which
+            raise LoggedError(self.log, "IAEmuTheory option: %s", exc) from None
         except IAEmuError as exc:
             raise LoggedError(self.log, "emulator weights missing or unusable (weights: %r): %s. Set "
                               "'weights:' in the IAEmuTheory block to a weights folder or version.",

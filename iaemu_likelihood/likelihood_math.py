@@ -209,8 +209,13 @@ def normalise_statistics(statistics, available: Iterable[str] = STATISTICS) -> t
     available = tuple(available)
     if statistics is None:
         chosen = available
+    elif isinstance(statistics, str):
+        chosen = (statistics,)
+    elif isinstance(statistics, (list, tuple, np.ndarray)):
+        chosen = tuple(str(s) for s in statistics)
     else:
-        chosen = (statistics,) if isinstance(statistics, str) else tuple(statistics)
+        raise ValueError(f"statistics = {statistics!r}: give a name or a list of names from "
+                         f"{list(STATISTICS)}")
     unknown = [s for s in chosen if s not in STATISTICS]
     if unknown:
         raise ValueError(f"unknown statistic(s) {unknown}; known: {list(STATISTICS)}")

@@ -333,6 +333,8 @@ def test_non_finite_emulator_output_is_rejected(weights, data_file):
     ({"covariance_terms": ["aleatoric", "systematic"]}, "systematic"),
     ({"torch_threads": 0}, "torch_threads"),
     ({"weights": "/nonexistent/weights"}, "weights missing or unusable"),
+    ({"covariance_terms": 3}, "covariance_terms = 3: give a list"),
+    ({"device": "gpu0"}, "IAEmuTheory option: device = 'gpu0'"),
 ])
 def test_invalid_theory_options(weights, data_file, options, message):
     info = make_info(weights, data_file)
@@ -373,6 +375,8 @@ def test_missing_default_weights_message(data_file, tmp_path, monkeypatch):
     ({"r_min": 50.0}, "leave no bin"),
     ({"r_min": {"xi": -1}}, ">= 0"),
     ({"emulator_covariance": ["noise"]}, "noise"),
+    ({"emulator_covariance": 5}, "emulator_covariance = 5: give a list"),
+    ({"statistics": 5}, "statistics = 5: give a name or a list"),
 ])
 def test_invalid_likelihood_options(weights, data_file, options, message):
     with pytest.raises(LoggedError, match=message):
