@@ -16,8 +16,8 @@ from cosmosis.datablock import BlockError, option_section
 
 from iaemu_likelihood.conventions import PARAM_NAMES
 from iaemu_likelihood.cosmosis_setup import (COVARIANCE_TERMS_DEFAULT, EMULATOR_OPTIONS,
-                                             EMULATOR_SECTIONS, check_option_keys, parse_terms,
-                                             suffixed, values_file_ranges)
+                                             EMULATOR_SECTIONS, bool_option, check_option_keys,
+                                             parse_terms, suffixed, values_file_ranges)
 from iaemu_likelihood.emulator import IAEmulator
 from iaemu_likelihood.errors import ConfigError, IAEmuError, OutOfRangeError
 from iaemu_likelihood.prior_support import check_ranges
@@ -73,7 +73,7 @@ def setup(options):
         if not name:
             raise ConfigError(f"iaemu: option {key} must name a data-block section, got an empty string")
         sections[key] = suffixed(name, suffix)
-    compute_derived = options.get_bool(option_section, "compute_derived", default=True)
+    compute_derived = bool_option(options, "compute_derived", True, "iaemu")
     target = options.get_string(option_section, "derived_section", default="both").strip()
     if target not in DERIVED_TARGETS:
         raise ConfigError(f"iaemu: derived_section = {target!r} is not one of {DERIVED_TARGETS}")

@@ -23,7 +23,8 @@ from .errors import ConfigError
 
 __all__ = ["PIPELINE_SECTION", "EMULATOR_FILE", "EMULATOR_SECTIONS", "EMULATOR_OPTIONS",
            "COVARIANCE_TERMS_DEFAULT", "option_keys", "check_option_keys", "current_module",
-           "pipeline_modules", "parse_terms", "suffixed", "emulator_output", "values_file_ranges"]
+           "pipeline_modules", "parse_terms", "suffixed", "emulator_output", "values_file_ranges",
+           "bool_option"]
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,18 @@ def check_option_keys(options, allowed, module: str) -> None:
     keys = option_keys(options)
     name = current_module(options) or module
     check_keys(dict.fromkeys(keys), allowed, f"{module}: section [{name}] of the parameter file")
+
+
+def bool_option(options, key: str, default: bool, module: str, section=None) -> bool:
+    """A boolean option (T/F, true/false...); ConfigError naming the option and value otherwise."""
+    from cosmosis.datablock import BlockError
+
+    section = _option_section() if section is None else section
+    try:
+        return bool(options.get_bool(section, key, default=default))
+    except BlockError:
+        value = options[section, key] if options.has_value(section, key) else None
+        raise ConfigError(f"{module}: option {key} = {value!r} is not a boolean; write T or F") from None
 
 
 def pipeline_modules(options) -> list[tuple[str, str]]:

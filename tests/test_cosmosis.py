@@ -377,6 +377,12 @@ BAD_OPTIONS = [
      r"'covariance_terms'\?"),
     ({"iaemu_like.rmin": 1.0}, ConfigError, "unknown key 'rmin'; did you mean 'r_min'"),
     ({"iaemu_like.x_section": "elsewhere"}, ConfigError, "unknown key 'x_section'"),
+    ({"iaemu_like.include_constant": "maybe"}, ConfigError, "include_constant = 'maybe' is not a boolean"),
+    ({"iaemu_like.likelihood_only": "maybe"}, ConfigError, "likelihood_only = 'maybe' is not a boolean"),
+    ({"iaemu.compute_derived": "maybe"}, ConfigError, "compute_derived = 'maybe' is not a boolean"),
+    ({"iaemu.suffix": "red"}, ConfigError,
+     r"reads section ia_correlations, but the iaemu module\(s\) of \[pipeline\] modules write "
+     r"ia_correlations_red \(\[iaemu\]\)"),
 ]
 
 

@@ -19,8 +19,9 @@ from cosmosis.datablock import BlockError, SectionOptions, names
 from cosmosis.gaussian_likelihood import GaussianLikelihood
 
 from iaemu_likelihood.conventions import STATISTICS, r_centres
-from iaemu_likelihood.cosmosis_setup import (EMULATOR_FILE, check_option_keys, current_module,
-                                             emulator_output, parse_terms, pipeline_modules)
+from iaemu_likelihood.cosmosis_setup import (EMULATOR_FILE, bool_option, check_option_keys,
+                                             current_module, emulator_output, parse_terms,
+                                             pipeline_modules)
 from iaemu_likelihood.data import example_data_path, load_measurement
 from iaemu_likelihood.errors import ConfigError
 from iaemu_likelihood.likelihood_math import (LN_2PI, FitMonitor, gaussian_terms,
@@ -85,7 +86,7 @@ class IAEmuCosmosisLikelihood(GaussianLikelihood):
         self.emulator_terms = parse_terms(options.get_string("emulator_covariance",
                                                              default="epistemic"),
                                           "emulator_covariance", "iaemu_like", allow_empty=True)
-        self.include_constant = options.get_bool("include_constant", default=True)
+        self.include_constant = bool_option(options.block, "include_constant", True, "iaemu_like")
         self._terms = None
         self.n_emulator = len(STATISTICS) * r_centres().size
         self._r_checked = False
@@ -178,6 +179,7 @@ def setup(options):
     before it in ``[pipeline] modules`` and compute every term of ``emulator_covariance``.
     """
     check_option_keys(options, LIKELIHOOD_OPTIONS, "iaemu_like")
+    bool_option(options, "likelihood_only", False, "iaemu_like")  # read by GaussianLikelihood
     config = IAEmuCosmosisLikelihood(SectionOptions(options))
     _check_wiring(options, config)
     return config
@@ -195,8 +197,15 @@ def _check_wiring(options, config):
             if section == config.x_section:
                 writers.append((index, name, terms))
     if not writers:
-        log.info("iaemu_like: no iaemu module in [pipeline] modules writes section %s; its "
-                 "covariance terms are not checked before sampling", config.x_section)
+        others = {name: emulator_output(options, name)[0] for name, path in modules
+                  if os.path.basename(path) == EMULATOR_FILE}
+        if others:
+            raise ConfigError(f"iaemu_like: reads section {config.x_section}, but the iaemu "
+                              f"module(s) of [pipeline] modules write "
+                              f"{', '.join(f'{s} ([{n}])' for n, s in others.items())}; give "
+                              "iaemu_like the same suffix (or input_section) as its iaemu module")
+        log.warning("iaemu_like: no iaemu module in [pipeline] modules writes section %s: another "
+                    "module must write it, or every sample is rejected", config.x_section)
         return
     index, name, terms = writers[0]
     if me in order and order.index(me) < index:
