@@ -33,13 +33,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _reference_points(folder: Path, emulator) -> np.ndarray:
-    from .verify import default_reference_points
+    from .verify import default_reference_points, read_reference_file
     from .weights_io import REFERENCE_FILE
 
     path = folder / REFERENCE_FILE
     if path.is_file():
-        with np.load(path, allow_pickle=False) as ref:
-            return np.asarray(ref["points"], dtype=np.float64)
+        return read_reference_file(path)["points"]
     candidates = default_reference_points(emulator.bounds, 200)
     return candidates[np.atleast_1d(emulator.in_support(candidates))][:4]
 
@@ -55,6 +54,11 @@ def main(args) -> int:
     if folder.resolve() == root or root in folder.resolve().parents:
         raise IAEmuError(f"{folder} is a shipped weights version inside the installed package "
                          f"({root}); copy it elsewhere, edit and reseal the copy")
+    from .verify import read_reference_file
+    from .weights_io import REFERENCE_FILE
+
+    if (folder / REFERENCE_FILE).is_file():  # a broken reference would only fail `iaemu verify` later
+        read_reference_file(folder / REFERENCE_FILE)
     path = reseal_folder(folder)
     what = "content valid"
     if args.update_reference:

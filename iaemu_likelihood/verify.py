@@ -21,17 +21,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .conventions import PARAM_NAMES
+from .conventions import N_BINS, PARAM_NAMES, STATISTICS
 from .errors import IAEmuError
 from .weights import resolve_weights_dir
 from ._io import atomic_write_bytes, npz_bytes
 from .weights_io import REFERENCE_FILE, verify_checksums, write_checksums
 
 __all__ = ["build_parser", "main", "write_reference_predictions", "check_reference_predictions",
-           "default_reference_points", "single_thread", "reference_tolerance", "REFERENCE_RTOL",
+           "default_reference_points", "single_thread", "reference_tolerance", "read_reference_file",
+           "REFERENCE_RTOL",
            "REFERENCE_ATOL_FRACTION", "REFERENCE_TOLERANCES"]
 
 log = logging.getLogger(__name__)
+
+#: Arrays a reference file may hold besides ``points`` and ``param_names``.
+_PREDICTION_KEYS = tuple(s + suffix for suffix in ("", "_var", "_epi_var") for s in STATISTICS)
 
 #: Relative tolerance of a recomputed float64 prediction against the stored reference.
 REFERENCE_RTOL = 1e-6
@@ -117,6 +121,49 @@ def write_reference_predictions(folder, emulator, points) -> Path:
     return path
 
 
+def read_reference_file(reference_file) -> dict[str, np.ndarray]:
+    """The arrays of a ``reference_predictions.npz``, read without pickle and checked.
+
+    Returns
+    -------
+    dict
+        ``points`` (n, 7) float64 with n >= 1, and every stored prediction (``xi``, ``xi_var``,
+        ...), each (n, 20) and finite.
+
+    Raises
+    ------
+    IAEmuError
+        One line naming the file: unreadable (not a zip, pickled objects, bad CRC), other
+        parameter names, or arrays of the wrong type, shape or with non-finite values.
+    """
+    where = str(reference_file)
+    try:
+        with np.load(reference_file, allow_pickle=False) as ref:
+            arrays = {k: ref[k] for k in ref.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise IAEmuError(f"{where}: cannot be read as a .npz without pickle ({type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())})") from None
+    names = tuple(str(s) for s in np.atleast_1d(arrays.pop("param_names", np.array([]))))
+    if names != PARAM_NAMES:
+        raise IAEmuError(f"{where}: param_names {names} differ from {PARAM_NAMES}")
+    points = arrays.get("points")
+    if points is None or points.dtype.kind not in "iuf" or points.ndim != 2 \
+            or points.shape[1] != len(PARAM_NAMES) or len(points) == 0:
+        shown = "missing" if points is None else f"{points.dtype} {points.shape}"
+        raise IAEmuError(f"{where}: points = {shown}; allowed: a float array (n, 7) with n >= 1")
+    for key, value in arrays.items():
+        if key == "points":
+            continue
+        if value.dtype.kind != "f" or value.shape != (len(points), N_BINS):
+            raise IAEmuError(f"{where}: {key} = {value.dtype} {value.shape}; allowed: float "
+                             f"({len(points)}, {N_BINS}), one row per reference point")
+    for key, value in arrays.items():
+        if not np.all(np.isfinite(value)):
+            raise IAEmuError(f"{where}: {key} holds non-finite values; allowed: finite numbers")
+    arrays["points"] = points.astype(np.float64)
+    return arrays
+
+
 def check_reference_predictions(emulator, reference_file, rtol: float | None = None):
     """Compare the emulator with a reference file, computing with one thread.
 
@@ -136,20 +183,21 @@ def check_reference_predictions(emulator, reference_file, rtol: float | None = N
     """
     rtol, atol_fraction = reference_tolerance(emulator, rtol)
     results = []
-    with np.load(reference_file, allow_pickle=False) as ref:
-        names = tuple(str(s) for s in ref["param_names"])
-        if names != PARAM_NAMES:
-            raise IAEmuError(f"{reference_file}: param_names {names} differ from {PARAM_NAMES}")
-        keys = [k for k in ref.files if k not in ("points", "param_names")]
-        with single_thread(emulator):
-            pred = emulator.predict(ref["points"], epistemic=any("epi" in k for k in keys)).as_dict()
-        for key in keys:
-            expected, got = ref[key], pred[key]
-            atol = atol_fraction * float(np.max(np.abs(expected), initial=0.0))
-            err = np.abs(got - expected)
-            rel = float(np.max(err / np.maximum(np.abs(expected), atol or np.finfo(float).tiny),
-                               initial=0.0))
-            results.append((key, bool(np.all(err <= atol + rtol * np.abs(expected))), rel))
+    ref = read_reference_file(reference_file)
+    keys = [k for k in ref if k != "points"]
+    unknown = sorted(set(keys) - set(_PREDICTION_KEYS))
+    if unknown:
+        raise IAEmuError(f"{reference_file}: arrays {unknown} are not predictions; allowed: "
+                         f"{list(_PREDICTION_KEYS)}")
+    with single_thread(emulator):
+        pred = emulator.predict(ref["points"], epistemic=any("epi" in k for k in keys)).as_dict()
+    for key in keys:
+        expected, got = ref[key], pred[key]
+        atol = atol_fraction * float(np.max(np.abs(expected), initial=0.0))
+        err = np.abs(got - expected)
+        rel = float(np.max(err / np.maximum(np.abs(expected), atol or np.finfo(float).tiny),
+                           initial=0.0))
+        results.append((key, bool(np.all(err <= atol + rtol * np.abs(expected))), rel))
     return results
 
 
@@ -173,6 +221,8 @@ def main(args) -> int:
         out.write(f"{'PASS' if passed else 'FAIL'}  {what}\n")
         return passed
 
+    if args.rtol is not None and not (np.isfinite(args.rtol) and args.rtol > 0):
+        raise ValueError(f"--rtol = {args.rtol!r}; allowed: a finite number > 0")
     try:
         folder = resolve_weights_dir(args.weights)
     except IAEmuError as exc:
@@ -197,8 +247,6 @@ def main(args) -> int:
     if not reference.is_file():
         report(False, f"reference predictions: {REFERENCE_FILE} is missing")
         return 1
-    if args.rtol is not None and not (np.isfinite(args.rtol) and args.rtol > 0):
-        raise ValueError(f"--rtol = {args.rtol!r}; allowed: a finite number > 0")
     rtol, atol_fraction = reference_tolerance(emulator, args.rtol)
     try:
         results = check_reference_predictions(emulator, reference, rtol)

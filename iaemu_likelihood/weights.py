@@ -10,10 +10,10 @@ import os
 from importlib import resources
 from pathlib import Path
 
-from .errors import ConfigError, WeightsNotFoundError
+from .errors import ConfigError, WeightsIntegrityError, WeightsNotFoundError
 
 __all__ = ["weights_root", "available_versions", "default_version", "resolve_weights_dir",
-           "read_metadata"]
+           "read_metadata", "read_json_file"]
 
 METADATA_FILE = "metadata.json"
 DEFAULT_FILE = "DEFAULT"
@@ -73,8 +73,35 @@ def resolve_weights_dir(version: str | os.PathLike | None = None) -> Path:
         f"version (shipped: {available_versions() or 'none'})")
 
 
+def _unique_keys(pairs) -> dict:
+    keys = [key for key, _ in pairs]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise ValueError(f"key {key!r} appears {keys.count(key)} times in one object")
+    return dict(pairs)
+
+
+def read_json_file(path):
+    """Parse a JSON file of a weights folder strictly.
+
+    A key twice in one object (which plain ``json`` resolves silently, last one wins), nesting
+    too deep to parse, bad UTF-8 and unreadable files are refused. ``NaN``/``Infinity`` parse
+    (as Python writes them) and are refused by the checks of the field that holds them.
+
+    Raises
+    ------
+    WeightsIntegrityError
+        One line naming the file and the problem.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f, object_pairs_hook=_unique_keys)
+    except (OSError, ValueError, RecursionError) as exc:  # JSON and UTF-8 errors are ValueErrors
+        text = "nesting too deep" if isinstance(exc, RecursionError) else " ".join(str(exc).split())
+        raise WeightsIntegrityError(f"{path}: not readable as JSON ({text})") from None
+
+
 def read_metadata(version: str | os.PathLike | None = None) -> dict:
-    """Parsed ``metadata.json`` of a weights version."""
-    path = resolve_weights_dir(version) / METADATA_FILE
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """Parsed ``metadata.json`` of a weights version (parsed only: :func:`~iaemu_likelihood.
+    weights_io.read_metadata_file` also validates it)."""
+    return read_json_file(resolve_weights_dir(version) / METADATA_FILE)

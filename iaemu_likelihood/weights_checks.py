@@ -180,10 +180,15 @@ def check_correlation(corr, where: str, field: str) -> np.ndarray:
 
     Returns it as a float64 array.
     """
+    given = corr
     try:
-        corr = np.asarray(corr, dtype=np.float64)
+        kind = np.asarray(corr).dtype.kind
+        corr = np.asarray(corr, dtype=np.float64) if kind in "iuf" else None
     except (TypeError, ValueError):
-        fail(where, field, corr, f"a ({_N_OUT}, {_N_OUT}) array of numbers")
+        corr = None
+    if corr is None:  # booleans, complex numbers, strings are not converted
+        shown = f"dtype {given.dtype}" if isinstance(given, np.ndarray) else given
+        fail(where, field, shown, f"a ({_N_OUT}, {_N_OUT}) array of real numbers")
     if corr.shape != (_N_OUT, _N_OUT):
         fail(where, f"{field} shape", corr.shape, f"({_N_OUT}, {_N_OUT})")
     bad = ~np.isfinite(corr)
@@ -344,3 +349,6 @@ def check_mass_function_values(mass_function: Mapping, where: str) -> None:
     volume = np.asarray(mass_function["volume"], dtype=float)
     if not np.isfinite(volume).all():
         fail(where, "volume", volume, "a finite volume > 0 in (h^-1 Mpc)^3")
+    counts = np.asarray(mass_function["counts"], dtype=float)
+    if not np.any(counts > 0):  # n_gal would be 0 and f_sat 0/0 at every point
+        fail(where, "counts", f"all {counts.size} bins empty", "at least one halo in some mass bin")

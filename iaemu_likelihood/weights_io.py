@@ -24,6 +24,7 @@ from ._io import atomic_write_bytes, npz_bytes
 from .conventions import N_BINS, PARAM_NAMES, R_EDGES, STATISTICS
 from .errors import WeightsIntegrityError, WeightsNotFoundError
 from .hod import MASS_FUNCTION_KEYS, validate_mass_function
+from .weights import read_json_file
 from .weights_checks import (check_architecture_config, check_bounds, check_correlation,
                              check_epistemic, check_mass_function_values, check_members,
                              check_support, fail, finite_numbers)
@@ -76,6 +77,13 @@ def _to_numpy(value) -> np.ndarray:
     if arr.dtype == object:
         raise TypeError("state dict values must be numeric arrays or tensors, not objects")
     return arr.astype(np.float32) if np.issubdtype(arr.dtype, np.floating) else arr
+
+
+def _inside_name(name: str) -> bool:
+    """Whether a SHA256SUMS file name stays inside its folder (relative, no '..' part)."""
+    parts = Path(name).parts
+    return bool(parts) and not Path(name).is_absolute() and ".." not in parts \
+        and "\\" not in name
 
 
 def _checked_files(folder: Path) -> list[str]:
@@ -174,14 +182,25 @@ def verify_checksums(folder, required=REQUIRED_FILES) -> dict[str, str]:
     sums_path = folder / CHECKSUM_FILE
     if not sums_path.is_file():
         raise WeightsIntegrityError(f"{sums_path} is missing: cannot verify the weights in {folder}")
+    try:
+        text = sums_path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WeightsIntegrityError(f"{sums_path}: not readable as a UTF-8 text file "
+                                    f"({type(exc).__name__}: {' '.join(str(exc).split())})") from None
     expected = {}
-    for n, line in enumerate(sums_path.read_text().splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split(maxsplit=1)
         if len(parts) != 2 or not re.fullmatch(r"[0-9a-f]{64}", parts[0]):
-            raise WeightsIntegrityError(f"{sums_path} line {n} is not 'sha256  filename': {line!r}")
-        expected[parts[1].lstrip("*").strip()] = parts[0]
+            raise WeightsIntegrityError(f"{sums_path} line {n} is not 'sha256  filename': {line[:80]!r}")
+        name = parts[1].lstrip("*").strip()
+        if not _inside_name(name):
+            raise WeightsIntegrityError(f"{sums_path} line {n}: file name {name[:80]!r}; allowed: a "
+                                        "relative path inside the folder (no '..', not absolute)")
+        if name in expected:
+            raise WeightsIntegrityError(f"{sums_path} line {n}: {name!r} is listed twice")
+        expected[name] = parts[0]
     for name in required:
         if name not in expected:
             raise WeightsIntegrityError(f"{name} is not listed in {sums_path}")
@@ -239,6 +258,10 @@ def validate_metadata(meta: Mapping, n_members: int | None = None, where: str = 
     if edges.shape != R_EDGES.shape or not np.allclose(edges, R_EDGES, rtol=R_EDGES_RTOL, atol=0):
         fail(where, "r_edges", meta.get("r_edges"), "np.logspace(-1, 1.2, 21) h^-1 Mpc "
              "(conventions.R_EDGES); these differ from conventions.R_EDGES")
+    version = meta.get("version")
+    if version is not None and not (isinstance(version, str) and version.strip()
+                                    and version.isprintable()):
+        fail(where, "version", version, "a non-empty printable string (or no version entry)")
     size = meta.get("ensemble_size")
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         fail(where, "ensemble_size", size, "a positive integer")
@@ -266,15 +289,15 @@ def validate_metadata(meta: Mapping, n_members: int | None = None, where: str = 
 
 def _read_members(path: Path, n_members: int) -> list[dict[str, np.ndarray]]:
     where = str(path)
-    members: list[dict[str, np.ndarray]] = [{} for _ in range(n_members)]
     with _opened(path) as npz:
         matches = [(key, _MEMBER_KEY.match(key)) for key in npz.files]
         for key, match in matches:
             if match is None:
                 fail(where, "key", key, "member{i}/<state dict key>")
         stored = 1 + max(int(m.group(1)) for _, m in matches) if matches else 0
-        if stored != n_members:
+        if stored != n_members:  # checked before anything is sized by ensemble_size
             fail(where, "number of members", stored, f"{n_members} (ensemble_size in {METADATA_FILE})")
+        members: list[dict[str, np.ndarray]] = [{} for _ in range(n_members)]
         for key, match in matches:
             members[int(match.group(1))][match.group(2)] = _array(npz, key, where)
     for i, sd in enumerate(members):
@@ -321,11 +344,7 @@ def read_metadata_file(folder) -> dict:
     """Parse and validate ``metadata.json`` of ``folder`` (no checksum check: see
     :func:`load_weights_folder`); errors name the file."""
     path = Path(folder) / METADATA_FILE
-    try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise WeightsIntegrityError(f"{path}: not readable as JSON ({exc})") from None
+    meta = read_json_file(path)
     validate_metadata(meta, where=str(path))
     return meta
 

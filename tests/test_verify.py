@@ -155,3 +155,57 @@ def test_damaged_reference_file_is_a_failed_check_not_a_crash(folder, capsys, da
     write_checksums(folder)
     status, out = _run(folder, capsys)
     assert status == 1 and "FAIL  reference predictions:" in out and "reference_predictions.npz" in out
+
+
+def _reference_arrays(folder):
+    with np.load(folder / REFERENCE_FILE, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def _object_points(arrays):
+    import io
+
+    arrays = dict(arrays)
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: v for k, v in arrays.items() if k != "points"},
+             points=np.array([None] * 7, dtype=object))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda a: _object_points(a), r"cannot be read as a \.npz without pickle"),
+    (lambda a: dict(a, points=a["points"][0]), r"points = float64 \(7,\); allowed: a float array \(n, 7\)"),
+    (lambda a: dict(a, points=a["points"][:0], xi=a["xi"][:0]), r"points = float64 \(0, 7\)"),
+    (lambda a: dict(a, points=a["points"].astype(str)), r"points = <U\d+ .*allowed: a float array"),
+    (lambda a: dict(a, xi=a["xi"][:, :5]), r"xi = float64 \(\d+, 5\); allowed: float \(\d+, 20\)"),
+    (lambda a: dict(a, eta=np.where(np.arange(20) == 3, np.nan, a["eta"])), r"eta holds non-finite values"),
+    (lambda a: dict(a, zeta=a["xi"]), r"arrays \['zeta'\] are not predictions"),
+])
+def test_reference_file_of_the_wrong_kind_is_named_by_verify_and_by_reseal(folder, capsys, damage, message):
+    """Shapes, dtypes, non-finite and unknown arrays of reference_predictions.npz: a FAIL line of
+    `iaemu verify` naming the file and the array (never a comparison of mismatched shapes), and
+    `iaemu reseal` refuses to seal such a folder (with or without --update-reference)."""
+    from iaemu_likelihood.errors import IAEmuError
+
+    content = damage(_reference_arrays(folder))
+    (folder / REFERENCE_FILE).write_bytes(content if isinstance(content, bytes)
+                                          else npz_bytes(content, compressed=False))
+    if "zeta" not in message:  # a foreign array is only refused when comparing
+        for extra in ([], ["--update-reference"]):
+            assert cli_main(["reseal", str(folder), *extra]) == 1
+            err = capsys.readouterr().err
+            assert err.count("\n") == 1 and "reference_predictions.npz" in err, err
+    write_checksums(folder)
+    status, out = _run(folder, capsys)
+    assert status == 1 and "FAIL  reference predictions:" in out
+    line = [x for x in out.splitlines() if x.startswith("FAIL")][0]
+    assert "reference_predictions.npz" in line
+    with pytest.raises(IAEmuError, match=message):
+        verify.check_reference_predictions(IAEmulator.load(folder), folder / REFERENCE_FILE)
+
+
+def test_rtol_is_checked_before_anything_is_loaded(tmp_path):
+    args = verify.build_parser("iaemu verify").parse_args(["--weights", str(tmp_path / "none"),
+                                                           "--rtol", "nan"])
+    with pytest.raises(ValueError, match=r"--rtol = nan; allowed"):
+        verify.main(args)

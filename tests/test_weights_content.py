@@ -263,3 +263,54 @@ def test_paper_config_that_does_not_fit_the_tensors_is_refused_without_building_
     _edit_metadata(folder, lambda m: m["architecture_config"].update(hidden_dim=128, depth=3))
     with pytest.raises(WeightsIntegrityError, match=r"architecture_config = .*cannot build a 'paper' network"):
         load_weights_folder(folder)
+
+
+def _metadata_text(folder, text):
+    (folder / METADATA_FILE).write_text(text)
+    write_checksums(folder)
+
+
+def _metadata_bytes(folder, data):
+    (folder / METADATA_FILE).write_bytes(data)
+    write_checksums(folder)
+
+
+def _huge_ensemble(folder):
+    _edit_metadata(folder, lambda meta: meta.update(ensemble_size=10 ** 30))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda f: _metadata_text(f, (f / METADATA_FILE).read_text().replace("{", '{"architecture": "paper", ', 1)),
+     r"metadata\.json: not readable as JSON \(key 'architecture' appears 2 times in one object\)"),
+    (lambda f: _metadata_text(f, "[" * 100_000 + "]" * 100_000), r"metadata\.json: not readable as JSON \(nesting too deep\)"),
+    (lambda f: _metadata_bytes(f, b'{"a": "\xff"}'), r"metadata\.json: not readable as JSON"),
+    (_huge_ensemble, r"weights\.npz: number of members = 4; allowed: 10{30} \(ensemble_size"),
+    (lambda f: _edit_metadata(f, lambda meta: meta.update(version={"a": [1]})), r"version = \{'a': \[1\]\}; allowed: a non-empty printable string"),
+    (lambda f: _edit_metadata(f, lambda meta: meta.update(version="v1\n../x")), r"version = 'v1\\n\.\./x'; allowed"),
+])
+def test_metadata_that_parses_ambiguously_or_sizes_memory_is_refused(folder, make, message):
+    """Duplicate keys (plain json keeps the last silently), nesting that overflows the parser, bad
+    UTF-8, an ensemble size that would size an allocation (10^30 members: killed for memory before),
+    a version that is not a plain string: one WeightsIntegrityError naming the file, at load and reseal."""
+    make(folder)
+    for call in (IAEmulator.load, lambda f: load_weights_folder(f, check_sums=False)):
+        with pytest.raises(WeightsIntegrityError, match=message) as info:
+            call(folder)
+        assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", [bool, complex, np.str_])
+def test_correlation_of_booleans_complex_or_strings_is_refused_not_converted(folder, dtype):
+    np.save(folder / CORRELATION_FILE, np.eye(60).astype(dtype))
+    write_checksums(folder)
+    with pytest.raises(WeightsIntegrityError, match=r"residual correlation = 'dtype .*'; allowed: a \(60, 60\) "
+                       r"array of real numbers"):
+        IAEmulator.load(folder)
+
+
+def test_mass_function_without_any_halo_is_refused(folder):
+    """All bins empty: n_gal would be 0 and f_sat 0/0 at every point."""
+    _edit_arrays(folder, lambda a: a.update(counts=np.zeros_like(a["counts"])), MASS_FUNCTION_FILE)
+    with pytest.raises(WeightsIntegrityError, match=r"halo_mass_function\.npz: counts = 'all \d+ bins "
+                       r"empty'; allowed: at least one halo"):
+        IAEmulator.load(folder)

@@ -129,3 +129,27 @@ def test_torch_state_dicts_are_accepted_and_stored_as_float32(tmp_path, folder):
     _, members, _, _ = _contents(out)
     np.testing.assert_array_equal(members[1]["out.bias"],
                                   nets[1].out.bias.detach().numpy().astype(np.float32))
+
+
+@pytest.mark.parametrize("line, message", [
+    ("{digest}  ../../outside.txt", r"line \d+: file name '\.\./\.\./outside\.txt'; allowed: a relative path inside"),
+    ("{digest}  {absolute}", r"line \d+: file name '/.*'; allowed: a relative path inside"),
+    ("{digest}  metadata.json", r"line \d+: 'metadata\.json' is listed twice"),
+])
+def test_checksum_lines_outside_the_folder_or_twice_are_refused(folder, tmp_path, line, message):
+    """SHA256SUMS may only vouch for files inside its folder, each once."""
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not part of the weights")
+    from iaemu_likelihood.weights_io import sha256_file
+
+    sums = folder / "SHA256SUMS"
+    text = line.format(digest=sha256_file(outside), absolute=outside)
+    sums.write_text(sums.read_text() + text + "\n")
+    with pytest.raises(WeightsIntegrityError, match=message):
+        verify_checksums(folder)
+
+
+def test_checksum_file_that_is_not_text_is_named(folder):
+    (folder / "SHA256SUMS").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(WeightsIntegrityError, match=r"SHA256SUMS: not readable as a UTF-8 text file"):
+        verify_checksums(folder)
