@@ -101,6 +101,10 @@ def _check_values_file(options, emulator, input_sections):
     path, ranges, starts = values_file_ranges(options, input_sections)
     if not ranges:
         return
+    missing = [f"{input_sections[n]}/{n}" for n in input_sections if n not in ranges]
+    if missing:
+        log.warning("iaemu: values file %s sets no %s: another module must, or every sample is "
+                    "rejected", path, ", ".join(missing))
     report = check_ranges(emulator, ranges)
     if report.errors:
         raise ConfigError(report.error_message(

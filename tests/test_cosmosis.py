@@ -300,6 +300,16 @@ def test_start_outside_the_band_fails_in_setup(tmp_path, banded, data_file, valu
         _pipeline(banded, data_file, values_file, **{"pipeline.values": path})
 
 
+def test_values_file_without_a_parameter_is_logged(tmp_path, weights, data_file, values_file, caplog):
+    text = "\n".join(line for line in values_file.read_text().splitlines()
+                     if not line.startswith("alpha"))
+    path = tmp_path / "no_alpha.ini"
+    path.write_text(text + "\n")
+    with caplog.at_level(logging.WARNING):
+        _pipeline(weights, data_file, values_file, **{"pipeline.values": path})
+    assert "sets no hod_parameters/alpha: another module must" in caplog.text
+
+
 def test_missing_emulator_term_fails_in_setup(weights, data_file, values_file):
     with pytest.raises(ConfigError, match=r"emulator_covariance needs aleatoric, which module \[iaemu\] "
                                           r"does not compute \(its covariance_terms = epistemic\)"):
