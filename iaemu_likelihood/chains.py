@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,8 @@ import yaml
 
 from .errors import IAEmuError
 
-__all__ = ["ChainError", "chain_files", "read_chain_info", "read_chain_table", "load_cobaya_chain"]
+__all__ = ["ChainError", "chain_files", "read_chain_info", "read_chain_table", "load_cobaya_chain",
+           "check_spread"]
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +130,9 @@ def read_chain_table(path) -> tuple[list[str], np.ndarray]:
     Raises
     ------
     ChainError
-        No header, a header without ``weight`` and ``minuslogpost``, rows of the wrong length,
-        non-numeric values, or NaN / non-positive-finite weights.
+        No header, a header without ``weight`` and ``minuslogpost`` or without parameters, a
+        column named twice, rows of the wrong length, non-numeric or non-finite values (NaN,
+        inf), or negative weights.
     """
     path = Path(path)
     with open(path, encoding="utf-8") as f:
@@ -139,26 +142,77 @@ def read_chain_table(path) -> tuple[list[str], np.ndarray]:
     names = header[1:].split()
     if names[:2] != [_WEIGHT, _MINUSLOGPOST]:
         raise ChainError(f"{path}: header must start with 'weight minuslogpost', got {names[:2]}")
+    if len(names) == 2:
+        raise ChainError(f"{path}: the header names no parameter after 'weight minuslogpost'")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ChainError(f"{path}: column(s) {twice} named more than once in the header")
     try:
-        table = np.loadtxt(path, comments="#", ndmin=2, dtype=float)
+        with warnings.catch_warnings():  # an empty table is reported below, by name
+            warnings.simplefilter("ignore", UserWarning)
+            table = np.loadtxt(path, comments="#", ndmin=2, dtype=float)
     except ValueError as exc:
         raise ChainError(f"{path}: not a numeric table ({' '.join(str(exc).split())})") from None
     if table.size == 0:
         table = np.empty((0, len(names)))
     if table.shape[1] != len(names):
         raise ChainError(f"{path}: {table.shape[1]} columns but {len(names)} names in the header")
-    weights = table[:, 0]
-    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+    bad = ~np.isfinite(table)
+    if bad.any():
+        row, col = (int(v) for v in np.argwhere(bad)[0])
+        value = "NaN" if np.isnan(table[row, col]) else table[row, col]
+        raise ChainError(f"{path}: column {names[col]!r} holds {value} (data row {row + 1}); "
+                         "allowed: finite numbers")
+    if np.any(table[:, 0] < 0):
         raise ChainError(f"{path}: column 'weight' must be finite and >= 0")
-    if np.any(np.isnan(table)):
-        col = names[int(np.argwhere(np.isnan(table))[0, 1])]
-        raise ChainError(f"{path}: column {col!r} holds NaN")
     return names, table
+
+
+def _label(latex, name: str, prefix) -> str:
+    """The chain's LaTeX label of ``name`` if matplotlib can typeset it, else ``name`` (logged):
+    a broken label would otherwise fail the whole plot when the figure is drawn."""
+    if latex is None:
+        return name
+    from matplotlib.mathtext import MathTextParser
+
+    try:
+        MathTextParser("path").parse(f"${latex}$")
+    except ValueError:
+        log.warning("%s: LaTeX label %r of %r cannot be typeset; using %r", prefix, latex, name, name)
+        return name
+    return str(latex)
+
+
+def check_spread(values, where: str) -> None:
+    """Refuse samples of a parameter that GetDist cannot draw: one value, or a spread that overflows.
+
+    Parameters
+    ----------
+    values : array_like
+        The parameter's samples.
+    where : str
+        ``"parameter 'x' of chain 'y'"``, for the message.
+
+    Raises
+    ------
+    ChainError
+    """
+    values = np.asarray(values, dtype=float)
+    if values.size < 2 or np.ptp(values) == 0:
+        shown = values.flat[0] if values.size else "no samples"
+        raise ChainError(f"{where} takes one value ({shown} in {values.size} samples after burn-in): "
+                         "a chain that never moved it cannot be plotted; lower the burn-in or run "
+                         "the chain longer")
+    with np.errstate(over="ignore", invalid="ignore"):
+        spread = float(np.std(values))
+    if not math.isfinite(spread):
+        raise ChainError(f"{where}: values up to {np.abs(values).max():.3g} are too large to plot "
+                         "(their spread overflows)")
 
 
 def _drop_burn_in(table: np.ndarray, burn_in: float) -> np.ndarray:
     """Rows after the burn-in: a fraction in [0, 1) of the rows, or a number of rows if >= 1."""
-    n_drop = int(burn_in) if burn_in >= 1 else int(math.floor(burn_in * len(table)))
+    n_drop = int(burn_in) if burn_in >= 1 else int(math.floor(burn_in * len(table)))  # checked integer
     return table[n_drop:]
 
 
@@ -186,8 +240,10 @@ def load_cobaya_chain(prefix, burn_in: float = 0.3):
     """
     from getdist import MCSamples, chains as getdist_chains
 
-    if not (isinstance(burn_in, (int, float)) and math.isfinite(burn_in) and burn_in >= 0):
-        raise ChainError(f"burn-in {burn_in!r}: must be a fraction in [0, 1) or a number of rows >= 1")
+    if not (isinstance(burn_in, (int, float)) and not isinstance(burn_in, bool)
+            and math.isfinite(burn_in) and burn_in >= 0 and (burn_in < 1 or burn_in == int(burn_in))):
+        raise ChainError(f"burn-in {burn_in!r}: must be a fraction in [0, 1) or a whole number of "
+                         "rows >= 1")
     files = chain_files(prefix)
     info = read_chain_info(prefix)
     names, tables = None, []
@@ -200,20 +256,34 @@ def load_cobaya_chain(prefix, burn_in: float = 0.3):
     tables = [t for t in tables if len(t)]
     if not tables:
         raise ChainError(f"chain {str(prefix)!r} has no samples left after burn-in {burn_in}")
+    with np.errstate(over="ignore"):
+        total = float(sum(t[:, 0].sum() for t in tables))
+    if not (math.isfinite(total) and total > 0):
+        raise ChainError(f"chain {str(prefix)!r}: the weights after burn-in {burn_in} sum to {total}; "
+                         "allowed: a finite sum > 0")
     param_names = names[2:]
     labels, ranges, derived = [], {}, []
     for name in param_names:
         entry = info.get(name)
         entry = entry if isinstance(entry, dict) else {}
-        labels.append(str(entry.get("latex", name)))
+        labels.append(_label(entry.get("latex"), name, prefix))
         prior = entry.get("prior")
         if isinstance(prior, dict) and {"min", "max"} <= set(prior):
             try:
-                ranges[name] = [float(prior["min"]), float(prior["max"])]
+                low, high = float(prior["min"]), float(prior["max"])
             except (TypeError, ValueError):
                 raise ChainError(f"{prefix}: prior of {name!r} has non-numeric min/max {prior}") from None
+            if not (low < high) or math.isnan(low) or math.isnan(high):
+                raise ChainError(f"{prefix}: prior of {name!r} has min = {low}, max = {high}; "
+                                 "allowed: min < max")
+            # an unbounded side (.inf in the yaml) is no range for GetDist
+            ranges[name] = [low if math.isfinite(low) else None, high if math.isfinite(high) else None]
         if _BOOKKEEPING.match(name) or entry.get("derived") or (entry and "prior" not in entry):
             derived.append(name)
+    stacked = np.concatenate(tables)
+    for i, name in enumerate(param_names):
+        if name not in derived:  # derived quantities may be constant (GetDist then drops them)
+            check_spread(stacked[:, 2 + i], f"parameter {name!r} of chain {str(prefix)!r}")
     getdist_chains.print_load_details = False  # GetDist prints "Removed no burn in" otherwise
     samples = MCSamples(
         samples=[t[:, 2:] for t in tables], weights=[t[:, 0] for t in tables],

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 #: Fraction of each chain discarded as burn-in by default.
 DEFAULT_BURN_IN = 0.3
+#: Largest figure width accepted (inches); matplotlib refuses images beyond 2^16 pixels a side.
+MAX_WIDTH_INCHES = 100.0
 
 
 def build_parser(prog: str = "iaemu plot") -> argparse.ArgumentParser:
@@ -70,9 +72,12 @@ def parse_truth(specs) -> dict[str, float]:
         if "=" in spec:
             name, _, value = spec.partition("=")
             try:
-                truth[name.strip()] = float(value)
+                number = float(value)
             except ValueError:
                 raise ValueError(f"--truth {spec!r}: {value!r} is not a number") from None
+            if not math.isfinite(number) or not name.strip():
+                raise ValueError(f"--truth {spec!r}: allowed: NAME=VALUE with a finite VALUE")
+            truth[name.strip()] = number
             continue
         from .data import example_data_path, load_measurement
 
@@ -131,6 +136,8 @@ def triangle_plot(samples, output, params=None, truth=None, labels=None, width=8
     """
     import matplotlib
 
+    from .chains import check_spread
+
     matplotlib.use("Agg")
     from getdist import plots
 
@@ -138,10 +145,19 @@ def triangle_plot(samples, output, params=None, truth=None, labels=None, width=8
         first = samples[0].getParamNames()
         params = [p.name for p in first.names if not p.isDerived
                   and all(s.getParamNames().hasParam(p.name) for s in samples)]
+    params = list(params)
+    twice = sorted({p for p in params if params.count(p) > 1})
+    if twice:
+        raise ValueError(f"--params: {twice} given more than once")
+    if not params:
+        raise ValueError("no parameter to plot: the first chain has no sampled parameter present in "
+                         "every chain; name them with --params")
     for s in samples:
         missing = [p for p in params if not s.getParamNames().hasParam(p)]
         if missing:
             raise ValueError(f"parameters {missing} not in chain {s.name_tag or s.root}")
+        for p in params:
+            check_spread(s[p], f"parameter {p!r} of chain {s.name_tag or s.root!r}")
     markers = {k: v for k, v in (truth or {}).items() if k in params and math.isfinite(v)}
     g = plots.get_subplot_plotter(width_inch=width)
     g.triangle_plot(samples, params, filled=True, markers=markers or None,
@@ -159,13 +175,36 @@ def triangle_plot(samples, output, params=None, truth=None, labels=None, width=8
     return output
 
 
+def _check_options(args) -> None:
+    """Options checked before any chain is read."""
+    if not (math.isfinite(args.width) and 0 < args.width <= MAX_WIDTH_INCHES):
+        raise ValueError(f"--width = {args.width}; allowed: inches in (0, {MAX_WIDTH_INCHES:g}]")
+    if args.output is not None and Path(args.output).is_dir():
+        raise ValueError(f"--output {args.output} is a folder; allowed: the file to write (e.g. "
+                         f"{Path(args.output) / 'triangle.png'})")
+    if args.labels is not None and len(args.labels) != len(args.chains):
+        raise ValueError(f"--labels: {len(args.labels)} labels for {len(args.chains)} chains")
+
+
+def _check_truth_names(truth: dict, specs, samples) -> None:
+    """NAME=VALUE truths must name a parameter of some chain (a typo would silently draw nothing)."""
+    from .config_checks import suggest
+
+    known = sorted({p.name for s in samples for p in s.getParamNames().names})
+    for spec in specs or ():
+        name = spec.partition("=")[0].strip() if "=" in spec else None
+        if name is not None and name not in known:
+            raise ValueError(f"--truth {spec!r}: no chain has a parameter {name!r}"
+                             f"{suggest(name, known)} (parameters: {', '.join(known)})")
+
+
 def main(args) -> int:
     """Run ``iaemu plot`` with parsed arguments; returns the exit status."""
+    _check_options(args)
     truth = parse_truth(args.truth)
     samples = load_chains(args.chains, args.burn_in)
+    _check_truth_names(truth, args.truth, samples)
     labels = args.labels or [Path(c).name for c in args.chains]
-    if len(labels) != len(samples):
-        raise ValueError(f"--labels: {len(labels)} labels for {len(samples)} chains")
     output = args.output or f"{args.chains[0]}_triangle.png"
     path = triangle_plot(samples, output, params=args.params, truth=truth, labels=labels,
                          width=args.width)

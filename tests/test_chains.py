@@ -108,3 +108,57 @@ def test_missing_chain_and_bad_burn_in(tmp_path):
             load_cobaya_chain(prefix, burn_in=bad)
     with pytest.raises(ChainError, match="no samples left"):
         load_cobaya_chain(prefix, burn_in=10 * N_ROWS)
+
+
+def _table(tmp_path, header, rows, yaml_text=None):
+    np.savetxt(tmp_path / "c.1.txt", np.asarray(rows, dtype=float), header=header)
+    if yaml_text is not None:
+        (tmp_path / "c.updated.yaml").write_text(yaml_text)
+    return str(tmp_path / "c")
+
+
+_RNG_ROWS = np.c_[np.ones(50), np.ones(50), np.random.default_rng(1).normal(size=(50, 2))]
+
+
+@pytest.mark.parametrize("header, rows, match", [
+    ("weight minuslogpost x y", np.where(np.arange(4) == 2, np.inf, _RNG_ROWS),
+     r"column 'x' holds inf \(data row 1\); allowed: finite numbers"),
+    ("weight minuslogpost x y", np.where(np.arange(4) == 1, -np.inf, _RNG_ROWS),
+     r"column 'minuslogpost' holds -inf"),
+    ("weight minuslogpost x x", _RNG_ROWS, r"column\(s\) \['x'\] named more than once"),
+    ("weight minuslogpost", _RNG_ROWS[:, :2], r"the header names no parameter"),
+    ("weight minuslogpost x y", np.where(np.arange(4) == 0, 0.0, _RNG_ROWS), r"weights after burn-in 0 sum to 0\.0"),
+    ("weight minuslogpost x y", np.where(np.arange(4) == 0, 1e308, _RNG_ROWS), r"weights after burn-in 0 sum to inf"),
+    ("weight minuslogpost x y", np.where(np.arange(4) == 2, 0.0, _RNG_ROWS), r"parameter 'x' of chain .* takes one value \(0\.0 in 50 samples"),
+    ("weight minuslogpost x y", _RNG_ROWS[:1], r"parameter 'x' of chain .* takes one value .* in 1 samples"),
+    ("weight minuslogpost x y", _RNG_ROWS * np.array([1, 1, 1e300, 1]), r"parameter 'x' .*too large to plot"),
+])
+def test_chain_content_getdist_cannot_use_is_named(tmp_path, header, rows, match):
+    """Non-finite values, duplicate or missing columns, weights that sum to 0 or overflow, a parameter
+    that never moved: one ChainError naming the file or chain, never a GetDist crash or NaN plot."""
+    with pytest.raises(ChainError, match=match) as info:
+        load_cobaya_chain(_table(tmp_path, header, rows), burn_in=0)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("prior, match", [("{min: 1, max: 0}", r"min = 1\.0, max = 0\.0; allowed: min < max"),
+                                          ("{min: .nan, max: 1}", r"min = nan")])
+def test_prior_ranges_that_are_empty_are_named(tmp_path, prior, match):
+    prefix = _table(tmp_path, "weight minuslogpost x y", _RNG_ROWS, f"params:\n  x:\n    prior: {prior}\n")
+    with pytest.raises(ChainError, match=match):
+        load_cobaya_chain(prefix, burn_in=0)
+
+
+def test_unbounded_prior_and_untypesettable_label_still_load(tmp_path, caplog):
+    prefix = _table(tmp_path, "weight minuslogpost x y", _RNG_ROWS,
+                    'params:\n  x:\n    prior: {min: -.inf, max: .inf}\n    latex: "\\\\frac{"\n'
+                    '  y:\n    prior: {min: -5, max: 5}\n    latex: "y_{0}"\n')
+    s = load_cobaya_chain(prefix, burn_in=0)
+    assert s.paramNames.parWithName("x").label == "x" and "cannot be typeset" in caplog.text
+    assert s.paramNames.parWithName("y").label == "y_{0}"
+
+
+@pytest.mark.parametrize("burn_in", [2.5, True])
+def test_burn_in_rows_must_be_whole(tmp_path, burn_in):
+    with pytest.raises(ChainError, match="whole number of rows"):
+        load_cobaya_chain(_table(tmp_path, "weight minuslogpost x y", _RNG_ROWS), burn_in=burn_in)

@@ -95,3 +95,28 @@ def test_console_script(chains, tmp_path):
                            "--output", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert out.is_file()
+
+
+@pytest.mark.parametrize("extra, named", [
+    (["--params", "mu_cen", "mu_cen"], "--params: ['mu_cen'] given more than once"),
+    (["--truth", "mu_ce=0.8"], "no chain has a parameter 'mu_ce'; did you mean 'mu_cen'?"),
+    (["--truth", "mu_cen=nan"], "allowed: NAME=VALUE with a finite VALUE"),
+    (["--truth", "=0.8"], "allowed: NAME=VALUE"),
+    (["--width", "1e6"], "--width = 1000000.0; allowed: inches in (0, 100]"),
+    (["--width", "nan"], "--width = nan"),
+    (["--output", "."], "--output . is a folder"),
+    (["--burn-in", "2.5"], "whole number of rows"),
+])
+def test_plot_options_are_checked_and_named(chains, tmp_path, capsys, monkeypatch, extra, named):
+    """Options that GetDist/matplotlib would crash on, silently ignore (a misspelt truth draws
+    nothing) or misread are one named line, and nothing is written."""
+    from iaemu_likelihood.cli import main as cli_main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["plot", chains[0], *extra]
+    if "--output" not in extra:
+        args += ["--output", str(tmp_path / "x.png")]
+    assert cli_main(args) == 1
+    err = capsys.readouterr().err
+    assert named in err and err.count("\n") == 1, err
+    assert not (tmp_path / "x.png").exists()
