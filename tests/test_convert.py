@@ -129,3 +129,65 @@ def test_converted_weights_carry_a_support_band(tmp_path):
                                                     "--support", "none"])) == 0
     box = IAEmulator.load(tmp_path / "box")
     assert box.support is None and box.in_support(far)
+
+
+class _NotATensor:
+    """A Python object torch.load(weights_only=True) refuses to build."""
+
+
+def _damage(p, what, tmp_path):
+    """Break one input of the conversion; returns (option overrides, extra arguments)."""
+    bad = tmp_path / f"bad_{what}"
+    if what == "empty state dict file":
+        bad.write_bytes(b"")
+        return {"--state-dict": bad}, []
+    if what == "npz as state dict":
+        np.savez(bad, a=np.zeros(3))
+        return {"--state-dict": bad.with_suffix(".npz")}, []
+    if what == "pickled object in state dict":
+        torch.save({"w": _NotATensor()}, bad)
+        return {"--state-dict": bad}, []
+    if what == "object x":
+        np.save(bad, np.array([None] * 7, dtype=object), allow_pickle=True)
+        return {"--x-train": bad.with_suffix(".npy")}, []
+    if what == "nan x":
+        x = np.load(p["x"])
+        x[3, 2] = np.nan
+        np.save(bad, x)
+        return {"--x-train": bad.with_suffix(".npy")}, []
+    if what == "truncated mass function":
+        bad.write_bytes(p["hmf"].read_bytes()[:40])
+        return {"--mass-function": bad}, []
+    if what == "bounds not json":
+        return {}, ["--bounds", "mu_cen=0"]
+    if what == "bounds missing a name":
+        return {}, ["--bounds", '{"mu_cen": [-1, 1]}']
+    if what == "architecture config not an object":
+        return {}, ["--architecture-config", "[1, 2]"]
+    raise AssertionError(what)
+
+
+@pytest.mark.parametrize("what, named", [
+    ("empty state dict file", "--state-dict"), ("npz as state dict", "--state-dict"),
+    ("pickled object in state dict", "never unpickles"), ("object x", "--x-train"),
+    ("nan x", "--x-train"), ("truncated mass function", "--mass-function"),
+    ("bounds not json", "--bounds 'mu_cen=0': not valid JSON"),
+    ("bounds missing a name", "--bounds: required key 'mu_sat' is missing"),
+    ("architecture config not an object", "--architecture-config '[1, 2]': allowed: a JSON object"),
+])
+def test_bad_conversion_inputs_are_one_named_line(tmp_path, capsys, what, named):
+    """torch.load's RuntimeError/EOFError/UnpicklingError, numpy's pickle refusal, JSON errors and a
+    partial --bounds (a KeyError before) are one line naming the option; nothing is written, and the
+    object in the state dict is never built."""
+    from iaemu_likelihood.cli import main as cli_main
+
+    _, _, _, p = _reference_files(tmp_path, n=20)
+    options = {"--state-dict": p["state_dict"], "--x-train": p["x"], "--y-train": p["y"],
+               "--mass-function": p["hmf"], "--output": tmp_path / "out"}
+    overrides, extra = _damage(p, what, tmp_path)
+    options.update(overrides)
+    argv = ["convert-checkpoint", *[str(v) for kv in options.items() for v in kv], *extra]
+    assert cli_main(argv) == 1
+    err = capsys.readouterr().err
+    assert named in err and err.count("\n") == 1 and "unexpected" not in err, err
+    assert not (tmp_path / "out" / "metadata.json").exists()

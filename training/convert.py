@@ -54,11 +54,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ..conventions import N_BINS, PARAM_NAMES, STATISTICS
+from ..errors import ConfigError
 from .dataset_io import file_sha256, load_dataset
 from .design import infer_linear_band
 from .export import build_metadata, dataset_support, residual_correlation, write_exported_folder
@@ -154,7 +156,14 @@ def load_reference_state_dict(path, architecture_config: dict | None = None) -> 
 
     from ..networks import build_network
 
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises RuntimeError, EOFError, UnpicklingError, ... by format
+        if type(exc).__name__ == "UnpicklingError":  # torch's text advises weights_only=False: never
+            why = "it holds Python objects besides tensors, which iaemu never unpickles"
+        else:
+            why = f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0][:200]}"
+        raise ConfigError(f"--state-dict {path}: not a torch state dict of tensors ({why})") from None
     if not isinstance(sd, dict):
         raise ValueError(f"{path} does not hold a state dict (got {type(sd).__name__})")
     if "state_dict" in sd and isinstance(sd["state_dict"], dict):
@@ -175,14 +184,64 @@ def load_reference_state_dict(path, architecture_config: dict | None = None) -> 
     return sd
 
 
+def _load_array(path, option: str, finite: bool = False) -> np.ndarray:
+    """A ``.npy`` array of real numbers (all finite if ``finite``), read without pickle; errors
+    name the option and file."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        raise ConfigError(f"{option} {path}: not a .npy array readable without pickle "
+                          f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "iuf":
+        kind = "an .npz archive" if not isinstance(arr, np.ndarray) else f"dtype {arr.dtype}"
+        if hasattr(arr, "close"):
+            arr.close()
+        raise ConfigError(f"{option} {path}: {kind}; allowed: a .npy array of real numbers")
+    if finite and not np.all(np.isfinite(arr)):
+        index = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise ConfigError(f"{option} {path}: value {arr[index]} at {list(index)}; allowed: finite numbers")
+    return arr
+
+
+def _check_bounds_option(bounds):
+    """``--bounds``: every parameter named once, each [low, high] of two numbers."""
+    if bounds is None:
+        return None
+    from ..config_checks import check_float_array, check_keys
+
+    check_keys(bounds, PARAM_NAMES, "--bounds", required=PARAM_NAMES)
+    return {n: check_float_array(bounds[n], f"--bounds {n}", shape=(2,), increasing=True).tolist()
+            for n in PARAM_NAMES}
+
+
+def _json_option(text, option: str):
+    """A JSON command-line value (an object), or None when not given."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{option} {text!r}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{option} {text!r}: allowed: a JSON object {{...}}")
+    return value
+
+
 def _mass_function(path) -> dict:
-    with np.load(path, allow_pickle=False) as z:
-        if "provenance" in z.files:
-            prov = json.loads(str(z["provenance"]))
-            if "halo_mass_function" not in prov:
-                raise ValueError(f"{path}: dataset provenance has no 'halo_mass_function'")
-            return prov["halo_mass_function"]
-        return {k: z[k] for k in z.files}
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "provenance" in z.files:
+                prov = json.loads(str(z["provenance"]))
+                if not isinstance(prov, dict) or "halo_mass_function" not in prov:
+                    raise ConfigError(f"--mass-function {path}: dataset provenance has no "
+                                      "'halo_mass_function'")
+                return prov["halo_mass_function"]
+            return {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"--mass-function {path}: not an .npz readable without pickle "
+                          f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
 
 
 def convert_checkpoint(state_dict, x_train, y_train, output, mass_function, *,
@@ -199,8 +258,8 @@ def convert_checkpoint(state_dict, x_train, y_train, output, mass_function, *,
     """
     config = {"var_floor": 0.0, **(architecture_config or {})}
     sd = load_reference_state_dict(state_dict, config)
-    x = np.load(x_train, allow_pickle=False)
-    y = np.load(y_train, allow_pickle=False)
+    x = _load_array(x_train, "--x-train", finite=True)
+    y = _load_array(y_train, "--y-train")
     scalers = fit_reference_scalers(x, y, output_scaler)
     if (~scalers.kept).any():
         log.warning("dropped %d of %d training rows with xi < 0 (as the reference code does)",
@@ -272,9 +331,9 @@ def main(args) -> int:
     folder = convert_checkpoint(
         args.state_dict, args.x_train, args.y_train, args.output, args.mass_function,
         version=args.version, output_scaler=args.output_scaler,
-        bounds=json.loads(args.bounds) if args.bounds else None,
+        bounds=_check_bounds_option(_json_option(args.bounds, "--bounds")),
         correlation_from=args.correlation_from,
-        architecture_config=json.loads(args.architecture_config) if args.architecture_config else None,
+        architecture_config=_json_option(args.architecture_config, "--architecture-config"),
         support=args.support, support_from=args.support_from)
     log.warning("wrote %s", folder)
     return 0
