@@ -184,8 +184,8 @@ def test_sampled_prior_is_uniform_on_support(shipped):
     _, jnp = jax()
     post = shipped[0]
     support = post.support
-    mcmc = MCMC(NUTS(potential_fn=lambda z: -support.log_jacobian(z, jnp)), num_warmup=300,
-                num_samples=1500, num_chains=2, chain_method="vectorized", progress_bar=False)
+    mcmc = MCMC(NUTS(potential_fn=lambda z: -support.log_jacobian(z, jnp)), num_warmup=200,
+                num_samples=1200, num_chains=2, chain_method="vectorized", progress_bar=False)
     mcmc.run(random.PRNGKey(0), init_params=jnp.zeros((2, support.dim)))
     sampled = support.to_theta(np.asarray(mcmc.get_samples()))[::3]
     rng = np.random.default_rng(9)
@@ -268,7 +268,7 @@ def test_nuts_is_reproducible(synthetic):
 
     post = synthetic[0]
     model = UnconstrainedModel(post)
-    runs = [run_nuts(post, seed=2, n_chains=2, n_warmup=60, min_ess=1, max_samples=60,
+    runs = [run_nuts(post, seed=2, n_chains=2, n_warmup=20, min_ess=1, max_samples=20,
                      progress=False, model=model) for _ in range(2)]
     for a, b in zip(runs[0].chains, runs[1].chains):
         np.testing.assert_array_equal(a, b)

@@ -2,8 +2,10 @@
 
 Examples
 --------
-``iaemu sample yamls/ia_hod.yaml --sampler nuts`` writes ``chains/ia_hod.1.txt`` ... (the yaml's
-``output``); ``-o chains/ia_hod_nuts`` writes elsewhere; ``iaemu plot chains/ia_hod_nuts`` draws it.
+``iaemu sample yamls/ia_hod.yaml`` (ensemble) writes ``chains/ia_hod.1.txt`` and its yamls (the
+yaml's ``output``); ``--sampler nuts -o chains/ia_hod_nuts`` writes one file per NUTS chain
+elsewhere; ``iaemu plot chains/ia_hod_nuts`` draws it. An existing output is refused unless
+``--force``; runs are not resumed (they take seconds to minutes).
 """
 from __future__ import annotations
 
@@ -27,9 +29,10 @@ def build_parser(prog: str = "iaemu sample") -> argparse.ArgumentParser:
                                "IAEmuLikelihood) with NUTS or a vectorised ensemble; writes a "
                                "Cobaya-style chain at the yaml's output prefix.")
     parser.add_argument("yaml", help="Cobaya input file, as given to cobaya-run")
-    parser.add_argument("--sampler", choices=SAMPLERS, default="nuts",
-                        help="nuts (NumPyro, gradients through the JAX emulator; default) or "
-                             "ensemble (emcee DEMove, batched numpy emulator)")
+    parser.add_argument("--sampler", choices=SAMPLERS, default="ensemble",
+                        help="ensemble (emcee DEMove over the batched numpy emulator; default, the "
+                             "faster on ia_hod.yaml: benchmarks/results/samplers.json) or nuts "
+                             "(NumPyro, gradients through the JAX mirror of the emulator)")
     parser.add_argument("-o", "--output", default=None,
                         help="output prefix (overrides the yaml's 'output', as cobaya-run -o)")
     parser.add_argument("-f", "--force", action="store_true",
