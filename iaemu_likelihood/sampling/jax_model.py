@@ -18,6 +18,7 @@ unless ``XLA_FLAGS`` is already set): the operations of one gradient are tiny, a
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -40,6 +41,8 @@ def jax():
     """``(jax, jax.numpy)`` with 64-bit floats enabled."""
     if "jax" not in sys.modules:
         os.environ.setdefault("XLA_FLAGS", XLA_CPU_FLAGS)
+        # its INFO line about a missing TPU library is noise on every CPU machine
+        logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     import jax as _jax
 
     _jax.config.update("jax_enable_x64", True)

@@ -127,8 +127,8 @@ def write_chains(prefix: Path, posterior, chains, sampler_info: dict) -> list[Pa
         The chain files.
     """
     names = chain_columns(posterior)
-    width = max(DIGITS + 8, max(len(n) for n in names) + 1)
-    header = "#" + "".join(n.rjust(width) for n in names)[1:] + "\n"
+    widths = [max(DIGITS + 8, len(n) + 1) for n in names]
+    header = "#" + "".join(n.rjust(w) for n, w in zip(names, widths))[1:] + "\n"
     info = {k: v for k, v in posterior.info.items() if k not in ("sampler", "output", "force",
                                                                   "resume")}
     info = {**info, "sampler": sampler_info, "output": str(prefix)}
@@ -138,7 +138,8 @@ def write_chains(prefix: Path, posterior, chains, sampler_info: dict) -> list[Pa
     paths = []
     for i, theta in enumerate(chains, start=1):
         table = _table(posterior, np.asarray(theta, dtype=float))
-        lines = [header] + ["".join(f"{v:{width}.{DIGITS}g}" for v in row) + "\n" for row in table]
+        lines = [header] + ["".join(f"{v:{w}.{DIGITS}g}" for v, w in zip(row, widths)) + "\n"
+                            for row in table]
         path = prefix.parent / f"{prefix.name}.{i}.txt"
         atomic_write_bytes(path, "".join(lines).encode())
         paths.append(path)
