@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Mapping
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from . import __version__
 from .conventions import PARAM_NAMES, R_EDGES
@@ -21,8 +22,35 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
+#: Significant digits of the printed intervals, rounded inward; bounds and band formulas print
+#: exactly (shortest repr), since the emulator checks the stored numbers themselves.
+_INTERVAL_DIGITS = 4
+
+
+def _exact(value: float) -> str:
+    return repr(float(value))
+
+
+def _inward(low: float, high: float, digits: int = _INTERVAL_DIGITS) -> str:
+    """``[low, high]`` printed with ``digits`` significant digits, rounded inward in exact decimal
+    arithmetic: every value of the printed interval is inside the true one (0.767469 prints as
+    0.7674, not 0.7675). An interval narrower than that precision prints exactly."""
+    def rounded(value: float, rounding) -> float:
+        nearest = float(f"{value:.{digits}g}")
+        if (nearest >= value) if rounding == ROUND_CEILING else (nearest <= value):
+            return nearest  # already on the inner side (as compared in floats, like the emulator)
+        exact = Decimal(value)
+        quantum = Decimal(1).scaleb(exact.adjusted() - digits + 1)
+        return float(exact.quantize(quantum, rounding=rounding))
+
+    lo, hi = rounded(low, ROUND_CEILING), rounded(high, ROUND_FLOOR)
+    if lo > hi:
+        return f"[{_exact(low)}, {_exact(high)}]"
+    return f"[{lo:g}, {hi:g}]"
+
+
 def _line(intercept: float, slope: float, pivot: str) -> str:
-    return f"{intercept:.4g} {'+' if slope >= 0 else '-'} {abs(slope):.4g} * {pivot}"
+    return f"{_exact(intercept)} {'+' if slope >= 0 else '-'} {_exact(abs(slope))} * {pivot}"
 
 
 def describe_support(meta: Mapping) -> list[str]:
@@ -63,7 +91,7 @@ def describe_support(meta: Mapping) -> list[str]:
                 low = max(low, band["floor"])
             low = max(low, bounds[name][0])
             high = min(band["high_intercept"] + band["slope"] * x, bounds[name][1])
-            cells.append(f"[{low:.4g}, {high:.4g}]" if low <= high else "none")
+            cells.append(_inward(low, high) if low <= high else "none")
         lines.append(f"    {name:<11s} " + " | ".join(cells))
     return lines
 
@@ -92,7 +120,7 @@ def main(args) -> int:
     out.write("parameter ranges (training prior; masses in log10(Msun/h), sigma_logM in dex):\n")
     for name in PARAM_NAMES:
         low, high = meta["bounds"][name]
-        out.write(f"  {name:<11s} [{low:g}, {high:g}]\n")
+        out.write(f"  {name:<11s} [{_exact(low)}, {_exact(high)}]\n")
     for line in describe_support(meta):
         out.write(line + "\n")
     scale = (meta.get("epistemic") or {}).get("scale")

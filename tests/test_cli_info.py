@@ -39,7 +39,7 @@ def test_info_prints_the_support_band_formula_and_table(banded, capsys):
     assert status == 0
     assert "logMmin     [11.6, 13.5]" in out
     assert "in a band around a linear relation with logMmin (test band)" in out
-    assert "  -3 + 1 * logMmin <= logM0 <= 0.5 + 1 * logMmin" in out
+    assert "  -3.0 + 1.0 * logMmin <= logM0 <= 0.5 + 1.0 * logMmin" in out
     assert "  max(0.05, -1.2 + 0.1 * logMmin) <= sigma_logM <= -0.6 + 0.1 * logMmin" in out
     assert "allowed at logMmin = 11.6 | logMmin = 12.55 | logMmin = 13.5:" in out
     # the table is the band clipped to the box, and agrees with the emulator's own check
@@ -74,3 +74,34 @@ def test_broken_weights_raise_one_clear_error(banded, capsys):
     assert cli_main(["info", "--weights", str(banded)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err and "member3/hidden.2.bias" in err
+
+
+def _printed_intervals(out, name):
+    row = re.search(rf"    {name} +(.*)\n", out).group(1)
+    return [tuple(float(v) for v in c.strip(" []").split(",")) for c in row.split("|")]
+
+
+def test_every_printed_number_is_accepted_by_the_emulator(capsys):
+    """What `iaemu info` prints can be typed back: the ranges and formulas exactly, the table's
+    intervals rounded inward (0.767469... prints 0.7674, not 0.7675, which the emulator refuses),
+    checked at the printed pivot values for the shipped default weights."""
+    status = cli_info.main(cli_info.build_parser("iaemu info").parse_args([]))
+    out = capsys.readouterr().out
+    assert status == 0
+    emu = IAEmulator.load()
+    for name in emu.param_names:
+        low, high = (float(v) for v in re.search(rf"  {name} +\[(.*), (.*)\]\n", out).groups())
+        assert (low, high) == emu.bounds[name]
+    pivot = emu.support["pivot"]
+    xs = [float(v) for v in re.findall(rf"{pivot} = ([0-9.]+)", out.split("allowed at")[1].splitlines()[0])]
+    for name in emu.support["bands"]:
+        for x, (low, high) in zip(xs, _printed_intervals(out, name)):
+            for value in (low, high, 0.5 * (low + high)):
+                point = emu.support_point()
+                point[emu.param_names.index(pivot)] = x
+                for other in emu.support["bands"]:  # the other banded parameters mid-band at x
+                    if other != name:
+                        o_low, o_high = _printed_intervals(out, other)[xs.index(x)]
+                        point[emu.param_names.index(other)] = 0.5 * (o_low + o_high)
+                point[emu.param_names.index(name)] = value
+                assert emu.in_support(point), (name, x, value)
