@@ -173,3 +173,17 @@ def test_default_output_never_leaves_the_evaluation_folder(weights_and_data, tmp
     evaluate_folder(folder, data, latency=False, figures=False)
     assert (tmp_path / DEFAULT_OUTPUT_ROOT / folder.name / "report.json").is_file()
     assert not (tmp_path.parent / "x").exists()
+
+
+def test_output_that_is_a_file_is_refused_and_no_figures_means_none_mentioned(weights_and_data, tmp_path):
+    folder, data = weights_and_data
+    afile = tmp_path / "report.txt"
+    afile.write_text("keep me")
+    with pytest.raises(ConfigError, match=r"--output .*report\.txt is a file; allowed: a folder"):
+        evaluate_folder(folder, data, output=afile, latency=False, figures=False)
+    assert afile.read_text() == "keep me"
+    out = tmp_path / "nofig"
+    evaluate_folder(folder, data, output=out, latency=False, figures=False)
+    text = (out / "report.md").read_text()
+    assert "No figures" in text and "Figures in figures/" not in text
+    assert not (out / "figures").exists()

@@ -196,7 +196,7 @@ def _markdown(report: dict) -> str:
     if scale:
         lines += ["", "Epistemic variance scale (fitted on the validation split at training time): "
                   + ", ".join(f"{k} {v:.3g}" for k, v in scale.items()) + "."]
-    lines += ["", "Figures in figures/.", ""]
+    lines += ["", "Figures in figures/." if report.get("figures") else "No figures (--no-figures).", ""]
     return "\n".join(lines)
 
 
@@ -294,6 +294,9 @@ def _output_folder(weights: Path, output, version: str, into_weights: bool) -> P
                               f"weights folder {weights}; pass no output")
         return weights
     out = Path(output) if output is not None else default_output(version, weights.name)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--output {out} is a file; allowed: a folder (created if needed) for "
+                          "report.json, report.md and figures/")
     resolved, root = out.resolve(), weights.resolve()
     if resolved == root or root in resolved.parents:
         raise ConfigError(f"--output {out} is inside the weights folder {weights}; allowed: a "
@@ -303,7 +306,9 @@ def _output_folder(weights: Path, output, version: str, into_weights: bool) -> P
 
 def _write_report(out: Path, report: dict, figures: dict[str, bytes]) -> None:
     """report.json, report.md and figures/*.png into ``out``, each file atomically."""
-    (out / "figures").mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    if figures:
+        (out / "figures").mkdir(exist_ok=True)
     for name, png in figures.items():
         atomic_write_bytes(out / name, png)
     atomic_write_bytes(out / "report.json", (json.dumps(report, indent=2) + "\n").encode())
