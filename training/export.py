@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import os
 import platform
+import shutil
+import tempfile
 from importlib import metadata as _importlib_metadata
 from pathlib import Path
 
@@ -147,11 +150,54 @@ def readme_text(meta: dict) -> str:
 STALE_OUTPUTS = ("report.json", "report.md", "reference_predictions.npz")
 
 
-def _remove_stale_outputs(folder: Path) -> None:
-    for name in STALE_OUTPUTS:
-        (folder / name).unlink(missing_ok=True)
-    for png in (folder / "figures").glob("*.png") if (folder / "figures").is_dir() else ():
-        png.unlink()
+#: Prefixes (after ``.<folder name>``) of the hidden siblings an export works in.
+_STAGE, _OLD = ".export-", ".replaced-"
+
+
+def _weights_folder_files() -> set[str]:
+    """Files of ``folder`` an export may replace: what a weights folder and its evaluation hold."""
+    from ..weights_io import CHECKSUM_FILE, REQUIRED_FILES
+
+    return {*REQUIRED_FILES, CHECKSUM_FILE, "README.md", *STALE_OUTPUTS}
+
+
+def _check_replaceable(folder: Path) -> None:
+    """An existing ``folder`` is replaced only if it holds nothing but weights-folder files
+    (``figures/*.png`` included): anything else is someone's data, never deleted by an export."""
+    from ..errors import ConfigError
+
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise ConfigError(f"output {folder} is a file; allowed: a new folder or a weights folder to replace")
+    known = _weights_folder_files()
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        ok = rel in known or rel == "figures" or (rel.startswith("figures/") and rel.endswith(".png")
+                                                   and path.is_file())
+        if not ok:
+            raise ConfigError(f"output {folder} holds {rel!r}, which is not part of a weights folder; "
+                              "allowed: a new folder or an earlier export (move that file or choose "
+                              "another output)")
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """Working folders of an earlier export of ``folder`` that was killed."""
+    for prefix in (_STAGE, _OLD):
+        for path in folder.parent.glob(f".{folder.name}{prefix}*"):
+            log.warning("removing %s, left by an interrupted export", path)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _swap_in(stage: Path, folder: Path) -> None:
+    """Put the finished ``stage`` at ``folder`` by renames: ``folder`` is never half written."""
+    if folder.exists():
+        old = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}{_OLD}"))
+        os.rename(folder, old / folder.name)
+        os.rename(stage, folder)
+        shutil.rmtree(old)
+    else:
+        os.rename(stage, folder)
 
 
 def _reference_points(emu, n: int, extra=None) -> np.ndarray:
@@ -179,11 +225,28 @@ def write_exported_folder(folder, meta: dict, member_state_dicts, correlation, m
     from ..weights_io import write_weights_folder
 
     folder = Path(folder)
-    _remove_stale_outputs(folder)
-    write_weights_folder(folder, meta, member_state_dicts, correlation, mass_function,
-                         extra_files={"README.md": readme_text(meta).encode()})
-    if reference_points > 0:
-        emu = IAEmulator.load(folder)
-        write_reference_predictions(folder, emu, _reference_points(emu, reference_points, extra_points))
+    _check_replaceable(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(folder)
+    # written complete in a hidden sibling, then renamed into place: an export killed at any
+    # point leaves the old folder (or none) at ``folder``, never a mix of old and new files
+    stage = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}{_STAGE}"))
+    try:
+        write_weights_folder(stage, meta, member_state_dicts, correlation, mass_function,
+                             extra_files={"README.md": readme_text(meta).encode()})
+        if reference_points > 0:
+            emu = IAEmulator.load(stage)
+            write_reference_predictions(stage, emu, _reference_points(emu, reference_points, extra_points))
+        os.chmod(stage, 0o777 & ~_umask())  # mkdtemp's 0o700 would hide installed weights from users
+        _swap_in(stage, folder)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
     log.info("exported %s weights to %s", meta["architecture"], folder)
     return folder
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
