@@ -173,6 +173,34 @@ def test_log_jacobian_is_log_det(shipped, synthetic):
             assert float(support.log_jacobian(jnp.asarray(z), jnp)) == pytest.approx(logdet, rel=1e-10)
 
 
+def test_transform_with_fixed_pivot(shipped):
+    """logMmin fixed, band parameters sampled: their intervals are the band at that logMmin."""
+    from iaemu_likelihood.sampling.support import Support
+
+    emu = shipped[0].emulator
+    names = ("mu_cen", "sigma_logM", "logM0")
+    low = np.array([emu.bounds[n][0] for n in names])
+    high = np.array([emu.bounds[n][1] for n in names])
+    fixed = {"mu_sat": 0.5, "logMmin": 12.0, "logM1": 13.3, "alpha": 1.05}
+    support = Support.build(names, low, high, fixed, emu.support)
+    z = np.random.default_rng(3).normal(0, 2, (3000, 3))
+    theta = support.to_theta(z)
+    np.testing.assert_array_equal(emu.in_support(support.full(theta)), True)
+    # the sampled intervals reach the band's edges at logMmin = 12 (and no further)
+    lo, hi = support.to_theta(np.array([[-40.0] * 3, [40.0] * 3]))
+    for edge, sign in ((lo, -1.0), (hi, 1.0)):
+        assert emu.in_support(support.full(edge))
+        for k in (1, 2):
+            beyond = edge.copy()
+            beyond[k] += sign * 1e-6
+            assert not emu.in_support(support.full(beyond)), (names[k], beyond)
+    h = 1e-6
+    numeric = [np.log(np.abs(np.diag((support.to_theta(z0 + h * np.eye(3))
+                                      - support.to_theta(z0 - h * np.eye(3))) / (2 * h))).prod())
+               for z0 in z[:5]]
+    np.testing.assert_allclose(support.log_jacobian(z[:5]), numeric, rtol=1e-6)
+
+
 def test_sampled_prior_is_uniform_on_support(shipped):
     """NUTS on the Jacobian alone (no likelihood) must give the uniform prior on box and band."""
     from jax import random
