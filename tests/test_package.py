@@ -85,3 +85,25 @@ def test_package_data_ships_weights_package():
     from iaemu_likelihood.weights import weights_root
 
     assert weights_root().is_dir()
+
+
+def test_every_subpackage_is_declared_in_setup_cfg():
+    """A folder with an ``__init__.py`` that setup.cfg does not list is missing from the wheel
+    (an editable install hides it): every subcommand and import must work from ``pip install .``."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    declared = set(cfg["options"]["packages"].split())
+    mapping = dict(line.split("=", 1) for line in cfg["options"]["package_dir"].strip().splitlines())
+    mapping = {k.strip(): v.strip() for k, v in mapping.items()}
+    missing = []
+    for package, folder in mapping.items():
+        root = REPO / folder
+        for init in root.rglob("__init__.py"):
+            rel = init.parent.relative_to(root)
+            name = ".".join([package, *rel.parts]) if rel.parts else package
+            owner = max((p for p in mapping if name == p or name.startswith(p + ".")), key=len)
+            if owner == package and name not in declared:
+                missing.append(name)
+    assert missing == [], f"packages missing from setup.cfg [options] packages: {missing}"
