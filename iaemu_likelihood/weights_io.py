@@ -51,6 +51,9 @@ ARCHITECTURES = ("mlp", "paper", "factorised")
 TRANSFORMS = ("log", "identity")
 #: Tolerance of the metadata's r edges against conventions.R_EDGES.
 R_EDGES_RTOL = 1e-10
+#: Most bytes the arrays of one weights-folder file may declare (the shipped ones hold a few MB):
+#: a small compressed file declaring more (a "zip bomb") is refused before anything is allocated.
+MAX_DECLARED_BYTES = 1024 ** 3
 
 _MEMBER_KEY = re.compile(r"^member(\d+)/(.+)$")
 
@@ -309,6 +312,37 @@ def _read_members(path: Path, n_members: int) -> list[dict[str, np.ndarray]]:
     return members
 
 
+def _npy_header_bytes(fp) -> int:
+    """Bytes of the array whose ``.npy`` header starts at ``fp`` (0 if the header is unreadable:
+    ``np.load`` then reports the file)."""
+    from numpy.lib import format as npy_format
+
+    try:
+        version = npy_format.read_magic(fp)
+        reader = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+        shape, _, dtype = reader(fp)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError):
+        return 0
+    return int(np.prod(shape, dtype=object)) * dtype.itemsize
+
+
+def _declared_bytes(path: Path) -> int:
+    """Bytes the arrays of a ``.npy``/``.npz`` file declare in their headers, read without the data."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                total = 0
+                for info in archive.infolist():
+                    if info.filename.endswith(".npy"):
+                        with archive.open(info) as member:
+                            total += _npy_header_bytes(member)
+                return total
+        with open(path, "rb") as f:
+            return _npy_header_bytes(f)
+    except (OSError, zipfile.BadZipFile, EOFError):
+        return 0  # np.load names the unreadable file
+
+
 class _opened:
     """``np.load`` of a weights-folder file (no pickle) whose failures name the file."""
 
@@ -316,6 +350,12 @@ class _opened:
         self.path = path
 
     def __enter__(self):
+        declared = _declared_bytes(self.path)
+        if declared > MAX_DECLARED_BYTES:
+            raise WeightsIntegrityError(
+                f"{self.path}: its arrays declare {declared / 1024 ** 2:,.1f} MiB; allowed: at most "
+                f"{MAX_DECLARED_BYTES / 1024 ** 2:,.1f} MiB (weights folders hold a few MB), refused "
+                "before reading")
         try:
             self.value = np.load(self.path, allow_pickle=False)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:

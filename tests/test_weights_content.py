@@ -314,3 +314,26 @@ def test_mass_function_without_any_halo_is_refused(folder):
     with pytest.raises(WeightsIntegrityError, match=r"halo_mass_function\.npz: counts = 'all \d+ bins "
                        r"empty'; allowed: at least one halo"):
         IAEmulator.load(folder)
+
+
+def test_arrays_declaring_more_memory_than_a_weights_folder_needs_are_refused_before_reading(
+        folder, monkeypatch):
+    """A few kB of compressed zeros can declare GBs ("zip bomb"): the declared size is read from the
+    .npy headers and refused before any array is allocated (limit lowered here to keep the test small)."""
+    import iaemu_likelihood.weights_io as weights_io
+
+    monkeypatch.setattr(weights_io, "MAX_DECLARED_BYTES", 4 * 1024 ** 2)
+    with np.load(folder / WEIGHTS_FILE, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["member0/zeros"] = np.zeros(2 * 1024 ** 2, dtype=np.float32)  # 8 MiB, ~8 kB compressed
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    (folder / WEIGHTS_FILE).write_bytes(buffer.getvalue())
+    assert (folder / WEIGHTS_FILE).stat().st_size < 2 * 1024 ** 2
+    write_checksums(folder)
+    loaded = []
+    monkeypatch.setattr(np, "load", lambda *a, **k: loaded.append(a) or pytest.fail("np.load called"))
+    with pytest.raises(WeightsIntegrityError, match=r"weights\.npz: its arrays declare 8\.\d MiB; allowed: "
+                       r"at most 4\.0 MiB .*refused before reading"):
+        load_weights_folder(folder)
+    assert not loaded
