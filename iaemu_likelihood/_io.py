@@ -1,14 +1,15 @@
-"""Atomic file writes shared by the weights and data writers."""
+"""Atomic file writes shared by the weights and data writers, and the declared size of numpy files."""
 from __future__ import annotations
 
 import io
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_write_bytes", "npz_bytes"]
+__all__ = ["atomic_write_bytes", "npz_bytes", "declared_array_bytes"]
 
 
 def atomic_write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
@@ -48,3 +49,35 @@ def npz_bytes(arrays, compressed: bool = True) -> bytes:
     buffer = io.BytesIO()
     (np.savez_compressed if compressed else np.savez)(buffer, **arrays)
     return buffer.getvalue()
+
+
+def _npy_header_bytes(fp) -> int:
+    """Bytes of the array whose ``.npy`` header starts at ``fp`` (0 if the header is unreadable:
+    ``np.load`` then reports the file)."""
+    from numpy.lib import format as npy_format  # header parsing only: no data, no pickle
+
+    try:
+        version = npy_format.read_magic(fp)
+        reader = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+        shape, _, dtype = reader(fp)
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError):
+        return 0
+    return int(np.prod(shape, dtype=object)) * dtype.itemsize
+
+
+def declared_array_bytes(path) -> int:
+    """Bytes the arrays of a ``.npy``/``.npz`` file declare in their headers, read without the data
+    (a few kB of compressed zeros can declare GBs); 0 for a file whose headers cannot be read."""
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                total = 0
+                for info in archive.infolist():
+                    if info.filename.endswith(".npy"):
+                        with archive.open(info) as member:
+                            total += _npy_header_bytes(member)
+                return total
+        with open(path, "rb") as f:
+            return _npy_header_bytes(f)
+    except (OSError, zipfile.BadZipFile, EOFError):
+        return 0  # np.load names the unreadable file

@@ -25,7 +25,7 @@ from .conventions import N_BINS, PARAM_NAMES, STATISTICS
 from .errors import IAEmuError
 from .weights import resolve_weights_dir
 from ._io import atomic_write_bytes, npz_bytes
-from .weights_io import REFERENCE_FILE, verify_checksums, write_checksums
+from .weights_io import REFERENCE_FILE, check_declared_size, verify_checksums, write_checksums
 
 __all__ = ["build_parser", "main", "write_reference_predictions", "check_reference_predictions",
            "default_reference_points", "single_thread", "reference_tolerance", "read_reference_file",
@@ -137,6 +137,7 @@ def read_reference_file(reference_file) -> dict[str, np.ndarray]:
         parameter names, or arrays of the wrong type, shape or with non-finite values.
     """
     where = str(reference_file)
+    check_declared_size(reference_file)
     try:
         with np.load(reference_file, allow_pickle=False) as ref:
             arrays = {k: ref[k] for k in ref.files}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_write_bytes, npz_bytes
+from ._io import atomic_write_bytes, declared_array_bytes, npz_bytes
 from .conventions import N_BINS, PARAM_NAMES, R_EDGES, STATISTICS
 from .errors import WeightsIntegrityError, WeightsNotFoundError
 from .hod import MASS_FUNCTION_KEYS, validate_mass_function
@@ -32,6 +32,7 @@ from .weights_checks import (check_architecture_config, check_bounds, check_corr
 __all__ = ["write_weights_folder", "write_checksums", "verify_checksums", "load_weights_folder",
            "validate_metadata", "read_metadata_file", "reseal_folder", "sha256_file", "SCHEMA_VERSION", "WEIGHTS_FILE", "METADATA_FILE",
            "CORRELATION_FILE", "MASS_FUNCTION_FILE", "REFERENCE_FILE", "CHECKSUM_FILE",
+           "check_declared_size", "MAX_DECLARED_BYTES",
            "REQUIRED_FILES"]
 
 log = logging.getLogger(__name__)
@@ -312,35 +313,20 @@ def _read_members(path: Path, n_members: int) -> list[dict[str, np.ndarray]]:
     return members
 
 
-def _npy_header_bytes(fp) -> int:
-    """Bytes of the array whose ``.npy`` header starts at ``fp`` (0 if the header is unreadable:
-    ``np.load`` then reports the file)."""
-    from numpy.lib import format as npy_format
+def check_declared_size(path) -> None:
+    """Refuse a ``.npy``/``.npz`` file of a weights folder whose arrays declare more than
+    :data:`MAX_DECLARED_BYTES`, from its headers, before anything is allocated.
 
-    try:
-        version = npy_format.read_magic(fp)
-        reader = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
-        shape, _, dtype = reader(fp)
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError):
-        return 0
-    return int(np.prod(shape, dtype=object)) * dtype.itemsize
-
-
-def _declared_bytes(path: Path) -> int:
-    """Bytes the arrays of a ``.npy``/``.npz`` file declare in their headers, read without the data."""
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                total = 0
-                for info in archive.infolist():
-                    if info.filename.endswith(".npy"):
-                        with archive.open(info) as member:
-                            total += _npy_header_bytes(member)
-                return total
-        with open(path, "rb") as f:
-            return _npy_header_bytes(f)
-    except (OSError, zipfile.BadZipFile, EOFError):
-        return 0  # np.load names the unreadable file
+    Raises
+    ------
+    WeightsIntegrityError
+    """
+    declared = declared_array_bytes(path)
+    if declared > MAX_DECLARED_BYTES:
+        raise WeightsIntegrityError(
+            f"{path}: its arrays declare {declared / 1024 ** 2:,.1f} MiB; allowed: at most "
+            f"{MAX_DECLARED_BYTES / 1024 ** 2:,.1f} MiB (weights folders hold a few MB), refused "
+            "before reading")
 
 
 class _opened:
@@ -350,12 +336,7 @@ class _opened:
         self.path = path
 
     def __enter__(self):
-        declared = _declared_bytes(self.path)
-        if declared > MAX_DECLARED_BYTES:
-            raise WeightsIntegrityError(
-                f"{self.path}: its arrays declare {declared / 1024 ** 2:,.1f} MiB; allowed: at most "
-                f"{MAX_DECLARED_BYTES / 1024 ** 2:,.1f} MiB (weights folders hold a few MB), refused "
-                "before reading")
+        check_declared_size(self.path)
         try:
             self.value = np.load(self.path, allow_pickle=False)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:

@@ -209,3 +209,15 @@ def test_rtol_is_checked_before_anything_is_loaded(tmp_path):
                                                            "--rtol", "nan"])
     with pytest.raises(ValueError, match=r"--rtol = nan; allowed"):
         verify.main(args)
+
+
+def test_reference_file_declaring_gigabytes_is_refused_before_reading(folder, monkeypatch):
+    import iaemu_likelihood.weights_io as weights_io
+    from iaemu_likelihood.errors import IAEmuError
+
+    monkeypatch.setattr(weights_io, "MAX_DECLARED_BYTES", 1024 ** 2)
+    arrays = _reference_arrays(folder)
+    arrays["xi_big"] = np.zeros(10 ** 6)  # 8 MB declared, a few kB compressed
+    (folder / REFERENCE_FILE).write_bytes(npz_bytes(arrays, compressed=True))
+    with pytest.raises(IAEmuError, match=r"reference_predictions\.npz: its arrays declare 7\.\d MiB"):
+        verify.read_reference_file(folder / REFERENCE_FILE)
