@@ -186,6 +186,14 @@ def _check_n_samples(n_samples):
     return None if n_samples is None else check_int(n_samples, "n_samples", 2, MAX_MC_SAMPLES)
 
 
+def _num(value) -> str:
+    """A bound for a message: short (``%g``) when that is exact, else every digit, so a value
+    refused by a hair never reads as inside the printed interval."""
+    value = float(value)
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
 def _gib(n_bytes: int) -> str:
     return f"{n_bytes / 1024 ** 3:,.1f} GiB" if n_bytes >= 1024 ** 3 else f"{n_bytes / 1024 ** 2:,.1f} MiB"
 
@@ -512,8 +520,8 @@ class IAEmulator:
         where = "" if single else f" at point {i}"
         raise OutOfRangeError(
             f"parameter {name!r} = {float(vals[i, k])!r}{where} is outside the emulator's training "
-            f"support at {PARAM_NAMES[pivot]} = {float(x[i, 0]):g}: allowed [{low[i, k]:g}, "
-            f"{high[i, k]:g}] ({self.support.get('description', 'band around a linear relation')})")
+            f"support at {PARAM_NAMES[pivot]} = {_num(x[i, 0])}: allowed [{_num(low[i, k])}, "
+            f"{_num(high[i, k])}] ({self.support.get('description', 'band around a linear relation')})")
 
     def in_support(self, theta) -> np.ndarray:
         """Whether each point lies inside the training prior (box and band); never raises for values.
@@ -540,7 +548,7 @@ class IAEmulator:
         what = ("is not finite; allowed range" if not np.isfinite(value)
                 else "is outside the emulator's training range")
         raise OutOfRangeError(f"parameter {name!r} = {float(value)!r}{where} {what} "
-                              f"[{low:g}, {high:g}]")
+                              f"[{_num(low)}, {_num(high)}]")
 
     # ------------------------------------------------------------------ prediction
     def predict(self, theta, epistemic: bool = False, n_samples: int | None = None):

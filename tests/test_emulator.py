@@ -446,3 +446,26 @@ def test_mc_dropout_passes_are_checked_and_bounded(synthetic_paper_weights, n_sa
                  lambda: emu.covariance(point, n_samples=n_samples)):
         with pytest.raises(IAEmuError, match=rf"n_samples = .*must be an integer >= 2 and <= {MAX_MC_SAMPLES}"):
             call()
+
+
+def test_a_value_refused_by_a_hair_is_never_shown_inside_the_printed_range(synthetic_weights, tmp_path):
+    """Bounds in messages print every digit when %g would round them: 'x = 0.80000001 is outside
+    [0.05, 0.8]' reads as a bug; the printed limit must itself be refused-side exact."""
+    import shutil
+
+    from iaemu_likelihood.weights_io import METADATA_FILE, write_checksums
+
+    folder = shutil.copytree(synthetic_weights, tmp_path / "w")
+    meta = json.loads((folder / METADATA_FILE).read_text())
+    meta["bounds"]["sigma_logM"] = [0.05, 0.7674693797671619]
+    (folder / METADATA_FILE).write_text(json.dumps(meta))
+    write_checksums(folder)
+    emu = IAEmulator.load(folder)
+    theta = emu.reference_point.copy()
+    theta[3] = np.nextafter(0.7674693797671619, 1.0)
+    with pytest.raises(OutOfRangeError) as info:
+        emu.predict(theta)
+    printed_high = float(str(info.value).split("[0.05, ")[1].split("]")[0])
+    assert printed_high == 0.7674693797671619 < theta[3]
+    with pytest.raises(OutOfRangeError, match=r"training range \[11\.6, 13\.5\]"):  # short when exact
+        emu.predict(np.where(np.arange(7) == 2, 14.0, emu.reference_point))
