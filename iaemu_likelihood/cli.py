@@ -52,6 +52,8 @@ COMMANDS = {
     "paint": ("iaemu_likelihood.field.cli", "paint HOD galaxies onto a dark-matter density mesh (field painter)"),
     "field-data": ("iaemu_likelihood.training.field_data", "density mesh and HOD galaxy sets of one painter box"),
     "field-train": ("iaemu_likelihood.training.field_train", "train the field-level galaxy painter"),
+    "field-calibrate": ("iaemu_likelihood.training.field_calibration",
+                        "post-hoc count calibration of a painter on its training boxes"),
 }
 
 

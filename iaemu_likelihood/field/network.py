@@ -68,15 +68,19 @@ def normalise_hod(hod, low, high) -> np.ndarray:
     return (2 * (np.asarray(hod, float) - low) / (high - low) - 1).astype(np.float32)
 
 
-def network_outputs(out, pos_weight: float):
-    """(calibrated p, logit, mu, r) from the raw output (B, 3, ...) (torch)."""
+def network_outputs(out, pos_weight: float, logit_offset: float = 0.0):
+    """(calibrated p, logit, mu, r) from the raw output (B, 3, ...) (torch).
+
+    ``p = sigmoid(logit - log(pos_weight) + logit_offset)``; ``logit_offset`` is the painter's
+    post-hoc calibration (0 in training).
+    """
     import torch
     import torch.nn.functional as F
 
     logit = out[:, 0]
     mu = F.softplus(out[:, 1]) + MU_MIN
     r = F.softplus(out[:, 2]) + R_MIN
-    return torch.sigmoid(logit - math.log(pos_weight)), logit, mu, r
+    return torch.sigmoid(logit - math.log(pos_weight) + logit_offset), logit, mu, r
 
 
 def count_nll(out, counts, pos_weight: float, mask=None):

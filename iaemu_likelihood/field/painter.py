@@ -183,8 +183,19 @@ class GalaxyPainter:
             xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None].to(self.device)
             pt = torch.from_numpy(params)[None].to(self.device)
             out = self.net(xt, pt)[..., lo:lo + n, lo:lo + n, lo:lo + n]
-            p, _, mu, r = network_outputs(out, self.pos_weight)
-        return {"p": p[0].cpu().numpy(), "mu": mu[0].cpu().numpy(), "r": r[0].cpu().numpy()}
+            offset, log_scale = self._calibration(params)
+            p, _, mu, r = network_outputs(out, self.pos_weight, logit_offset=offset)
+        return {"p": p[0].cpu().numpy(), "mu": mu[0].cpu().numpy() * np.float32(np.exp(log_scale)),
+                "r": r[0].cpu().numpy()}
+
+    def _calibration(self, params: np.ndarray) -> tuple[float, float]:
+        """Post-hoc (logit offset, log mu scale), each linear in ``[1, normalised HOD]``
+        (``painter.json`` ``calibration``; zero without one)."""
+        cal = self.metadata.get("calibration")
+        if not cal:
+            return 0.0, 0.0
+        features = np.r_[1.0, params.astype(np.float64)]
+        return float(features @ np.asarray(cal["logit_offset"])), float(features @ np.asarray(cal["log_mu_scale"]))
 
     def paint(self, density, hod_params, seed: int | None = None, mode: str = "sample",
               box_size: float | None = None, positions: bool = False):
