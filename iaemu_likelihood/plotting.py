@@ -88,7 +88,12 @@ def parse_truth(specs) -> dict[str, float]:
         values = meta.get("truth")
         if not isinstance(values, dict) or not values:
             raise ValueError(f"--truth {spec!r}: {path} has no 'truth' entry in its metadata")
-        truth.update({k: float(v) for k, v in values.items()})
+        for name, value in values.items():
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok:
+                raise ValueError(f"--truth {spec!r}: {path} metadata truth[{name!r}] = {value!r}; "
+                                 "allowed: a finite number")
+            truth[str(name)] = float(value)
     return truth
 
 

@@ -120,3 +120,13 @@ def test_plot_options_are_checked_and_named(chains, tmp_path, capsys, monkeypatc
     err = capsys.readouterr().err
     assert named in err and err.count("\n") == 1, err
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("value", ["0.8", [0.8], None, True, float("nan"), {"a": 1}])
+def test_truth_values_of_a_measurement_file_must_be_finite_numbers(tmp_path, value):
+    """A measurement's metadata truth is data from someone else: a string, list, None, bool or NaN
+    is named with the file and key (a raw float() error or a TypeError before)."""
+    path = save_measurement(tmp_path / "m.npz", r_centres(), {"xi": np.ones(20)}, np.eye(20),
+                            {"truth": {"mu_cen": value, "mu_sat": 0.5}})
+    with pytest.raises(ValueError, match=r"m\.npz metadata truth\['mu_cen'\] = .*; allowed: a finite number"):
+        parse_truth([str(path)])
