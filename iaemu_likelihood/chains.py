@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 _WEIGHT, _MINUSLOGPOST = "weight", "minuslogpost"
 #: Cobaya's per-component bookkeeping columns: kept as derived quantities in the samples.
 _BOOKKEEPING = re.compile(r"^(minuslogprior|chi2)(__.*)?$")
+#: Longest LaTeX label typeset from a chain's yaml (a longer one is someone's attempt to stall).
+_MAX_LABEL = 200
 
 
 class ChainError(IAEmuError, ValueError):
@@ -173,6 +175,11 @@ def _label(latex, name: str, prefix) -> str:
     a broken label would otherwise fail the whole plot when the figure is drawn."""
     if latex is None:
         return name
+    if not isinstance(latex, str) or len(latex) > _MAX_LABEL:
+        # never str() a non-string: yaml aliases can nest a list exponentially deep
+        what = f"a {type(latex).__name__}" if not isinstance(latex, str) else f"{len(latex):,} characters"
+        log.warning("%s: LaTeX label of %r is %s, not a short text; using %r", prefix, name, what, name)
+        return name
     from matplotlib.mathtext import MathTextParser
 
     try:
@@ -272,7 +279,8 @@ def load_cobaya_chain(prefix, burn_in: float = 0.3):
             try:
                 low, high = float(prior["min"]), float(prior["max"])
             except (TypeError, ValueError):
-                raise ChainError(f"{prefix}: prior of {name!r} has non-numeric min/max {prior}") from None
+                raise ChainError(f"{prefix}: prior of {name!r} has non-numeric min/max "
+                                 f"({type(prior['min']).__name__}, {type(prior['max']).__name__})") from None
             if not (low < high) or math.isnan(low) or math.isnan(high):
                 raise ChainError(f"{prefix}: prior of {name!r} has min = {low}, max = {high}; "
                                  "allowed: min < max")

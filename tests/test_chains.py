@@ -162,3 +162,29 @@ def test_unbounded_prior_and_untypesettable_label_still_load(tmp_path, caplog):
 def test_burn_in_rows_must_be_whole(tmp_path, burn_in):
     with pytest.raises(ChainError, match="whole number of rows"):
         load_cobaya_chain(_table(tmp_path, "weight minuslogpost x y", _RNG_ROWS), burn_in=burn_in)
+
+
+def _billion_laughs(depth=9):
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, depth + 1)]
+    return "\n".join(lines) + f"\nparams:\n  x:\n    latex: *a{depth}\n    prior: {{min: *a{depth}, max: 1}}\n"
+
+
+def test_yaml_aliases_that_expand_exponentially_never_stall_loading(tmp_path):
+    """A chain folder from someone else: yaml aliases nest a 9^10-element list in a few hundred bytes.
+    Nothing may str() or walk it (this hung `iaemu plot` before). Run in a subprocess with a timeout,
+    so a regression fails instead of stalling the suite."""
+    import subprocess
+    import sys
+
+    prefix = _table(tmp_path, "weight minuslogpost x y", _RNG_ROWS, _billion_laughs())
+    code = ("import sys\nfrom iaemu_likelihood.chains import ChainError, load_cobaya_chain\n"
+            "try:\n    load_cobaya_chain(sys.argv[1], burn_in=0)\n"
+            "except ChainError as exc:\n    print(exc)\n")
+    run = lambda: subprocess.run([sys.executable, "-c", code, prefix], capture_output=True, text=True,  # noqa: E731
+                                 timeout=60, check=True).stdout
+    assert "prior of 'x' has non-numeric min/max (list, int)" in run()
+    (tmp_path / "c.updated.yaml").write_text(_billion_laughs().replace("prior: {min: *a9, max: 1}",
+                                                                        "prior: {min: -5, max: 5}"))
+    assert run() == ""  # loads, with the parameter's name as its label
+    assert load_cobaya_chain(prefix, burn_in=0).paramNames.parWithName("x").label == "x"
