@@ -385,7 +385,7 @@ class IAEmulator:
         variances are negative) are refused, so they never reach a sampler as NaN."""
         point = self.support_point()
         with np.errstate(over="ignore", invalid="ignore"):  # reported below, as one error
-            pred = self.predict(point, epistemic=self.ensemble_size > 1)
+            pred = self._predict(point, self.ensemble_size > 1, None)[0]
         for name, value in pred.as_dict().items():
             bad = not np.all(np.isfinite(value)) or (name.endswith("var") and np.any(value < 0))
             if bad:
@@ -581,7 +581,41 @@ class IAEmulator:
         seeded with :data:`MC_DROPOUT_SEED`), times the per-statistic calibration factor
         :attr:`epistemic_scale` fitted on the validation split at training time
         (``metadata["epistemic"]["scale"]``; 1 when the weights carry none).
+
+        Raises
+        ------
+        InputShapeError, OutOfRangeError, BatchTooLargeError, ConfigError
+            Bad inputs or options (see :meth:`validate`).
+        WeightsIntegrityError
+            The weights predict a non-finite value at one of the points (load checks only one
+            point): never returned as NaN or inf.
         """
+        pred, arr = self._predict(theta, epistemic, n_samples)
+        self._require_finite(pred, arr)
+        return pred
+
+    def _require_finite(self, pred, arr) -> None:
+        """Refuse a prediction holding NaN or inf (weights broken for these inputs)."""
+        for kind, block in (("", pred.vector()), ("_var", pred.variance_vector()),
+                            ("_epi_var", pred.epistemic_vector())):
+            if block is None:
+                continue
+            with np.errstate(over="ignore", invalid="ignore"):
+                if np.isfinite(block.sum()):  # one pass; the sum of finite values is finite here
+                    continue
+            bad = ~np.isfinite(block.reshape(-1, N_OUT))
+            if not bad.any():
+                continue
+            i, j = (int(v) for v in np.argwhere(bad)[0])
+            stat = STATISTICS[j // N_BINS]
+            point = dict(zip(PARAM_NAMES, np.round(arr[i], 6).tolist()))
+            raise WeightsIntegrityError(
+                f"{self.folder}: the weights predict {stat}{kind}[{j % N_BINS}] = "
+                f"{block.reshape(-1, N_OUT)[i, j]} at {point}; allowed: finite values (the tensors or "
+                "the normalisation are broken for this input)")
+
+    def _predict(self, theta, epistemic, n_samples):
+        """:meth:`predict` without the finiteness check: (prediction, the (n, 7) points)."""
         if epistemic is not True and epistemic is not False:
             epistemic = _check_flag(epistemic, "epistemic")
         if n_samples is not None:
@@ -606,10 +640,10 @@ class IAEmulator:
             # block by block, so every intermediate array stays in the CPU cache; one BLAS thread:
             # these matrices are small, and BLAS threads only contend with the caller's own
             # parallelism (measured 15x slower with 2 threads on a busy 2-core machine)
-            return self._predict_blocks(arr, epistemic)
+            return self._predict_blocks(arr, epistemic), arr
         if single:
-            return EmulatorPrediction(mean[0], alea[0], None if epi is None else epi[0])
-        return EmulatorPrediction(mean, alea, epi)
+            return EmulatorPrediction(mean[0], alea[0], None if epi is None else epi[0]), arr
+        return EmulatorPrediction(mean, alea, epi), arr
 
     @cached_property
     def _numpy_net32(self):

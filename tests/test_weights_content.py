@@ -337,3 +337,22 @@ def test_arrays_declaring_more_memory_than_a_weights_folder_needs_are_refused_be
                        r"at most 4\.0 MiB .*refused before reading"):
         load_weights_folder(folder)
     assert not loaded
+
+
+def test_weights_that_overflow_away_from_the_checked_point_never_return_nan(folder):
+    """Load checks one point (the box centre, where a first-layer weight on mu_cen contributes
+    nothing); at mu_cen = 1 these finite weights overflow. predict, covariance and batches raise a
+    WeightsIntegrityError naming the point instead of returning inf/NaN."""
+    _edit_arrays(folder, _replace("member0/hidden.0.weight",
+                                  lambda a: np.where(np.arange(a.shape[1]) == 0, np.float32(3e4), a)))
+    emu = IAEmulator.load(folder)  # fine at the centre
+    corner = emu.reference_point.copy()
+    corner[0] = emu.bounds["mu_cen"][1]
+    with np.errstate(all="ignore"):
+        for call in (lambda: emu.predict(corner), lambda: emu.covariance(corner),
+                     lambda: emu.predict(np.vstack([emu.reference_point, corner]), epistemic=True),
+                     lambda: emu.predict(np.tile(corner, (600, 1)))):
+            with pytest.raises(WeightsIntegrityError, match=r"the weights predict (xi|omega|eta)(_var|_epi_var)?"
+                               r"\[\d+\] = (inf|-inf|nan) at \{'mu_cen': 1\.0, .*allowed: finite values"):
+                call()
+    assert np.all(np.isfinite(emu.predict(emu.reference_point).vector()))
