@@ -212,8 +212,8 @@ def test_sampled_prior_is_uniform_on_support(shipped):
     _, jnp = jax()
     post = shipped[0]
     support = post.support
-    mcmc = MCMC(NUTS(potential_fn=lambda z: -support.log_jacobian(z, jnp)), num_warmup=200,
-                num_samples=1200, num_chains=2, chain_method="vectorized", progress_bar=False)
+    mcmc = MCMC(NUTS(potential_fn=lambda z: -support.log_jacobian(z, jnp)), num_warmup=150,
+                num_samples=1000, num_chains=2, chain_method="vectorized", progress_bar=False)
     mcmc.run(random.PRNGKey(0), init_params=jnp.zeros((2, support.dim)))
     sampled = support.to_theta(np.asarray(mcmc.get_samples()))[::3]
     rng = np.random.default_rng(9)
@@ -282,11 +282,11 @@ def test_ensemble_is_reproducible(synthetic):
     from iaemu_likelihood.sampling.ensemble import run_ensemble
 
     post = synthetic[0]
-    runs = [run_ensemble(post, seed=4, n_walkers=12, min_ess=20, max_steps=500, progress=False)
+    runs = [run_ensemble(post, seed=4, n_walkers=12, min_ess=20, max_steps=200, progress=False)
             for _ in range(2)]
     np.testing.assert_array_equal(runs[0].chains[0], runs[1].chains[0])
     assert post.support.contains(runs[0].chains[0]).all()
-    other = run_ensemble(post, seed=5, n_walkers=12, min_ess=20, max_steps=500, progress=False)
+    other = run_ensemble(post, seed=5, n_walkers=12, min_ess=20, max_steps=200, progress=False)
     assert not np.array_equal(other.chains[0], runs[0].chains[0])
 
 
@@ -296,7 +296,8 @@ def test_nuts_is_reproducible(synthetic):
 
     post = synthetic[0]
     model = UnconstrainedModel(post)
-    runs = [run_nuts(post, seed=2, n_chains=2, n_warmup=20, min_ess=1, max_samples=20,
+    # no warm-up: one compiled program per run instead of two (the test is about the seeding)
+    runs = [run_nuts(post, seed=2, n_chains=2, n_warmup=0, min_ess=1, max_samples=20,
                      progress=False, model=model) for _ in range(2)]
     for a, b in zip(runs[0].chains, runs[1].chains):
         np.testing.assert_array_equal(a, b)
@@ -313,7 +314,7 @@ def test_cli_writes_a_cobaya_style_chain(synthetic, tmp_path, capsys):
     path.write_text(yaml.safe_dump(info))
     prefix = tmp_path / "out" / "run"
     args = ["sample", str(path), "--sampler", "ensemble", "-o", str(prefix), "--min-ess", "20",
-            "--walkers", "12", "--max-samples", "500", "--no-progress", "--seed", "3"]
+            "--walkers", "12", "--max-samples", "200", "--no-progress", "--seed", "3"]
     assert main(args) == 0
     header = (tmp_path / "out" / "run.1.txt").read_text().splitlines()[0].split()[1:]
     assert header == chain_columns(post)

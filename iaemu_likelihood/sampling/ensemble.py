@@ -73,7 +73,7 @@ def run_ensemble(posterior, seed: int = 0, n_walkers: int = DEFAULT_WALKERS,
     sampler.random_state = np.random.RandomState(seed).get_state()
     state = p0
     while True:
-        sampler.run_mcmc(state, CHECK_EVERY, progress=progress)
+        sampler.run_mcmc(state, min(CHECK_EVERY, max_steps - sampler.iteration), progress=progress)
         state = None  # continue from the last step
         chain = sampler.get_chain()
         n = chain.shape[0]

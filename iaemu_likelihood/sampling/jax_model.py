@@ -234,3 +234,5 @@ class UnconstrainedModel:
 
         self.log_density = log_density
         self.potential = lambda z: -log_density(z)
+        #: NumPyro MCMC objects built for this model (see :func:`.nuts.run_nuts`)
+        self.mcmc_cache = {}

@@ -115,13 +115,21 @@ def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
     t_start = time.perf_counter()
     rng = np.random.default_rng([seed, 1])
     z0 = start.draw_z(n_chains, rng)
-    # the Laplace covariance preconditions the warm-up: without it the first adaptation windows
-    # build trees of hundreds of steps
-    kernel = NUTS(potential_fn=model.potential, target_accept_prob=TARGET_ACCEPT, dense_mass=True,
-                  inverse_mass_matrix=jnp.asarray(start.cov), max_tree_depth=MAX_TREE_DEPTH)
     block = min(BLOCK, max_samples)
-    mcmc = MCMC(kernel, num_warmup=n_warmup, num_samples=block, num_chains=n_chains,
-                chain_method="vectorized", progress_bar=progress)
+    # NumPyro compiles per MCMC object (tens of seconds): a model keeps the ones it built, reused
+    # only with identical settings and starting covariance, i.e. an identical kernel
+    key = (n_chains, n_warmup, block, progress, start.cov.tobytes())
+    mcmc = model.mcmc_cache.get(key)
+    if mcmc is None:
+        # the Laplace covariance preconditions the warm-up: without it the first adaptation
+        # windows build trees of hundreds of steps
+        kernel = NUTS(potential_fn=model.potential, target_accept_prob=TARGET_ACCEPT,
+                      dense_mass=True, inverse_mass_matrix=jnp.asarray(start.cov),
+                      max_tree_depth=MAX_TREE_DEPTH)
+        mcmc = MCMC(kernel, num_warmup=n_warmup, num_samples=block, num_chains=n_chains,
+                    chain_method="vectorized", progress_bar=progress)
+        model.mcmc_cache[key] = mcmc
+    mcmc.post_warmup_state = None
     mcmc.run(random.PRNGKey(seed), init_params=jnp.asarray(z0), extra_fields=EXTRA_FIELDS)
     z = [np.asarray(mcmc.get_samples(group_by_chain=True))]
     t_first = time.perf_counter()
