@@ -141,6 +141,18 @@ def test_weights_integrity(folder, tmp_path):
     (bad / "SHA256SUMS").unlink()
     with pytest.raises(WeightsIntegrityError, match="SHA256SUMS is missing"):
         GalaxyPainter.load(bad)
+    # a painter.json edited after the fact (and resealed) is still validated
+    import json
+
+    from iaemu_likelihood.weights_io import write_checksums
+
+    edited = shutil.copytree(folder, tmp_path / "edited")
+    meta = json.loads((edited / "painter.json").read_text())
+    del meta["mesh"]
+    (edited / "painter.json").write_text(json.dumps(meta))
+    write_checksums(edited)
+    with pytest.raises(WeightsIntegrityError, match="lacks keys \\['mesh'\\]"):
+        GalaxyPainter.load(edited)
     with pytest.raises(WeightsNotFoundError, match="not found"):
         GalaxyPainter.load(tmp_path / "nowhere")
 

@@ -7,8 +7,10 @@ A painter folder holds
   {``n_mesh``, ``box_size`` (h^-1 Mpc), ``voxel_size`` (h^-1 Mpc), ``assignment``}, ``input``
   normalisation, ``pos_weight`` of the classifier loss, ``training`` {boxes with their sha256, ...});
 * ``weights.npz``: the network's state dict (float32), read with ``allow_pickle=False``;
-* ``SHA256SUMS`` over every file but ``README.md`` and itself, written and hashed by the emulator
-  weights' helpers (:func:`iaemu_likelihood.weights_io.write_checksums`, ``sha256_file``).
+* ``SHA256SUMS`` over every file but ``README.md`` and itself, written and checked by the emulator
+  weights' helpers (:func:`iaemu_likelihood.weights_io.write_checksums`, ``verify_checksums``);
+  ``painter.json`` is parsed strictly and ``weights.npz``'s declared size is checked before reading,
+  as for the emulator.
 
 The metadata file is not called ``metadata.json`` so that the emulator's version listing
 (:func:`iaemu_likelihood.weights.available_versions`) never mistakes a painter for an emulator.
@@ -16,14 +18,14 @@ The metadata file is not called ``metadata.json`` so that the emulator's version
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 
 from .._io import atomic_write_bytes, npz_bytes
 from ..errors import WeightsIntegrityError, WeightsNotFoundError
-from ..weights_io import CHECKSUM_FILE, sha256_file, write_checksums
+from ..weights import read_json_file
+from ..weights_io import check_declared_size, verify_checksums, write_checksums
 
 __all__ = ["PAINTER_FILE", "WEIGHTS_FILE", "SCHEMA_VERSION", "KIND", "write_painter_folder",
            "verify_painter_checksums", "load_painter_folder", "resolve_painter_dir"]
@@ -60,32 +62,17 @@ def write_painter_folder(folder, metadata: dict, state_dict, extra_files: dict |
 
 
 def verify_painter_checksums(folder) -> dict:
-    """Check every ``SHA256SUMS`` entry (and that the two core files are listed); name -> sha256."""
-    folder = Path(folder)
-    sums = folder / CHECKSUM_FILE
-    if not sums.is_file():
-        raise WeightsIntegrityError(f"{sums} is missing: cannot verify the painter weights in {folder}")
-    expected = {}
-    for n, line in enumerate(sums.read_text().splitlines(), 1):
-        match = re.fullmatch(r"([0-9a-f]{64})\s+\*?(\S.*)", line.strip())
-        if line.strip() and match is None:
-            raise WeightsIntegrityError(f"{sums} line {n} is not 'sha256  filename': {line!r}")
-        if match:
-            expected[match.group(2)] = match.group(1)
-    for name in (PAINTER_FILE, WEIGHTS_FILE):
-        if name not in expected:
-            raise WeightsIntegrityError(f"{name} is not listed in {sums}")
-    for name, digest in expected.items():
-        path = folder / name
-        if not path.is_file():
-            raise WeightsIntegrityError(f"{name} is listed in {sums} but missing from {folder}")
-        if sha256_file(path) != digest:
-            raise WeightsIntegrityError(f"{name} in {folder} does not match its SHA256SUMS entry: "
-                                        "the file is corrupted or was modified")
-    return expected
+    """Check every ``SHA256SUMS`` entry and that the two core files are listed; name -> sha256.
+
+    The emulator weights' check (:func:`iaemu_likelihood.weights_io.verify_checksums`) with the
+    painter's required files.
+    """
+    return verify_checksums(folder, required=(PAINTER_FILE, WEIGHTS_FILE))
 
 
 def _validate(meta: dict, folder: Path) -> None:
+    if not isinstance(meta, dict):
+        raise WeightsIntegrityError(f"{PAINTER_FILE} in {folder} is not a JSON object")
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
         raise WeightsIntegrityError(f"{PAINTER_FILE} in {folder} lacks keys {missing}")
@@ -123,11 +110,9 @@ def load_painter_folder(version=None) -> tuple[dict, dict, Path]:
     """Verify and read a painter folder: (metadata, state dict name -> ndarray, folder)."""
     folder = resolve_painter_dir(version)
     verify_painter_checksums(folder)
-    try:
-        meta = json.loads((folder / PAINTER_FILE).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise WeightsIntegrityError(f"{PAINTER_FILE} in {folder} is not valid JSON: {exc}") from exc
+    meta = read_json_file(folder / PAINTER_FILE)
     _validate(meta, folder)
+    check_declared_size(folder / WEIGHTS_FILE)
     with np.load(folder / WEIGHTS_FILE, allow_pickle=False) as npz:
         state = {k: npz[k] for k in npz.files}
     return meta, state, folder
