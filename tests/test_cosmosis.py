@@ -425,3 +425,15 @@ def test_example_ranges_match_the_cobaya_priors():
         prior = theory["params"][name]["prior"]
         assert (low, high) == (prior["min"], prior["max"]), name
         assert low < start < high, name
+
+
+def test_shipped_example_runs_as_is_with_the_shipped_weights(tmp_path):
+    """The example pipeline a user copies (`iaemu cosmosis-dir`), untouched: its values and priors
+    files must lie inside the shipped weights' training box (setup refuses anything beyond it)."""
+    proc = _run_cosmosis(tmp_path, {"test.save_dir": str(tmp_path / "out")})
+    assert "iaemu" in (proc.stdout + proc.stderr)
+    like = tmp_path / "out" / "likelihoods" / "values.txt"
+    assert like.is_file()
+    values = {k.strip(): float(v) for k, v in (line.split("=") for line in like.read_text().splitlines()
+                                                if "=" in line and not line.startswith("#"))}
+    assert np.isfinite(values["iaemu_like"]) and values["iaemu_like"] > 0  # normalised Gaussian at the example truth
