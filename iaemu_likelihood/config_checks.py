@@ -52,7 +52,7 @@ def suggest(name, allowed) -> str:
 def check_mapping(value, where: str) -> dict:
     """``value`` as a dict; ConfigError if it is not a mapping with string keys."""
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{where} = {value!r}: must be a mapping of key: value")
+        raise ConfigError(f"{where} = {_short(value)}: must be a mapping of key: value")
     bad = [k for k in value if not isinstance(k, str)]
     if bad:
         raise ConfigError(f"{where}: key {bad[0]!r} is not a string")
@@ -102,7 +102,7 @@ def check_int(value, where: str, minimum: int | None = None, maximum: int | None
         if (minimum is None or number >= minimum) and (maximum is None or number <= maximum):
             return number
     bounds = _bound_text(minimum, maximum)
-    raise ConfigError(f"{where} = {value!r}: must be an integer{' ' + bounds if bounds else ''}")
+    raise ConfigError(f"{where} = {_short(value)}: must be an integer{' ' + bounds if bounds else ''}")
 
 
 def check_float(value, where: str, minimum: float | None = None, maximum: float | None = None,
@@ -119,16 +119,16 @@ def check_float(value, where: str, minimum: float | None = None, maximum: float 
         if ok:
             return number
     bounds = _bound_text(minimum, maximum, min_inclusive)
-    raise ConfigError(f"{where} = {value!r}: must be a finite number{' ' + bounds if bounds else ''}")
+    raise ConfigError(f"{where} = {_short(value)}: must be a finite number{' ' + bounds if bounds else ''}")
 
 
 def check_str(value, where: str, choices=None) -> str:
     """A non-empty string, optionally one of ``choices``."""
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where} = {value!r}: must be a non-empty string"
+        raise ConfigError(f"{where} = {_short(value)}: must be a non-empty string"
                           + (f" (one of {', '.join(map(repr, choices))})" if choices else ""))
     if choices is not None and value not in choices:
-        raise ConfigError(f"{where} = {value!r}{suggest(value, choices)}; allowed: "
+        raise ConfigError(f"{where} = {_short(value)}{suggest(value, choices)}; allowed: "
                           f"{', '.join(map(repr, choices))}")
     return value
 
@@ -136,7 +136,7 @@ def check_str(value, where: str, choices=None) -> str:
 def check_bool(value, where: str) -> bool:
     """``true``/``false`` (a yaml boolean, not a string or number)."""
     if not isinstance(value, (bool, np.bool_)):
-        raise ConfigError(f"{where} = {value!r}: must be true or false")
+        raise ConfigError(f"{where} = {_short(value)}: must be true or false")
     return bool(value)
 
 
@@ -155,6 +155,9 @@ def check_float_array(value, where: str, ndim: int | None = None, shape=None,
     increasing, positive : bool
         Require strictly increasing (1-d) or strictly positive entries.
     """
+    if _exceeds(value, MAX_CONFIG_ARRAY_ENTRIES):
+        raise ConfigError(f"{where} = {_short(value)}: more than {MAX_CONFIG_ARRAY_ENTRIES:,} entries "
+                          "(nested lists, or YAML aliases that expand)")
     try:
         arr = np.asarray(value)
     except ValueError:  # ragged nesting
@@ -177,8 +180,32 @@ def check_float_array(value, where: str, ndim: int | None = None, shape=None,
     return arr
 
 
+#: Most entries (counting nested lists' items) a config array may hold; YAML aliases can make a
+#: few hundred bytes expand to billions, which numpy would try to allocate.
+MAX_CONFIG_ARRAY_ENTRIES = 1_000_000
+
+
+def _exceeds(value, limit: int) -> bool:
+    """Whether nested lists/tuples in ``value`` hold more than ``limit`` items, counted lazily."""
+    count, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            count += len(item)
+            if count > limit:
+                return True
+            stack.extend(item)
+    return False
+
+
 def _short(value, limit: int = 80) -> str:
-    text = repr(value)
+    """A bounded repr: never walks all of a deeply nested value (a YAML alias nest of a few hundred
+    bytes expands to billions of items: a plain ``repr`` would never return)."""
+    import reprlib
+
+    shortener = reprlib.Repr()
+    shortener.maxlevel, shortener.maxstring, shortener.maxother = 3, limit, limit
+    text = shortener.repr(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
@@ -199,22 +226,22 @@ def check_torch_device(name, where: str = "device") -> str:
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError) as exc:
-        raise ConfigError(f"{where} = {name!r}: not a torch device ({str(exc).splitlines()[0]}); "
+        raise ConfigError(f"{where} = {_short(name)}: not a torch device ({str(exc).splitlines()[0]}); "
                           "allowed: 'cpu', 'cuda', 'cuda:N', 'mps'") from None
     if device.type == "cpu":
         return name
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise ConfigError(f"{where} = {name!r}: no CUDA GPU is visible here "
+            raise ConfigError(f"{where} = {_short(name)}: no CUDA GPU is visible here "
                               f"(torch {torch.__version__}); use 'cpu'")
         if device.index is not None and device.index >= count:
-            raise ConfigError(f"{where} = {name!r}: only {count} CUDA device(s) here "
+            raise ConfigError(f"{where} = {_short(name)}: only {count} CUDA device(s) here "
                               f"(cuda:0 to cuda:{count - 1})")
         return name
     if device.type == "mps":
         if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-            raise ConfigError(f"{where} = {name!r}: no Apple MPS device is available here; use 'cpu'")
+            raise ConfigError(f"{where} = {_short(name)}: no Apple MPS device is available here; use 'cpu'")
         return name
-    raise ConfigError(f"{where} = {name!r}: device type {device.type!r} is not supported; "
+    raise ConfigError(f"{where} = {_short(name)}: device type {device.type!r} is not supported; "
                       "allowed: 'cpu', 'cuda', 'cuda:N', 'mps'")

@@ -269,3 +269,27 @@ def test_halo_catalog_with_bad_values_is_named(tmp_path):
     (tmp_path / "text.npz").write_text("not a catalog")
     with pytest.raises(HaloCatalogError, match="text.npz cannot be read"):
         OfflineHaloCatalog(tmp_path / "text.npz")
+
+
+def test_yaml_alias_nests_are_refused_quickly_not_expanded(tmp_path):
+    """A few hundred bytes of YAML aliases expand to 9**9 items: every check names the key in
+    well under a second instead of hanging in repr() or numpy."""
+    import time
+
+    import yaml
+
+    from iaemu_likelihood.config_checks import check_float, check_float_array, check_int, check_str
+
+    lines, prev = ["l0: &l0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"], "l0"
+    for level in range(1, 9):
+        lines.append(f"l{level}: &l{level} [" + ", ".join([f"*{prev}"] * 9) + "]")
+        prev = f"l{level}"
+    nest = yaml.safe_load("\n".join(lines))[prev]
+    for check in (lambda: check_int(nest, "max_epochs", 1), lambda: check_float(nest, "lr"),
+                  lambda: check_str(nest, "device", choices=["cpu"]),
+                  lambda: check_float_array(nest, "rbins", ndim=1)):
+        start = time.perf_counter()
+        with pytest.raises(ConfigError) as info:
+            check()
+        assert time.perf_counter() - start < 5.0
+        assert len(str(info.value)) < 300 and "\n" not in str(info.value)
