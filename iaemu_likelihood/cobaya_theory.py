@@ -224,8 +224,18 @@ class IAEmuTheory(Theory):
         model = getattr(provider, "model", None)
         if model is None:
             return
-        ranges = {name: (value, value) for name, value in
-                  model.parameterization.constant_params().items() if name in PARAM_NAMES}
+        constants = {name: value for name, value in
+                     model.parameterization.constant_params().items() if name in PARAM_NAMES}
+        given = model.info().get("params") or {}
+        for name in constants:
+            # Cobaya turns yaml `mu_cen: true` into 1.0: check the value as written
+            value = given.get(name, constants[name])
+            value = value.get("value", constants[name]) if isinstance(value, Mapping) else value
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)) \
+                    or not math.isfinite(float(value)):
+                raise LoggedError(self.log, "parameter %s fixed to %r: a fixed value must be a finite "
+                                  "real number (not a boolean or a string)", name, value)
+        ranges = {name: (float(value), float(value)) for name, value in constants.items()}
         for name, (pmin, pmax) in zip(model.prior.params, model.prior.bounds()):
             if name in PARAM_NAMES:
                 ranges[name] = (float(pmin), float(pmax))

@@ -261,6 +261,15 @@ def test_fixed_value_outside_support_band_fails_at_start_up(banded, band_rule, d
     assert "\n" not in message
 
 
+@pytest.mark.parametrize("value", [True, False, float("nan"), float("inf")])
+def test_fixed_value_that_is_not_a_real_number_fails_at_start_up(banded, data_file, value):
+    """yaml `mu_cen: true` must not run as mu_cen = 1.0."""
+    with pytest.raises(LoggedError, match=r"parameter mu_cen fixed to .*: a fixed value must be a "
+                                          r"finite real number") as info:
+        get_model(make_info(banded, data_file, params={"mu_cen": value}))
+    assert "\n" not in str(info.value)
+
+
 def test_prior_with_no_point_in_the_band_fails_at_start_up(banded, band_rule, data_file):
     _, high = band_rule.band("logM0", 12.0)
     params = {"logMmin": {"prior": {"min": 11.6, "max": 12.0}},
