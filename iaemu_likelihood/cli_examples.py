@@ -66,10 +66,16 @@ def copy_examples(destination, overwrite: bool = False) -> list[Path]:
     ExamplesError
         ``destination`` is not a folder, or a file exists and ``overwrite`` is False.
     """
+    if not str(destination).strip():
+        raise ExamplesError("destination '': give a folder (e.g. iaemu-examples, or . for this one)")
     destination = Path(destination).expanduser()
     if destination.exists() and not destination.is_dir():
         raise ExamplesError(f"destination {destination} exists and is not a folder")
     files = example_files()
+    blocked = [name for name in files if (destination / name).exists()
+               and not (destination / name).is_file()]
+    if blocked:
+        raise ExamplesError(f"{destination / blocked[0]} exists and is not a file; move it away")
     existing = [name for name in files if (destination / name).exists()]
     if existing and not overwrite:
         raise ExamplesError(f"{destination} already holds {', '.join(existing)}; pass --force to "

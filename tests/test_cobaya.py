@@ -582,6 +582,18 @@ def test_examples_command_does_not_overwrite(tmp_path, capsys):
     assert main(["examples", str(not_a_folder)]) == 1
 
 
+def test_examples_command_refuses_an_empty_destination_and_folders_in_the_way(tmp_path, capsys):
+    from iaemu_likelihood.cli import main
+
+    assert main(["examples", ""]) == 1
+    assert "destination ''" in capsys.readouterr().err
+    (tmp_path / "ia_hod.yaml").mkdir()
+    assert main(["examples", str(tmp_path), "--force"]) == 1
+    err = capsys.readouterr().err
+    assert "ia_hod.yaml exists and is not a file" in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ia_hod.yaml"]
+
+
 def test_inline_proposal_covmat_is_the_covmat_file():
     mcmc = yaml.safe_load((REPO / "yamls" / "ia_hod.yaml").read_text())["sampler"]["mcmc"]
     path = REPO / "yamls" / "ia_hod.covmat"
