@@ -35,9 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_write_bytes, npz_bytes
+from ._io import atomic_write_bytes, declared_array_bytes, npz_bytes
 from .conventions import STATISTICS, r_centres
 from .errors import IAEmuError
+from .weights import unique_json_keys
 from .likelihood_math import (match_bins, normalise_r_limits, normalise_statistics,
                               scale_cut_mask)
 
@@ -45,6 +46,8 @@ __all__ = ["DataFileError", "Measurement", "load_measurement", "save_measurement
            "EXAMPLE_FILE", "REQUIRED_KEYS", "SYMMETRY_RTOL"]
 
 REQUIRED_KEYS = ("r", "statistics", "cov")
+#: Largest total size the arrays of a measurement file may declare (the 60 x 60 covariance is 28 kB).
+MAX_MEASUREMENT_BYTES = 64 * 2**20
 #: largest allowed |C - C^T| relative to max |C|
 SYMMETRY_RTOL = 1e-8
 
@@ -227,6 +230,10 @@ def load_measurement(path, r_bins=None) -> Measurement:
     src = str(path)
     if not path.is_file():
         _fail(src, "no such file")
+    declared = declared_array_bytes(path)
+    if declared > MAX_MEASUREMENT_BYTES:  # a few kB of compressed zeros can declare GBs
+        _fail(src, f"its arrays declare {declared / 2**20:,.0f} MiB; a measurement holds at most "
+                   f"{MAX_MEASUREMENT_BYTES / 2**20:,.0f} MiB")
     try:
         with np.load(path, allow_pickle=False) as f:
             raw = {k: f[k] for k in f.files}
@@ -243,9 +250,10 @@ def load_measurement(path, r_bins=None) -> Measurement:
     metadata = {}
     if "metadata" in raw:
         try:
-            metadata = json.loads(str(raw["metadata"][()]))
-        except (json.JSONDecodeError, TypeError, ValueError) as exc:
-            _fail(src, f"'metadata' is not valid JSON ({exc})")
+            metadata = json.loads(str(raw["metadata"][()]), object_pairs_hook=unique_json_keys)
+        except (json.JSONDecodeError, TypeError, ValueError, RecursionError) as exc:
+            text = "nesting too deep" if isinstance(exc, RecursionError) else " ".join(str(exc).split())
+            _fail(src, f"'metadata' is not valid JSON ({text})")
     m = Measurement(r=raw["r"], statistics=tuple(np.atleast_1d(raw["statistics"])),
                     values={s: raw[s] for s in STATISTICS if s in raw}, cov=raw["cov"],
                     metadata=metadata, source=src)

@@ -13,7 +13,7 @@ from pathlib import Path
 from .errors import ConfigError, WeightsIntegrityError, WeightsNotFoundError
 
 __all__ = ["weights_root", "available_versions", "default_version", "resolve_weights_dir",
-           "read_metadata", "read_json_file"]
+           "read_metadata", "read_json_file", "unique_json_keys"]
 
 METADATA_FILE = "metadata.json"
 DEFAULT_FILE = "DEFAULT"
@@ -73,7 +73,7 @@ def resolve_weights_dir(version: str | os.PathLike | None = None) -> Path:
         f"version (shipped: {available_versions() or 'none'})")
 
 
-def _unique_keys(pairs) -> dict:
+def unique_json_keys(pairs) -> dict:
     keys = [key for key, _ in pairs]
     for key in keys:
         if keys.count(key) > 1:
@@ -95,7 +95,7 @@ def read_json_file(path):
     """
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f, object_pairs_hook=_unique_keys)
+            return json.load(f, object_pairs_hook=unique_json_keys)
     except (OSError, ValueError, RecursionError) as exc:  # JSON and UTF-8 errors are ValueErrors
         text = "nesting too deep" if isinstance(exc, RecursionError) else " ".join(str(exc).split())
         raise WeightsIntegrityError(f"{path}: not readable as JSON ({text})") from None

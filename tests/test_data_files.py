@@ -79,3 +79,25 @@ def test_ragged_values_given_in_python(tmp_path):
         save_measurement(tmp_path / "m.npz", arrays["r"],
                          {"xi": [[1.0, 2.0], [3.0]], "omega": arrays["omega"], "eta": arrays["eta"]},
                          arrays["cov"])
+
+
+def test_metadata_with_a_duplicate_key_or_deep_nesting_is_named(tmp_path):
+    arrays = _valid()
+    for name, text, match in [("dup", '{"truth": {"mu_cen": 0.8}, "truth": {"mu_cen": -0.8}}',
+                               "appears 2 times"),
+                              ("deep", "[" * 100_000 + "]" * 100_000, "nesting too deep")]:
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, **{**arrays, "metadata": np.array(text)})
+        with pytest.raises(DataFileError, match=match) as info:
+            load_measurement(path)
+        assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_arrays_declaring_more_than_the_limit_are_refused_before_loading(tmp_path):
+    """A few kB of compressed zeros can declare GBs: refused from the .npy headers alone."""
+    arrays = _valid()
+    path = tmp_path / "bomb.npz"
+    np.savez_compressed(path, **{**arrays, "cov": np.zeros((6000, 6000))})  # 288 MB declared
+    assert path.stat().st_size < 2**20
+    with pytest.raises(DataFileError, match="declare 275 MiB; a measurement holds at most 64 MiB"):
+        load_measurement(path)
