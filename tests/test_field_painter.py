@@ -116,6 +116,8 @@ def test_band_support_is_checked(tmp_path, density):
     (lambda d: np.where(d > 2, np.inf, d), InvalidDensityError, "NaN or inf"),
     (lambda d: d - 1.0, InvalidDensityError, "negative"),
     (lambda d: np.zeros_like(d), InvalidDensityError, "positive mean"),
+    (lambda d: d + 1j, InvalidDensityError, "dtype complex[0-9]*; expected real numbers"),
+    (lambda d: d > 1, InvalidDensityError, "dtype bool; expected real numbers"),
 ])
 def test_bad_density_is_named(painter, density, make, error, match):
     with pytest.raises(error, match=match):
@@ -174,3 +176,25 @@ def test_module_level_paint_and_cli(folder, density, tmp_path):
 
     with pytest.raises(InputShapeError, match="'logMmin:12' is not NAME=NUMBER"):
         _parse_hod(["logMmin:12"])
+
+
+def test_cli_bad_options_are_named_before_painting(folder, density, tmp_path, capsys):
+    """Duplicate --hod names, a negative seed and an --output folder are one named line, and
+    nothing is painted or written."""
+    from iaemu_likelihood.cli import main
+
+    np.savez(tmp_path / "rho.npz", density=density)
+    base = ["paint", "--density", str(tmp_path / "rho.npz"), "--weights", str(folder)]
+    hod = [f"{k}={v}" for k, v in HOD.items()]
+    cases = [
+        ([*base, "--output", str(tmp_path / "a.npz"), "--hod", *hod, "logMmin=12.5"], "--hod logMmin is given twice"),
+        ([*base, "--output", str(tmp_path / "b.npz"), "--seed", "-1", "--hod", *hod], "--seed -1: must be a non-negative"),
+        ([*base, "--output", str(tmp_path), "--hod", *hod], "is a folder"),
+    ]
+    for argv, match in cases:
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert match in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rho.npz"]
+    with pytest.raises(ValueError, match="seed=-3"):
+        GalaxyPainter.load(folder).paint(density, HOD, seed=-3)

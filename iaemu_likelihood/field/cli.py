@@ -45,9 +45,13 @@ def _parse_hod(items) -> dict:
         try:
             if not sep:
                 raise ValueError
-            hod[name.strip()] = float(value)
+            number = float(value)
         except ValueError:
             raise InputShapeError(f"--hod item {item!r} is not NAME=NUMBER") from None
+        if name.strip() in hod:
+            raise InputShapeError(f"--hod {name.strip()} is given twice ({hod[name.strip()]:g} and "
+                                  f"{number:g}); give each parameter once")
+        hod[name.strip()] = number
     return hod
 
 
@@ -81,8 +85,13 @@ def main(args) -> int:
     from .._io import atomic_write_bytes, npz_bytes
     from .painter import GalaxyPainter
 
-    painter = GalaxyPainter.load(args.weights, device=args.device)
+    out = Path(args.output)
+    if out.is_dir() or not out.name:
+        raise IsADirectoryError(f"--output {args.output}: is a folder; give the catalog file to write (.npz)")
+    if args.seed is not None and args.seed < 0:
+        raise ValueError(f"--seed {args.seed}: must be a non-negative integer")
     hod = _parse_hod(args.hod)
+    painter = GalaxyPainter.load(args.weights, device=args.device)
     n_mesh = painter.n_mesh if args.box_size is None else int(round(args.box_size / painter.voxel_size))
     density = read_density(args.density, args.box_size, n_mesh)
     meta = {"painter": painter.metadata.get("version"), "hod": hod, "seed": args.seed, "mode": args.mode,
@@ -96,7 +105,6 @@ def main(args) -> int:
         arrays = {"positions": pos.astype(np.float32), "counts": counts}
         logger.info("painted %d galaxies", len(pos))
     arrays["metadata"] = np.array(json.dumps(meta, sort_keys=True))
-    out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, npz_bytes(arrays))
     logger.info("wrote %s", out)

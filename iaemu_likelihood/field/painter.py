@@ -151,8 +151,9 @@ class GalaxyPainter:
         elif not abs(box_size / n / self.voxel_size - 1) <= VOXEL_RTOL:
             raise MeshShapeError(f"voxel size box_size / n = {box_size:g} / {n} = {box_size / n:g} h^-1 Mpc; "
                                  f"this painter was trained on {self.voxel_size:g} h^-1 Mpc voxels")
-        if not np.issubdtype(rho.dtype, np.number):
-            raise InvalidDensityError(f"density has dtype {rho.dtype}; expected real numbers")
+        if rho.dtype.kind not in "iuf":  # complex would lose its imaginary part, bool become 0/1
+            raise InvalidDensityError(f"density has dtype {rho.dtype}; expected real numbers "
+                                      "(integer or floating point)")
         rho = rho.astype(np.float32)
         if not np.isfinite(rho).all():
             raise InvalidDensityError(f"density has {int((~np.isfinite(rho)).sum())} NaN or inf voxels")
@@ -225,6 +226,9 @@ class GalaxyPainter:
             raise ValueError(f"mode={mode!r}; allowed: {list(MODES)}")
         if positions and mode != "sample":
             raise ValueError("positions=True needs mode='sample' (a mean field has no galaxies)")
+        if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))
+                                 or seed < 0):
+            raise ValueError(f"seed={seed!r}: must be a non-negative integer or None")
         pred = self.predict(density, hod_params, box_size)
         if mode == "mean":
             return mean_counts(pred["p"], pred["mu"])
