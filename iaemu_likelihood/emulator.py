@@ -10,6 +10,7 @@ predicts, for each point, the mean over mock realizations of the three correlati
 from __future__ import annotations
 
 import logging
+import math
 import numbers
 import re
 from collections.abc import Mapping
@@ -596,13 +597,18 @@ class IAEmulator:
 
     def _require_finite(self, pred, arr) -> None:
         """Refuse a prediction holding NaN or inf (weights broken for these inputs)."""
-        for kind, block in (("", pred.vector()), ("_var", pred.variance_vector()),
-                            ("_epi_var", pred.epistemic_vector())):
+        blocks = (("", pred.vector()), ("_var", pred.variance_vector()),
+                  ("_epi_var", pred.epistemic_vector()))
+        # fast path, one errstate for all blocks (this runs on every sampler call): a finite total
+        # means every entry is finite; an overflowing total of finite entries falls through to
+        # the exact per-entry check below, which then finds nothing
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = sum(float(block.sum()) for _, block in blocks if block is not None)
+        if math.isfinite(total):
+            return
+        for kind, block in blocks:
             if block is None:
                 continue
-            with np.errstate(over="ignore", invalid="ignore"):
-                if np.isfinite(block.sum()):  # one pass; the sum of finite values is finite here
-                    continue
             bad = ~np.isfinite(block.reshape(-1, N_OUT))
             if not bad.any():
                 continue

@@ -1,0 +1,57 @@
+"""Single-point latency of ``IAEmulator.predict`` (the call a sampler makes), robust to a busy VM.
+
+Prints and saves the best of several medians. To compare two releases side by side on the same
+machine, run it once per release, e.g. for an older commit::
+
+    git worktree add /tmp/old <commit>
+    PYTHONPATH=/tmp/old python benchmarks/bench_single_point.py --weights /tmp/old/trained_weights/iaemu-factorised-v1 \\
+        --label old --json benchmarks/results/single_point_old.json
+    python benchmarks/bench_single_point.py --label new --json benchmarks/results/single_point_new.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+FIDUCIAL = np.array([0.8, 0.5, 12.02, 0.26, 11.38, 13.31, 1.06])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default=None, help="weights folder or version (default: shipped default)")
+    parser.add_argument("--calls", type=int, default=2000, help="calls per repeat")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--label", default="installed")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
+    args = parser.parse_args()
+
+    from iaemu_likelihood import IAEmulator
+
+    emu = IAEmulator.load(args.weights)
+    for _ in range(500):
+        emu.predict(FIDUCIAL)
+    medians = []
+    for _ in range(args.repeats):
+        times = np.empty(args.calls)
+        for i in range(args.calls):
+            start = time.perf_counter()
+            emu.predict(FIDUCIAL)
+            times[i] = time.perf_counter() - start
+        medians.append(float(np.median(times)) * 1e6)
+    result = {"label": args.label, "weights": str(emu.folder), "best_median_us": round(min(medians), 1),
+              "medians_us": [round(m, 1) for m in medians], "calls": args.calls,
+              "machine": platform.machine(), "cpus": os.cpu_count(), "load_average_1min": os.getloadavg()[0]}
+    print(f"{args.label}: single point median {result['best_median_us']} us (best of {args.repeats} medians "
+          f"of {args.calls} calls; load {result['load_average_1min']:.1f})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
