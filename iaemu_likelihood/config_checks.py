@@ -43,6 +43,29 @@ def load_yaml_mapping(path, kind: str = "config") -> dict:
     return check_mapping(raw if raw is not None else {}, str(path))
 
 
+def parse_set_overrides(items) -> dict:
+    """``--set KEY=VALUE`` command-line items as ``{key: value}``, each value parsed as YAML data.
+
+    Raises
+    ------
+    ConfigError
+        An item without ``=``, or a value that is not valid YAML.
+    """
+    import yaml
+
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML "
+                              f"({' '.join(str(exc).split())})") from None
+    return out
+
+
 def suggest(name, allowed) -> str:
     """``"; did you mean 'x'?"`` for the closest of ``allowed`` to ``name``, or ``""``."""
     close = difflib.get_close_matches(str(name), [str(a) for a in allowed], n=1, cutoff=0.6)

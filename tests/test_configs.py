@@ -146,7 +146,8 @@ def test_bad_training_config_is_one_named_line(tmp_path, case):
 
 
 def test_training_overrides_are_checked_and_named(tmp_path):
-    from iaemu_likelihood.training.train import _parse_set, load_config
+    from iaemu_likelihood.config_checks import parse_set_overrides as _parse_set
+    from iaemu_likelihood.training.train import load_config
 
     path = _training_file(tmp_path, {})
     with pytest.raises(ConfigError, match=r"--set: unknown key 'max_epoch'; did you mean 'max_epochs'"):

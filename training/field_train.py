@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from .._io import atomic_write_bytes
 from ..errors import ConfigError
@@ -131,15 +130,10 @@ class FieldTrainConfig:
 
 def load_config(path, overrides: dict | None = None) -> FieldTrainConfig:
     """Read a YAML config (paths relative to its folder); ``overrides`` replace keys."""
-    from ..config_checks import check_keys, check_mapping
+    from ..config_checks import check_keys, load_yaml_mapping
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"field training config {path} does not exist")
-    try:
-        raw = check_mapping(yaml.safe_load(path.read_text()) or {}, str(path))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+    raw = load_yaml_mapping(path, "field training config")
     raw.update(overrides or {})
     check_keys(raw, [f.name for f in dataclasses.fields(FieldTrainConfig)], str(path),
                required=("boxes", "output", "workdir"))
@@ -336,11 +330,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def main(args) -> int:
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set {item!r} is not KEY=VALUE")
-        overrides[key.strip()] = yaml.safe_load(value)
-    train(load_config(args.config, overrides), stop_at=args.stop_at)
+    from ..config_checks import parse_set_overrides
+
+    train(load_config(args.config, parse_set_overrides(args.set)), stop_at=args.stop_at)
     return 0

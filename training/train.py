@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from ..conventions import STATISTICS
 from ..errors import ConfigError
@@ -549,20 +548,6 @@ def _export(config, dataset, train_ds, bounds, scaler, normaliser, members, summ
                                  extra_points=train_ds.params)
 
 
-def _parse_set(items) -> dict:
-    out = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ConfigError(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        try:
-            out[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {item!r}: the value is not valid YAML "
-                              f"({' '.join(str(exc).split())})") from None
-    return out
-
-
 def build_parser(prog: str = "iaemu train") -> argparse.ArgumentParser:
     """Command-line options of ``iaemu train``."""
     p = argparse.ArgumentParser(prog=prog, description="Train an emulator and export a weights folder.")
@@ -583,7 +568,9 @@ def build_parser(prog: str = "iaemu train") -> argparse.ArgumentParser:
 
 def main(args) -> int:
     """Run ``iaemu train`` with parsed ``args``; returns the exit status."""
-    overrides = _parse_set(args.set)
+    from ..config_checks import parse_set_overrides
+
+    overrides = parse_set_overrides(args.set)
     for key in ("data", "output", "checkpoint"):
         value = getattr(args, key)
         if isinstance(value, list):
