@@ -9,6 +9,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from . import __version__
 from .conventions import PARAM_NAMES, R_EDGES
 from .weights import available_versions, default_version, resolve_weights_dir, weights_root
+from .weights_checks import band_limits
 
 __all__ = ["build_parser", "main", "describe_support"]
 
@@ -86,11 +87,8 @@ def describe_support(meta: Mapping) -> list[str]:
     for name, band in bands.items():
         cells = []
         for x in xs:
-            low = band["low_intercept"] + band["slope"] * x
-            if band.get("floor") is not None:
-                low = max(low, band["floor"])
-            low = max(low, bounds[name][0])
-            high = min(band["high_intercept"] + band["slope"] * x, bounds[name][1])
+            low, high = band_limits(band, x)
+            low, high = max(float(low), bounds[name][0]), min(float(high), bounds[name][1])
             cells.append(_inward(low, high) if low <= high else "none")
         lines.append(f"    {name:<11s} " + " | ".join(cells))
     return lines

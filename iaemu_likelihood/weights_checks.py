@@ -16,7 +16,7 @@ import numpy as np
 from .conventions import N_BINS, PARAM_NAMES, STATISTICS
 from .errors import WeightsIntegrityError
 
-__all__ = ["PHYSICAL_RANGES", "INPUT_SCALINGS", "STANDARD_SCALING_MAX", "check_bounds",
+__all__ = ["PHYSICAL_RANGES", "INPUT_SCALINGS", "STANDARD_SCALING_MAX", "band_limits", "check_bounds",
            "check_support", "check_epistemic", "check_correlation", "check_members",
            "check_architecture_config", "check_mass_function_values", "expected_shapes",
            "finite_numbers", "fail"]
@@ -128,7 +128,9 @@ def check_bounds(meta: Mapping, where: str) -> None:
                  f"mean of {name} in normalisation.input ([{in_low[j]:g}, {in_high[j]:g}] = mean -/+ std)")
 
 
-def _band_limits(band: Mapping, x: np.ndarray):
+def band_limits(band: Mapping, x):
+    """Allowed ``(low, high)`` of a banded parameter at pivot value(s) ``x``: one ``bands`` entry
+    of a ``linear_band`` support, ``max(low_intercept + slope x, floor)`` to ``high_intercept + slope x``."""
     low = band["low_intercept"] + band["slope"] * x
     if band.get("floor") is not None:
         low = np.maximum(low, band["floor"])
@@ -166,7 +168,7 @@ def check_support(meta: Mapping, where: str) -> None:
         if not band["low_intercept"] < band["high_intercept"]:
             fail(where, f"support.bands.{name} (low_intercept, high_intercept)",
                  [band["low_intercept"], band["high_intercept"]], "low_intercept < high_intercept")
-        low, high = _band_limits(band, x)
+        low, high = band_limits(band, x)
         box_low, box_high = meta["bounds"][name]
         inside &= (np.maximum(low, box_low) <= np.minimum(high, box_high)) & (low <= high)
     if not inside.any():
