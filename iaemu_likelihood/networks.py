@@ -219,7 +219,7 @@ class PaperNet(nn.Module):
     def decoders(self):
         return [self.decoder1, self.decoder2, self.decoder3]
 
-    def set_mc_dropout(self, enabled: bool = True) -> "PaperNet":
+    def set_mc_dropout(self, enabled: bool = True) -> PaperNet:
         """Keep (``enabled``) or stop keeping the MC-dropout layers active in eval mode."""
         self._mc_dropout = bool(enabled)
         self._apply_dropout_mode()

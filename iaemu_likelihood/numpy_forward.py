@@ -91,7 +91,7 @@ class MLPEnsemble:
         """Floating-point type of the stacked weights (and of the outputs)."""
         return self._net.dtype
 
-    def astype(self, dtype) -> "MLPEnsemble":
+    def astype(self, dtype) -> MLPEnsemble:
         """A copy computing in ``dtype`` (e.g. ``np.float32``: ~2x the batched throughput, with
         relative differences ~1e-6 from float64, far below the emulator's own error). The
         normalisation stays folded in, computed in float64 before the cast."""
@@ -174,7 +174,7 @@ class _Stack:
     def dtype(self) -> np.dtype:
         return self._Ws[0].dtype
 
-    def astype(self, dtype) -> "_Stack":
+    def astype(self, dtype) -> _Stack:
         dtype = np.dtype(dtype)
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
@@ -246,7 +246,7 @@ class FactorisedEnsemble:
             self._sum_blocks[20 * k:20 * (k + 1), 20 * stat:20 * (stat + 1)] = np.eye(20)
         self._sum_blocks32 = self._sum_blocks.astype(np.float32)
 
-    def astype(self, dtype) -> "FactorisedEnsemble":
+    def astype(self, dtype) -> FactorisedEnsemble:
         """A copy computing the networks in ``dtype`` (see :meth:`MLPEnsemble.astype`)."""
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)

@@ -3,7 +3,6 @@
 Generation configs, training configs (file and ``--set``), the catalog section, ``iaemu
 build-catalog`` options, devices, and the data files training reads (datasets, halo catalogs).
 """
-import argparse
 from pathlib import Path
 
 import numpy as np

@@ -1,9 +1,6 @@
 """Exporting a weights folder (`iaemu train`, `iaemu convert-checkpoint`): the folder at the output
 path is always complete, old or new, and nothing that is not part of a weights folder is deleted."""
-import shutil
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from iaemu_likelihood.emulator import IAEmulator

@@ -103,7 +103,7 @@ class IADataset:
         """Scatter of one realization about the point mean, shape (n_points, n_bins)."""
         return self.stat(name).std(axis=1, ddof=ddof)
 
-    def subset(self, indices) -> "IADataset":
+    def subset(self, indices) -> IADataset:
         """A dataset holding only the design points ``indices`` (all their realizations)."""
         idx = np.asarray(indices)
         arrays = {name: getattr(self, name)[idx] for name in _ARRAYS if name != "r_edges"}

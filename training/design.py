@@ -91,7 +91,7 @@ class DesignRule:
             object.__setattr__(self, name, value)
 
     @classmethod
-    def from_config(cls, mapping, where: str = "design") -> "DesignRule":
+    def from_config(cls, mapping, where: str = "design") -> DesignRule:
         """The rule from a config mapping (keys ``logMmin_range``, ``mu_range``, ``n_rmse``,
         ``floors``; missing ones take the defaults), validated with messages naming ``where``.
 
@@ -175,7 +175,7 @@ class DesignRule:
                 "zheng07_linear_fits": zheng07_linear_fits(), "bounding_box": self.bounding_box()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DesignRule":
+    def from_dict(cls, d: dict) -> DesignRule:
         """Inverse of :meth:`to_dict` (extra keys ignored)."""
         return cls(logMmin_range=tuple(d["logMmin_range"]), mu_range=tuple(d["mu_range"]),
                    n_rmse=float(d["n_rmse"]), floors=tuple(sorted(d["floors"].items())))

@@ -50,7 +50,7 @@ class InputScaler:
         object.__setattr__(self, "high", high)
 
     @classmethod
-    def from_bounds(cls, bounds: Mapping[str, tuple[float, float]]) -> "InputScaler":
+    def from_bounds(cls, bounds: Mapping[str, tuple[float, float]]) -> InputScaler:
         """Build from a ``{name: (low, high)}`` mapping holding every parameter."""
         missing = [n for n in PARAM_NAMES if n not in bounds]
         if missing:
@@ -124,7 +124,7 @@ class OutputNormaliser:
 
     @classmethod
     def fit(cls, dataset, transforms: Mapping[str, str] = DEFAULT_TRANSFORMS,
-            uncentred=()) -> "OutputNormaliser":
+            uncentred=()) -> OutputNormaliser:
         """Fit on a (training-split) dataset: mean and std over points of each transformed bin.
 
         Statistics named in ``uncentred`` get mean 0 and the root mean square as scale (the
@@ -144,7 +144,7 @@ class OutputNormaliser:
         return cls(dict(transforms), mean, std)
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> "OutputNormaliser":
+    def from_dict(cls, d: Mapping) -> OutputNormaliser:
         """Inverse of :meth:`to_dict` (the ``normalisation["output"]`` entry of metadata.json)."""
         return cls({s: d[s]["transform"] for s in STATISTICS},
                    {s: np.asarray(d[s]["mean"], dtype=float) for s in STATISTICS},

@@ -152,7 +152,7 @@ _FLOAT_RANGES = {"val_fraction": (0.0, 0.99, False), "learning_rate": (0.0, None
 ARCHITECTURE_NAMES = ("mlp", "paper", "factorised")
 
 
-def _checked_values(config: "TrainConfig", where: str) -> dict:
+def _checked_values(config: TrainConfig, where: str) -> dict:
     """Every field of ``config`` type- and range-checked (ConfigError naming ``where`` and the
     key); returns the normalised values."""
     from ..config_checks import (check_float, check_int, check_keys, check_mapping, check_str)

@@ -86,7 +86,7 @@ def _check_blocks(info: dict):
     if unknown:
         _unsupported(f"top-level block(s) {unknown} (allowed: {list(SUPPORTED_KEYS)})")
     for block, name in (("theory", THEORY), ("likelihood", LIKELIHOOD)):
-        components = list((info.get(block) or {}))
+        components = list(info.get(block) or {})
         if components != [name]:
             _unsupported(f"{block}: {components}; only exactly [{name}] is supported")
 

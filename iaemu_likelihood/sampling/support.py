@@ -72,7 +72,7 @@ class Support:
         return len(self.names)
 
     @classmethod
-    def build(cls, names, low, high, fixed: dict, support_metadata: dict | None) -> "Support":
+    def build(cls, names, low, high, fixed: dict, support_metadata: dict | None) -> Support:
         """Support of sampled ``names`` with prior bounds ``low``/``high`` and ``fixed`` values.
 
         Parameters
