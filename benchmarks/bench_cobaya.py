@@ -79,8 +79,9 @@ def time_evaluations(info, n_points, repeat):
         if not np.isfinite(model.logposterior(sampled).logpost):
             continue
         theta = {p: full[p] for p in PARAM_NAMES}
-        totals.append(_best(lambda: model.logposterior(sampled, cached=False), repeat))
-        emus.append(_best(lambda: theory.calculate({"derived": {}}, True, **theta), repeat))
+        # default arguments bind this point now (_best calls the lambda before the loop moves on anyway)
+        totals.append(_best(lambda s=sampled: model.logposterior(s, cached=False), repeat))
+        emus.append(_best(lambda t=theta: theory.calculate({"derived": {}}, True, **t), repeat))
         likes.append(_best(lambda: like.logp(), repeat))  # the provider holds this point's products
     return float(np.median(totals)), float(np.median(emus)), float(np.median(likes))
 

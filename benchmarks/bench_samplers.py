@@ -174,7 +174,7 @@ def main(argv=None) -> int:
                              "ess": {k: round(v, 1) for k, v in ref_ess.items()},
                              "stopping_rule": "R-1 < 0.01 (yaml)", "burn_in_dropped": args.burn_in,
                              "max_mean_shift_sigma": 0.0, "max_width_ratio_dev": 0.0}
-    for name, (post, result, setup) in runs.items():
+    for name, (_post, result, setup) in runs.items():
         samples = np.concatenate(result.chains)
         shift, dev, shifts, devs = compare(samples, reference)
         wall = setup + result.wall_seconds

@@ -4,7 +4,8 @@ Prints and saves the best of several medians. To compare two releases side by si
 machine, run it once per release, e.g. for an older commit::
 
     git worktree add /tmp/old <commit>
-    PYTHONPATH=/tmp/old python benchmarks/bench_single_point.py --weights /tmp/old/trained_weights/iaemu-factorised-v1 \\
+    PYTHONPATH=/tmp/old python benchmarks/bench_single_point.py \\
+        --weights /tmp/old/trained_weights/iaemu-factorised-v1 \\
         --label old --json benchmarks/results/single_point_old.json
     python benchmarks/bench_single_point.py --label new --json benchmarks/results/single_point_new.json
 """
