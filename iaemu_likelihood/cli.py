@@ -65,7 +65,8 @@ def _top_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="subcommands:\n" + "\n".join(lines) + "\n\nRun 'iaemu SUBCOMMAND -h' for its options.",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="-v: debug messages of iaemu; -vv: of every library too")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="-v: debug messages of iaemu; -vv: of every library too")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument(DEBUG_FLAG, action="store_true",
                         help="show the traceback of an error instead of one line (accepted anywhere)")

@@ -129,7 +129,8 @@ _RNG_ROWS = np.c_[np.ones(50), np.ones(50), np.random.default_rng(1).normal(size
     ("weight minuslogpost", _RNG_ROWS[:, :2], r"the header names no parameter"),
     ("weight minuslogpost x y", np.where(np.arange(4) == 0, 0.0, _RNG_ROWS), r"weights after burn-in 0 sum to 0\.0"),
     ("weight minuslogpost x y", np.where(np.arange(4) == 0, 1e308, _RNG_ROWS), r"weights after burn-in 0 sum to inf"),
-    ("weight minuslogpost x y", np.where(np.arange(4) == 2, 0.0, _RNG_ROWS), r"parameter 'x' of chain .* takes one value \(0\.0 in 50 samples"),
+    ("weight minuslogpost x y", np.where(np.arange(4) == 2, 0.0, _RNG_ROWS),
+     r"parameter 'x' of chain .* takes one value \(0\.0 in 50 samples"),
     ("weight minuslogpost x y", _RNG_ROWS[:1], r"parameter 'x' of chain .* takes one value .* in 1 samples"),
     ("weight minuslogpost x y", _RNG_ROWS * np.array([1, 1, 1e300, 1]), r"parameter 'x' .*too large to plot"),
 ])

@@ -79,7 +79,7 @@ def test_library_warnings_are_one_line_and_the_filter_is_restored(monkeypatch, c
     import warnings
 
     def warn_twice():
-        warnings.warn("input contained no data:\n  line two", UserWarning)
+        warnings.warn("input contained no data:\n  line two", UserWarning, stacklevel=2)
         return 0
 
     before = warnings.showwarning

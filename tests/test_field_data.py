@@ -49,7 +49,8 @@ def write_tiny_box(folder, seed=0, n_halos=60, n_particles=4096):
     centres = rng.uniform(0, BOX, (n_halos, 3))
     # particles clustered around the halos plus a uniform background, in PySCo's box units
     pos = np.concatenate([rng.uniform(0, BOX, (n_particles // 2, 3)),
-                          centres[rng.integers(n_halos, size=n_particles // 2)] + rng.normal(0, 0.5, (n_particles // 2, 3))])
+                          centres[rng.integers(n_halos, size=n_particles // 2)]
+                          + rng.normal(0, 0.5, (n_particles // 2, 3))])
     with h5py.File(snap_dir / "particles_x.h5", "w") as f:
         f["position"] = np.mod(pos, BOX) / BOX
         f["velocity"] = np.zeros_like(pos)

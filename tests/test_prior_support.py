@@ -127,7 +127,7 @@ def test_feasibility_agrees_with_brute_force(shipped, seed):
                 ranges[key] = (float(a), float(min(hi, a + rng.uniform(0, 0.3) * (hi - lo))))
             x = np.linspace(*ranges["logMmin"], GRID)
             p = np.linspace(*ranges[name], GRID)
-            low, high = np.vectorize(lambda v: band_at(shipped, name, v))(x)
+            low, high = np.vectorize(lambda v, name=name: band_at(shipped, name, v))(x)
             margin = np.max(np.minimum(high[:, None] - p[None, :], p[None, :] - low[:, None]))
             step = max(np.diff(x[:2])[0], np.diff(p[:2])[0]) * 3
             if abs(margin) < step:

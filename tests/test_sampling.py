@@ -166,7 +166,7 @@ def test_log_jacobian_is_log_det(shipped, synthetic):
     for post in (shipped[0], synthetic[0]):
         support = post.support
         for z in np.random.default_rng(1).normal(0, 1.5, (5, support.dim)):
-            jac = j.jacfwd(lambda v: support.to_theta(v, jnp))(jnp.asarray(z))
+            jac = j.jacfwd(lambda v, s=support: s.to_theta(v, jnp))(jnp.asarray(z))
             sign, logdet = np.linalg.slogdet(np.asarray(jac))
             assert sign > 0
             assert support.log_jacobian(z) == pytest.approx(logdet, rel=1e-10)

@@ -64,7 +64,7 @@ def test_missing_and_unlisted_files_are_named(folder):
     with pytest.raises(WeightsIntegrityError, match="residual_correlation.npy is listed.*but missing"):
         verify_checksums(folder)
     sums = (folder / CHECKSUM_FILE).read_text().splitlines()
-    (folder / CHECKSUM_FILE).write_text("\n".join(l for l in sums if CORRELATION_FILE not in l))
+    (folder / CHECKSUM_FILE).write_text("\n".join(line for line in sums if CORRELATION_FILE not in line))
     with pytest.raises(WeightsIntegrityError, match="residual_correlation.npy is not listed"):
         verify_checksums(folder)
     (folder / CHECKSUM_FILE).unlink()

@@ -89,7 +89,7 @@ def fit_epistemic_scale(pred: dict, samples: dict, level: float = LEVEL) -> dict
             raise ValueError(f"{stat}: predictions or epistemic variances are not finite and >= 0")
 
         def cover(log_s):
-            return coverage_of_means(p, epi, truth, noise, np.exp(log_s), level)
+            return coverage_of_means(p, epi, truth, noise, np.exp(log_s), level)  # noqa: B023  (used in this iteration only)
 
         before = cover(0.0)
         if cover(lo) >= level:

@@ -24,7 +24,8 @@ import numpy as np
 from ..errors import IAEmuError
 
 __all__ = ["HaloCatalogSource", "OfflineHaloCatalog", "CachedHalotoolsCatalog", "save_halo_catalog",
-           "load_catalog_source", "check_catalog_spec", "HaloCatalogError", "binned_mass_function", "MASS_FUNCTION_BIN_WIDTH"]
+           "load_catalog_source", "check_catalog_spec", "HaloCatalogError", "binned_mass_function",
+           "MASS_FUNCTION_BIN_WIDTH"]
 
 #: Width of the host mass-function bins shipped with the weights, dex.
 MASS_FUNCTION_BIN_WIDTH = 0.005

@@ -27,8 +27,8 @@ import numpy as np
 from .._io import atomic_write_bytes, npz_bytes
 from ..conventions import STATISTICS
 
-__all__ = ["PART_SCHEMA", "COUNT_ARRAYS", "BINDING_DIGITS", "rounded", "realization_seed", "result_binding", "part_binding",
-           "write_part", "read_part", "PartRejected", "scan_parts", "remove_stale_temporaries"]
+__all__ = ["PART_SCHEMA", "COUNT_ARRAYS", "BINDING_DIGITS", "rounded", "realization_seed", "result_binding",
+           "part_binding", "write_part", "read_part", "PartRejected", "scan_parts", "remove_stale_temporaries"]
 
 logger = logging.getLogger(__name__)
 

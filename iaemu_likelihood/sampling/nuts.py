@@ -2,8 +2,8 @@
 
 Several chains run vectorised (one compiled kernel for all of them, ``chain_method="vectorized"``),
 started from draws of the Laplace approximation at the best point (:mod:`.start`), with a dense
-mass matrix initialised to the Laplace covariance and adapted during the warm-up. After the warm-up the chains are extended in blocks until
-the effective sample size of every parameter reaches ``min_ess`` (NumPyro's multi-chain ESS, on
+mass matrix initialised to the Laplace covariance and adapted during the warm-up. After the warm-up the chains are
+extended in blocks until the effective sample size of every parameter reaches ``min_ess`` (NumPyro's multi-chain ESS, on
 the parameters, not the unconstrained coordinates), or ``max_samples`` per chain is reached.
 """
 from __future__ import annotations
