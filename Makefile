@@ -1,6 +1,6 @@
 # iaemu: the two set-up commands of the README.
 #   make demo   Cobaya chain of yamls/ia_hod.yaml on the bundled example data -> plots/ia_hod_triangle.png
-#   make test   installs everything the tests need (system packages, extras) and runs the whole suite
+#   make test   installs everything the tests need (system packages, extras), runs ruff, then the whole suite
 # Both create their own virtual environment ($(VENV)) and are idempotent: stamp files record what
 # is installed, and the package itself is reinstalled (not editable) on every run so the tests
 # exercise exactly what a user's `pip install .` gets.
@@ -43,6 +43,7 @@ demo: install-demo
 	@echo "triangle plot: plots/ia_hod_triangle.png"
 
 test: install-test
+	$(BIN)/ruff check .
 	cd tests && IAEMU_TEST_INSTALLED=1 ../$(BIN)/python -m pytest -ra -q .
 
 clean:

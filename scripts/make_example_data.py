@@ -36,6 +36,7 @@ import numpy as np
 
 from iaemu_likelihood.conventions import PARAM_NAMES, STATISTICS, ZHENG07_TABLE, r_centres
 from iaemu_likelihood.data import save_measurement
+from iaemu_likelihood.training.variant_generation import hartlap_factor
 
 log = logging.getLogger("make_example_data")
 
@@ -49,14 +50,6 @@ DEFAULT_CONFIG = REPO / "training" / "configs" / "train.yaml"
 DEFAULT_SEED = 2**31 + 20250407
 
 _WORKER = {}
-
-
-def hartlap_factor(n_realizations: int, n_values: int) -> float:
-    """``(n - 1) / (n - p - 2)``: multiply a sample covariance by it to unbias its inverse."""
-    if n_realizations <= n_values + 2:
-        raise ValueError(f"{n_realizations} realizations cannot estimate a {n_values}x{n_values} "
-                         "covariance with an invertible result; use more than n_values + 2")
-    return (n_realizations - 1) / (n_realizations - n_values - 2)
 
 
 def _init_worker(catalog_spec, base_dir):

@@ -22,3 +22,20 @@ def emulator(synthetic_weights):
     from iaemu_likelihood.emulator import IAEmulator
 
     return IAEmulator.load(synthetic_weights)
+
+
+@pytest.fixture(scope="module")
+def band_rule():
+    """The support band of the training design rule (logMmin in [11.6, 13.5])."""
+    from iaemu_likelihood.training.design import DesignRule
+
+    return DesignRule(logMmin_range=(11.6, 13.5))
+
+
+@pytest.fixture(scope="module")
+def banded(weights, band_rule, tmp_path_factory):
+    """The requesting module's ``weights`` with the support band of ``band_rule`` in their metadata."""
+    from test_cobaya import copy_weights_with_metadata
+
+    return copy_weights_with_metadata(weights, tmp_path_factory.mktemp("banded") / "weights",
+                                      support=band_rule.support_metadata())

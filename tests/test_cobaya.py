@@ -232,20 +232,6 @@ def test_design_band(weights, data_file, tmp_path):
         raising.loglikes(outside)
 
 
-@pytest.fixture(scope="module")
-def band_rule():
-    from iaemu_likelihood.training.design import DesignRule
-
-    return DesignRule(logMmin_range=(11.6, 13.5))
-
-
-@pytest.fixture(scope="module")
-def banded(weights, band_rule, tmp_path_factory):
-    """The synthetic weights with the support band of the training design rule."""
-    return copy_weights_with_metadata(weights, tmp_path_factory.mktemp("banded") / "weights",
-                                      support=band_rule.support_metadata())
-
-
 def test_fixed_value_outside_support_band_fails_at_start_up(banded, band_rule, data_file):
     """Inside the box but outside the band: one line naming the parameter, value and band, at
     start-up (not a sampler that never finds a finite starting point)."""

@@ -23,7 +23,6 @@ from iaemu_likelihood.emulator import IAEmulator
 from iaemu_likelihood.errors import ConfigError
 from iaemu_likelihood.likelihood_math import gaussian_loglike
 from iaemu_likelihood.testing import write_synthetic_weights
-from test_cobaya import band_rule, banded  # noqa: F401  (fixtures: the synthetic weights with a band)
 
 #: the installed modules (package data), as users get them from `iaemu cosmosis-dir`
 MODULE_DIR = Path(cosmosis_dir())
