@@ -188,7 +188,8 @@ def test_cli_bad_options_are_named_before_painting(folder, density, tmp_path, ca
     hod = [f"{k}={v}" for k, v in HOD.items()]
     cases = [
         ([*base, "--output", str(tmp_path / "a.npz"), "--hod", *hod, "logMmin=12.5"], "--hod logMmin is given twice"),
-        ([*base, "--output", str(tmp_path / "b.npz"), "--seed", "-1", "--hod", *hod], "--seed -1: must be a non-negative"),
+        ([*base, "--output", str(tmp_path / "b.npz"), "--seed", "-1", "--hod", *hod],
+         "--seed -1: must be a non-negative"),
         ([*base, "--output", str(tmp_path), "--hod", *hod], "is a folder"),
     ]
     for argv, match in cases:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import io
-import json
 import logging
 import time
 from pathlib import Path
@@ -254,7 +253,8 @@ def train(config: FieldTrainConfig, stop_at: int | None = None) -> Path | None:
     bar = tqdm(range(start, end), initial=start, total=config.steps, desc="field-train")
     for step in bar:
         for group in optimiser.param_groups:
-            group["lr"] = float(config.learning_rate * schedule(step))  # a numpy scalar would not reload with weights_only
+            # a numpy scalar would not reload with weights_only
+            group["lr"] = float(config.learning_rate * schedule(step))
         x, p, y = sampler.batch(step)
         x, p, y = (torch.from_numpy(a).to(device) for a in (x, p, y))
         out = net(x, p)[..., ctx:ctx + c, ctx:ctx + c, ctx:ctx + c]

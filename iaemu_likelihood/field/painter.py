@@ -75,7 +75,7 @@ class GalaxyPainter:
         self.net.to(self.device).eval()
 
     @classmethod
-    def load(cls, version=None, device: str = "cpu") -> "GalaxyPainter":
+    def load(cls, version=None, device: str = "cpu") -> GalaxyPainter:
         """Verify (SHA-256) and load a painter folder or shipped version (default ``iaemu-painter-v1``)."""
         meta, state, folder = load_painter_folder(version)
         return cls(meta, state, device=device, folder=folder)
