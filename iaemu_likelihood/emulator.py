@@ -333,7 +333,7 @@ class IAEmulator:
 
     # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, version=None, device="cpu", batch_precision="float32", threads=1) -> "IAEmulator":
+    def load(cls, version=None, device="cpu", batch_precision="float32", threads=1) -> IAEmulator:
         """Load a weights version, verifying its SHA-256 checksums first.
 
         Parameters
@@ -834,7 +834,7 @@ class IAEmulator:
 
     # ------------------------------------------------------------------ covariance, derived
     def covariance(self, theta, terms=COVARIANCE_TERMS, n_samples: int | None = None,
-                   prediction: "EmulatorPrediction | None" = None):
+                   prediction: EmulatorPrediction | None = None):
         """Emulator covariance of the 60-vector ``[xi, omega, eta]`` at a point.
 
         Parameters

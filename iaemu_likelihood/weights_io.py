@@ -30,7 +30,8 @@ from .weights_checks import (check_architecture_config, check_bounds, check_corr
                              check_support, fail, finite_numbers)
 
 __all__ = ["write_weights_folder", "write_checksums", "verify_checksums", "load_weights_folder",
-           "validate_metadata", "read_metadata_file", "reseal_folder", "sha256_file", "SCHEMA_VERSION", "WEIGHTS_FILE", "METADATA_FILE",
+           "validate_metadata", "read_metadata_file", "reseal_folder", "sha256_file", "SCHEMA_VERSION", "WEIGHTS_FILE",
+           "METADATA_FILE",
            "CORRELATION_FILE", "MASS_FUNCTION_FILE", "REFERENCE_FILE", "CHECKSUM_FILE",
            "check_declared_size", "MAX_DECLARED_BYTES",
            "REQUIRED_FILES"]
