@@ -138,7 +138,9 @@ class MockSimulator:
         """One mock realization: the halotools galaxy table."""
         self.set_parameters(theta)
         with warnings.catch_warnings(), seeded_alignment_draws(seed):
-            warnings.simplefilter("ignore")
+            # halotools warns at every populate that the alignment strengths are read from param_dict
+            # (which is where set_parameters puts them); every other warning is still shown
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"halotools\.empirical_models\.ia_models")
             if not self._populated:
                 self.model.populate_mock(self.halocat, seed=int(seed),
                                          Num_ptcl_requirement=self.catalog.min_particles)
