@@ -126,7 +126,7 @@ def main(argv=None) -> int:
     if data_file is not None:
         info["likelihood"][LIKE]["data_file"] = str(data_file)
     covmat = info.get("sampler", {}).get("mcmc", {}).get("covmat")
-    if covmat and not Path(covmat).is_absolute():
+    if isinstance(covmat, str) and not Path(covmat).is_absolute():
         info["sampler"]["mcmc"]["covmat"] = str((REPO / covmat).resolve())
 
     total, emu, like = time_evaluations(info, args.points, args.repeat)

@@ -17,39 +17,30 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .architectures import get_architecture
+from .layout import DEFAULT_LAYOUT
+
 __all__ = ["build_network", "MLPNet", "PaperNet", "FactorisedNet", "PAPER_DEFAULTS", "MLP_DEFAULTS",
-           "FACTORISED_DEFAULTS", "UNCENTRED_ARCHITECTURES", "ARCHITECTURES",
-           "N_INPUTS", "N_OUTPUTS"]
+           "FACTORISED_DEFAULTS", "N_INPUTS", "N_OUTPUTS"]
 
 log = logging.getLogger(__name__)
 
-#: Number of emulator inputs (``conventions.PARAM_NAMES``).
-N_INPUTS = 7
-#: Number of emulated values: 3 statistics x 20 bins.
-N_OUTPUTS = 60
-N_STATS = 3
-N_BINS = 20
+#: Number of inputs and outputs of the default layout (:data:`~iaemu_likelihood.layout.DEFAULT_LAYOUT`).
+N_INPUTS = DEFAULT_LAYOUT.n_inputs
+N_OUTPUTS = DEFAULT_LAYOUT.n_out
+N_STATS = len(DEFAULT_LAYOUT.statistics)
+N_BINS = DEFAULT_LAYOUT.statistics[0].n_bins
 
-#: Default configuration of the fast MLP.
-MLP_DEFAULTS = {"width": 128, "n_hidden": 3, "activation": "silu", "var_floor": 1e-6}
-
+#: Default configuration of the fast MLP (from the architecture registry).
+MLP_DEFAULTS = get_architecture("mlp").defaults
 #: Default configuration of the reference architecture (Pandya et al. 2025, arXiv:2504.05235).
 #: ``decoder_channels * decoder_length`` is the width of each decoder's first linear layer (700);
 #: the last convolution (kernel 5, stride 5, padding 1) turns length 100 into the 20 r bins.
-PAPER_DEFAULTS = {"hidden_dim": 128, "latent_dim": 128, "dropout": 0.2, "decoder_channels": 7,
-                  "decoder_length": 100, "conv_channels": [14, 28, 28, 56, 112, 112],
-                  "var_floor": 1e-6}
+PAPER_DEFAULTS = get_architecture("paper").defaults
+#: Default configuration of the factorised emulator.
+FACTORISED_DEFAULTS = get_architecture("factorised").defaults
 
 _ACTIVATIONS = {"silu": F.silu, "tanh": torch.tanh, "gelu": F.gelu}
-
-
-def _merge_config(defaults: dict, config: dict | None, architecture: str) -> dict:
-    config = dict(config or {})
-    unknown = sorted(set(config) - set(defaults))
-    if unknown:
-        raise ValueError(f"unknown {architecture!r} architecture_config keys {unknown}; "
-                         f"allowed: {sorted(defaults)}")
-    return {**defaults, **config}
 
 
 class MLPNet(nn.Module):
@@ -72,7 +63,7 @@ class MLPNet(nn.Module):
     """
 
     def __init__(self, width: int = 128, n_hidden: int = 3, activation: str = "silu",
-                 var_floor: float = 1e-6):
+                 var_floor: float = 1e-6, n_inputs: int = N_INPUTS, n_outputs: int = N_OUTPUTS):
         super().__init__()
         if int(width) < 1:
             raise ValueError(f"width = {width!r} must be a positive integer")
@@ -84,9 +75,15 @@ class MLPNet(nn.Module):
             raise ValueError(f"var_floor = {var_floor!r} must be > 0")
         self.activation = activation
         self.var_floor = float(var_floor)
-        sizes = [N_INPUTS] + [int(width)] * int(n_hidden)
+        self.n_outputs = int(n_outputs)
+        sizes = [int(n_inputs)] + [int(width)] * int(n_hidden)
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
-        self.out = nn.Linear(sizes[-1], 2 * N_OUTPUTS)
+        self.out = nn.Linear(sizes[-1], 2 * self.n_outputs)
+
+    @classmethod
+    def from_layout(cls, config, layout):
+        """The registry's builder: sizes from the layout (any inputs and statistics)."""
+        return cls(**config, n_inputs=layout.n_inputs, n_outputs=layout.n_out)
 
     def forward(self, x):
         act = _ACTIVATIONS[self.activation]
@@ -94,7 +91,8 @@ class MLPNet(nn.Module):
         for layer in self.hidden:
             h = act(layer(h))
         o = self.out(h)
-        return o[:, :N_OUTPUTS], F.softplus(o[:, N_OUTPUTS:]) + self.var_floor
+        n = self.n_outputs
+        return o[:, :n], F.softplus(o[:, n:]) + self.var_floor
 
 
 def _dense_block(n_in: int, n_out: int, dropout: float) -> nn.Sequential:
@@ -215,6 +213,13 @@ class PaperNet(nn.Module):
                 float(var_floor)))
         self._mc_dropout = False
 
+    @classmethod
+    def from_layout(cls, config, layout):
+        """The registry's builder: the reference network has one decoder per statistic of the
+        default layout (3 statistics x 20 bins, 7 inputs)."""
+        _require_default_sizes(layout, "paper")
+        return cls(**config)
+
     @property
     def decoders(self):
         return [self.decoder1, self.decoder2, self.decoder3]
@@ -300,6 +305,12 @@ class FactorisedNet(nn.Module):
         self.register_buffer("mu_low", torch.tensor(low), persistent=False)
         self.register_buffer("mu_high", torch.tensor(high), persistent=False)
 
+    @classmethod
+    def from_layout(cls, config, layout):
+        """The registry's builder (the default layout: mu_cen, mu_sat first; xi, omega, eta)."""
+        _require_default_sizes(layout, "factorised")
+        return cls(**config)
+
     def alignment_factors(self, x):
         """(c(mu_cen), c(mu_sat)), each (n, 1), from scaled inputs x (n, 7)."""
         from .alignment import torch_alignment_p2
@@ -325,36 +336,30 @@ class FactorisedNet(nn.Module):
         return torch.cat([b[:, :B], omega, eta], dim=1), var
 
 
-#: Default configuration of the factorised emulator.
-FACTORISED_DEFAULTS = {"width": 128, "n_hidden": 3, "var_width": 64, "var_hidden": 2,
-                       "activation": "silu", "var_floor": 1e-6, "mu_low": [-1.0, -1.0],
-                       "mu_high": [1.0, 1.0]}
-
-#: architecture name -> (module class, default config)
-ARCHITECTURES = {"mlp": (MLPNet, MLP_DEFAULTS), "paper": (PaperNet, PAPER_DEFAULTS),
-                 "factorised": (FactorisedNet, FACTORISED_DEFAULTS)}
-#: Architectures whose omega and eta are standardised without centring (see FactorisedNet).
-UNCENTRED_ARCHITECTURES = ("factorised",)
+def _require_default_sizes(layout, name: str) -> None:
+    if (layout.n_inputs, layout.n_out, len(layout.statistics)) != (N_INPUTS, N_OUTPUTS, N_STATS):
+        raise ValueError(f"a {name!r} network needs the default layout ({N_INPUTS} inputs, "
+                         f"{N_STATS} statistics x {N_BINS} bins); got {layout.n_inputs} inputs and "
+                         f"statistics {list(layout.statistic_names)}")
 
 
-def build_network(architecture: str, config: dict | None = None) -> nn.Module:
-    """Build an untrained emulator network.
+def build_network(architecture: str, config: dict | None = None, layout=None) -> nn.Module:
+    """Build an untrained emulator network of a registered architecture.
 
     Parameters
     ----------
-    architecture : {"mlp", "paper", "factorised"}
-        ``"mlp"``: :class:`MLPNet` (fast, numpy inference); ``"paper"``: :class:`PaperNet`;
-        ``"factorised"``: :class:`FactorisedNet` (exact alignment dependence, numpy inference).
+    architecture : str
+        A name of :mod:`iaemu_likelihood.architectures` (``"mlp"``, ``"paper"``, ``"factorised"``
+        or one registered later).
     config : dict, optional
-        Overrides of :data:`MLP_DEFAULTS` or :data:`PAPER_DEFAULTS` (``architecture_config`` of
-        the weights metadata).
+        Overrides of the architecture's defaults (``architecture_config`` of the weights metadata).
+    layout : Layout, optional
+        Inputs and statistics (default :data:`~iaemu_likelihood.layout.DEFAULT_LAYOUT`).
 
     Returns
     -------
     torch.nn.Module
-        ``forward(x)`` with x (n, 7) in [-1, 1] returns ``(mean, var)``, each (n, 60), standardised.
+        ``forward(x)`` with x (n, n_inputs) in [-1, 1] returns ``(mean, var)``, each (n, n_out),
+        standardised.
     """
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"architecture = {architecture!r} is not one of {sorted(ARCHITECTURES)}")
-    cls, defaults = ARCHITECTURES[architecture]
-    return cls(**_merge_config(defaults, config, architecture))
+    return get_architecture(architecture).build_torch(config, layout)

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MLPEnsemble", "FactorisedEnsemble", "softplus", "ACTIVATIONS"]
-
-N_OUTPUTS = 60
+__all__ = ["MLPEnsemble", "FactorisedEnsemble", "softplus", "ACTIVATIONS", "mlp_shapes",
+           "factorised_shapes", "factorised_box_config"]
 
 
 def softplus(z: np.ndarray) -> np.ndarray:
@@ -79,12 +78,19 @@ class MLPEnsemble:
         _check_members(state_dicts, activation, "hidden.0.weight", "MLPNet")
         self.n_members = len(state_dicts)
         self.var_floor = float(var_floor)
+        self.n_out = n_out = len(output_mean)
         scale, offset = _input_map(input_low, input_high)
         # y = mean * std + mu folded into the mean half of the last layer; variances untouched
-        out_scale = np.concatenate([np.asarray(output_std, dtype=np.float64), np.ones(N_OUTPUTS)])
-        out_offset = np.concatenate([np.asarray(output_mean, dtype=np.float64), np.zeros(N_OUTPUTS)])
+        out_scale = np.concatenate([np.asarray(output_std, dtype=np.float64), np.ones(n_out)])
+        out_offset = np.concatenate([np.asarray(output_mean, dtype=np.float64), np.zeros(n_out)])
         self._net = _Stack(state_dicts, "hidden", "out", ACTIVATIONS[activation], scale, offset,
                            out_scale, out_offset)
+
+    @classmethod
+    def from_config(cls, members, config, input_low, input_high, output_mean, output_std, layout):
+        """The architecture registry's builder (any layout)."""
+        return cls(members, config["activation"], config["var_floor"], input_low, input_high,
+                   output_mean, output_std)
 
     @property
     def dtype(self) -> np.dtype:
@@ -116,9 +122,9 @@ class MLPEnsemble:
             Standardised variances (softplus + floor).
         """
         o = self._net(theta)
-        var = softplus(o[..., N_OUTPUTS:])
+        var = softplus(o[..., self.n_out:])
         var += self.var_floor
-        return o[..., :N_OUTPUTS], var
+        return o[..., :self.n_out], var
 
 
 def _check_members(state_dicts, activation, required_key, kind):
@@ -241,10 +247,16 @@ class FactorisedEnsemble:
         self._var = _Stack(state_dicts, "var_hidden", "var_out", act, scale, offset, 1.0, 0.0)
         # (120, 60) 0/1 matrix adding the weighted blocks: xi <- 0; omega <- 1, 2; eta <- 3, 4, 5
         blocks_to_stat = (0, 1, 1, 2, 2, 2)
-        self._sum_blocks = np.zeros((6 * 20, N_OUTPUTS))
+        self._sum_blocks = np.zeros((6 * 20, 60))
         for k, stat in enumerate(blocks_to_stat):
             self._sum_blocks[20 * k:20 * (k + 1), 20 * stat:20 * (stat + 1)] = np.eye(20)
         self._sum_blocks32 = self._sum_blocks.astype(np.float32)
+
+    @classmethod
+    def from_config(cls, members, config, input_low, input_high, output_mean, output_std, layout):
+        """The architecture registry's builder (the default layout only)."""
+        return cls(members, config["activation"], config["var_floor"], input_low, input_high,
+                   output_mean, output_std)
 
     def astype(self, dtype) -> FactorisedEnsemble:
         """A copy computing the networks in ``dtype`` (see :meth:`MLPEnsemble.astype`)."""
@@ -275,3 +287,40 @@ class FactorisedEnsemble:
         var = softplus(self._var(theta))
         var += self.var_floor
         return y, var
+
+
+def _chain(prefix: str, n_layers: int, n_in: int, width: int, out: str, n_out: int) -> dict:
+    shapes, prev = {}, n_in
+    for i in range(n_layers):
+        shapes[f"{prefix}.{i}.weight"], shapes[f"{prefix}.{i}.bias"] = (width, prev), (width,)
+        prev = width
+    shapes[f"{out}.weight"], shapes[f"{out}.bias"] = (n_out, prev), (n_out,)
+    return shapes
+
+
+def _stored_chain(member, prefix: str, cfg, n_key: str, width_key: str):
+    """(layers, width) of a hidden chain: from the config, else from the stored arrays."""
+    n_layers = sum(1 for k in member if k.startswith(prefix + ".") and k.endswith(".weight"))
+    first = np.shape(member.get(f"{prefix}.0.weight", ()))
+    return int(cfg.get(n_key, n_layers)), int(cfg.get(width_key, first[0] if first else 0))
+
+
+def mlp_shapes(config, member, layout) -> dict:
+    """State-dict key -> shape of an ``MLPNet`` (registry ``shapes`` of "mlp")."""
+    n_hidden, width = _stored_chain(member, "hidden", config, "n_hidden", "width")
+    return _chain("hidden", n_hidden, layout.n_inputs, width, "out", 2 * layout.n_out)
+
+
+def factorised_shapes(config, member, layout) -> dict:
+    """State-dict key -> shape of a ``FactorisedNet`` (registry ``shapes`` of "factorised")."""
+    n_in, n_bins = layout.n_inputs, layout.statistics[0].n_bins
+    n_hidden, width = _stored_chain(member, "hidden", config, "n_hidden", "width")
+    var_hidden, var_width = _stored_chain(member, "var_hidden", config, "var_hidden", "var_width")
+    return {**_chain("hidden", n_hidden, n_in - 2, width, "basis", 6 * n_bins),
+            **_chain("var_hidden", var_hidden, n_in, var_width, "var_out", layout.n_out)}
+
+
+def factorised_box_config(config, low, high) -> dict:
+    """Physical (mu_cen, mu_sat) at the input box edges, so the network can compute c(mu)."""
+    return {**config, "mu_low": [float(low[0]), float(low[1])],
+            "mu_high": [float(high[0]), float(high[1])]}

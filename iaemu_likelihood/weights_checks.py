@@ -13,25 +13,17 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .conventions import N_BINS, PARAM_NAMES, STATISTICS
 from .errors import WeightsIntegrityError
+from .layout import DEFAULT_LAYOUT
 
 __all__ = ["PHYSICAL_RANGES", "INPUT_SCALINGS", "STANDARD_SCALING_MAX", "band_limits", "check_bounds",
            "check_support", "check_epistemic", "check_correlation", "check_members",
            "check_architecture_config", "check_mass_function_values", "expected_shapes",
            "finite_numbers", "fail"]
 
-#: Physical range of each parameter: (low, high, low is exclusive). Masses in log10(Msun/h);
-#: sigma_logM in dex; mu are the halotools alignment strengths.
-PHYSICAL_RANGES = {
-    "mu_cen": (-1.0, 1.0, False),
-    "mu_sat": (-1.0, 1.0, False),
-    "logMmin": (8.0, 16.0, False),
-    "sigma_logM": (0.0, 5.0, True),
-    "logM0": (8.0, 16.0, False),
-    "logM1": (8.0, 16.0, False),
-    "alpha": (0.0, 5.0, True),
-}
+#: Physical range of each input of the default layout: (low, high, low is exclusive). Masses in
+#: log10(Msun/h); sigma_logM in dex; mu are the halotools alignment strengths (the layout owns them).
+PHYSICAL_RANGES = {i.name: i.physical_range for i in DEFAULT_LAYOUT.inputs}
 #: ``normalisation.input.scaling``: "box" (default; [low, high] is the training box, mapped to
 #: [-1, 1]) or "standard" (low/high = mean -/+ std of the training inputs, as in the reference code).
 INPUT_SCALINGS = ("box", "standard")
@@ -44,7 +36,7 @@ CORRELATION_ATOL = 1e-6
 EIGENVALUE_ATOL = 1e-8
 #: Pivot values sampled to check that a support band leaves points inside the bounds box.
 SUPPORT_GRID = 201
-_N_OUT = len(STATISTICS) * N_BINS
+_N_OUT = DEFAULT_LAYOUT.n_out
 _COUNTER_SUFFIX = "num_batches_tracked"
 
 
@@ -56,11 +48,6 @@ def fail(where: str, field: str, value, allowed: str):
 def _show(value, limit: int = 80) -> str:
     text = repr(value.tolist() if isinstance(value, np.ndarray) else value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _range_text(name: str) -> str:
-    low, high, open_low = PHYSICAL_RANGES[name]
-    return f"{'(' if open_low else '['}{low:g}, {high:g}]"
 
 
 def _float(where, field, value) -> float:
@@ -83,7 +70,7 @@ def finite_numbers(where: str, field: str, value, length: int) -> np.ndarray:
     return arr
 
 
-def check_bounds(meta: Mapping, where: str) -> None:
+def check_bounds(meta: Mapping, where: str, layout=DEFAULT_LAYOUT) -> None:
     """``bounds`` finite, low < high, inside :data:`PHYSICAL_RANGES` and consistent with
     ``normalisation.input`` (inside the box it maps to [-1, 1], or within
     :data:`STANDARD_SCALING_MAX` standard deviations for "standard" scaling)."""
@@ -94,16 +81,17 @@ def check_bounds(meta: Mapping, where: str) -> None:
     if not isinstance(norm, Mapping) or not isinstance(norm.get("input"), Mapping):
         fail(where, "normalisation.input", None if not isinstance(norm, Mapping) else norm.get("input"),
              "a mapping with 'low' and 'high' (7 numbers each)")
-    n = len(PARAM_NAMES)
+    n = layout.n_inputs
     in_low = finite_numbers(where, "normalisation.input.low", norm["input"].get("low"), n)
     in_high = finite_numbers(where, "normalisation.input.high", norm["input"].get("high"), n)
     scaling = norm["input"].get("scaling", "box")
     if scaling not in INPUT_SCALINGS:
         fail(where, "normalisation.input.scaling", scaling, f"one of {list(INPUT_SCALINGS)}")
-    for j, name in enumerate(PARAM_NAMES):
+    for j, item in enumerate(layout.inputs):
+        name = item.name
         field = f"bounds[{name!r}]"
         if name not in bounds:
-            fail(where, field, None, f"[low, high] with low < high inside {_range_text(name)}")
+            fail(where, field, None, f"[low, high] with low < high inside {item.range_text()}")
         pair = bounds[name]
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:
             fail(where, field, pair, "[low, high]: two finite numbers")
@@ -112,9 +100,9 @@ def check_bounds(meta: Mapping, where: str) -> None:
         low, high = float(pair[0]), float(pair[1])
         if not (np.isfinite(low) and np.isfinite(high) and low < high):
             fail(where, field, pair, "finite [low, high] with low < high")
-        p_low, p_high, open_low = PHYSICAL_RANGES[name]
+        p_low, p_high, open_low = item.physical_range
         if low < p_low or (open_low and low <= p_low) or high > p_high:
-            fail(where, field, pair, f"inside the physical range {_range_text(name)} of {name}")
+            fail(where, field, pair, f"inside the physical range {item.range_text()} of {name}")
         if not in_high[j] > in_low[j]:
             fail(where, f"normalisation.input (high - low) of {name}",
                  [float(in_low[j]), float(in_high[j])], "high > low")
@@ -137,7 +125,7 @@ def band_limits(band: Mapping, x):
     return low, band["high_intercept"] + band["slope"] * x
 
 
-def check_support(meta: Mapping, where: str) -> None:
+def check_support(meta: Mapping, where: str, layout=DEFAULT_LAYOUT) -> None:
     """The optional ``support`` band: known type, finite slopes and intercepts, low < high, and
     a non-empty set of points inside the bounds box (else the emulator would refuse everything)."""
     support = meta.get("support")
@@ -146,17 +134,18 @@ def check_support(meta: Mapping, where: str) -> None:
     if not isinstance(support, Mapping) or support.get("type") != "linear_band":
         fail(where, "support.type", support.get("type") if isinstance(support, Mapping) else support,
              "'linear_band' (or no support entry)")
+    names = layout.param_names
     pivot = support.get("pivot")
-    if pivot not in PARAM_NAMES:
-        fail(where, "support.pivot", pivot, f"one of {list(PARAM_NAMES)}")
+    if pivot not in names:
+        fail(where, "support.pivot", pivot, f"one of {list(names)}")
     bands = support.get("bands")
     if not isinstance(bands, Mapping) or not bands:
         fail(where, "support.bands", bands, "a non-empty mapping {parameter: band}")
     x = np.linspace(*meta["bounds"][pivot], SUPPORT_GRID)
     inside = np.ones_like(x, dtype=bool)
     for name, band in bands.items():
-        if name not in PARAM_NAMES or name == pivot:
-            fail(where, "support.bands key", name, f"a parameter of {list(PARAM_NAMES)} other than "
+        if name not in names or name == pivot:
+            fail(where, "support.bands key", name, f"a parameter of {list(names)} other than "
                  f"the pivot {pivot!r}")
         if not isinstance(band, Mapping):
             fail(where, f"support.bands.{name}", band, "a mapping with slope, low_intercept, "
@@ -177,8 +166,9 @@ def check_support(meta: Mapping, where: str) -> None:
              f"{list(meta['bounds'][pivot])} (this one leaves none: every point would be refused)")
 
 
-def check_correlation(corr, where: str, field: str) -> np.ndarray:
-    """A (60, 60) correlation matrix: finite, symmetric, unit diagonal, positive semi-definite.
+def check_correlation(corr, where: str, field: str, n_out: int = _N_OUT) -> np.ndarray:
+    """An (n_out, n_out) correlation matrix (60 for the default layout): finite, symmetric, unit
+    diagonal, positive semi-definite.
 
     Returns it as a float64 array.
     """
@@ -190,9 +180,9 @@ def check_correlation(corr, where: str, field: str) -> np.ndarray:
         corr = None
     if corr is None:  # booleans, complex numbers, strings are not converted
         shown = f"dtype {given.dtype}" if isinstance(given, np.ndarray) else given
-        fail(where, field, shown, f"a ({_N_OUT}, {_N_OUT}) array of real numbers")
-    if corr.shape != (_N_OUT, _N_OUT):
-        fail(where, f"{field} shape", corr.shape, f"({_N_OUT}, {_N_OUT})")
+        fail(where, field, shown, f"a ({n_out}, {n_out}) array of real numbers")
+    if corr.shape != (n_out, n_out):
+        fail(where, f"{field} shape", corr.shape, f"({n_out}, {n_out})")
     bad = ~np.isfinite(corr)
     if bad.any():
         i, j = np.argwhere(bad)[0]
@@ -213,7 +203,7 @@ def check_correlation(corr, where: str, field: str) -> np.ndarray:
     return corr
 
 
-def check_epistemic(meta: Mapping, where: str) -> None:
+def check_epistemic(meta: Mapping, where: str, layout=DEFAULT_LAYOUT) -> None:
     """``epistemic.scale`` factors finite and > 0 for known statistics; ``epistemic.correlation``
     a valid correlation matrix (see :func:`check_correlation`)."""
     epi = meta.get("epistemic")
@@ -222,95 +212,82 @@ def check_epistemic(meta: Mapping, where: str) -> None:
     if not isinstance(epi, Mapping):
         fail(where, "epistemic", epi, "a mapping (method, scale, correlation, ...)")
     scale = epi.get("scale")
+    stats = layout.statistic_names
     if scale is not None:
         if not isinstance(scale, Mapping):
-            fail(where, "epistemic.scale", scale, f"a mapping {{statistic: factor}} over {list(STATISTICS)}")
+            fail(where, "epistemic.scale", scale, f"a mapping {{statistic: factor}} over {list(stats)}")
         for stat, factor in scale.items():
-            if stat not in STATISTICS:
-                fail(where, "epistemic.scale key", stat, f"one of {list(STATISTICS)}")
+            if stat not in stats:
+                fail(where, "epistemic.scale key", stat, f"one of {list(stats)}")
             value = _float(where, f"epistemic.scale.{stat}", factor)
             if not value > 0:
                 fail(where, f"epistemic.scale.{stat}", factor, "a finite factor > 0")
     if epi.get("correlation") is not None:
-        check_correlation(epi["correlation"], where, "epistemic.correlation")
+        check_correlation(epi["correlation"], where, "epistemic.correlation", layout.n_out)
 
 
-def check_architecture_config(meta: Mapping, where: str) -> None:
-    """Options the numpy forward pass reads: activation, variance floor, and for "factorised" the
-    mu range, which must equal the input normalisation of the alignment strengths."""
+def check_architecture_config(meta: Mapping, where: str, layout=DEFAULT_LAYOUT) -> None:
+    """Options the numpy forward passes read (activation, variance floor), then the checks of the
+    architecture's registry entry (e.g. "factorised": uncentred outputs, mu range)."""
+    from .architectures import get_architecture
     from .numpy_forward import ACTIVATIONS
 
     arch, cfg = meta["architecture"], meta.get("architecture_config", {})
-    if "activation" in cfg and arch != "paper" and cfg["activation"] not in ACTIVATIONS:
+    entry = get_architecture(arch)
+    if "activation" in cfg and entry.runs_in_numpy and cfg["activation"] not in ACTIVATIONS:
         fail(where, "architecture_config.activation", cfg["activation"], f"one of {sorted(ACTIVATIONS)}")
     if "var_floor" in cfg:
         floor = _float(where, "architecture_config.var_floor", cfg["var_floor"])
-        if floor < 0 or (arch != "paper" and floor == 0):
+        if floor < 0 or (entry.runs_in_numpy and floor == 0):
             fail(where, "architecture_config.var_floor", cfg["var_floor"],
-                 ">= 0" if arch == "paper" else "> 0 (a strictly positive variance)")
-    if arch == "factorised":
-        for stat in STATISTICS[1:]:  # omega and eta are standardised without centring
-            mean = finite_numbers(where, f"normalisation.output.{stat}.mean",
-                                  meta["normalisation"]["output"][stat].get("mean"), N_BINS)
-            if np.any(mean != 0):
-                fail(where, f"normalisation.output.{stat}.mean", mean,
-                     f"all 0 for a 'factorised' network ({stat} is standardised without centring)")
-        norm_in = meta["normalisation"]["input"]
-        for key, norm_key in (("mu_low", "low"), ("mu_high", "high")):
-            if key not in cfg:
-                continue
-            got = finite_numbers(where, f"architecture_config.{key}", cfg[key], 2)
-            expected = np.asarray(norm_in[norm_key][:2], dtype=float)
-            if not np.allclose(got, expected, rtol=0, atol=1e-9):
-                fail(where, f"architecture_config.{key}", cfg[key],
-                     f"normalisation.input.{norm_key} of (mu_cen, mu_sat) = {expected.tolist()}")
+                 "> 0 (a strictly positive variance)" if entry.runs_in_numpy else ">= 0")
+    entry.check(meta, layout, where)
 
 
-def _chain(prefix: str, n_layers: int, n_in: int, width: int, out: str, n_out: int) -> dict:
-    shapes, prev = {}, n_in
-    for i in range(n_layers):
-        shapes[f"{prefix}.{i}.weight"], shapes[f"{prefix}.{i}.bias"] = (width, prev), (width,)
-        prev = width
-    shapes[f"{out}.weight"], shapes[f"{out}.bias"] = (n_out, prev), (n_out,)
-    return shapes
+def check_factorised_metadata(meta: Mapping, layout, where: str) -> None:
+    """Registry check of "factorised" weights: the default layout, omega and eta standardised
+    without centring, and the mu range equal to the input normalisation of the alignment strengths."""
+    if layout.statistic_names != DEFAULT_LAYOUT.statistic_names or \
+            layout.param_names[:2] != DEFAULT_LAYOUT.param_names[:2]:
+        fail(where, "layout", list(layout.statistic_names),
+             f"{list(DEFAULT_LAYOUT.statistic_names)} with inputs mu_cen, mu_sat first for a "
+             "'factorised' network")
+    cfg = meta.get("architecture_config", {})
+    for stat in layout.statistic_names[1:]:  # omega and eta are standardised without centring
+        mean = finite_numbers(where, f"normalisation.output.{stat}.mean",
+                              meta["normalisation"]["output"][stat].get("mean"),
+                              layout.statistic(stat).n_bins)
+        if np.any(mean != 0):
+            fail(where, f"normalisation.output.{stat}.mean", mean,
+                 f"all 0 for a 'factorised' network ({stat} is standardised without centring)")
+    norm_in = meta["normalisation"]["input"]
+    for key, norm_key in (("mu_low", "low"), ("mu_high", "high")):
+        if key not in cfg:
+            continue
+        got = finite_numbers(where, f"architecture_config.{key}", cfg[key], 2)
+        expected = np.asarray(norm_in[norm_key][:2], dtype=float)
+        if not np.allclose(got, expected, rtol=0, atol=1e-9):
+            fail(where, f"architecture_config.{key}", cfg[key],
+                 f"normalisation.input.{norm_key} of (mu_cen, mu_sat) = {expected.tolist()}")
 
 
-def _stored_chain(member: Mapping, prefix: str, cfg: Mapping, n_key: str, width_key: str):
-    """(layers, width) of a hidden chain: from the config, else from the stored arrays."""
-    n_layers = sum(1 for k in member if k.startswith(prefix + ".") and k.endswith(".weight"))
-    first = np.shape(member.get(f"{prefix}.0.weight", ()))
-    return int(cfg.get(n_key, n_layers)), int(cfg.get(width_key, first[0] if first else 0))
+def expected_shapes(meta: Mapping, member: Mapping, where: str = "metadata",
+                    layout=DEFAULT_LAYOUT) -> dict:
+    """State-dict key -> shape the architecture of ``meta`` needs (from its registry entry)."""
+    from .architectures import get_architecture
 
-
-def expected_shapes(meta: Mapping, member: Mapping, where: str = "metadata") -> dict:
-    """State-dict key -> shape the architecture of ``meta`` needs (torch only for "paper")."""
-    arch, cfg = meta["architecture"], dict(meta.get("architecture_config", {}))
-    n_in = len(PARAM_NAMES)
-    if arch == "mlp":
-        n_hidden, width = _stored_chain(member, "hidden", cfg, "n_hidden", "width")
-        return _chain("hidden", n_hidden, n_in, width, "out", 2 * _N_OUT)
-    if arch == "factorised":
-        n_hidden, width = _stored_chain(member, "hidden", cfg, "n_hidden", "width")
-        var_hidden, var_width = _stored_chain(member, "var_hidden", cfg, "var_hidden", "var_width")
-        return {**_chain("hidden", n_hidden, n_in - 2, width, "basis", 6 * N_BINS),
-                **_chain("var_hidden", var_hidden, n_in, var_width, "var_out", _N_OUT)}
-    import torch  # "paper" runs in torch anyway
-
-    from .networks import build_network
-
+    cfg = dict(meta.get("architecture_config", {}))
     try:
-        with torch.device("meta"):  # shapes only: a tampered config cannot make it allocate
-            net = build_network(arch, cfg)
+        return get_architecture(meta["architecture"]).expected_shapes(cfg, member, layout)
     except (TypeError, ValueError, RuntimeError) as exc:
         raise WeightsIntegrityError(f"{where}: architecture_config = {_show(cfg)} cannot build a "
-                                    f"{arch!r} network: {exc}") from None
-    return {k: tuple(v.shape) for k, v in net.state_dict().items()}
+                                    f"{meta['architecture']!r} network: {exc}") from None
 
 
-def check_members(members, meta: Mapping, where: str) -> None:
+def check_members(members, meta: Mapping, where: str, layout=DEFAULT_LAYOUT) -> None:
     """Every member's arrays: the keys and shapes of the architecture, float32 (integer batch-norm
     counters), finite, and batch-norm running variances >= 0."""
-    shapes = expected_shapes(meta, members[0], where)
+    shapes = expected_shapes(meta, members[0], where, layout)
     for i, member in enumerate(members):
         missing = sorted(set(shapes) - set(member))
         extra = sorted(set(member) - set(shapes))

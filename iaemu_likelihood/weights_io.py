@@ -21,17 +21,18 @@ from pathlib import Path
 import numpy as np
 
 from ._io import atomic_write_bytes, declared_array_bytes, npz_bytes
-from .conventions import N_BINS, PARAM_NAMES, R_EDGES, STATISTICS
+from .architectures import architecture_names
+from .conventions import R_EDGES
 from .errors import WeightsIntegrityError, WeightsNotFoundError
 from .hod import MASS_FUNCTION_KEYS, validate_mass_function
+from .layout import DEFAULT_LAYOUT, TRANSFORMS, layout_of
 from .weights import read_json_file
 from .weights_checks import (check_architecture_config, check_bounds, check_correlation,
                              check_epistemic, check_mass_function_values, check_members,
                              check_support, fail, finite_numbers)
 
 __all__ = ["write_weights_folder", "write_checksums", "verify_checksums", "load_weights_folder",
-           "validate_metadata", "read_metadata_file", "reseal_folder", "sha256_file", "SCHEMA_VERSION", "WEIGHTS_FILE",
-           "METADATA_FILE",
+           "validate_metadata", "read_metadata_file", "reseal_folder", "sha256_file", "SCHEMA_VERSION", "WEIGHTS_FILE", "METADATA_FILE",
            "CORRELATION_FILE", "MASS_FUNCTION_FILE", "REFERENCE_FILE", "CHECKSUM_FILE",
            "check_declared_size", "MAX_DECLARED_BYTES",
            "REQUIRED_FILES"]
@@ -49,8 +50,6 @@ CHECKSUM_FILE = "SHA256SUMS"
 REQUIRED_FILES = (METADATA_FILE, WEIGHTS_FILE, CORRELATION_FILE, MASS_FUNCTION_FILE)
 #: Files never checksummed.
 UNCHECKED_FILES = ("README.md", CHECKSUM_FILE)
-ARCHITECTURES = ("mlp", "paper", "factorised")
-TRANSFORMS = ("log", "identity")
 #: Tolerance of the metadata's r edges against conventions.R_EDGES.
 R_EDGES_RTOL = 1e-10
 #: Most bytes the arrays of one weights-folder file may declare (the shipped ones hold a few MB):
@@ -147,12 +146,14 @@ def write_weights_folder(folder, metadata: Mapping, member_state_dicts, residual
     meta = dict(metadata)
     meta.setdefault("schema_version", SCHEMA_VERSION)
     meta.setdefault("ensemble_size", len(members))
+    meta.setdefault("layout", DEFAULT_LAYOUT.to_metadata())
     mass_function = validate_mass_function(halo_mass_function)
     validate_metadata(meta, n_members=len(members), where=str(folder / METADATA_FILE))
+    layout = layout_of(meta)
     corr = check_correlation(residual_correlation, str(folder / CORRELATION_FILE),
-                             "residual correlation")
+                             "residual correlation", layout.n_out)
     numpy_members = [{key: _to_numpy(value) for key, value in sd.items()} for sd in members]
-    check_members(numpy_members, meta, str(folder / WEIGHTS_FILE))
+    check_members(numpy_members, meta, str(folder / WEIGHTS_FILE), layout)
     check_mass_function_values(mass_function, str(folder / MASS_FUNCTION_FILE))
     arrays = {f"member{i}/{key}": value for i, sd in enumerate(numpy_members)
               for key, value in sd.items()}
@@ -247,22 +248,18 @@ def validate_metadata(meta: Mapping, n_members: int | None = None, where: str = 
         fail(where, "content", type(meta).__name__, "a JSON object")
     if meta.get("schema_version") != SCHEMA_VERSION:
         fail(where, "schema_version", meta.get("schema_version"), f"{SCHEMA_VERSION} (the version this code reads)")
-    if meta.get("architecture") not in ARCHITECTURES:
-        fail(where, "architecture", meta.get("architecture"), f"one of {list(ARCHITECTURES)}")
+    if meta.get("architecture") not in architecture_names():
+        fail(where, "architecture", meta.get("architecture"), f"one of {list(architecture_names())}")
     if not isinstance(meta.get("architecture_config", {}), Mapping):
         fail(where, "architecture_config", meta.get("architecture_config"), "a mapping")
-    if not isinstance(meta.get("param_names"), (list, tuple)) or tuple(meta["param_names"]) != PARAM_NAMES:
-        fail(where, "param_names", meta.get("param_names"), f"{list(PARAM_NAMES)} in that order")
-    if not isinstance(meta.get("statistics", STATISTICS), (list, tuple)) or \
-            tuple(meta.get("statistics", STATISTICS)) != STATISTICS:
-        fail(where, "statistics", meta.get("statistics"), f"{list(STATISTICS)}")
-    try:
-        edges = np.asarray(meta.get("r_edges", []), dtype=float)
-    except (TypeError, ValueError):
-        edges = np.array([])
-    if edges.shape != R_EDGES.shape or not np.allclose(edges, R_EDGES, rtol=R_EDGES_RTOL, atol=0):
-        fail(where, "r_edges", meta.get("r_edges"), "np.logspace(-1, 1.2, 21) h^-1 Mpc "
-             "(conventions.R_EDGES); these differ from conventions.R_EDGES")
+    layout = layout_of(meta, where)  # folders without a "layout" entry: the default layout
+    names, stats = layout.param_names, layout.statistic_names
+    if not isinstance(meta.get("param_names"), (list, tuple)) or tuple(meta["param_names"]) != names:
+        fail(where, "param_names", meta.get("param_names"), f"{list(names)} in that order")
+    if not isinstance(meta.get("statistics", stats), (list, tuple)) or \
+            tuple(meta.get("statistics", stats)) != stats:
+        fail(where, "statistics", meta.get("statistics"), f"{list(stats)}")
+    _check_r_edges(meta, layout, where)
     version = meta.get("version")
     if version is not None and not (isinstance(version, str) and version.strip()
                                     and version.isprintable()):
@@ -275,21 +272,45 @@ def validate_metadata(meta: Mapping, n_members: int | None = None, where: str = 
     norm = meta.get("normalisation")
     if not isinstance(norm, Mapping) or not isinstance(norm.get("output"), Mapping):
         fail(where, "normalisation", norm, "a mapping with 'input' and 'output' entries")
-    check_bounds(meta, where)
-    for stat in STATISTICS:
+    check_bounds(meta, where, layout)
+    for stat in stats:
+        n_bins = layout.statistic(stat).n_bins
         entry = norm["output"].get(stat)
         if not isinstance(entry, Mapping):
             fail(where, f"normalisation.output.{stat}", entry, "a mapping with transform, mean, std")
         if entry.get("transform") not in TRANSFORMS:
             fail(where, f"normalisation.output.{stat}.transform", entry.get("transform"),
                  f"one of {list(TRANSFORMS)}")
-        finite_numbers(where, f"normalisation.output.{stat}.mean", entry.get("mean"), N_BINS)
-        std = finite_numbers(where, f"normalisation.output.{stat}.std", entry.get("std"), N_BINS)
+        finite_numbers(where, f"normalisation.output.{stat}.mean", entry.get("mean"), n_bins)
+        std = finite_numbers(where, f"normalisation.output.{stat}.std", entry.get("std"), n_bins)
         if np.any(std <= 0):
-            fail(where, f"normalisation.output.{stat}.std", entry.get("std"), "20 finite numbers > 0 (std must be > 0)")
-    check_architecture_config(meta, where)
-    check_support(meta, where)
-    check_epistemic(meta, where)
+            fail(where, f"normalisation.output.{stat}.std", entry.get("std"),
+                 f"{n_bins} finite numbers > 0 (std must be > 0)")
+    check_architecture_config(meta, where, layout)
+    check_support(meta, where, layout)
+    check_epistemic(meta, where, layout)
+
+
+def _check_r_edges(meta: Mapping, layout, where: str) -> None:
+    """``r_edges``: required (and equal to conventions.R_EDGES) for the default layout; for
+    another layout optional, and then the shared edges of its statistics."""
+    if layout == DEFAULT_LAYOUT:
+        expected, text = R_EDGES, ("np.logspace(-1, 1.2, 21) h^-1 Mpc (conventions.R_EDGES); "
+                                   "these differ from conventions.R_EDGES")
+    elif "r_edges" not in meta:
+        return
+    elif layout.shared_axis:
+        expected = np.asarray(layout.statistics[0].edges)
+        text = "the bin edges of the layout's statistics"
+    else:
+        fail(where, "r_edges", meta.get("r_edges"), "no r_edges entry: the statistics of this "
+             "layout have their own axes (layout.statistics[].edges)")
+    try:
+        edges = np.asarray(meta.get("r_edges", []), dtype=float)
+    except (TypeError, ValueError):
+        edges = np.array([])
+    if edges.shape != expected.shape or not np.allclose(edges, expected, rtol=R_EDGES_RTOL, atol=0):
+        fail(where, "r_edges", meta.get("r_edges"), text)
 
 
 def _read_members(path: Path, n_members: int) -> list[dict[str, np.ndarray]]:
@@ -406,10 +427,12 @@ def load_weights_folder(folder, check_sums: bool = True):
     if check_sums:
         verify_checksums(folder)
     meta = read_metadata_file(folder)
+    layout = layout_of(meta)
     members = _read_members(folder / WEIGHTS_FILE, meta["ensemble_size"])
-    check_members(members, meta, str(folder / WEIGHTS_FILE))
+    check_members(members, meta, str(folder / WEIGHTS_FILE), layout)
     with _opened(folder / CORRELATION_FILE) as corr:
-        corr = check_correlation(corr, str(folder / CORRELATION_FILE), "residual correlation")
+        corr = check_correlation(corr, str(folder / CORRELATION_FILE), "residual correlation",
+                                 layout.n_out)
     where = str(folder / MASS_FUNCTION_FILE)
     with _opened(folder / MASS_FUNCTION_FILE) as npz:
         arrays = {k: _array(npz, k, where) for k in MASS_FUNCTION_KEYS if k in npz.files}

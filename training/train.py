@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..architectures import architecture_names, get_architecture
 from ..conventions import STATISTICS
 from ..errors import ConfigError
 from .dataset_io import file_sha256, files_sha256, load_datasets
@@ -149,7 +150,8 @@ _INT_RANGES = {"ensemble_size": (1, None), "seed": (0, None), "batch_size": (1, 
 _FLOAT_RANGES = {"val_fraction": (0.0, 0.99, False), "learning_rate": (0.0, None, False),
                  "weight_decay": (0.0, None, True), "lr_gamma": (0.0, 1.0, False),
                  "grad_clip": (0.0, None, False), "val_mse_weight": (0.0, 1.0, True)}
-ARCHITECTURE_NAMES = ("mlp", "paper", "factorised")
+#: Architectures a config may name (the registry's, read when this module is imported).
+ARCHITECTURE_NAMES = architecture_names()
 
 
 def _checked_values(config: TrainConfig, where: str) -> dict:
@@ -189,10 +191,10 @@ def _checked_architecture_config(architecture: str, value, where: str) -> dict:
     integers >= 1, floats finite and >= 0 (``dropout`` < 1), ``activation`` a known name."""
     from ..config_checks import (check_float, check_float_array, check_int, check_keys, check_mapping,
                                  check_str)
-    from ..networks import _ACTIVATIONS, ARCHITECTURES  # the names the networks accept
+    from ..networks import _ACTIVATIONS  # the names the networks accept
 
     mapping = check_mapping(value if value is not None else {}, where)
-    defaults = ARCHITECTURES[architecture][1]
+    defaults = get_architecture(architecture).defaults
     check_keys(mapping, defaults, where)
     out = {}
     for key, v in mapping.items():
@@ -289,7 +291,7 @@ def _prepare(config: TrainConfig):
     train_ds, val_ds = dataset.subset(train_idx), dataset.subset(val_idx)
     bounds = dataset_bounds(dataset)
     scaler = InputScaler.from_bounds(bounds)
-    uncentred = ("omega", "eta") if config.architecture == "factorised" else ()
+    uncentred = get_architecture(config.architecture).uncentred
     normaliser = OutputNormaliser.fit(train_ds, uncentred=uncentred)
     return dataset, train_idx, val_idx, train_ds, val_ds, bounds, scaler, normaliser
 
@@ -311,13 +313,10 @@ def _batches(torch, n, batch_size, generator):
 
 
 def _network_config(config: TrainConfig, scaler) -> dict:
-    """``architecture_config`` of the exported network: the config's, plus for "factorised" the
-    physical alignment strengths at the input box edges (so the network can compute c(mu))."""
-    net_config = dict(config.architecture_config)
-    if config.architecture == "factorised":
-        net_config["mu_low"] = [float(scaler.low[0]), float(scaler.low[1])]
-        net_config["mu_high"] = [float(scaler.high[0]), float(scaler.high[1])]
-    return net_config
+    """``architecture_config`` of the exported network: the config's, plus the options its
+    registry entry derives from the input box (for "factorised": mu at the box edges)."""
+    return get_architecture(config.architecture).export_config(config.architecture_config,
+                                                               scaler.low, scaler.high)
 
 
 def _new_member_state(torch, config, member, device, net_config):

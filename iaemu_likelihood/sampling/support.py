@@ -104,9 +104,9 @@ class Support:
         if not support_metadata:
             return cls(names, index, base, low, high, None, None, (math.nan, math.nan), slope,
                        lo_int, hi_int, floor)
-        from ..emulator import _band_arrays  # the emulator's own reading of metadata["support"]
+        from ..support import band_arrays  # the one reading of metadata["support"]
 
-        piv, dep, s_all, lo_all, hi_all, fl_all = _band_arrays(support_metadata)
+        piv, dep, s_all, lo_all, hi_all, fl_all = band_arrays(support_metadata)
         pivot_name = PARAM_NAMES[piv]
         pivot = names.index(pivot_name) if pivot_name in names else None
         if pivot is None:

@@ -1,0 +1,55 @@
+"""The emulator covariance of the output vector at a point: aleatoric and epistemic terms.
+
+``aleatoric``: ``D R D``, the covariance of ONE mock realization around the mean (``D`` the
+predicted aleatoric standard deviations, ``R`` the shipped residual correlation). ``epistemic``:
+``E C E``, the emulator's own uncertainty of the mean (``E`` the calibrated epistemic standard
+deviations, ``C`` the correlation of the emulator's errors, or the identity for weights without
+one). The vocabulary of terms is :data:`iaemu_likelihood.layout.COVARIANCE_TERMS`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["add_covariance", "covariance_block"]
+
+
+def add_covariance(out, var, epi, terms, residual_correlation, epistemic_correlation) -> None:
+    """Add the requested terms for points ``var``/``epi`` (m, n_out) into ``out`` (m, n_out, n_out).
+
+    Parameters
+    ----------
+    out : ndarray, shape (m, n_out, n_out)
+        Accumulated in place.
+    var, epi : ndarray, shape (m, n_out)
+        Aleatoric and epistemic variances (``epi`` may be None without "epistemic").
+    terms : tuple of str
+        Validated terms.
+    residual_correlation : ndarray, shape (n_out, n_out)
+    epistemic_correlation : ndarray or None
+    """
+    if "aleatoric" in terms:
+        sd = np.sqrt(var)
+        out += (sd[:, :, None] * sd[:, None, :]) * residual_correlation  # exactly symmetric
+    if "epistemic" in terms:
+        if epistemic_correlation is None:
+            idx = np.arange(out.shape[-1])
+            out[:, idx, idx] += epi
+        else:
+            se = np.sqrt(epi)
+            out += (se[:, :, None] * se[:, None, :]) * epistemic_correlation
+
+
+def covariance_block(var, epi, terms, residual_correlation, epistemic_correlation):
+    """Covariance of one point restricted to some outputs, (k, k), without building the full matrix.
+
+    Parameters
+    ----------
+    var, epi : ndarray, shape (k,)
+        Variances of the selected outputs.
+    residual_correlation, epistemic_correlation : ndarray, shape (k, k) or None
+        The correlations restricted to the same outputs.
+    """
+    cov = np.zeros((1, var.size, var.size))
+    add_covariance(cov, var[None, :], None if epi is None else epi[None, :], terms,
+                   residual_correlation, epistemic_correlation)
+    return cov[0]
