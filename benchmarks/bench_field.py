@@ -100,7 +100,9 @@ def run(args) -> dict:
     test_dir = data / args.test_box
     painter = GalaxyPainter.load(args.weights, device=args.device)
     n_test = int(round(box_side(test_dir) / painter.voxel_size))
-    rho, dprov = load_density(test_dir, n_test)
+    rho, _ = load_density(test_dir, n_test)  # the baseline's input and the figure's
+    # the painter's input: its own density mesh (finer when input_factor > 1)
+    rho_in, dprov = load_density(test_dir, n_test * painter.input_factor)
     trained_on = {b["snapshot_sha256"] for b in painter.metadata["training"]["boxes"]}
     if dprov["snapshot_sha256"] in trained_on:
         raise SystemExit(f"{args.test_box} is one of the painter's training boxes: pick a held-out box")
@@ -123,11 +125,11 @@ def run(args) -> dict:
         oracle_mean = np.mean(oracle_all, axis=0)
         oracle_samples = oracle_all[:N_TRUTH]
         labels = truths[0] >= 1
-        mean = painter.paint(rho, hod, mode="mean", box_size=box)
+        mean = painter.paint(rho_in, hod, mode="mean", box_size=box)
         samples = []
         for i in range(N_TRUTH):
             t0 = time.perf_counter()
-            samples.append(painter.paint(rho, hod, seed=args.seed + 100 * p + i, box_size=box))
+            samples.append(painter.paint(rho_in, hod, seed=args.seed + 100 * p + i, box_size=box))
             paint_times.append(time.perf_counter() - t0)
         model = fit_local_bias(train_rho, [[s.counts(p, r, rt.shape[0]) for r in range(s.n_realizations)]
                                            for s, rt in zip(train_sets, train_rho)], painter.voxel_size)

@@ -131,6 +131,21 @@ def test_wrong_voxel_size_and_mode(painter, density):
         painter.paint(density, HOD, mode="median")
 
 
+def test_a_painter_reading_a_finer_density_mesh(tmp_path, density):
+    """input_factor 2: the density is (2n)^3, the galaxies n^3; meshes that do not fit are named."""
+    fine = GalaxyPainter.load(write_synthetic_painter(tmp_path / "fine", n_mesh=N // 2, box_size=BOX,
+                                                      input_factor=2))
+    assert fine.density_n_mesh == N
+    assert fine.paint(density, HOD, seed=1).shape == (N // 2,) * 3
+    assert fine.paint(np.tile(density, (2, 2, 2)), HOD, mode="mean", box_size=2 * BOX).shape == (N,) * 3
+    with pytest.raises(MeshShapeError, match="needs a multiple of 2 cells per side"):
+        fine.paint(density[:15, :15, :15], HOD, box_size=15.0)
+    with pytest.raises(MeshShapeError, match=f"needs {N}\^3"):
+        fine.paint(density[:8, :8, :8], HOD)
+    with pytest.raises(MeshShapeError, match="trained on 1 h\^-1 Mpc density voxels"):
+        fine.paint(density, HOD, box_size=2 * BOX)
+
+
 def test_weights_integrity(folder, tmp_path):
     bad = shutil.copytree(folder, tmp_path / "bad")
     with open(bad / "weights.npz", "r+b") as f:

@@ -9,7 +9,7 @@ import yaml
 torch = pytest.importorskip("torch")
 pytest.importorskip("monai")
 
-from iaemu_likelihood.field.network import build_network, count_nll  # noqa: E402
+from iaemu_likelihood.field.network import block_count_nll, build_network, count_nll, space_to_depth  # noqa: E402
 
 N = 16
 
@@ -31,6 +31,38 @@ def test_network_shapes_and_loss_gradients():
     (cls + cnt).backward()
     assert all(torch.isfinite(p.grad).all() for p in net.parameters())
     assert count_nll(out.detach(), torch.zeros(2, 8, 8, 8), 10.0)[1] == 0
+
+
+def test_space_to_depth_puts_each_voxels_fine_cells_in_its_channels():
+    fine = torch.arange(2 * 4 * 6 * 8, dtype=torch.float32).reshape(2, 1, 4, 6, 8)
+    coarse = space_to_depth(fine, 2)
+    assert coarse.shape == (2, 8, 2, 3, 4)
+    # voxel (1, 2, 3) of item 1 holds the fine cells [2:4, 4:6, 6:8] in C order as channels
+    np.testing.assert_array_equal(coarse[1, :, 1, 2, 3].numpy(), fine[1, 0, 2:4, 4:6, 6:8].reshape(-1).numpy())
+    assert space_to_depth(fine, 1) is fine
+
+
+def test_network_with_a_finer_density_mesh():
+    config = {"n_params": 5, "channels": [2, 4], "strides": [2], "num_res_units": 1, "input_factor": 2}
+    net = build_network(config)
+    out = net(torch.randn(1, 1, 16, 16, 16), torch.zeros(1, 5))
+    assert out.shape == (1, 3, 8, 8, 8)
+
+
+def test_block_count_nll_is_smallest_at_the_true_block_means():
+    """A mean field off by a constant factor scores worse than the right one on block counts."""
+    torch.manual_seed(1)
+    counts = torch.poisson(torch.full((4, 8, 8, 8), 0.05))
+    # out such that p (1 + mu) = 0.05 everywhere: logit offset log(10) -> p = sigmoid(l - log 10)
+    def field(scale):
+        out = torch.zeros(4, 3, 8, 8, 8)
+        mu = 1e-3
+        p = 0.05 * scale / (1 + mu)
+        out[:, 0] = float(np.log(p / (1 - p)) + np.log(10.0))
+        out[:, 1] = float(np.log(np.expm1(mu - 1e-4)))
+        return out
+    losses = [float(block_count_nll(field(s), counts, 10.0, sizes=(4, 8))) for s in (0.5, 1.0, 2.0)]
+    assert losses[1] < losses[0] and losses[1] < losses[2]
 
 
 def _write_box(folder, seed):
@@ -113,3 +145,29 @@ def test_config_errors(config_file):
         load_config(config_file, {"crop": 7})
     with pytest.raises(ConfigError, match="learning_rat"):
         load_config(config_file, {"learning_rat": 1.0})
+    with pytest.raises(ConfigError, match="block_sizes entry 3 does not divide crop = 8"):
+        load_config(config_file, {"block_sizes": [3], "block_weight": 1.0})
+    with pytest.raises(ConfigError, match="input_factor"):
+        load_config(config_file, {"input_factor": 0})
+
+
+def test_train_on_a_finer_density_mesh_with_the_block_loss(config_file, tmp_path):
+    """input_factor 2 reads density_n32.npz, crops it at twice the resolution and paints on n_mesh."""
+    from iaemu_likelihood.field import GalaxyPainter
+    from iaemu_likelihood.training.field_data import HOD_NAMES, _write_npz, hod_design
+    from iaemu_likelihood.training.field_train import _CropSampler, load_config, train
+
+    rng = np.random.default_rng(3)
+    for i in range(2):
+        rho = rng.lognormal(0, 1, (2 * N,) * 3).astype(np.float32)
+        _write_npz(tmp_path / f"box_{i}" / f"density_n{2 * N}.npz", {"density": rho / rho.mean()},
+                   {"box_size": 16.0, "n_mesh": 2 * N, "simulation": {"seed": i}, "snapshot_sha256": f"{i:064d}",
+                    "seconds": 0.0})
+    config = load_config(config_file, {"input_factor": 2, "block_weight": 1.0, "block_sizes": [4, 8],
+                                       "output": "painter2", "workdir": "run2"})
+    x, _, y = _CropSampler(config, {k: (0.0, 20.0) for k in HOD_NAMES}).batch(3)
+    assert x.shape == (2, 1, 32, 32, 32) and y.shape == (2, 8, 8, 8)
+    painter = GalaxyPainter.load(train(config))
+    assert painter.input_factor == 2 and painter.density_n_mesh == 2 * N
+    hod = dict(zip(HOD_NAMES, hod_design(1, 0)[0]))
+    assert painter.paint(rng.lognormal(0, 1, (2 * N,) * 3), hod, seed=0).shape == (N,) * 3

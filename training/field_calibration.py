@@ -52,7 +52,7 @@ def fit_calibration(painter, boxes, tag: str = "train") -> dict:
     for box in boxes:
         gals = load_galaxies(box, tag)
         n = int(round(gals.box_size / painter.voxel_size))
-        rho, _ = load_density(box, n)
+        rho, _ = load_density(box, n * painter.input_factor)
         for i in tqdm(range(gals.n_points), desc=f"calibrate {Path(box).name}"):
             hod = dict(zip(HOD_NAMES, gals.hod[i].tolist()))
             pred = painter.predict(rho, hod, box_size=gals.box_size)

@@ -50,7 +50,10 @@ class FieldTrainConfig:
     tag : str
         Galaxy set of each box (``galaxies_{tag}.npz``).
     n_mesh : int
-        Mesh of the density and galaxy counts (voxel = box / n_mesh).
+        Mesh of the galaxy counts (voxel = box / n_mesh).
+    input_factor : int
+        The density mesh is ``input_factor * n_mesh`` per side (sub-voxel cells as channels, see
+        :func:`iaemu_likelihood.field.network.space_to_depth`); 1 = the galaxy mesh itself.
     channels, strides, num_res_units : MONAI UNet settings.
     context : int
         Voxels of periodic context around each crop (and around the box when painting).
@@ -62,6 +65,10 @@ class FieldTrainConfig:
         Weight of voxels with >= 1 galaxy in the classifier loss (recall over precision).
     count_weight : float
         Weight of the count NLL relative to the classifier loss.
+    block_weight : float
+        Weight of the Poisson NLL of block counts (:func:`~iaemu_likelihood.field.network.block_count_nll`).
+    block_sizes : list of int
+        Block sides (voxels) of that term; each must divide ``crop``.
     dense_fraction : float
         Fraction of crops centred (within +-crop/4) on a voxel drawn with probability proportional
         to the dark-matter density; the rest are uniform.
@@ -80,6 +87,7 @@ class FieldTrainConfig:
     workdir: str
     tag: str = "train"
     n_mesh: int = 128
+    input_factor: int = 1
     channels: list = dataclasses.field(default_factory=lambda: [8, 16, 32])
     strides: list = dataclasses.field(default_factory=lambda: [2, 2])
     num_res_units: int = 1
@@ -92,6 +100,8 @@ class FieldTrainConfig:
     grad_clip: float = 5.0
     pos_weight: float = 10.0
     count_weight: float = 0.5
+    block_weight: float = 0.0
+    block_sizes: list = dataclasses.field(default_factory=lambda: [4, 8])
     dense_fraction: float = 0.5
     seed: int = 0
     device: str = "cpu"
@@ -110,8 +120,15 @@ class FieldTrainConfig:
         self.seed = check_int(self.seed, "seed", minimum=0)
         for name in ("learning_rate", "grad_clip", "pos_weight"):
             setattr(self, name, check_float(getattr(self, name), name, minimum=0.0, min_inclusive=False))
-        for name in ("weight_decay", "count_weight"):
+        self.input_factor = check_int(self.input_factor, "input_factor", minimum=1, maximum=4)
+        if not isinstance(self.block_sizes, list) or not self.block_sizes:
+            raise ConfigError(f"block_sizes = {self.block_sizes!r}: list at least one block side (voxels)")
+        self.block_sizes = [check_int(b, "block_sizes", minimum=1) for b in self.block_sizes]
+        for name in ("weight_decay", "count_weight", "block_weight"):
             setattr(self, name, check_float(getattr(self, name), name, minimum=0.0))
+        for b in self.block_sizes if self.block_weight > 0 else ():
+            if self.crop % b:
+                raise ConfigError(f"block_sizes entry {b} does not divide crop = {self.crop}")
         self.dense_fraction = check_float(self.dense_fraction, "dense_fraction", minimum=0.0, maximum=1.0)
         self.device = check_str(self.device, "device")
         if len(self.channels) != len(self.strides) + 1:
@@ -124,7 +141,7 @@ class FieldTrainConfig:
     def architecture_config(self) -> dict:
         return {"n_params": len(HOD_NAMES), "channels": list(map(int, self.channels)),
                 "strides": list(map(int, self.strides)), "num_res_units": self.num_res_units,
-                "context": self.context}
+                "context": self.context, "input_factor": self.input_factor}
 
 
 def load_config(path, overrides: dict | None = None) -> FieldTrainConfig:
@@ -152,11 +169,14 @@ class _CropSampler:
         from iaemu_likelihood.field.network import normalise_density, normalise_hod
 
         self.config = config
-        self.n = config.n_mesh
-        rhos = [load_density(b, self.n)[0] for b in config.boxes]
-        logs = np.concatenate([np.log1p(r).ravel()[::7] for r in rhos])
+        self.n, f = config.n_mesh, config.input_factor
+        fine = [load_density(b, self.n * f)[0] for b in config.boxes]
+        logs = np.concatenate([np.log1p(r).ravel()[::7] for r in fine])
         self.shift, self.scale = float(logs.mean()), float(logs.std())
-        self.x = [normalise_density(r, self.shift, self.scale).astype(np.float32) for r in rhos]
+        self.x = [normalise_density(r, self.shift, self.scale).astype(np.float32) for r in fine]
+        n = self.n
+        rhos = [r.reshape(n, f, n, f, n, f).mean(axis=(1, 3, 5)) for r in fine]  # the galaxy mesh
+        del fine
         self.sets = [load_galaxies(b, config.tag) for b in config.boxes]
         # crops centred on a voxel drawn with probability proportional to the density (half of them):
         # the choice depends on the input only, so P(galaxies | density) is learned without bias,
@@ -175,8 +195,9 @@ class _CropSampler:
             self.ijk.append(per)
 
     def batch(self, step: int):
-        """(x (B, 1, S, S, S), params (B, 5), counts (B, c, c, c)) for one step; S = crop + 2 context."""
-        c, ctx, n = self.config.crop, self.config.context, self.n
+        """(x (B, 1, fS, fS, fS), params (B, 5), counts (B, c, c, c)) for one step; S = crop + 2 context,
+        f = input_factor."""
+        c, ctx, n, f = self.config.crop, self.config.context, self.n, self.config.input_factor
         rng = np.random.default_rng([self.config.seed, step])
         size = c + 2 * ctx
         xs, ps, ys = [], [], []
@@ -189,7 +210,7 @@ class _CropSampler:
                 origin = np.asarray(centre) - c // 2 + rng.integers(-(c // 4), c // 4 + 1, size=3)
             else:
                 origin = rng.integers(n, size=3)
-            idx = [(o - ctx + np.arange(size)) % n for o in origin]
+            idx = [((o - ctx) * f + np.arange(size * f)) % (n * f) for o in origin]
             x = self.x[b][np.ix_(*idx)]
             rel = (self.ijk[b][p][r].astype(np.int64) - origin) % n
             inside = (rel < c).all(axis=1)
@@ -223,7 +244,7 @@ def train(config: FieldTrainConfig, stop_at: int | None = None) -> Path | None:
     import torch
     from tqdm.auto import tqdm
 
-    from iaemu_likelihood.field.network import build_network, count_nll
+    from iaemu_likelihood.field.network import block_count_nll, build_network, count_nll
 
     from ..config_checks import check_torch_device
     from .design import DesignRule
@@ -260,6 +281,8 @@ def train(config: FieldTrainConfig, stop_at: int | None = None) -> Path | None:
         out = net(x, p)[..., ctx:ctx + c, ctx:ctx + c, ctx:ctx + c]
         cls, cnt = count_nll(out, y, config.pos_weight)
         loss = cls + config.count_weight * cnt
+        if config.block_weight > 0:
+            loss = loss + config.block_weight * block_count_nll(out, y, config.pos_weight, config.block_sizes)
         optimiser.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
@@ -286,7 +309,7 @@ def export(config: FieldTrainConfig, net, sampler: _CropSampler, bounds: dict, r
 
     boxes = []
     for b, s in zip(config.boxes, sampler.sets):
-        _, prov = load_density(b, config.n_mesh)
+        _, prov = load_density(b, config.n_mesh * config.input_factor)
         boxes.append({"name": Path(b).name, "seed": prov["simulation"]["seed"],
                       "snapshot_sha256": prov["snapshot_sha256"], "catalog_sha256": s.provenance["catalog_sha256"],
                       "galaxies_sha256": sha256_file(Path(b) / f"galaxies_{config.tag}.npz"),
@@ -302,7 +325,9 @@ def export(config: FieldTrainConfig, net, sampler: _CropSampler, bounds: dict, r
         "hod_names": list(HOD_NAMES), "bounds": {k: list(v) for k, v in bounds.items()},
         "support": support,
         "mesh": {"n_mesh": config.n_mesh, "box_size": box_size, "voxel_size": box_size / config.n_mesh,
-                 "assignment": "dark matter: CIC (pysco.mesh.CIC) rho / rho_mean; galaxies: counts per voxel"},
+                 "density_n_mesh": config.n_mesh * config.input_factor,
+                 "assignment": "dark matter: CIC (pysco.mesh.CIC) rho / rho_mean on the density mesh; "
+                               "galaxies: counts per voxel"},
         "input": {"transform": "log1p", "shift": sampler.shift, "scale": sampler.scale},
         "pos_weight": config.pos_weight,
         "training": {"boxes": boxes, "tag": config.tag, "config": dataclasses.asdict(config),

@@ -1,7 +1,8 @@
 """``iaemu paint``: paint HOD galaxies onto a dark-matter density mesh or a PySCo snapshot.
 
-Input: a mesh ``.npy``, a ``.npz`` with a ``density`` array (mass per voxel, any unit; e.g. the
-``density_n128.npz`` of ``iaemu field-data``), or a PySCo HDF5 snapshot (``.h5``, needs
+Input: a mesh ``.npy``, a ``.npz`` with a ``density`` array (mass per cell, any unit, on the painter's
+density mesh: ``iaemu info``-style summary in ``painter.json`` ``mesh.density_n_mesh``; e.g. the
+``density_n256.npz`` of ``iaemu field-data --n-mesh 256``), or a PySCo HDF5 snapshot (``.h5``, needs
 ``--box-size``; CIC-assigned here, which needs the training extra). Output: an ``.npz`` catalog with
 ``positions`` (n_gal, 3) float32 in comoving h^-1 Mpc and ``counts`` (the painted mesh), or with
 ``--mode mean`` only ``mean_counts``; written atomically.
@@ -93,7 +94,7 @@ def main(args) -> int:
     hod = _parse_hod(args.hod)
     painter = GalaxyPainter.load(args.weights, device=args.device)
     n_mesh = painter.n_mesh if args.box_size is None else int(round(args.box_size / painter.voxel_size))
-    density = read_density(args.density, args.box_size, n_mesh)
+    density = read_density(args.density, args.box_size, n_mesh * painter.input_factor)
     meta = {"painter": painter.metadata.get("version"), "hod": hod, "seed": args.seed, "mode": args.mode,
             "box_size": args.box_size or painter.box_size, "density": str(args.density)}
     if args.mode == "mean":

@@ -3,7 +3,9 @@
 The input is the dark-matter density of a periodic box on a cubic mesh whose voxels have the
 size the painter was trained on (``voxel_size`` h^-1 Mpc, see the weights' ``painter.json``), as
 mass per voxel in any unit: it is divided by its mean, so ``rho / rho_mean`` (CIC, like the
-training meshes). No halo catalog is needed. The output is a galaxy count per voxel (a seeded
+training meshes). A painter with ``input_factor`` f > 1 reads the density on a mesh f times finer
+than its galaxy mesh (``density_n_mesh`` in ``painter.json``) and paints galaxies on the coarser
+one. No halo catalog is needed. The output is a galaxy count per voxel (a seeded
 realization, or the expected count) and, on request, galaxy positions drawn uniformly inside
 their voxels (comoving h^-1 Mpc).
 """
@@ -70,6 +72,10 @@ class GalaxyPainter:
         config = metadata["architecture_config"]
         self.pad = int(config["context"])
         self._multiple = int(np.prod(config["strides"]))
+        #: density cells per galaxy voxel along each axis
+        self.input_factor = int(config.get("input_factor", 1))
+        #: density mesh of the training box
+        self.density_n_mesh = self.n_mesh * self.input_factor
         self.net = build_network(config)
         self.net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
         self.net.to(self.device).eval()
@@ -81,7 +87,8 @@ class GalaxyPainter:
         return cls(meta, state, device=device, folder=folder)
 
     def __repr__(self):
-        return (f"GalaxyPainter({self.metadata.get('version')!r}, mesh {self.n_mesh}^3, "
+        return (f"GalaxyPainter({self.metadata.get('version')!r}, mesh {self.n_mesh}^3 "
+                f"(density {self.density_n_mesh}^3), "
                 f"voxel {self.voxel_size:g} h^-1 Mpc, device {self.device!r})")
 
     # ------------------------------------------------------------------ input checks
@@ -132,25 +139,32 @@ class GalaxyPainter:
 
         Parameters
         ----------
-        density : array_like, shape (n, n, n)
-            Mass per voxel (any unit), periodic box.
+        density : array_like, shape (f n, f n, f n)
+            Mass per density cell (any unit), periodic box; ``f = input_factor``, and the galaxies
+            are painted on the ``n^3`` mesh.
         box_size : float, optional
             Box side in h^-1 Mpc; then any ``n`` with ``box_size / n`` equal to the painter's voxel
-            size is accepted. Without it ``n`` must equal the training mesh.
+            size is accepted. Without it the mesh must equal the training box's.
         """
         rho = np.asarray(density)
+        f, want = self.input_factor, self.density_n_mesh
         if rho.ndim != 3 or len(set(rho.shape)) != 1:
             raise MeshShapeError(f"density has shape {rho.shape}; expected a cubic 3-D mesh "
-                                 f"({self.n_mesh}, {self.n_mesh}, {self.n_mesh})")
-        n = rho.shape[0]
+                                 f"({want}, {want}, {want})")
+        n_density = rho.shape[0]
+        if n_density % f:
+            raise MeshShapeError(f"density mesh is {n_density}^3; this painter needs a multiple of {f} cells "
+                                 f"per side ({f}^3 density cells per galaxy voxel)")
+        n = n_density // f
         if box_size is None:
             if n != self.n_mesh:
-                raise MeshShapeError(f"density mesh is {n}^3; this painter needs {self.n_mesh}^3 for a "
+                raise MeshShapeError(f"density mesh is {n_density}^3; this painter needs {want}^3 for a "
                                      f"{self.box_size:g} h^-1 Mpc box, or pass box_size for another box "
-                                     f"with {self.voxel_size:g} h^-1 Mpc voxels")
+                                     f"with {self.voxel_size / f:g} h^-1 Mpc density voxels")
         elif not abs(box_size / n / self.voxel_size - 1) <= VOXEL_RTOL:
-            raise MeshShapeError(f"voxel size box_size / n = {box_size:g} / {n} = {box_size / n:g} h^-1 Mpc; "
-                                 f"this painter was trained on {self.voxel_size:g} h^-1 Mpc voxels")
+            raise MeshShapeError(f"density mesh voxel size box_size / n = {box_size:g} / {n_density} = "
+                                 f"{box_size / n_density:g} h^-1 Mpc; this painter was trained on "
+                                 f"{self.voxel_size / f:g} h^-1 Mpc density voxels")
         if rho.dtype.kind not in "iuf":  # complex would lose its imaginary part, bool become 0/1
             raise InvalidDensityError(f"density has dtype {rho.dtype}; expected real numbers "
                                       "(integer or floating point)")
@@ -172,13 +186,14 @@ class GalaxyPainter:
 
         hod = self.validate_hod(hod_params)
         rho = self.validate_density(density, box_size)
-        n = rho.shape[0]
-        # periodic context on every side, rounded up so the U-Net's strides divide the size
+        f = self.input_factor
+        n = rho.shape[0] // f  # galaxy mesh
+        # periodic context on every side (galaxy voxels), rounded up so the U-Net's strides divide the size
         total = self._multiple * math.ceil((n + 2 * self.pad) / self._multiple)
         lo = self.pad
         hi = total - n - lo
         x = np.pad(normalise_density(rho, self._input["shift"], self._input["scale"]),
-                   [(lo, hi)] * 3, mode="wrap")
+                   [(lo * f, hi * f)] * 3, mode="wrap")
         params = normalise_hod(hod, *zip(*(self.bounds[k] for k in self.hod_names)))
         with torch.inference_mode():
             xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None].to(self.device)
