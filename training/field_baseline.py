@@ -25,7 +25,7 @@ def smooth(rho: np.ndarray, box_size: float, radius: float) -> np.ndarray:
     k1 = 2 * np.pi * np.fft.fftfreq(n, d=box_size / n)
     kz = 2 * np.pi * np.fft.rfftfreq(n, d=box_size / n)
     k2 = k1[:, None, None] ** 2 + k1[None, :, None] ** 2 + kz[None, None, :] ** 2
-    return np.fft.irfftn(np.fft.rfftn(rho) * np.exp(-0.5 * k2 * radius ** 2), s=rho.shape)
+    return np.fft.irfftn(np.fft.rfftn(rho) * np.exp(-0.5 * k2 * radius ** 2), s=rho.shape, axes=(0, 1, 2))
 
 
 class LocalBiasModel:
