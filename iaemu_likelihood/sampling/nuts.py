@@ -77,7 +77,8 @@ def diagnostics(chains: np.ndarray, names) -> tuple[dict, dict]:
 
 def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
              n_warmup: int = DEFAULT_WARMUP, min_ess: float = DEFAULT_MIN_ESS,
-             max_samples: int = 20000, progress: bool = True, model=None) -> SamplerResult:
+             max_samples: int = 20000, progress: bool = True, model=None,
+             chain_method: str = "vectorized") -> SamplerResult:
     """Sample a posterior with NumPyro's NUTS until every parameter has ``min_ess``.
 
     Parameters
@@ -97,6 +98,8 @@ def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
         Progress bars.
     model : UnconstrainedModel, optional
         Reuse an already built model.
+    chain_method : {"vectorized", "sequential"}
+        NumPyro's ``chain_method``: all chains in one compiled kernel, or one after another.
 
     Returns
     -------
@@ -118,7 +121,7 @@ def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
     block = min(BLOCK, max_samples)
     # NumPyro compiles per MCMC object (tens of seconds): a model keeps the ones it built, reused
     # only with identical settings and starting covariance, i.e. an identical kernel
-    key = (n_chains, n_warmup, block, progress, start.cov.tobytes())
+    key = (n_chains, n_warmup, block, progress, chain_method, start.cov.tobytes())
     mcmc = model.mcmc_cache.get(key)
     if mcmc is None:
         # the Laplace covariance preconditions the warm-up: without it the first adaptation
@@ -127,7 +130,7 @@ def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
                       dense_mass=True, inverse_mass_matrix=jnp.asarray(start.cov),
                       max_tree_depth=MAX_TREE_DEPTH)
         mcmc = MCMC(kernel, num_warmup=n_warmup, num_samples=block, num_chains=n_chains,
-                    chain_method="vectorized", progress_bar=progress)
+                    chain_method=chain_method, progress_bar=progress)
         model.mcmc_cache[key] = mcmc
     mcmc.post_warmup_state = None
     mcmc.run(random.PRNGKey(seed), init_params=jnp.asarray(z0), extra_fields=EXTRA_FIELDS)

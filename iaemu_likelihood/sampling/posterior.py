@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +28,7 @@ import numpy as np
 from ..conventions import PARAM_NAMES
 from ..errors import IAEmuError
 from ..likelihood_math import gaussian_terms
+from .gaussian_batch import gaussian_loglike_batch
 from .support import Support
 
 __all__ = ["Posterior", "load_posterior", "read_input", "UnsupportedInputError", "InputFileError",
@@ -220,8 +223,9 @@ class Posterior:
         """Log-likelihoods of sampled points (n, d) (-inf outside the prior box or the support).
 
         The emulator evaluates the batch at once (float64, in blocks of at most
-        ``emulator.NUMPY_BLOCK`` points); the Gaussian of each point is
-        :func:`~iaemu_likelihood.likelihood_math.gaussian_terms`.
+        ``emulator.NUMPY_BLOCK`` points); the Gaussians of the block are
+        :func:`~.gaussian_batch.gaussian_loglike_batch` (equal to
+        :func:`~iaemu_likelihood.likelihood_math.gaussian_terms` point by point).
         """
         from ..emulator import NUMPY_BLOCK
 
@@ -241,7 +245,7 @@ class Posterior:
             if self.terms:
                 emu = self.emulator.covariance(pts, self.terms, prediction=pred)
                 covs = covs + emu[:, self.emulator_indices[:, None], self.emulator_indices]
-            out[rows] = [gaussian_terms(self.data, m, c).loglike() for m, c in zip(models, covs)]
+            out[rows] = gaussian_loglike_batch(self.data, models, covs)
         return out
 
     def logpost_batch(self, theta) -> np.ndarray:
@@ -283,10 +287,48 @@ def load_posterior(source) -> Posterior:
     _check_blocks(info)
     model_info = {k: info[k] for k in ("theory", "likelihood", "params") if k in info}
     try:
-        model = get_model(model_info)
+        with _caller_logging():
+            model = get_model(model_info)
     except LoggedError as exc:
         raise InputFileError(f"Cobaya refused the model: {' '.join(str(exc).split())}") from None
     return Posterior(model, info)
+
+
+class _StdoutSink(logging.Handler):
+    """A root handler that Cobaya's ``logger_setup`` takes for its stdout handler (it adds its own
+    only when no root handler writes to ``sys.stdout``); it drops every record."""
+
+    def __init__(self):
+        super().__init__()
+        self.stream = sys.stdout
+
+    def emit(self, record):
+        pass
+
+
+@contextmanager
+def _caller_logging():
+    """Keep the caller's logging as it was across Cobaya's ``get_model``.
+
+    ``cobaya.log.logger_setup`` adds a stdout handler to the root logger (with the caller's own
+    handler every message was printed twice), lowers the root level to INFO, changes existing
+    stdout handlers' levels and replaces ``sys.excepthook``: a sink handler stands in for Cobaya's,
+    and everything else is restored afterwards.
+    """
+    root = logging.getLogger()
+    levels = {h: h.level for h in root.handlers}
+    level, hook = root.level, sys.excepthook
+    sink = _StdoutSink()
+    root.addHandler(sink)
+    try:
+        yield
+    finally:
+        for handler in [h for h in root.handlers if h not in levels]:
+            root.removeHandler(handler)
+        for handler, old in levels.items():
+            handler.setLevel(old)
+        root.setLevel(level)
+        sys.excepthook = hook
 
 
 def plain_data(value):
