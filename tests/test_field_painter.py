@@ -140,9 +140,9 @@ def test_a_painter_reading_a_finer_density_mesh(tmp_path, density):
     assert fine.paint(np.tile(density, (2, 2, 2)), HOD, mode="mean", box_size=2 * BOX).shape == (N,) * 3
     with pytest.raises(MeshShapeError, match="needs a multiple of 2 cells per side"):
         fine.paint(density[:15, :15, :15], HOD, box_size=15.0)
-    with pytest.raises(MeshShapeError, match=f"needs {N}\^3"):
+    with pytest.raises(MeshShapeError, match=rf"needs {N}\^3"):
         fine.paint(density[:8, :8, :8], HOD)
-    with pytest.raises(MeshShapeError, match="trained on 1 h\^-1 Mpc density voxels"):
+    with pytest.raises(MeshShapeError, match=r"trained on 1 h\^-1 Mpc density voxels"):
         fine.paint(density, HOD, box_size=2 * BOX)
 
 

@@ -5,8 +5,8 @@ the normalised dark-matter density and the five HOD parameters as constant chann
 conditioning). The density may be given on a mesh ``input_factor`` times finer than the galaxy mesh:
 each galaxy voxel then receives the ``input_factor**3`` density cells it contains as channels
 (space-to-depth), so the network sees sub-voxel structure -- a compact halo and a diffuse filament
-of the same mass per voxel differ there. It has no normalisation layers: instance or group normalisation would subtract the
-constant parameter channels right after the first convolution. Its three output channels define,
+of the same mass per voxel differ there. It has no normalisation layers: instance or group normalisation would
+subtract the constant parameter channels right after the first convolution. Its three output channels define,
 per voxel,
 
 * phase 1 (classifier): ``logit``; trained with a binary cross-entropy whose positive voxels weigh
