@@ -6,7 +6,9 @@ emulator covariance of the 60-element vector ``[xi, omega, eta]`` and the derive
 ``f_sat`` (see ``module.yaml`` beside this file for every option, input and output).
 
 All numerics live in the installed ``iaemu_likelihood`` package; this file only maps CosmoSIS
-options and block entries onto :class:`iaemu_likelihood.emulator.IAEmulator`.
+options and block entries onto the shared point path :class:`iaemu_likelihood.point.PointEvaluator`.
+Inputs are read from the section of their group: ``ia_section`` (alignment), ``hod_section``
+(HOD), and ``<group>_parameters`` for any other group weights may add (e.g. cosmology).
 """
 import logging
 from dataclasses import dataclass
@@ -14,21 +16,20 @@ from dataclasses import dataclass
 import numpy as np
 from cosmosis.datablock import BlockError, option_section
 
-from iaemu_likelihood.conventions import PARAM_NAMES
 from iaemu_likelihood.cosmosis_setup import (COVARIANCE_TERMS_DEFAULT, EMULATOR_OPTIONS,
                                              EMULATOR_SECTIONS, bool_option, check_option_keys,
                                              parse_terms, suffixed, values_file_ranges)
 from iaemu_likelihood.emulator import IAEmulator
-from iaemu_likelihood.errors import ConfigError, IAEmuError, OutOfRangeError
+from iaemu_likelihood.errors import ConfigError
+from iaemu_likelihood.point import PointEvaluator
 from iaemu_likelihood.prior_support import check_ranges
 
 __all__ = ["setup", "execute", "cleanup"]
 
 log = logging.getLogger(__name__)
 
-#: Inputs read from the alignment section (ia_section) and from the HOD section (hod_section).
-ALIGNMENT_PARAMS = ("mu_cen", "mu_sat")
-HOD_PARAMS = ("logMmin", "sigma_logM", "logM0", "logM1", "alpha")
+#: Section option of each input group (other groups: section ``<group>_parameters``).
+GROUP_SECTIONS = {"alignment": "ia_section", "hod": "hod_section"}
 #: Values of the derived_section option.
 DERIVED_TARGETS = ("output", "hod", "both")
 
@@ -38,6 +39,7 @@ class _Config:
     """What ``setup`` hands to ``execute``: the loaded emulator and the resolved options."""
 
     emulator: IAEmulator
+    evaluator: PointEvaluator
     terms: tuple
     input_sections: dict  # parameter name -> block section
     output_section: str
@@ -82,16 +84,16 @@ def setup(options):
                         "both": (sections["output_section"], sections["hod_section"])}[target]
 
     emulator = IAEmulator.load(version=weights, device=device)
-    if tuple(emulator.param_names) != PARAM_NAMES:
-        raise IAEmuError(f"iaemu: weights {weights or '(default)'} take parameters "
-                         f"{tuple(emulator.param_names)}, this module expects {PARAM_NAMES}")
-    input_sections = {name: sections["ia_section"] for name in ALIGNMENT_PARAMS}
-    input_sections.update({name: sections["hod_section"] for name in HOD_PARAMS})
+    input_sections = {
+        item.name: (sections[GROUP_SECTIONS[item.group]] if item.group in GROUP_SECTIONS
+                    else suffixed(f"{item.group}_parameters", suffix))
+        for item in emulator.layout.inputs}
     _check_values_file(options, emulator, input_sections)
     log.info("iaemu: weights %s, covariance terms %s, reading %s and %s, writing %s",
              weights or "(shipped default)", ", ".join(terms) or "none", sections["ia_section"],
              sections["hod_section"], sections["output_section"])
-    return _Config(emulator=emulator, terms=terms, input_sections=input_sections,
+    evaluator = PointEvaluator(emulator, [(term,) for term in terms])
+    return _Config(emulator=emulator, evaluator=evaluator, terms=terms, input_sections=input_sections,
                    output_section=sections["output_section"], derived_sections=derived_sections,
                    compute_derived=compute_derived)
 
@@ -128,8 +130,9 @@ def execute(block, config):
         0 on success; 1 when a parameter is missing, not finite or outside the emulator's
         training range (the sampler then rejects the point; the reason is logged).
     """
-    theta = np.empty(len(PARAM_NAMES))
-    for i, name in enumerate(PARAM_NAMES):
+    emulator = config.emulator
+    theta = np.empty(len(emulator.param_names))
+    for i, name in enumerate(emulator.param_names):
         section = config.input_sections[name]
         try:
             theta[i] = block.get_double(section, name)
@@ -138,36 +141,30 @@ def execute(block, config):
                       "a real number (set it in the values file, written as e.g. 1.0 rather than "
                       "1, or change the section options)", name, section)
             return 1
-    emulator = config.emulator
-    try:
-        pred = emulator.predict(theta, epistemic="epistemic" in config.terms)
-        term_covs = {term: emulator.covariance(theta, terms=(term,), prediction=pred)
-                     for term in config.terms}
-        derived = emulator.derived(theta) if config.compute_derived else {}
-    except OutOfRangeError as err:
-        log.warning("iaemu: point rejected: %s", err)
-        return 1
-
-    values = pred.as_dict()
-    n = pred.vector().size
-    total = np.zeros((n, n))
-    for term, cov in term_covs.items():
-        values[f"covariance_{term}"] = cov
-        total += cov
-    values["covariance"] = total
-    if not all(np.isfinite(v).all() for v in values.values()):
-        log.warning("iaemu: point rejected: the emulator returned non-finite values at %s",
-                    dict(zip(PARAM_NAMES, theta.tolist())))
+    derived = emulator.derived_names if config.compute_derived else ()
+    result = config.evaluator.evaluate(theta, derived)
+    if not result.ok:
+        log.warning("iaemu: point rejected: %s", result.rejection)
         return 1
 
     out = config.output_section
-    block[out, "r_h"] = np.asarray(emulator.r, dtype=float)
-    block[out, "r_edges_h"] = np.asarray(emulator.r_edges, dtype=float)
+    layout = emulator.layout
+    if layout.shared_axis:
+        block[out, "r_h"] = np.asarray(emulator.r, dtype=float)
+        block[out, "r_edges_h"] = np.asarray(emulator.r_edges, dtype=float)
+    else:  # statistics on their own axes: <axis>_<statistic> (h^-1 Mpc for separations)
+        for stat in layout.statistics:
+            block[out, f"{stat.axis}_{stat.name}"] = np.array(stat.centres)
     # xi, omega, eta, *_var, *_epi_var (if computed), covariance_<term> and their sum covariance
-    for name, value in values.items():
+    for name, value in result.prediction.as_dict().items():
         block[out, name] = np.ascontiguousarray(value, dtype=float)
+    total = np.zeros((emulator.n_out, emulator.n_out))
+    for (term,), cov in result.covariances.items():
+        block[out, f"covariance_{term}"] = cov
+        total += cov
+    block[out, "covariance"] = total
     for section in config.derived_sections:
-        for name, value in derived.items():
+        for name, value in result.derived.items():
             block[section, name] = float(value)
     return 0
 

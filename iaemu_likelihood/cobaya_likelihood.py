@@ -1,7 +1,8 @@
 """Cobaya likelihood of measured IA correlation functions given the iaemu emulator.
 
-The maths is :func:`iaemu_likelihood.likelihood_math.gaussian_loglike`; the data format is that
-of :mod:`iaemu_likelihood.data`. This module only wires them to Cobaya.
+The maths is :class:`iaemu_likelihood.point.SelectedGaussian` (shared with CosmoSIS and the
+samplers); the data format is that of :mod:`iaemu_likelihood.data`. This module only wires them
+to Cobaya.
 """
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import numpy as np
 from cobaya.likelihood import Likelihood
 from cobaya.log import LoggedError
 
-from .cobaya_theory import _normalise_terms
 from .data import DataFileError, example_data_path, load_measurement
-from .likelihood_math import FitMonitor, gaussian_terms
+from .errors import ConfigError
+from .layout import parse_terms
+from .likelihood_math import FitMonitor
+from .point import SelectedGaussian
 
 __all__ = ["IAEmuLikelihood", "resolve_data_file"]
 
@@ -75,8 +78,8 @@ class IAEmuLikelihood(Likelihood):
     def initialize(self):
         """Read the data file and check the options (``LoggedError`` naming file and problem)."""
         try:
-            self.emulator_terms = _normalise_terms(self.emulator_covariance, "emulator_covariance")
-        except ValueError as exc:
+            self.emulator_terms = parse_terms(self.emulator_covariance, "emulator_covariance")
+        except ConfigError as exc:
             raise LoggedError(self.log, str(exc)) from None
         try:
             self.data_path = resolve_data_file(self.data_file)
@@ -86,7 +89,7 @@ class IAEmuLikelihood(Likelihood):
         self._select(None)
         self.monitor = FitMonitor()
         self.log.info("data %s: %s, %d values after cuts; emulator covariance terms %s",
-                      self.data_path, list(self.selected_statistics), self._data.size,
+                      self.data_path, list(self.selected_statistics), self.gaussian.n,
                       list(self.emulator_terms) or "none")
 
     def _select(self, r_bins):
@@ -99,9 +102,9 @@ class IAEmuLikelihood(Likelihood):
         stats = self.measurement.statistics
         self.selected_statistics = tuple(s for i, s in enumerate(stats)
                                          if np.any(self.data_indices // self.measurement.n_r == i))
-        self._data = self.measurement.vector()[self.data_indices]
-        self._data_cov = self.measurement.cov[np.ix_(self.data_indices, self.data_indices)]
-        self._emu_block = np.ix_(self.emulator_indices, self.emulator_indices)
+        self.gaussian = SelectedGaussian(self.measurement.vector()[self.data_indices],
+                                         self.measurement.cov[np.ix_(self.data_indices, self.data_indices)],
+                                         self.emulator_indices)
 
     def get_requirements(self):
         req = {"iaemu_r": None, "iaemu_vector": None}
@@ -116,11 +119,9 @@ class IAEmuLikelihood(Likelihood):
 
     def terms(self):
         """``GaussianTerms`` (chi2, logdet, n) at the provider's current point."""
-        model = self.provider.get_iaemu_vector()[self.emulator_indices]
-        cov = self._data_cov
-        if self.emulator_terms:
-            cov = cov + self.provider.get_iaemu_covariance(self.emulator_terms)[self._emu_block]
-        return gaussian_terms(self._data, model, cov)
+        emulator_cov = (self.provider.get_iaemu_covariance(self.emulator_terms)
+                        if self.emulator_terms else None)
+        return self.gaussian.terms(self.provider.get_iaemu_vector(), emulator_cov)
 
     def logp(self, **params_values):
         result = self.terms()

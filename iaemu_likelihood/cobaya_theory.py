@@ -6,8 +6,9 @@ Use it in a Cobaya input as::
       iaemu_likelihood.IAEmuTheory:
         weights: null            # shipped default, a shipped version name, or a weights folder
 
-The numerics live in :class:`iaemu_likelihood.emulator.IAEmulator`; this module only maps Cobaya
-parameters and products onto it.
+The numerics live in :class:`iaemu_likelihood.emulator.IAEmulator` and the shared point path
+:class:`iaemu_likelihood.point.PointEvaluator`; this module only maps Cobaya parameters and
+products onto them.
 """
 from __future__ import annotations
 
@@ -21,34 +22,19 @@ from cobaya.theory import Theory
 from cobaya.typing import empty_dict
 
 from .conventions import PARAM_NAMES, STATISTICS
-from .errors import ConfigError, IAEmuError, OutOfRangeError
+from .errors import ConfigError, IAEmuError
+from .layout import COVARIANCE_TERMS, parse_terms
 from .prior_support import check_ranges
 
 __all__ = ["IAEmuTheory", "COVARIANCE_TERMS", "OUT_OF_RANGE_POLICIES", "PRODUCTS",
            "DERIVED_PARAMS", "prior_with_bounds"]
 
-#: Terms the emulator covariance can contain (see :meth:`IAEmulator.covariance`).
-COVARIANCE_TERMS = ("aleatoric", "epistemic")
 OUT_OF_RANGE_POLICIES = ("reject", "raise")
-#: Products other components can request (``requires``/``get_requirements``).
-PRODUCTS = ("iaemu_r", "iaemu_xi", "iaemu_omega", "iaemu_eta", "iaemu_vector", "iaemu_covariance")
-#: Derived parameters this theory can compute.
+#: Products other components can request (``requires``/``get_requirements``), for the default
+#: layout; weights with other statistics provide ``iaemu_<statistic>`` for each of theirs.
+PRODUCTS = ("iaemu_r", *(f"iaemu_{s}" for s in STATISTICS), "iaemu_vector", "iaemu_covariance")
+#: Derived parameters this theory can compute (from the emulator's HOD inputs).
 DERIVED_PARAMS = ("n_gal", "f_sat")
-
-
-def _normalise_terms(terms, what="covariance terms") -> tuple[str, ...]:
-    """Validated subset of COVARIANCE_TERMS in canonical order (ValueError otherwise)."""
-    if terms is None:
-        terms = ()
-    elif isinstance(terms, str):
-        terms = (terms,)
-    if not isinstance(terms, (list, tuple)):
-        raise ValueError(f"{what} = {terms!r}: give a list of terms from {list(COVARIANCE_TERMS)}")
-    terms = tuple(terms)
-    bad = [t for t in terms if t not in COVARIANCE_TERMS]
-    if bad:
-        raise ValueError(f"{what}: unknown term(s) {bad}; choose from {list(COVARIANCE_TERMS)}")
-    return tuple(t for t in COVARIANCE_TERMS if t in terms)
 
 
 def prior_with_bounds(info: Mapping, old: tuple[float, float], new: tuple[float, float]) -> dict:
@@ -169,8 +155,8 @@ class IAEmuTheory(Theory):
             raise LoggedError(self.log, "out_of_range = %r; choose one of %s", self.out_of_range,
                               list(OUT_OF_RANGE_POLICIES))
         try:
-            self._default_terms = _normalise_terms(self.covariance_terms, "covariance_terms")
-        except ValueError as exc:
+            self._default_terms = parse_terms(self.covariance_terms, "covariance_terms")
+        except ConfigError as exc:
             raise LoggedError(self.log, str(exc)) from None
         if self.torch_threads is not None:
             if not isinstance(self.torch_threads, int) or isinstance(self.torch_threads, bool) \
@@ -181,6 +167,7 @@ class IAEmuTheory(Theory):
 
             torch.set_num_threads(self.torch_threads)
         from .emulator import IAEmulator
+        from .point import PointEvaluator
 
         weights = _expand_path(self.weights)
         try:
@@ -191,11 +178,11 @@ class IAEmuTheory(Theory):
             raise LoggedError(self.log, "emulator weights missing or unusable (weights: %r): %s. Set "
                               "'weights:' in the IAEmuTheory block to a weights folder or version.",
                               self.weights, exc) from None
-        self._low = np.array([self.emulator.bounds[n][0] for n in PARAM_NAMES])
-        self._high = np.array([self.emulator.bounds[n][1] for n in PARAM_NAMES])
+        self.evaluator = PointEvaluator(self.emulator)
         self._r = np.array(self.emulator.r)
         self._r.setflags(write=False)
-        self._cov_requests: set[tuple[str, ...]] = set()
+        self._slices = tuple((f"iaemu_{s}", sl) for s, sl in self.emulator.layout.slices.items())
+        self._derived_wanted = ()
         self.n_calculated = self.n_rejected = 0
         if self.emulator.metadata.get("synthetic"):
             self.log.warning("weights %s are SYNTHETIC test weights (a toy model): results are "
@@ -203,11 +190,14 @@ class IAEmuTheory(Theory):
         self.log.info("emulator %s from %s", self.emulator, self.emulator.folder)
 
     def initialize_with_params(self):
-        missing = [p for p in PARAM_NAMES if p not in self.input_params]
-        extra = [p for p in self.input_params if p not in PARAM_NAMES]
+        names = self.emulator.param_names
+        missing = [p for p in names if p not in self.input_params]
+        extra = [p for p in self.input_params if p not in names]
         if missing or extra:
             raise LoggedError(self.log, "input parameters must be exactly %s; missing %s, unexpected %s",
-                              list(PARAM_NAMES), missing, extra)
+                              list(names), missing, extra)
+        self._derived_wanted = tuple(p for p in self.emulator.derived_names
+                                     if p in self.output_params)
 
     def initialize_with_provider(self, provider):
         super().initialize_with_provider(provider)
@@ -224,8 +214,9 @@ class IAEmuTheory(Theory):
         model = getattr(provider, "model", None)
         if model is None:
             return
+        names = self.emulator.param_names
         constants = {name: value for name, value in
-                     model.parameterization.constant_params().items() if name in PARAM_NAMES}
+                     model.parameterization.constant_params().items() if name in names}
         given = model.info().get("params") or {}
         for name in constants:
             # Cobaya turns yaml `mu_cen: true` into 1.0: check the value as written
@@ -237,7 +228,7 @@ class IAEmuTheory(Theory):
                                   "real number (not a boolean or a string)", name, value)
         ranges = {name: (float(value), float(value)) for name, value in constants.items()}
         for name, (pmin, pmax) in zip(model.prior.params, model.prior.bounds()):
-            if name in PARAM_NAMES:
+            if name in names:
                 ranges[name] = (float(pmin), float(pmax))
                 if math.isinf(pmin) or math.isinf(pmax):
                     self.log.info("%s has an unbounded prior; points outside the training range "
@@ -254,7 +245,7 @@ class IAEmuTheory(Theory):
         # fixed starting points (numeric `ref`) outside the support: the sampler would retry them
         # until max_tries and stop with a generic message
         refs = {name: info.get("ref") for name, info in
-                model.parameterization.sampled_params_info().items() if name in PARAM_NAMES}
+                model.parameterization.sampled_params_info().items() if name in names}
         refs = {name: float(ref) for name, ref in refs.items()
                 if isinstance(ref, (int, float)) and not isinstance(ref, bool)}
         if refs:
@@ -266,10 +257,10 @@ class IAEmuTheory(Theory):
 
     # ------------------------------------------------------------------ products
     def get_can_provide(self):
-        return list(PRODUCTS)
+        return ["iaemu_r", *(name for name, _ in self._slices), "iaemu_vector", "iaemu_covariance"]
 
     def get_can_provide_params(self):
-        return list(DERIVED_PARAMS)
+        return list(self.emulator.derived_names)
 
     def must_provide(self, **requirements):
         super().must_provide(**requirements)
@@ -278,46 +269,30 @@ class IAEmuTheory(Theory):
                 continue
             terms = (options or {}).get("terms", self._default_terms)
             try:
-                terms = _normalise_terms(terms, "iaemu_covariance terms")
-            except ValueError as exc:
-                raise LoggedError(self.log, str(exc)) from None
-            if not terms:
-                raise LoggedError(self.log, "iaemu_covariance requested with no terms; choose from %s",
-                                  list(COVARIANCE_TERMS))
-            self._cov_requests.add(terms)
+                self.evaluator.request(terms, "iaemu_covariance terms")
+            except ConfigError as exc:
+                raise LoggedError(self.log, "iaemu_covariance requested with no or unknown terms: %s",
+                                  exc) from None
         return None
 
     def calculate(self, state, want_derived=True, **params_values_dict):
-        theta = np.array([params_values_dict[p] for p in PARAM_NAMES], dtype=float)
         self.n_calculated += 1
-        terms_needed = set().union(*self._cov_requests) if self._cov_requests else set()
-        try:
-            pred = self.emulator.predict(theta, epistemic="epistemic" in terms_needed)
-        except OutOfRangeError as exc:
-            if self.out_of_range == "raise":
-                raise LoggedError(self.log, str(exc)) from None
-            self.log.debug("point rejected: %s", exc)
+        derived = self._derived_wanted if want_derived and state.get("derived") is not None else ()
+        result = self.evaluator.evaluate(self.evaluator.theta(params_values_dict), derived)
+        if not result.ok:
+            if result.error is not None and self.out_of_range == "raise":
+                raise LoggedError(self.log, str(result.error)) from None
+            self.log.debug("point rejected: %s", result.rejection)
             self.n_rejected += 1
             return False
-        vector = np.array(pred.vector(), dtype=float)
-        covariances = {terms: self.emulator.covariance(theta, terms, prediction=pred)
-                       for terms in self._cov_requests}
-        if not np.isfinite(vector).all() or not all(np.isfinite(c).all() for c in covariances.values()):
-            self.log.debug("point rejected: emulator returned non-finite values at %s",
-                           dict(zip(PARAM_NAMES, theta)))
-            self.n_rejected += 1
-            return False
+        vector = result.prediction.vector()
         vector.setflags(write=False)
-        n = self._r.size
         state["iaemu_vector"] = vector
-        for i, stat in enumerate(STATISTICS):
-            state[f"iaemu_{stat}"] = vector[i * n:(i + 1) * n]
-        state["iaemu_covariance"] = covariances
-        if want_derived and state.get("derived") is not None:
-            wanted = [p for p in DERIVED_PARAMS if p in self.output_params]
-            if wanted:
-                values = self.emulator.derived(theta)
-                state["derived"].update({p: float(values[p]) for p in wanted})
+        for name, sl in self._slices:
+            state[name] = vector[sl]
+        state["iaemu_covariance"] = result.covariances
+        if derived:
+            state["derived"].update(result.derived)
         return True
 
     def get_result(self, result_name, **kwargs):
@@ -343,6 +318,13 @@ class IAEmuTheory(Theory):
         """eta(r) at the current point, shape (20,)."""
         return self.current_state["iaemu_eta"]
 
+    def __getattr__(self, name):
+        # get_iaemu_<statistic> of statistics other weights may add beyond xi, omega, eta
+        key = name[4:]
+        if name.startswith("get_iaemu_") and any(k == key for k, _ in self.__dict__.get("_slices", ())):
+            return lambda: self.current_state[key]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
     def get_iaemu_vector(self) -> np.ndarray:
         """``[xi, omega, eta]`` at the current point, shape (60,)."""
         return self.current_state["iaemu_vector"]
@@ -355,13 +337,18 @@ class IAEmuTheory(Theory):
         terms : sequence of {"aleatoric", "epistemic"}, optional
             Must match what was requested (default: the ``covariance_terms`` option).
         """
-        key = self._default_terms if terms is None else _normalise_terms(terms)
+        if terms is None:
+            key = self._default_terms
+        elif isinstance(terms, tuple) and terms in self.evaluator.requests:  # the usual call
+            key = terms
+        else:
+            key = parse_terms(terms)
         try:
             return self.current_state["iaemu_covariance"][key]
         except KeyError:
             raise LoggedError(self.log, "iaemu_covariance with terms %s was not requested (requested: "
                               "%s); add it to the requirements", list(key),
-                              [list(t) for t in self._cov_requests]) from None
+                              [list(t) for t in self.evaluator.requests]) from None
 
     def close(self, *args):
         """Log how many points were refused (outside the training support or non-finite)."""

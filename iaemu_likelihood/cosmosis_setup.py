@@ -115,14 +115,17 @@ def parse_terms(text: str, option: str, module: str, allow_empty: bool) -> tuple
     ConfigError
         Unknown words, or an empty value where it is not allowed.
     """
-    from .emulator import COVARIANCE_TERMS
+    from .layout import COVARIANCE_TERMS, parse_terms as parse
 
-    words = [w for w in str(text).replace(",", " ").split() if w != "none"]
-    unknown = sorted(set(words) - set(COVARIANCE_TERMS))
-    if unknown or (not words and not allow_empty and "none" not in str(text)):
-        raise ConfigError(f"{module}: {option} = {text!r} is not valid; give one or both of "
-                          f"{' '.join(COVARIANCE_TERMS)}, or 'none'")
-    return tuple(t for t in COVARIANCE_TERMS if t in words)
+    message = (f"{module}: {option} = {text!r} is not valid; give one or both of "
+               f"{' '.join(COVARIANCE_TERMS)}, or 'none'")
+    try:
+        terms = parse(str(text), option)
+    except ConfigError:
+        raise ConfigError(message) from None
+    if not terms and not allow_empty and "none" not in str(text):
+        raise ConfigError(message)
+    return terms
 
 
 def suffixed(name: str, suffix: str) -> str:

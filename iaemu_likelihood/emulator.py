@@ -25,7 +25,7 @@ from .architectures import get_architecture
 from .config_checks import check_int
 from .covariance import add_covariance
 from .errors import BatchTooLargeError, ConfigError, InputShapeError, WeightsIntegrityError
-from .hod import occupation_summary, validate_mass_function
+from .hod import occupation_point, occupation_summary, validate_mass_function
 from .layout import COVARIANCE_TERMS, layout_of, parse_terms
 from .prediction import EmulatorPrediction
 from .support import InputDomain
@@ -146,8 +146,9 @@ class IAEmulator:
         # validated once; the derived-parameter sums skip the empty bins
         mf = validate_mass_function(halo_mass_function)
         nonempty = mf["counts"] > 0
-        self._mass_function = dict(mf, counts=mf["counts"][nonempty],
-                                   mean_log10_mass=mf["mean_log10_mass"][nonempty])
+        logm = mf["mean_log10_mass"][nonempty]
+        self._mass_function = dict(mf, counts=mf["counts"][nonempty], mean_log10_mass=logm,
+                                   mass=10.0 ** logm)
         self.param_names = layout.param_names
         self._domain = InputDomain(self.param_names, metadata["bounds"], metadata.get("support"))
         self.bounds = self._domain.bounds
@@ -155,6 +156,7 @@ class IAEmulator:
         self.support = self._domain.support
         #: names of the derived parameters these weights can compute (empty without HOD inputs)
         self.derived_names = DERIVED_PARAMS if set(_HOD_INPUTS) <= set(self.param_names) else ()
+        self._hod_columns = [self.param_names.index(n) for n in _HOD_INPUTS if n in self.param_names]
         first = layout.statistics[0]
         #: bin edges and centres of the first statistic (for every shipped version: the r bins of
         #: xi, omega and eta, comoving h^-1 Mpc); :meth:`axis` gives each statistic's own
@@ -470,8 +472,13 @@ class IAEmulator:
         return mean, alea, epi
 
     def _epistemic(self, arr, values, n_samples):
-        if values.shape[0] > 1:
-            return values.var(axis=0) * self.epistemic_scale
+        if values.shape[0] > 1:  # population variance across members (numpy's var, fewer calls)
+            spread = values - values.mean(axis=0)
+            spread *= spread
+            epi = spread.sum(axis=0)
+            epi /= values.shape[0]
+            epi *= self.epistemic_scale
+            return epi
         if self._numpy_net is not None:
             log.warning("a single-member %r model has no epistemic estimate; returning zeros",
                         self.architecture)
@@ -634,6 +641,10 @@ class IAEmulator:
 
     def derived_validated(self, arr, single: bool = False) -> dict:
         """:meth:`derived` of points already validated, (n, n_inputs)."""
+        if single:
+            n_gal, f_sat = occupation_point(*(float(arr[0, j]) for j in self._hod_columns),
+                                            self._mass_function)
+            return {"n_gal": n_gal, "f_sat": f_sat}
         cols = {name: arr[:, self.param_names.index(name)] for name in _HOD_INPUTS}
         n_gal, f_sat = np.empty(len(arr)), np.empty(len(arr))
         # in chunks: the sums make (points, mass bins) temporaries

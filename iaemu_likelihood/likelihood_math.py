@@ -25,11 +25,12 @@ from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 import numpy as np
-from scipy.linalg import solve_triangular
+from scipy.linalg.lapack import dpotrf, dtrtrs
 
 from .conventions import STATISTICS, r_centres
 
-__all__ = ["LN_2PI", "GaussianTerms", "gaussian_terms", "gaussian_loglike", "scale_cut_mask",
+__all__ = ["LN_2PI", "GaussianTerms", "gaussian_terms", "gaussian_loglike", "gaussian_loglike_batched", "cholesky_terms",
+           "scale_cut_mask",
            "select_indices", "match_bins", "normalise_statistics", "normalise_r_limits", "FitMonitor",
            "POOR_FIT_PVALUE"]
 
@@ -89,23 +90,77 @@ def gaussian_terms(data, model, cov) -> GaussianTerms:
     n = d.shape[0] if d.ndim == 1 else -1
     if n < 1 or m.shape != d.shape or c.shape != (n, n):
         return _FAILED
-    resid = d - m
-    if not (np.isfinite(resid).all() and np.isfinite(c).all()):
-        return _FAILED
-    try:
-        chol = np.linalg.cholesky(c)
-    except np.linalg.LinAlgError:
-        return _FAILED
-    diag = np.diagonal(chol)
-    if not (diag > 0).all():
-        return _FAILED
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf -> rejected below
-        white = solve_triangular(chol, resid, lower=True, check_finite=False)
-        chi2 = float(white @ white)
-        logdet = 2.0 * float(np.log(diag).sum())
+    chi2, logdet = cholesky_terms(d - m, c)
     if not (math.isfinite(chi2) and math.isfinite(logdet)):
         return _FAILED
     return GaussianTerms(chi2, logdet, n)
+
+
+def cholesky_terms(resid: np.ndarray, cov: np.ndarray):
+    """(chi2, logdet) of one residual (n,) and covariance (n, n); (inf, inf) when not computable.
+
+    The one Gaussian kernel of every iaemu likelihood (Cobaya, CosmoSIS, the batched form below):
+    ``chi2 = |L^-1 r|^2`` and ``logdet = 2 sum log diag L`` with ``C = L L^T``."""
+    if not (np.isfinite(resid).all() and np.isfinite(cov).all()):
+        return math.inf, math.inf
+    # LAPACK directly: the same factorisation as numpy.linalg.cholesky without its per-call
+    # overhead (this runs once per sampler step); potrf reads the lower triangle only
+    chol, info = dpotrf(cov, lower=1, clean=0)
+    if info != 0:
+        return math.inf, math.inf
+    diag = np.diagonal(chol)
+    if not (diag > 0).all():
+        return math.inf, math.inf
+    white, info = dtrtrs(chol, resid, lower=1)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf -> rejected by callers
+        return float(white @ white), 2.0 * float(np.log(diag).sum())
+
+
+def gaussian_loglike_batched(data, model, cov, include_constant: bool = True) -> np.ndarray:
+    """:func:`gaussian_loglike` over leading axes: many models and covariances against one data vector.
+
+    Parameters
+    ----------
+    data : array_like, shape (n,)
+        Selected data vector.
+    model : array_like, shape (..., n)
+        Predictions (e.g. a batch of walkers' points).
+    cov : array_like, shape (..., n, n)
+        Total covariances (data plus emulator covariance at each point), broadcast against
+        ``model``'s leading axes.
+    include_constant : bool
+        Add ``-n ln(2 pi) / 2``.
+
+    Returns
+    -------
+    ndarray, shape (...)
+        The log-likelihood of each point; ``-inf`` where the model or covariance is not finite or
+        the covariance is not positive definite (never NaN). Equal to :func:`gaussian_loglike`
+        point by point.
+    """
+    d = np.asarray(data, dtype=float)
+    m = np.asarray(model, dtype=float)
+    c = np.asarray(cov, dtype=float)
+    n = d.shape[-1]
+    lead = np.broadcast_shapes(m.shape[:-1], c.shape[:-2])
+    resid = np.broadcast_to(d - m, lead + (n,)).reshape(-1, n)
+    c = np.broadcast_to(c, lead + (n, n)).reshape(-1, n, n)
+    with np.errstate(over="ignore", invalid="ignore"):
+        good = np.isfinite(resid).all(axis=1) & np.isfinite(c).all(axis=(1, 2))
+        out = np.full(len(resid), -math.inf)
+        if good.any():
+            try:
+                chol = np.linalg.cholesky(c[good])
+                white = np.linalg.solve(chol, resid[good][..., None])[..., 0]
+                diag = np.diagonal(chol, axis1=1, axis2=2)
+                total = np.einsum("ij,ij->i", white, white) + 2.0 * np.log(diag).sum(axis=1)
+                out[good] = -0.5 * (total + (n * LN_2PI if include_constant else 0.0))
+            except np.linalg.LinAlgError:  # one covariance not positive definite: point by point
+                for i in np.flatnonzero(good):
+                    chi2, logdet = cholesky_terms(resid[i], c[i])
+                    out[i] = GaussianTerms(chi2, logdet, n).loglike(include_constant)
+        out[~np.isfinite(out)] = -math.inf
+    return out.reshape(lead)
 
 
 class FitMonitor:

@@ -24,8 +24,8 @@ from iaemu_likelihood.cosmosis_setup import (EMULATOR_FILE, bool_option, check_o
                                              pipeline_modules)
 from iaemu_likelihood.data import example_data_path, load_measurement
 from iaemu_likelihood.errors import ConfigError
-from iaemu_likelihood.likelihood_math import (LN_2PI, FitMonitor, gaussian_terms,
-                                              normalise_statistics)
+from iaemu_likelihood.likelihood_math import LN_2PI, FitMonitor, normalise_statistics
+from iaemu_likelihood.point import SelectedGaussian
 
 __all__ = ["IAEmuCosmosisLikelihood", "setup", "execute", "cleanup", "LIKELIHOOD_OPTIONS"]
 
@@ -115,6 +115,8 @@ class IAEmuCosmosisLikelihood(GaussianLikelihood):
             raise ConfigError(f"iaemu_like ({self.measurement.source}): {exc}") from None
         self.statistics = normalise_statistics(text or None, available=self.measurement.statistics)
         self.data_cov = np.array(self.measurement.cov[np.ix_(self.data_idx, self.data_idx)])
+        self.gaussian = SelectedGaussian(self.measurement.vector()[self.data_idx], self.data_cov,
+                                         self.emu_idx)
         r = np.tile(self.measurement.r, len(self.measurement.statistics))[self.data_idx]
         return r, self.measurement.vector()[self.data_idx]
 
@@ -128,13 +130,12 @@ class IAEmuCosmosisLikelihood(GaussianLikelihood):
                 raise ValueError(f"iaemu_like: {section}/r_h does not hold the emulator bin centres "
                                  f"{np.round(expected, 6).tolist()}")
             self._r_checked = True
-        theory = np.concatenate([block[section, s] for s in STATISTICS])
-        self._theory = theory[self.emu_idx]
-        return self._theory
+        self._vector = np.concatenate([block[section, s] for s in STATISTICS])
+        return self._vector[self.emu_idx]
 
     def extract_covariance(self, block):
         """``C_data + C_emu(theta)`` restricted to the selected bins."""
-        cov = self.data_cov
+        emu = None
         if self.emulator_terms:
             emu = np.zeros((self.n_emulator, self.n_emulator))
             for term in self.emulator_terms:
@@ -143,8 +144,8 @@ class IAEmuCosmosisLikelihood(GaussianLikelihood):
                     raise ValueError(f"{self.x_section}/{key} is missing: add {term} to "
                                      "covariance_terms of the iaemu module")
                 emu += block[self.x_section, key]
-            cov = cov + emu[np.ix_(self.emu_idx, self.emu_idx)]
-        self._terms = gaussian_terms(self.data_y, self._theory, cov)
+        cov = self.gaussian.covariance(emu)
+        self._terms = self.gaussian.terms_of(self._vector[self.emu_idx], cov)
         if not math.isfinite(self._terms.chi2):
             raise np.linalg.LinAlgError(
                 "iaemu_like: total covariance is not positive definite or the theory is not finite")
