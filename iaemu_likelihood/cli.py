@@ -40,6 +40,7 @@ COMMANDS = {
     "examples": ("iaemu_likelihood.cli_examples", "copy the example Cobaya yamls into a folder"),
     "build-catalog": ("iaemu_likelihood.training.catalog_cli",
                       "build the offline halo catalog (CAMB + PySCo + kdcount FoF)"),
+    "build-suite": ("iaemu_likelihood.training.suite", "build every N-body box and halo catalog of a cosmology suite"),
     "generate": ("iaemu_likelihood.training.generate",
                  "generate a training set of halotools-IA mocks from a config file"),
     "train": ("iaemu_likelihood.training.train", "train an emulator and export a weights folder"),

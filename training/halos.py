@@ -28,19 +28,28 @@ logger = logging.getLogger(__name__)
 FOF_LINKING = 0.2
 
 
-def virial_overdensity(omega_m: float) -> float:
-    """Bryan & Norman (1998) virial overdensity at z = 0, relative to the *mean* matter density."""
-    x = omega_m - 1.0
+def virial_overdensity(omega_m: float, redshift: float = 0.0) -> float:
+    """Bryan & Norman (1998) virial overdensity at ``redshift``, relative to the *mean* matter density.
+
+    ``omega_m`` is today's value; flat LCDM without radiation gives Omega_m(z).
+    """
+    a3 = (1.0 + redshift) ** 3
+    omega_z = omega_m * a3 / (omega_m * a3 + 1.0 - omega_m)
+    x = omega_z - 1.0
     delta_crit = 18 * np.pi ** 2 + 82 * x - 39 * x ** 2
-    return delta_crit / omega_m
+    return delta_crit / omega_z
 
 
-def virial_radius(mass, omega_m: float) -> np.ndarray:
-    """Virial radius (comoving h^-1 Mpc) of halos of ``mass`` (Msun/h) at z = 0."""
+def virial_radius(mass, omega_m: float, redshift: float = 0.0) -> np.ndarray:
+    """Virial radius (comoving h^-1 Mpc) of halos of ``mass`` (Msun/h) at ``redshift``.
+
+    The comoving mean matter density does not change with time, so only the overdensity does.
+    """
     from .nbody import RHO_CRIT_H2
 
     rho_mean = omega_m * RHO_CRIT_H2
-    return np.cbrt(3 * np.asarray(mass, dtype=float) / (4 * np.pi * virial_overdensity(omega_m) * rho_mean))
+    delta = virial_overdensity(omega_m, redshift)
+    return np.cbrt(3 * np.asarray(mass, dtype=float) / (4 * np.pi * delta * rho_mean))
 
 
 def find_fof_groups(positions: np.ndarray, box_size: float, min_particles: int = 20,
@@ -70,75 +79,15 @@ def find_fof_groups(positions: np.ndarray, box_size: float, min_particles: int =
 
 
 def _shape_kernel():
-    import numba
+    """The compiled shape kernel (numba is imported only when it is needed; cached on disk)."""
+    from ._halo_kernels import shape_kernel
 
-    @numba.njit(cache=True)
-    def _squared_distances(rel, centre):
-        out = np.empty(rel.shape[0])
-        for k in range(rel.shape[0]):
-            out[k] = (rel[k, 0] - centre[0]) ** 2 + (rel[k, 1] - centre[1]) ** 2 + (rel[k, 2] - centre[2]) ** 2
-        return out
-
-    @numba.njit(parallel=True, cache=True)
-    def kernel(pos, vel, member_index, offsets, rvir, box, min_shape):
-        n_groups = offsets.size - 1
-        centre = np.empty((n_groups, 3))
-        velocity = np.empty((n_groups, 3))
-        moments = np.zeros((n_groups, 3, 3))
-        n_inside = np.zeros(n_groups, dtype=np.int64)
-        half = 0.5 * box
-        for g in numba.prange(n_groups):
-            start, stop = offsets[g], offsets[g + 1]
-            n = stop - start
-            ref = pos[member_index[start]]
-            rel = np.empty((n, 3))
-            com = np.zeros(3)
-            vmean = np.zeros(3)
-            for k in range(n):
-                p = member_index[start + k]
-                for d in range(3):
-                    dx = pos[p, d] - ref[d]
-                    if dx > half:
-                        dx -= box
-                    elif dx < -half:
-                        dx += box
-                    rel[k, d] = dx
-                    com[d] += dx
-                    vmean[d] += vel[p, d]
-            com /= n
-            vmean /= n
-            # one shrinking step: centre of mass of the members within rvir of the FoF centre
-            r2max = rvir[g] * rvir[g]
-            r2 = _squared_distances(rel, com)
-            inside = r2 <= r2max
-            m = inside.sum()
-            if m >= min_shape:
-                com = rel[inside].sum(axis=0) / m
-                r2 = _squared_distances(rel, com)
-                inside = r2 <= r2max
-            if inside.sum() < min_shape:  # too few inside rvir: use every member for the shape
-                inside[:] = True
-            count = 0
-            for k in range(n):
-                if inside[k]:
-                    count += 1
-                    for i in range(3):
-                        for j in range(3):
-                            moments[g, i, j] += (rel[k, i] - com[i]) * (rel[k, j] - com[j])
-            moments[g] /= count
-            n_inside[g] = count
-            for d in range(3):
-                c = ref[d] + com[d]
-                centre[g, d] = c - box * np.floor(c / box)
-                velocity[g, d] = vmean[d]
-        return centre, velocity, moments, n_inside
-
-    return kernel
+    return shape_kernel
 
 
 def halo_properties(positions: np.ndarray, velocities: np.ndarray, member_index: np.ndarray,
                     offsets: np.ndarray, box_size: float, particle_mass: float, omega_m: float,
-                    min_shape_particles: int = 10) -> dict:
+                    min_shape_particles: int = 10, redshift: float = 0.0) -> dict:
     """Mass, radius, centre, velocity and shape of every FoF group.
 
     Parameters
@@ -152,7 +101,11 @@ def halo_properties(positions: np.ndarray, velocities: np.ndarray, member_index:
     particle_mass : float
         Msun/h.
     omega_m : float
-        Matter density, for the virial radius.
+        Matter density today, for the virial radius.
+    min_shape_particles : int
+        Fewest members within rvir for a shape from rvir (else all members).
+    redshift : float
+        Redshift of the snapshot, for the virial overdensity.
 
     Returns
     -------
@@ -162,7 +115,7 @@ def halo_properties(positions: np.ndarray, velocities: np.ndarray, member_index:
     """
     n_particles = np.diff(offsets)
     mass = n_particles * particle_mass
-    rvir = virial_radius(mass, omega_m)
+    rvir = virial_radius(mass, omega_m, redshift)
     kernel = _shape_kernel()
     centre, velocity, moments, n_shape = kernel(positions, velocities, member_index, offsets, rvir,
                                                 float(box_size), int(min_shape_particles))

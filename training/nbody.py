@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["Cosmology", "SimulationConfig", "BOLSHOI_PLANCK", "linear_power_spectrum",
-           "run_simulation", "read_snapshot", "particle_mass"]
+           "run_simulation", "read_snapshot", "particle_mass", "snapshot_path", "snapshot_paths"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +72,11 @@ class SimulationConfig:
     cosmology : Cosmology
         Background cosmology and linear power spectrum normalisation.
     n_threads : int
-        Threads used by PySCo (numba).
+        Threads used by PySCo (numba). PySCo's mass assignment adds with atomics, so only
+        ``n_threads = 1`` gives bit-identical particles from run to run.
+    snapshot_redshifts : tuple of float
+        Redshifts of the particle snapshots PySCo writes (one run; ``output_00001`` holds the
+        highest redshift, the last ``output_*`` folder the lowest).
     """
 
     box_size: float = 250.0
@@ -81,6 +85,7 @@ class SimulationConfig:
     z_start: float = 49.0
     cosmology: Cosmology = BOLSHOI_PLANCK
     n_threads: int = 2
+    snapshot_redshifts: tuple = (0.0,)
 
     def __post_init__(self):
         n = self.n_particles_1d
@@ -88,6 +93,11 @@ class SimulationConfig:
             raise ValueError(f"n_particles_1d={n} must be a power of two >= 16")
         if not self.box_size > 0:
             raise ValueError(f"box_size={self.box_size} must be positive (h^-1 Mpc)")
+        z = tuple(float(v) for v in self.snapshot_redshifts)
+        if not z or len(set(z)) != len(z) or not all(0.0 <= v < self.z_start for v in z):
+            raise ValueError(f"snapshot_redshifts={self.snapshot_redshifts} must be distinct redshifts "
+                             f">= 0 and below z_start = {self.z_start}")
+        object.__setattr__(self, "snapshot_redshifts", tuple(sorted(z, reverse=True)))
 
     def to_dict(self) -> dict:
         """Plain-dict form, for provenance records."""
@@ -139,7 +149,7 @@ def _pysco_parameters(config: SimulationConfig, workdir: Path, pk_file: Path) ->
         "z_start": float(config.z_start), "seed": int(config.seed),
         "fixed_ICS": False, "paired_ICS": False, "dealiased_ICS": False, "position_ICS": "center",
         "power_spectrum_file": str(pk_file), "initial_conditions": "2LPT",
-        "base": str(workdir), "z_out": "[0.0]", "output_snapshot_format": "HDF5",
+        "base": str(workdir), "z_out": repr(list(config.snapshot_redshifts)), "output_snapshot_format": "HDF5",
         "save_power_spectrum": "z_out", "integrator": "leapfrog", "mass_scheme": "TSC",
         "n_reorder": 25, "Courant_factor": 0.8, "max_aexp_stepping": 5,
         "linear_newton_solver": "fft", "gradient_stencil_order": 5,
@@ -147,24 +157,62 @@ def _pysco_parameters(config: SimulationConfig, workdir: Path, pk_file: Path) ->
     }
 
 
+def snapshot_paths(workdir: str | os.PathLike, redshifts=(0.0,), wanted=None) -> dict:
+    """Where :func:`run_simulation` leaves the snapshot of each of ``redshifts``.
+
+    PySCo numbers its outputs in time order from ``output_00001`` (``output_00000`` holds the
+    initial conditions), so the snapshot of the ``j``-th highest of ``redshifts`` (the run's
+    ``snapshot_redshifts``) is in ``output_{j + 1:05d}``.
+
+    Parameters
+    ----------
+    workdir : path-like
+        The run's folder.
+    redshifts : iterable of float
+        Every snapshot redshift of the run.
+    wanted : iterable of float, optional
+        Only these of ``redshifts`` (default all).
+
+    Returns
+    -------
+    dict
+        redshift (float) -> Path of its ``particles_*.h5``.
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the first snapshot that is missing.
+    """
+    out = {}
+    wanted = None if wanted is None else {float(v) for v in wanted}
+    for j, z in enumerate(sorted((float(v) for v in redshifts), reverse=True)):
+        if wanted is not None and z not in wanted:
+            continue
+        folder = Path(workdir) / f"output_{j + 1:05d}"
+        matches = sorted(folder.glob("particles_*.h5"))
+        if not matches:
+            raise FileNotFoundError(f"no z={z:g} snapshot under {folder}/")
+        out[z] = matches[0]
+    return out
+
+
 def snapshot_path(workdir: Path) -> Path:
-    """Where :func:`run_simulation` leaves the z = 0 particle snapshot."""
-    matches = sorted(Path(workdir).glob("output_00001/particles_*.h5"))
-    if not matches:
-        raise FileNotFoundError(f"no z=0 snapshot under {workdir}/output_00001/")
-    return matches[0]
+    """Where :func:`run_simulation` leaves the z = 0 particle snapshot of a z = 0-only run."""
+    return snapshot_paths(workdir, (0.0,))[0.0]
 
 
 def run_simulation(config: SimulationConfig, workdir: str | os.PathLike) -> Path:
-    """Run CAMB + PySCo to z = 0 and return the path of the particle snapshot.
+    """Run CAMB + PySCo to z = 0 and return the path of the lowest-redshift particle snapshot.
 
-    The snapshot is kept if it already exists, so a rerun after a crash in a later
-    step (halo finding) does not repeat the N-body run.
+    The snapshots are kept if they already exist, so a rerun after a crash in a later
+    step (halo finding) does not repeat the N-body run; every one of
+    ``config.snapshot_redshifts`` is in :func:`snapshot_paths` afterwards.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    lowest = config.snapshot_redshifts[-1]
     try:
-        return snapshot_path(workdir)
+        return snapshot_paths(workdir, config.snapshot_redshifts)[lowest]
     except FileNotFoundError:
         pass
     k, pk = linear_power_spectrum(config.cosmology)
@@ -175,8 +223,20 @@ def run_simulation(config: SimulationConfig, workdir: str | os.PathLike) -> Path
 
     logger.info("running PySCo: %d^3 particles in a %.1f h^-1 Mpc box", config.n_particles_1d,
                 config.box_size)
-    pysco.run(_pysco_parameters(config, workdir, pk_file))
-    return snapshot_path(workdir)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        pysco.run(_pysco_parameters(config, workdir, pk_file))
+    finally:  # pysco.run replaces the root logger's handlers (logging.basicConfig(force=True))
+        for handler in list(root.handlers):
+            if handler not in handlers:
+                root.removeHandler(handler)
+                handler.close()
+        for handler in handlers:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        root.setLevel(level)
+    return snapshot_paths(workdir, config.snapshot_redshifts)[lowest]
 
 
 def read_snapshot(path: str | os.PathLike, box_size: float) -> tuple[np.ndarray, np.ndarray]:
