@@ -16,7 +16,12 @@ One run times all three on the same yaml (shipped weights, bundled example data)
   68% interval widths (Cobaya's chain after dropping the first ``--burn-in`` of its rows).
 
 Also the gradient: one log-posterior plus its gradient (JAX, compiled, single point) against one
-``model.logposterior`` of Cobaya (median over points inside the support).
+``model.logposterior`` of Cobaya (median over points inside the support); and the cost per point
+of one batch of 16 log-posteriors (the ensemble's call) with the numpy path and the compiled JAX
+path. NUTS and the JAX ensemble compile their programs unless JAX's persistent compilation cache
+(:mod:`iaemu_likelihood.sampling.compile_cache`) already holds them: ``machine.jax_cache`` says
+how many entries it held before the run (0: every compilation is inside the wall times). The
+machine's load averages (1, 5, 15 min) before and after are recorded: the 2-core machine is shared.
 
 Run from the repository root: ``OMP_NUM_THREADS=1 python benchmarks/bench_samplers.py``.
 """
@@ -122,6 +127,33 @@ def time_gradient(posterior, model, n_points=20, repeat=200):
     return float(np.median(t_grad)), float(np.median(t_cobaya))
 
 
+def time_batches(posterior, batch=16, repeat=20):
+    """Median seconds per point of one batch: numpy ``logpost_batch`` and the compiled JAX one."""
+    from iaemu_likelihood.sampling.jax_model import BatchLogPosterior
+
+    rng = np.random.default_rng(1)
+    theta = posterior.support.to_theta(rng.normal(0, 0.5, (batch, posterior.dim)))
+    jax_batch = BatchLogPosterior(posterior, batch)
+    jax_batch(theta)  # compile
+    times = {"numpy": [], "jax": []}
+    for _ in range(5):
+        for name, f in (("numpy", posterior.logpost_batch), ("jax", jax_batch)):
+            t = time.perf_counter()
+            for _ in range(repeat):
+                f(theta)
+            times[name].append((time.perf_counter() - t) / (repeat * batch))
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def _cache_entries():
+    from iaemu_likelihood.sampling.compile_cache import cache_folder
+
+    folder = cache_folder()
+    if folder is None or not folder.is_dir():
+        return str(folder), 0
+    return str(folder), sum(1 for p in folder.iterdir() if p.name.endswith("-cache"))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--yaml", default=str(REPO / "yamls" / "ia_hod.yaml"))
@@ -142,7 +174,8 @@ def main(argv=None) -> int:
 
     yaml_path = Path(args.yaml).resolve()
     os.chdir(REPO)  # the yaml's relative paths (covmat, output) are relative to the repository
-    load = os.getloadavg()[0]
+    load = os.getloadavg()
+    cache_dir, cache_entries = _cache_entries()
     results = {}
     workdir = Path(tempfile.mkdtemp(prefix="iaemu_bench_samplers_"))
     if args.skip_cobaya_run:
@@ -195,8 +228,13 @@ def main(argv=None) -> int:
     results["gradient"] = {"jax_logpost_and_grad_us": round(1e6 * t_grad, 1),
                            "cobaya_logposterior_us": round(1e6 * t_cobaya, 1),
                            "ratio": round(t_grad / t_cobaya, 3)}
-    results["machine"] = {"cpus": os.cpu_count(), "load_average_at_start": round(load, 2),
-                          "load_average_at_end": round(os.getloadavg()[0], 2),
+    batch = time_batches(posterior)
+    results["batch_of_16"] = {"numpy_us_per_point": round(1e6 * batch["numpy"], 1),
+                              "jax_us_per_point": round(1e6 * batch["jax"], 1)}
+    results["machine"] = {"cpus": os.cpu_count(),
+                          "load_average_at_start": [round(v, 2) for v in load],
+                          "load_average_at_end": [round(v, 2) for v in os.getloadavg()],
+                          "jax_cache": {"folder": cache_dir, "entries_before": cache_entries},
                           "python": platform.python_version(), "yaml": str(yaml_path.relative_to(REPO))
                           if yaml_path.is_relative_to(REPO) else str(yaml_path)}
     text = json.dumps(results, indent=2)

@@ -149,6 +149,23 @@ def test_jax_logpost_equals_numpy(shipped, synthetic):
         np.testing.assert_allclose(got, expected, rtol=LOGPOST_RTOL)
 
 
+def test_jax_batch_logpost_equals_numpy(shipped):
+    """The ensemble's compiled backend: same values, -inf at the same points (box and band)."""
+    from iaemu_likelihood.sampling.jax_model import BatchLogPosterior
+
+    post = shipped[0]
+    box = box_points(post, np.random.default_rng(12), 60)
+    box[:3, 2] = [11.5, 13.3, 11.59999]                 # outside the logMmin prior
+    inside = post.support.to_theta(np.random.default_rng(13).normal(0, 1, (12, post.dim)))
+    points = np.vstack([box, inside])                   # 72 points: 4 batches of 20, one padded
+    got = BatchLogPosterior(post, 20)(points)
+    expected = post.logpost_batch(points)
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(expected))
+    assert np.isfinite(expected).sum() >= 20 and np.isinf(expected).sum() >= 20
+    ok = np.isfinite(expected)
+    np.testing.assert_allclose(got[ok], expected[ok], rtol=LOGPOST_RTOL)
+
+
 def test_gaussian_batch_equals_gaussian_terms():
     from iaemu_likelihood.likelihood_math import gaussian_terms
     from iaemu_likelihood.sampling.gaussian_batch import gaussian_loglike_batch

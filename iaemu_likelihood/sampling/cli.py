@@ -49,6 +49,10 @@ def build_parser(prog: str = "iaemu sample") -> argparse.ArgumentParser:
                         help="NUTS chains (default 4)")
     parser.add_argument("--walkers", type=int, default=None,
                         help="ensemble walkers (default 32)")
+    parser.add_argument("--backend", choices=("auto", "jax", "numpy"), default="auto",
+                        help="how the ensemble evaluates the log-posterior: compiled JAX (auto: "
+                             "where the weights have a JAX mirror; ~3-6x faster per point) or the "
+                             "batched numpy emulator")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -94,7 +98,7 @@ def main(args) -> int:
         from .ensemble import DEFAULT_WALKERS, run_ensemble
 
         result = run_ensemble(posterior, seed=seed, n_walkers=args.walkers or DEFAULT_WALKERS,
-                              min_ess=args.min_ess, progress=progress,
+                              min_ess=args.min_ess, progress=progress, backend=args.backend,
                               **({"max_steps": args.max_samples} if args.max_samples else {}))
     sampler_info = {f"iaemu.{args.sampler}": {
         **result.info, "min_ess": round(result.min_ess, 1),

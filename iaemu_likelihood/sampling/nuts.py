@@ -1,7 +1,8 @@
 """NUTS (NumPyro) on the log-posterior of a Cobaya yaml, in the unconstrained space.
 
 Several chains run vectorised (one compiled kernel for all of them, ``chain_method="vectorized"``),
-started from draws of the Laplace approximation at the best point (:mod:`.start`), with a dense
+started from draws of the Laplace approximation at the best point (:mod:`.start`, evaluated with
+the compiled :class:`~.jax_model.BatchLogPosterior`), with a dense
 mass matrix initialised to the Laplace covariance and adapted during the warm-up. After the warm-up the chains are
 extended in blocks until the effective sample size of every parameter reaches ``min_ess`` (NumPyro's multi-chain ESS, on
 the parameters, not the unconstrained coordinates), or ``max_samples`` per chain is reached.
@@ -114,7 +115,7 @@ def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
     t0 = time.perf_counter()
     _, jnp = jax()
     model = model or UnconstrainedModel(posterior)
-    start = find_start(posterior, seed)
+    start = find_start(posterior, seed, log_prob=model.batch_logpost)
     t_start = time.perf_counter()
     rng = np.random.default_rng([seed, 1])
     z0 = start.draw_z(n_chains, rng)

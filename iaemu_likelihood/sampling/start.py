@@ -58,22 +58,26 @@ class Start:
         return rng.multivariate_normal(self.z, scale ** 2 * self.cov, size=n)
 
 
-def log_density_batch(posterior, z) -> np.ndarray:
-    """Unconstrained log-density ``logpost(to_theta(z)) + ln|det J|`` of points (n, d), numpy."""
+def log_density_batch(posterior, z, log_prob=None) -> np.ndarray:
+    """Unconstrained log-density ``logpost(to_theta(z)) + ln|det J|`` of points (n, d), numpy.
+
+    ``log_prob`` evaluates the log-posterior of sampled points (n, d) (default
+    :meth:`Posterior.logpost_batch`)."""
     z = np.atleast_2d(np.asarray(z, dtype=float))
     support = posterior.support
-    return posterior.logpost_batch(support.to_theta(z)) + support.log_jacobian(z)
+    log_prob = log_prob or posterior.logpost_batch
+    return log_prob(support.to_theta(z)) + support.log_jacobian(z)
 
 
-def _value_and_grad(posterior, z):
+def _value_and_grad(posterior, z, log_prob):
     d = z.size
     steps = np.vstack([np.zeros(d), GRAD_STEP * np.eye(d), -GRAD_STEP * np.eye(d)])
-    f = np.maximum(log_density_batch(posterior, z + steps), _FLOOR)
+    f = np.maximum(log_density_batch(posterior, z + steps, log_prob), _FLOOR)
     grad = (f[1:d + 1] - f[d + 1:]) / (2 * GRAD_STEP)
     return -f[0], -grad
 
 
-def _hessian(posterior, z):
+def _hessian(posterior, z, log_prob):
     """Hessian of the unconstrained log-density by central second differences (one batch)."""
     d, h = z.size, HESS_STEP
     eye = h * np.eye(d)
@@ -82,7 +86,7 @@ def _hessian(posterior, z):
     for i, k in pairs:
         points += [z + eye[i] + eye[k], z + eye[i] - eye[k], z - eye[i] + eye[k],
                    z - eye[i] - eye[k]]
-    f = log_density_batch(posterior, np.array(points))
+    f = log_density_batch(posterior, np.array(points), log_prob)
     hess = np.empty((d, d))
     hess[np.arange(d), np.arange(d)] = (f[1:d + 1] - 2 * f[0] + f[d + 1:2 * d + 1]) / h ** 2
     for n, (i, k) in enumerate(pairs):
@@ -91,7 +95,7 @@ def _hessian(posterior, z):
     return hess
 
 
-def find_start(posterior, seed: int, n_starts: int = N_STARTS) -> Start:
+def find_start(posterior, seed: int, n_starts: int = N_STARTS, log_prob=None) -> Start:
     """Maximum of the posterior from several starts, with its Laplace covariance.
 
     Parameters
@@ -101,6 +105,9 @@ def find_start(posterior, seed: int, n_starts: int = N_STARTS) -> Start:
         Seed of the starting points.
     n_starts : int
         Number of L-BFGS runs.
+    log_prob : callable, optional
+        Vectorised log-posterior of sampled points (n, d), e.g. a compiled
+        :class:`~.jax_model.BatchLogPosterior` (default :meth:`Posterior.logpost_batch`).
 
     Returns
     -------
@@ -118,7 +125,8 @@ def find_start(posterior, seed: int, n_starts: int = N_STARTS) -> Start:
     best = None
     for k in range(n_starts):
         z0 = rng.normal(0.0, START_SPREAD, d)
-        res = minimize(lambda z: _value_and_grad(posterior, z), z0, jac=True, method="L-BFGS-B",
+        res = minimize(lambda z: _value_and_grad(posterior, z, log_prob), z0, jac=True,
+                       method="L-BFGS-B",
                        options={"maxiter": MAX_ITER})
         if res.fun < -_FLOOR and (best is None or res.fun < best.fun):
             best = res
@@ -126,7 +134,7 @@ def find_start(posterior, seed: int, n_starts: int = N_STARTS) -> Start:
     if best is None:
         raise RuntimeError("no starting point with a finite log-posterior was found")
     z = np.asarray(best.x, dtype=float)
-    hess = -_hessian(posterior, z)
+    hess = -_hessian(posterior, z, log_prob)
     try:
         np.linalg.cholesky(hess)
         cov = np.linalg.inv(hess)
