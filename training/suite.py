@@ -217,7 +217,7 @@ def _build_locked(config: SuiteConfig, box: BoxSpec, folder: Path) -> dict:
     if box_status(config, box) == "done":  # finished by another process while we waited
         return _read_json(folder / "box.json")
     binding = config.binding(box)
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     todo = [z for z in config.snapshots if not _catalog_ok(folder / catalog_name(z), binding)]
     timings = {}
     if todo and not _snapshots_ok(folder, binding, todo):
@@ -240,7 +240,8 @@ def _build_locked(config: SuiteConfig, box: BoxSpec, folder: Path) -> dict:
                                "particle_mass": prov["particle_mass"]}
     manifest = {"box": {"name": box.name, "omega_m": box.omega_m, "sigma8": box.sigma8, "role": box.role,
                         "seed": box.seed}, "binding": binding, "catalogs": catalogs,
-                "timings_s": {**timings, "total_s": time.perf_counter() - t0},
+                "timings_s": {**timings, "total_s": time.perf_counter() - t0,
+                              "total_cpu_s": time.process_time() - cpu0},
                 "code_versions": code_versions()}
     _write_json(folder / "box.json", manifest)
     logger.info("box %s: done (%s)", box.name, ", ".join(f"{k} {v:.0f}" for k, v in manifest["timings_s"].items()))
