@@ -105,7 +105,7 @@ def main(args) -> int:
         "ess": {k: round(v, 1) for k, v in result.ess.items()},
         "rhat_minus_1": {k: float(f"{v - 1:.3g}") for k, v in result.rhat.items()},
         "wall_seconds": round(result.wall_seconds, 3)}}
-    paths = write_chains(prefix, posterior, result.chains, sampler_info)
+    paths = write_chains(prefix, posterior, result.chains, sampler_info, result.logpost)
     log.info("%s: %.1f s, min ESS %.0f, max R-hat %.4f", args.sampler, result.wall_seconds,
              result.min_ess, max(result.rhat.values()))
     sys.stdout.write(f"{prefix}: {len(paths)} chain file(s), min ESS {result.min_ess:.0f}, "

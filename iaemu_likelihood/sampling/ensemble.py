@@ -132,4 +132,4 @@ def run_ensemble(posterior, seed: int = 0, n_walkers: int = DEFAULT_WALKERS,
     return SamplerResult([kept.reshape(-1, d)], posterior.names,
                          {p: float(e) for p, e in zip(posterior.names, ess)}, rhat, wall,
                          {"start": t_start - t0, "sampling": wall - (t_start - t0), "total": wall},
-                         info)
+                         info, [sampler.get_log_prob()[burn:].reshape(-1)])

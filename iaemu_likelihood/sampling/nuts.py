@@ -50,6 +50,9 @@ class SamplerResult:
         Seconds spent per stage.
     info : dict
         Sampler settings and counts, written to the chain's yaml.
+    logpost : list of ndarray, each (n,), optional
+        Log-posterior of every sample, when the sampler has it (the chain files then need no
+        second evaluation); None: :func:`.output.write_chains` evaluates it.
     """
 
     chains: list
@@ -59,6 +62,7 @@ class SamplerResult:
     wall_seconds: float
     timings: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    logpost: list | None = None
 
     @property
     def min_ess(self) -> float:
@@ -160,6 +164,9 @@ def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
         info["mean_tree_size_last_block"] = float(np.mean(np.asarray(n_steps)))
     if extra.get("diverging") is not None:
         info["divergences_last_block"] = int(np.sum(np.asarray(extra["diverging"])))
-    return SamplerResult([theta[c] for c in range(n_chains)], model.names, ess, rhat, wall,
+    chains = [theta[c] for c in range(n_chains)]
+    # for the chain files: the compiled batch log-posterior, not the numpy one point by point
+    logpost = [model.batch_logpost(c) for c in chains]
+    return SamplerResult(chains, model.names, ess, rhat, wall,
                          {"start": t_start - t0, "first_block_with_warmup": t_first - t_start,
-                          "total": wall}, info)
+                          "total": wall}, info, logpost)

@@ -89,8 +89,11 @@ def chain_columns(posterior) -> list[str]:
              "minuslogprior__0", "chi2", *chi2])
 
 
-def _table(posterior, theta: np.ndarray) -> np.ndarray:
-    loglike = posterior.loglike_batch(theta)
+def _table(posterior, theta: np.ndarray, logpost=None) -> np.ndarray:
+    if logpost is None:
+        loglike = posterior.loglike_batch(theta)
+    else:
+        loglike = np.asarray(logpost, dtype=float) - posterior.log_prior_value
     if not np.all(np.isfinite(loglike)):
         raise ValueError(f"{int(np.sum(~np.isfinite(loglike)))} samples have a non-finite "
                          "log-posterior; nothing written")
@@ -109,7 +112,7 @@ def _yaml_bytes(info: dict) -> bytes:
     return yaml.safe_dump(info, sort_keys=False, default_flow_style=False).encode()
 
 
-def write_chains(prefix: Path, posterior, chains, sampler_info: dict) -> list[Path]:
+def write_chains(prefix: Path, posterior, chains, sampler_info: dict, logpost=None) -> list[Path]:
     """Write chains and their yamls at a prepared prefix (see :func:`prepare_output`).
 
     Parameters
@@ -120,6 +123,9 @@ def write_chains(prefix: Path, posterior, chains, sampler_info: dict) -> list[Pa
         Samples of the sampled parameters.
     sampler_info : dict
         ``{sampler name: settings}`` recorded as the yamls' ``sampler`` block.
+    logpost : list of ndarray, each (n,), optional
+        Log-posteriors of the samples as the sampler computed them (equal to
+        :meth:`Posterior.logpost_batch`); evaluated here when not given.
 
     Returns
     -------
@@ -137,7 +143,8 @@ def write_chains(prefix: Path, posterior, chains, sampler_info: dict) -> list[Pa
     atomic_write_bytes(prefix.parent / f"{prefix.name}.updated.yaml", _yaml_bytes(updated))
     paths = []
     for i, theta in enumerate(chains, start=1):
-        table = _table(posterior, np.asarray(theta, dtype=float))
+        table = _table(posterior, np.asarray(theta, dtype=float),
+                       None if logpost is None else logpost[i - 1])
         lines = [header] + ["".join(f"{v:{w}.{DIGITS}g}" for v, w in zip(row, widths)) + "\n"
                             for row in table]
         path = prefix.parent / f"{prefix.name}.{i}.txt"
