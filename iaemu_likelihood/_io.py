@@ -1,7 +1,10 @@
-"""Atomic file writes shared by the weights and data writers, and the declared size of numpy files."""
+"""File helpers shared by every writer and reader: atomic writes, SHA-256 of a file, strict JSON,
+and the declared size of numpy files."""
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import tempfile
 import zipfile
@@ -9,7 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_write_bytes", "npz_bytes", "declared_array_bytes"]
+from .errors import WeightsIntegrityError
+
+__all__ = ["atomic_write_bytes", "npz_bytes", "declared_array_bytes", "sha256_file", "read_json_file",
+           "unique_json_keys"]
 
 
 def atomic_write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
@@ -81,3 +87,41 @@ def declared_array_bytes(path) -> int:
             return _npy_header_bytes(f)
     except (OSError, zipfile.BadZipFile, EOFError):
         return 0  # np.load names the unreadable file
+
+
+def sha256_file(path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def unique_json_keys(pairs) -> dict:
+    keys = [key for key, _ in pairs]
+    for key in keys:
+        if keys.count(key) > 1:
+            raise ValueError(f"key {key!r} appears {keys.count(key)} times in one object")
+    return dict(pairs)
+
+
+def read_json_file(path):
+    """Parse a JSON file of a weights folder strictly.
+
+    A key twice in one object (which plain ``json`` resolves silently, last one wins), nesting
+    too deep to parse, bad UTF-8 and unreadable files are refused. ``NaN``/``Infinity`` parse
+    (as Python writes them) and are refused by the checks of the field that holds them.
+
+    Raises
+    ------
+    WeightsIntegrityError
+        One line naming the file and the problem.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f, object_pairs_hook=unique_json_keys)
+    except (OSError, ValueError, RecursionError) as exc:  # JSON and UTF-8 errors are ValueErrors
+
+        text = "nesting too deep" if isinstance(exc, RecursionError) else " ".join(str(exc).split())
+        raise WeightsIntegrityError(f"{path}: not readable as JSON ({text})") from None

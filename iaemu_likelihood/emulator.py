@@ -15,7 +15,6 @@ The pieces live in their own modules: the data layout (:mod:`.layout`), the arch
 from __future__ import annotations
 
 import logging
-import math
 import re
 from functools import cached_property
 
@@ -24,12 +23,13 @@ import numpy as np
 from .architectures import get_architecture
 from .config_checks import check_int
 from .covariance import add_covariance
-from .errors import BatchTooLargeError, ConfigError, InputShapeError, WeightsIntegrityError
-from .hod import occupation_point, occupation_summary, validate_mass_function
+from .errors import ConfigError
+from .hod import DERIVED_PARAMS, HOD_INPUTS, DerivedHOD
 from .layout import COVARIANCE_TERMS, layout_of, parse_terms
-from .prediction import EmulatorPrediction
-from .support import InputDomain
-from .torch_backend import TorchMembers, torch_module
+from .numpy_forward import predict_in_blocks
+from .prediction import EmulatorPrediction, check_outputs, check_prediction, require_finite
+from .support import InputDomain, check_batch_memory
+from .torch_backend import TorchMembers, torch_forward
 from .transforms import OutputTransform
 from .weights import resolve_weights_dir
 from .weights_checks import check_correlation
@@ -52,9 +52,6 @@ MAX_BATCH_BYTES = 2 * 1024 ** 3
 CHUNK_POINTS = 1024
 #: Arithmetic of large numpy batches (see :class:`IAEmulator`).
 BATCH_PRECISIONS = ("float32", "float64")
-#: Derived parameters of an HOD point (needs the five Zheng07 inputs in the layout).
-DERIVED_PARAMS = ("n_gal", "f_sat")
-_HOD_INPUTS = ("logMmin", "sigma_logM", "logM0", "logM1", "alpha")
 #: Device strings accepted before torch is imported (checked against the machine on first use).
 _DEVICE_PATTERN = re.compile(r"(cpu|cuda|mps)(:\d+)?")
 
@@ -68,15 +65,6 @@ def _check_flag(value, name: str) -> bool:
 def _check_n_samples(n_samples):
     """MC-dropout passes: None (the default) or an integer in [2, MAX_MC_SAMPLES]."""
     return None if n_samples is None else check_int(n_samples, "n_samples", 2, MAX_MC_SAMPLES)
-
-
-def _gib(n_bytes: int) -> str:
-    return f"{n_bytes / 1024 ** 3:,.1f} GiB" if n_bytes >= 1024 ** 3 else f"{n_bytes / 1024 ** 2:,.1f} MiB"
-
-
-def _first_bad(value: np.ndarray, name: str):
-    bad = ~np.isfinite(value) | ((value < 0) if name.endswith("var") else False)
-    return float(np.ravel(value)[np.argmax(np.ravel(bad))])
 
 
 class IAEmulator:
@@ -143,23 +131,19 @@ class IAEmulator:
         corr = np.asarray(residual_correlation, dtype=np.float64)
         self.residual_correlation = 0.5 * (corr + corr.T)  # remove round-off asymmetry
         self.halo_mass_function = halo_mass_function
-        # validated once; the derived-parameter sums skip the empty bins
-        mf = validate_mass_function(halo_mass_function)
-        nonempty = mf["counts"] > 0
-        logm = mf["mean_log10_mass"][nonempty]
-        self._mass_function = dict(mf, counts=mf["counts"][nonempty], mean_log10_mass=logm,
-                                   mass=10.0 ** logm)
         self.param_names = layout.param_names
         self._domain = InputDomain(self.param_names, metadata["bounds"], metadata.get("support"))
         self.bounds = self._domain.bounds
         self._low, self._high, self._band = self._domain.low, self._domain.high, self._domain.band
         self.support = self._domain.support
+        self._derived = DerivedHOD(halo_mass_function, self.param_names, CHUNK_POINTS)
+        self._mass_function = self._derived.mass_function
         #: names of the derived parameters these weights can compute (empty without HOD inputs)
-        self.derived_names = DERIVED_PARAMS if set(_HOD_INPUTS) <= set(self.param_names) else ()
-        self._hod_columns = [self.param_names.index(n) for n in _HOD_INPUTS if n in self.param_names]
-        first = layout.statistics[0]
-        #: bin edges and centres of the first statistic (for every shipped version: the r bins of
-        #: xi, omega and eta, comoving h^-1 Mpc); :meth:`axis` gives each statistic's own
+        self.derived_names = DERIVED_PARAMS if self._derived.available else ()
+        first = next((s for s in layout.statistics if s.axis == "r"), layout.statistics[0])
+        #: bin edges and centres of the first statistic on the 3-d separation axis r (for every
+        #: shipped version: the bins of xi, omega and eta, comoving h^-1 Mpc); :meth:`axis` gives
+        #: each statistic's own
         self.r_edges = np.asarray(first.edges)
         self.r = np.array(first.centres)
         norm = metadata["normalisation"]
@@ -228,27 +212,12 @@ class IAEmulator:
         """Predict at :meth:`support_point`; weights whose outputs are not finite (or whose
         variances are negative) are refused, so they never reach a sampler as NaN."""
         point = self.support_point()
-        with np.errstate(over="ignore", invalid="ignore"):  # reported below, as one error
+        with np.errstate(over="ignore", invalid="ignore"):  # reported by check_outputs, as one error
             pred = self._predict(point, self.ensemble_size > 1, None)[0]
-        for name, value in pred.as_dict().items():
-            bad = not np.all(np.isfinite(value)) or (name.endswith("var") and np.any(value < 0))
-            if bad:
-                where = dict(zip(self.param_names, np.round(point, 4).tolist()))
-                raise WeightsIntegrityError(
-                    f"{self.folder}: the weights predict {name} = {_first_bad(value, name)} at the "
-                    f"support point {where}; allowed: finite values (variances >= 0): the tensors "
-                    "or the normalisation are broken")
+        check_outputs(pred, point, self.param_names, self.folder)
 
     def _check_batch_memory(self, n_points: int, bytes_per_point: int, what: str) -> None:
-        """Refuse a batch whose results would need more than :attr:`max_batch_bytes`."""
-        need = int(n_points) * int(bytes_per_point)
-        if need > self.max_batch_bytes:
-            most = max(self.max_batch_bytes // bytes_per_point, 1)
-            raise BatchTooLargeError(
-                f"{what} of {n_points:,} points would need {_gib(need)} of memory "
-                f"({bytes_per_point:,} bytes per point); the limit is {_gib(self.max_batch_bytes)} "
-                f"(IAEmulator.max_batch_bytes): pass at most {most:,} points per call, or raise "
-                "the limit")
+        check_batch_memory(n_points, bytes_per_point, what, self.max_batch_bytes)
 
     def _predict_bytes_per_point(self, epistemic: bool, n_samples) -> int:
         """Bytes per point of a prediction's results (and, in torch, of the members' outputs)."""
@@ -337,14 +306,10 @@ class IAEmulator:
 
         Notes
         -----
-        Each member predicts, per bin, a mean and a variance in standardised output space (see
-        :mod:`iaemu_likelihood.transforms`: log xi for xi). The prediction is the ensemble
-        average of the physical means; the aleatoric variance is the average of the members'
-        physical variances; the epistemic variance is the population variance of the physical
-        means across members (for one torch network: across MC-dropout passes, masks seeded with
-        :data:`~iaemu_likelihood.torch_backend.MC_DROPOUT_SEED`), times the per-statistic
-        calibration factor :attr:`epistemic_scale` fitted on the validation split at training
-        time (``metadata["epistemic"]["scale"]``; 1 when the weights carry none).
+        Ensemble mean of the members' physical means; aleatoric: mean of their physical variances;
+        epistemic: population variance of the physical means across members (one torch network:
+        across seeded MC-dropout passes), times :attr:`epistemic_scale` (the calibration in
+        ``metadata["epistemic"]["scale"]``, 1 when absent). Transforms: :mod:`.transforms`.
 
         Raises
         ------
@@ -355,33 +320,8 @@ class IAEmulator:
             point): never returned as NaN or inf.
         """
         pred, arr = self._predict(theta, epistemic, n_samples)
-        self._require_finite(pred, arr)
+        require_finite(pred, arr, self.param_names, self.folder)
         return pred
-
-    def _require_finite(self, pred, arr) -> None:
-        """Refuse a prediction holding NaN or inf (weights broken for these inputs)."""
-        blocks = (("", pred.vector()), ("_var", pred.variance_vector()),
-                  ("_epi_var", pred.epistemic_vector()))
-        # fast path, one errstate for all blocks (this runs on every sampler call): a finite total
-        # means every entry is finite; an overflowing total of finite entries falls through to
-        # the exact per-entry check below, which then finds nothing
-        with np.errstate(over="ignore", invalid="ignore"):
-            total = sum(float(block.sum()) for _, block in blocks if block is not None)
-        if math.isfinite(total):
-            return
-        for kind, block in blocks:
-            if block is None:
-                continue
-            bad = ~np.isfinite(block.reshape(-1, self.n_out))
-            if not bad.any():
-                continue
-            i, j = (int(v) for v in np.argwhere(bad)[0])
-            stat = next(s for s, sl in self.layout.slices.items() if sl.start <= j < sl.stop)
-            point = dict(zip(self.param_names, np.round(arr[i], 6).tolist()))
-            raise WeightsIntegrityError(
-                f"{self.folder}: the weights predict {stat}{kind}[{j - self.layout.slices[stat].start}] = "
-                f"{block.reshape(-1, self.n_out)[i, j]} at {point}; allowed: finite values (the tensors "
-                "or the normalisation are broken for this input)")
 
     def _predict(self, theta, epistemic, n_samples):
         """:meth:`predict` without the finiteness check: (prediction, the (n, n_inputs) points)."""
@@ -407,11 +347,11 @@ class IAEmulator:
             mean, alea, epi = self._reduce(arr, y, var_y, epistemic, n_samples)
         elif len(arr) <= NUMPY_BLOCK:
             mean, alea, epi = self._numpy_block(arr, epistemic)
-        else:
-            # block by block, so every intermediate array stays in the CPU cache; one BLAS thread:
-            # these matrices are small, and BLAS threads only contend with the caller's own
-            # parallelism (measured 15x slower with 2 threads on a busy 2-core machine)
-            return self._predict_blocks(arr, epistemic), arr
+        else:  # large batches block by block (see numpy_forward.predict_in_blocks)
+            net = self._numpy_net32 if self.batch_precision == "float32" else self._numpy_net
+            mean, alea, epi = predict_in_blocks(lambda part: self._numpy_block(part, epistemic, net),
+                                                arr, self.n_out, epistemic, NUMPY_BLOCK, self.threads)
+            return EmulatorPrediction(mean, alea, epi, self.layout), arr
         if single:
             return EmulatorPrediction(mean[0], alea[0], None if epi is None else epi[0],
                                       self.layout), arr
@@ -421,36 +361,6 @@ class IAEmulator:
     def _numpy_net32(self):
         net = self._numpy_net
         return net.astype(np.float32) if hasattr(net, "astype") else net
-
-    def _predict_blocks(self, arr, epistemic):
-        from threadpoolctl import threadpool_limits
-
-        n = len(arr)
-        mean, alea = np.empty((n, self.n_out)), np.empty((n, self.n_out))
-        epi = np.empty((n, self.n_out)) if epistemic else None
-        net = self._numpy_net32 if self.batch_precision == "float32" else self._numpy_net
-        starts = range(0, n, NUMPY_BLOCK)
-
-        def run(chunk):
-            for start in chunk:
-                stop = start + NUMPY_BLOCK
-                m, a, e = self._numpy_block(arr[start:stop], epistemic, net)
-                mean[start:stop], alea[start:stop] = m, a
-                if epistemic:
-                    epi[start:stop] = e
-
-        n_threads = min(self.threads, len(starts))
-        with threadpool_limits(limits=1, user_api="blas"):
-            if n_threads == 1:
-                run(starts)
-            else:
-                from concurrent.futures import ThreadPoolExecutor
-
-                with ThreadPoolExecutor(n_threads) as pool:
-                    # interleaved blocks: every thread gets the same share of the work
-                    for future in [pool.submit(run, starts[i::n_threads]) for i in range(n_threads)]:
-                        future.result()
-        return EmulatorPrediction(mean, alea, epi, self.layout)
 
     def _numpy_block(self, arr, epistemic, net=None):
         y, var_std = (net or self._numpy_net)(arr)
@@ -468,12 +378,12 @@ class IAEmulator:
             mean *= 1.0 / m
             alea = var.sum(axis=0)
             alea *= 1.0 / m
-        epi = self._epistemic(arr, values, n_samples) if epistemic else None
+        epi = self._epistemic(arr, values, mean, n_samples) if epistemic else None
         return mean, alea, epi
 
-    def _epistemic(self, arr, values, n_samples):
+    def _epistemic(self, arr, values, mean, n_samples):
         if values.shape[0] > 1:  # population variance across members (numpy's var, fewer calls)
-            spread = values - values.mean(axis=0)
+            spread = values - mean
             spread *= spread
             epi = spread.sum(axis=0)
             epi /= values.shape[0]
@@ -504,30 +414,7 @@ class IAEmulator:
             member also ``<name>_epi_var`` (variance across members, times
             :attr:`epistemic_scale`). Dropout is off.
         """
-        torch = torch_module()
-        n_in = len(self.param_names)
-        if not torch.is_tensor(theta):
-            raise InputShapeError(f"theta must be a torch.Tensor (n, {n_in}) or ({n_in},), got "
-                                  f"{type(theta).__name__}")
-        if theta.dtype.is_complex or not theta.dtype.is_floating_point:
-            raise InputShapeError(f"theta has dtype {theta.dtype}; allowed: a floating tensor")
-        self._torch.check_device()
-        single = theta.ndim == 1
-        x = theta[None, :] if single else theta
-        self._as_array(x.detach().cpu().numpy())  # validation only
-        x = x.to(device=self.device, dtype=torch.float64)
-        as_t = lambda a: torch.as_tensor(a, dtype=torch.float64, device=self.device)  # noqa: E731
-        x = (x - as_t(self._in_low)) * as_t(2.0 / (self._in_high - self._in_low)) - 1.0
-        mean, alea, epi = self._torch.differentiable(x, self._transform, self.epistemic_scale)
-        out = {"": mean, "_var": alea}
-        if epi is not None:
-            out["_epi_var"] = epi
-        result = {}
-        for suffix, value in out.items():
-            for stat, sl in self.layout.slices.items():
-                block = value[:, sl]
-                result[stat + suffix] = block[0] if single else block
-        return result
+        return torch_forward(self, theta)
 
     # ------------------------------------------------------------------ covariance, derived
     def covariance(self, theta, terms=COVARIANCE_TERMS, n_samples: int | None = None,
@@ -539,23 +426,10 @@ class IAEmulator:
         theta : mapping or array_like
             One point (-> (n_out, n_out)) or n points (-> (n, n_out, n_out)).
         terms : sequence of {"aleatoric", "epistemic"}
-            Which terms to add (see :mod:`iaemu_likelihood.covariance`):
-
-            ``"aleatoric"``: ``D R D``, the covariance of ONE mock realization (the training mocks'
-            volume and galaxy sample) around the mean. ``D`` is the predicted aleatoric standard
-            deviation of each value, ``R`` the shipped pooled correlation matrix of the
-            standardised per-realization residuals (the bin-to-bin and cross-statistic correlations
-            of the mock scatter, which per-bin variances alone ignore). Use it as the model's
-            sample variance, rescaled by the user to their survey volume.
-
-            ``"epistemic"``: ``E C E``, the emulator's own uncertainty on the mean. ``E`` is the
-            (calibrated) epistemic standard deviation of each value (spread across ensemble members
-            or MC-dropout passes); ``C`` the correlation of the emulator's errors across bins and
-            statistics, estimated at training time from the validation split
-            (``metadata["epistemic"]["correlation"]``): emulator errors are smooth in r, so
-            treating them as independent per bin would let a coherent error shift the parameters
-            with too little penalty. Weights without it get ``diag(E**2)`` (a 4-member sample
-            covariance would be rank-deficient).
+            Which terms to add: ``"aleatoric"`` (``D R D``, the covariance of ONE mock
+            realization around the mean, to be rescaled by the user to their survey volume) and
+            ``"epistemic"`` (``E C E``, the emulator's own uncertainty of the mean, with the
+            correlation of its errors across bins); definitions in :mod:`iaemu_likelihood.covariance`.
         n_samples : int, optional
             MC-dropout passes for a single torch network.
         prediction : EmulatorPrediction, optional
@@ -578,7 +452,7 @@ class IAEmulator:
             pred = self.predict(arr[0] if single else arr, epistemic=epistemic, n_samples=n_samples)
         else:
             pred = prediction
-            self._check_prediction(theta, pred, epistemic)
+            check_prediction(pred, None if theta is None else self._domain.parse(theta), epistemic)
         var = pred.variance_vector()
         if var.ndim == 2:
             self._check_batch_memory(len(var), matrix_bytes, "covariance")
@@ -594,28 +468,10 @@ class IAEmulator:
                            self.residual_correlation, self.epistemic_correlation)
         return cov[0] if single else cov
 
-    def _check_prediction(self, theta, pred, epistemic) -> None:
-        """``prediction`` given to :meth:`covariance`: the right type, points and terms."""
-        if not isinstance(pred, EmulatorPrediction):
-            raise InputShapeError(f"prediction is a {type(pred).__name__}; allowed: the "
-                                  "EmulatorPrediction that predict(theta) returned")
-        if theta is not None:
-            arr, single = self._domain.parse(theta)
-            have = pred.variance_vector().shape[:-1]
-            want = () if single else (len(arr),)
-            if have != want:
-                points = lambda shape: f"a batch of {shape[0]}" if shape else "a single point"  # noqa: E731
-                raise InputShapeError(f"prediction is for {points(have)} but theta is "
-                                      f"{points(want)}; pass the prediction of this theta")
-        if epistemic and pred.epistemic_vector() is None:
-            raise InputShapeError("prediction holds no epistemic variances; call predict(theta, "
-                                  "epistemic=True) for an epistemic covariance")
-
     def derived(self, theta) -> dict:
-        """Galaxy number density and satellite fraction of an HOD point.
-
-        Computed from the Zheng07 mean occupations (:mod:`iaemu_likelihood.hod`) summed over the
-        binned host-halo mass function of the training catalog shipped with the weights.
+        """Galaxy number density and satellite fraction of an HOD point (:class:`~iaemu_likelihood.
+        hod.DerivedHOD`: the Zheng07 occupations summed over the training catalog's halo mass
+        function shipped with the weights).
 
         Parameters
         ----------
@@ -635,26 +491,13 @@ class IAEmulator:
         """
         if not self.derived_names:
             raise ConfigError(f"weights {self.folder}: inputs {list(self.param_names)} lack the "
-                              f"Zheng07 parameters {list(_HOD_INPUTS)}: no derived parameters")
+                              f"Zheng07 parameters {list(HOD_INPUTS)}: no derived parameters")
         arr, single = self._as_array(theta)
-        return self.derived_validated(arr, single)
+        return self._derived(arr, single)
 
     def derived_validated(self, arr, single: bool = False) -> dict:
         """:meth:`derived` of points already validated, (n, n_inputs)."""
-        if single:
-            n_gal, f_sat = occupation_point(*(float(arr[0, j]) for j in self._hod_columns),
-                                            self._mass_function)
-            return {"n_gal": n_gal, "f_sat": f_sat}
-        cols = {name: arr[:, self.param_names.index(name)] for name in _HOD_INPUTS}
-        n_gal, f_sat = np.empty(len(arr)), np.empty(len(arr))
-        # in chunks: the sums make (points, mass bins) temporaries
-        for start in range(0, len(arr), CHUNK_POINTS):
-            part = slice(start, start + CHUNK_POINTS)
-            n_gal[part], f_sat[part] = occupation_summary({k: v[part] for k, v in cols.items()},
-                                                          self._mass_function, validated=True)
-        if single:
-            return {"n_gal": float(n_gal[0]), "f_sat": float(f_sat[0])}
-        return {"n_gal": n_gal, "f_sat": f_sat}
+        return self._derived(arr, single)
 
     @cached_property
     def reference_point(self) -> np.ndarray:

@@ -21,9 +21,12 @@ from scipy.special import erf
 from .conventions import PARAM_NAMES
 
 __all__ = ["mean_ncen", "mean_nsat", "number_density", "satellite_fraction", "bin_mass_function",
-           "occupation_point",
+           "occupation_point", "DerivedHOD", "DERIVED_PARAMS", "HOD_INPUTS",
            "validate_mass_function", "MASS_FUNCTION_KEYS"]
 
+#: Derived parameters of an HOD point, and the inputs they need.
+DERIVED_PARAMS = ("n_gal", "f_sat")
+HOD_INPUTS = ("logMmin", "sigma_logM", "logM0", "logM1", "alpha")
 #: Arrays of a binned halo mass function (``halo_mass_function.npz``).
 MASS_FUNCTION_KEYS = ("log10_mass_edges", "counts", "mean_log10_mass", "volume")
 
@@ -159,6 +162,47 @@ def occupation_point(logMmin, sigma_logM, logM0, logM1, alpha, mass_function):
     n_sat = float(ratio @ counts[start:])
     total = n_cen + n_sat
     return total / float(mass_function["volume"]), (n_sat / total if total > 0 else 0.0)
+
+
+class DerivedHOD:
+    """n_gal and f_sat of validated points of an emulator's inputs, from a weights' mass function.
+
+    Parameters
+    ----------
+    mass_function : mapping
+        Binned host-halo mass function (:data:`MASS_FUNCTION_KEYS`), validated here once; the sums
+        skip its empty bins.
+    param_names : sequence of str
+        The emulator's inputs, in array order.
+    chunk : int
+        Points per chunk of a batch (the sums make (points, mass bins) temporaries).
+    """
+
+    def __init__(self, mass_function, param_names, chunk: int = 1024):
+        mf = validate_mass_function(mass_function)
+        nonempty = mf["counts"] > 0
+        logm = mf["mean_log10_mass"][nonempty]
+        self.mass_function = dict(mf, counts=mf["counts"][nonempty], mean_log10_mass=logm,
+                                  mass=10.0 ** logm)
+        names = list(param_names)
+        #: whether every Zheng07 input is among the emulator's
+        self.available = set(HOD_INPUTS) <= set(names)
+        self._columns = [names.index(n) for n in HOD_INPUTS] if self.available else []
+        self._chunk = int(chunk)
+
+    def __call__(self, arr, single: bool) -> dict:
+        """``{"n_gal", "f_sat"}`` of points ``arr`` (n, n_inputs): floats if ``single``."""
+        if single:
+            n_gal, f_sat = occupation_point(*(float(arr[0, j]) for j in self._columns),
+                                            self.mass_function)
+            return {"n_gal": n_gal, "f_sat": f_sat}
+        cols = {name: arr[:, j] for name, j in zip(HOD_INPUTS, self._columns)}
+        n_gal, f_sat = np.empty(len(arr)), np.empty(len(arr))
+        for start in range(0, len(arr), self._chunk):
+            part = slice(start, start + self._chunk)
+            n_gal[part], f_sat[part] = occupation_summary({k: v[part] for k, v in cols.items()},
+                                                          self.mass_function, validated=True)
+        return {"n_gal": n_gal, "f_sat": f_sat}
 
 
 def _scalar_if_one(value, theta):

@@ -197,7 +197,7 @@ class Layout:
                 "statistics": [s.to_metadata() for s in self.statistics]}
 
     @classmethod
-    def from_metadata(cls, entry, where: str = "metadata") -> "Layout":
+    def from_metadata(cls, entry, where: str = "metadata") -> Layout:
         """Parse ``metadata["layout"]``; None gives :data:`DEFAULT_LAYOUT`.
 
         Raises

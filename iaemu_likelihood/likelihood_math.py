@@ -27,12 +27,11 @@ from typing import NamedTuple
 import numpy as np
 from scipy.linalg.lapack import dpotrf, dtrtrs
 
-from .conventions import STATISTICS, r_centres
+from .conventions import STATISTICS
 
-__all__ = ["LN_2PI", "GaussianTerms", "gaussian_terms", "gaussian_loglike", "gaussian_loglike_batched", "cholesky_terms",
-           "scale_cut_mask",
-           "select_indices", "match_bins", "normalise_statistics", "normalise_r_limits", "FitMonitor",
-           "POOR_FIT_PVALUE"]
+__all__ = ["LN_2PI", "GaussianTerms", "gaussian_terms", "gaussian_loglike", "gaussian_loglike_batched",
+           "cholesky_terms", "scale_cut_mask", "match_bins", "normalise_statistics",
+           "normalise_r_limits", "FitMonitor", "POOR_FIT_PVALUE"]
 
 LN_2PI = math.log(2.0 * math.pi)
 
@@ -325,49 +324,6 @@ def scale_cut_mask(r, r_min: float = 0.0, r_max: float = math.inf):
     """Boolean mask of separations kept by a scale cut ``r_min <= r <= r_max`` (h^-1 Mpc)."""
     r = np.asarray(r, dtype=float)
     return (r >= r_min) & (r <= r_max)
-
-
-def select_indices(statistics=None, r_min=None, r_max=None, r=None) -> np.ndarray:
-    """Indices into the 60-element emulator vector kept by a selection and scale cuts.
-
-    Parameters
-    ----------
-    statistics : str, iterable of str or None
-        Statistics to keep (None: all three).
-    r_min, r_max : float, mapping {statistic: float} or None
-        Inclusive scale cuts on the bin centres, comoving h^-1 Mpc; a mapping cuts each
-        statistic separately.
-    r : array_like, shape (n_r,), optional
-        Bin centres of each statistic's block (default: :func:`conventions.r_centres`).
-
-    Returns
-    -------
-    numpy.ndarray of int
-        Increasing indices into ``[xi(n_r), omega(n_r), eta(n_r)]``.
-
-    Raises
-    ------
-    ValueError
-        Invalid options, or nothing left after the cuts.
-
-    Examples
-    --------
-    >>> idx = select_indices("omega", r_min=1.0)
-    >>> int(idx[0]), idx.size
-    (29, 11)
-    """
-    r = r_centres() if r is None else np.asarray(r, dtype=float)
-    stats = normalise_statistics(statistics)
-    lo = normalise_r_limits(r_min, stats, 0.0, "r_min")
-    hi = normalise_r_limits(r_max, stats, math.inf, "r_max")
-    blocks = []
-    for s in stats:
-        keep = np.flatnonzero(scale_cut_mask(r, lo[s], hi[s]))
-        if keep.size == 0:
-            raise ValueError(f"scale cuts r_min={lo[s]}, r_max={hi[s]} h^-1 Mpc leave no bin of {s} "
-                             f"(bins span {r.min():.4g}-{r.max():.4g})")
-        blocks.append(STATISTICS.index(s) * r.size + keep)
-    return np.concatenate(blocks)
 
 
 def match_bins(r_data, r_bins, rtol: float = R_MATCH_RTOL) -> np.ndarray:

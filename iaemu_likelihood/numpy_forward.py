@@ -10,25 +10,22 @@ that is what keeps a single-point prediction well under 0.1 ms.
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import expit
 
-__all__ = ["MLPEnsemble", "FactorisedEnsemble", "softplus", "ACTIVATIONS", "mlp_shapes",
+__all__ = ["MLPEnsemble", "FactorisedEnsemble", "softplus", "ACTIVATIONS", "mlp_shapes", "predict_in_blocks",
            "factorised_shapes", "factorised_box_config"]
 
 
 def softplus(z: np.ndarray) -> np.ndarray:
-    """``log(1 + exp(z))`` computed without overflow (same as ``torch.nn.functional.softplus``
-    up to its linear regime above z = 20, where the two differ by < exp(-20))."""
-    out = np.exp(-np.abs(z))
-    np.log1p(out, out=out)
-    out += np.maximum(z, 0.0)
-    return out
+    """``log(1 + exp(z))`` computed without overflow (``logaddexp(0, z)``; the same as
+    ``torch.nn.functional.softplus`` up to its linear regime above z = 20, where the two differ by
+    < exp(-20))."""
+    return np.logaddexp(0.0, z)
 
 
 def _silu_(h):
-    t = np.negative(h)
-    np.exp(t, out=t)
-    t += 1.0
-    h /= t
+    # h * sigmoid(h), two ufunc calls: a single point costs the number of calls, not the flops
+    h *= expit(h)
     return h
 
 
@@ -324,3 +321,40 @@ def factorised_box_config(config, low, high) -> dict:
     """Physical (mu_cen, mu_sat) at the input box edges, so the network can compute c(mu)."""
     return {**config, "mu_low": [float(low[0]), float(low[1])],
             "mu_high": [float(high[0]), float(high[1])]}
+
+
+def predict_in_blocks(block, arr, n_out: int, epistemic: bool, block_size: int, threads: int = 1):
+    """A large batch block by block, so every intermediate array stays in the CPU cache.
+
+    ``block(points)`` returns (mean, aleatoric, epistemic or None), each (k, n_out), for up to
+    ``block_size`` points; ``threads`` threads share the blocks (numpy releases the GIL). One BLAS
+    thread: these matrices are small, and BLAS threads only contend with the caller's own
+    parallelism (measured 15x slower with 2 threads on a busy 2-core machine).
+    """
+    from threadpoolctl import threadpool_limits
+
+    n = len(arr)
+    mean, alea = np.empty((n, n_out)), np.empty((n, n_out))
+    epi = np.empty((n, n_out)) if epistemic else None
+    starts = range(0, n, block_size)
+
+    def run(chunk):
+        for start in chunk:
+            stop = start + block_size
+            m, a, e = block(arr[start:stop])
+            mean[start:stop], alea[start:stop] = m, a
+            if epistemic:
+                epi[start:stop] = e
+
+    n_threads = min(threads, len(starts))
+    with threadpool_limits(limits=1, user_api="blas"):
+        if n_threads == 1:
+            run(starts)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(n_threads) as pool:
+                # interleaved blocks: every thread gets the same share of the work
+                for future in [pool.submit(run, starts[i::n_threads]) for i in range(n_threads)]:
+                    future.result()
+    return mean, alea, epi

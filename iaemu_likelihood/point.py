@@ -107,17 +107,16 @@ class PointEvaluator:
             pred = emulator.predict(theta, epistemic=self.needs_epistemic)
         except OutOfRangeError as exc:
             return PointResult(theta, rejection=str(exc), error=exc)
-        vector, var = pred.vector(), pred.variance_vector()
-        if not (np.isfinite(vector).all() and np.isfinite(var).all()):
+        vector, var, epi = pred.vector(), pred.variance_vector(), pred.epistemic_vector()
+        if not (np.isfinite(vector).all() and np.isfinite(var).all()
+                and (epi is None or np.isfinite(epi).all())):
             return self._non_finite(theta)
         covariances = {}
-        epi = pred.epistemic_vector()
         for terms in self.requests:
             cov = np.zeros((1, emulator.n_out, emulator.n_out))
+            # finite: products of finite standard deviations and validated correlations
             add_covariance(cov, var[None, :], None if epi is None else epi[None, :], terms,
                            emulator.residual_correlation, emulator.epistemic_correlation)
-            if not np.isfinite(cov).all():
-                return self._non_finite(theta)
             covariances[terms] = cov[0]
         values = {}
         if derived:

@@ -1,11 +1,14 @@
 """What the emulator returns for one point or a batch: :class:`EmulatorPrediction`."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from .errors import InputShapeError, WeightsIntegrityError
 from .layout import DEFAULT_LAYOUT
 
-__all__ = ["EmulatorPrediction"]
+__all__ = ["EmulatorPrediction", "require_finite", "check_outputs", "check_prediction"]
 
 
 class EmulatorPrediction:
@@ -84,3 +87,66 @@ class EmulatorPrediction:
     def __repr__(self):
         shape = self._mean.shape[:-1]
         return f"EmulatorPrediction(points={shape[0] if shape else 'single'}, keys={self.keys()})"
+
+
+def require_finite(pred: EmulatorPrediction, arr, param_names, folder) -> None:
+    """Refuse a prediction holding NaN or inf (weights broken for these inputs ``arr``, (n, k)):
+    :class:`WeightsIntegrityError` naming the statistic, bin, value and point."""
+    blocks = (("", pred.vector()), ("_var", pred.variance_vector()),
+              ("_epi_var", pred.epistemic_vector()))
+    # fast path, one errstate for all blocks (this runs on every sampler call): a finite total
+    # means every entry is finite; an overflowing total of finite entries falls through to
+    # the exact per-entry check below, which then finds nothing
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = sum(float(block.sum()) for _, block in blocks if block is not None)
+    if math.isfinite(total):
+        return
+    slices = pred._layout.slices
+    n_out = pred._layout.n_out
+    for kind, block in blocks:
+        if block is None:
+            continue
+        bad = ~np.isfinite(block.reshape(-1, n_out))
+        if not bad.any():
+            continue
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        stat = next(s for s, sl in slices.items() if sl.start <= j < sl.stop)
+        point = dict(zip(param_names, np.round(arr[i], 6).tolist()))
+        raise WeightsIntegrityError(
+            f"{folder}: the weights predict {stat}{kind}[{j - slices[stat].start}] = "
+            f"{block.reshape(-1, n_out)[i, j]} at {point}; allowed: finite values (the tensors "
+            "or the normalisation are broken for this input)")
+
+
+def check_outputs(pred: EmulatorPrediction, point, param_names, folder) -> None:
+    """Refuse weights whose prediction at ``point`` (the load-time support point) is not finite or
+    has a negative variance."""
+    for name, value in pred.as_dict().items():
+        bad = ~np.isfinite(value) | ((value < 0) if name.endswith("var") else False)
+        if np.any(bad):
+            where = dict(zip(param_names, np.round(point, 4).tolist()))
+            first = float(np.ravel(value)[np.argmax(np.ravel(bad))])
+            raise WeightsIntegrityError(
+                f"{folder}: the weights predict {name} = {first} at the support point {where}; "
+                "allowed: finite values (variances >= 0): the tensors or the normalisation are broken")
+
+
+def check_prediction(pred, parsed, epistemic: bool) -> None:
+    """A ``prediction`` handed to ``IAEmulator.covariance``: the right type, the points of
+    ``parsed`` (``(points, single)`` of the theta given with it, or None) and the terms asked for."""
+    if not isinstance(pred, EmulatorPrediction):
+        raise InputShapeError(f"prediction is a {type(pred).__name__}; allowed: the "
+                              "EmulatorPrediction that predict(theta) returned")
+    if parsed is not None:
+        arr, single = parsed
+        have = pred.variance_vector().shape[:-1]
+        want = () if single else (len(arr),)
+        if have != want:
+            def points(shape):
+                return f"a batch of {shape[0]}" if shape else "a single point"
+
+            raise InputShapeError(f"prediction is for {points(have)} but theta is "
+                                  f"{points(want)}; pass the prediction of this theta")
+    if epistemic and pred.epistemic_vector() is None:
+        raise InputShapeError("prediction holds no epistemic variances; call predict(theta, "
+                              "epistemic=True) for an epistemic covariance")

@@ -15,9 +15,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from .conventions import PARAM_NAMES
-from .errors import InputShapeError, OutOfRangeError, WeightsIntegrityError
+from .errors import BatchTooLargeError, InputShapeError, OutOfRangeError, WeightsIntegrityError
 
-__all__ = ["InputDomain", "band_arrays", "as_float", "format_bound"]
+__all__ = ["InputDomain", "band_arrays", "as_float", "format_bound", "check_batch_memory"]
 
 
 def _real_number(item) -> bool:
@@ -212,3 +212,20 @@ class InputDomain:
         point[pivot] = x[i, 0]
         point[dep] = 0.5 * (low[i] + high[i])
         return point
+
+
+def _gib(n_bytes: int) -> str:
+    return f"{n_bytes / 1024 ** 3:,.1f} GiB" if n_bytes >= 1024 ** 3 else f"{n_bytes / 1024 ** 2:,.1f} MiB"
+
+
+def check_batch_memory(n_points: int, bytes_per_point: int, what: str, limit: int) -> None:
+    """Refuse a batch whose results would need more than ``limit`` bytes
+    (:attr:`IAEmulator.max_batch_bytes <iaemu_likelihood.emulator.IAEmulator.max_batch_bytes>`)."""
+    need = int(n_points) * int(bytes_per_point)
+    if need > limit:
+        most = max(limit // bytes_per_point, 1)
+        raise BatchTooLargeError(
+            f"{what} of {n_points:,} points would need {_gib(need)} of memory "
+            f"({bytes_per_point:,} bytes per point); the limit is {_gib(limit)} "
+            f"(IAEmulator.max_batch_bytes): pass at most {most:,} points per call, or raise "
+            "the limit")

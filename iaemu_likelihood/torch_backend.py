@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from .config_checks import check_torch_device
+from .errors import InputShapeError
 
-__all__ = ["TorchMembers", "torch_module", "TORCH_CHUNK", "MC_DROPOUT_SEED"]
+__all__ = ["TorchMembers", "torch_module", "torch_forward", "TORCH_CHUNK", "MC_DROPOUT_SEED"]
 
 #: Points per torch forward pass (bounds memory).
 TORCH_CHUNK = 4096
@@ -119,3 +120,32 @@ class TorchMembers:
             scale = torch.as_tensor(epistemic_scale, dtype=torch.float64, device=x.device)
             epi = means.var(dim=0, unbiased=False) * scale
         return means.mean(dim=0), torch.stack(variances).mean(dim=0), epi
+
+
+def torch_forward(emulator, theta):
+    """:meth:`IAEmulator.torch_forward <iaemu_likelihood.emulator.IAEmulator.torch_forward>`."""
+    torch = torch_module()
+    n_in = len(emulator.param_names)
+    if not torch.is_tensor(theta):
+        raise InputShapeError(f"theta must be a torch.Tensor (n, {n_in}) or ({n_in},), got "
+                              f"{type(theta).__name__}")
+    if theta.dtype.is_complex or not theta.dtype.is_floating_point:
+        raise InputShapeError(f"theta has dtype {theta.dtype}; allowed: a floating tensor")
+    emulator._torch.check_device()
+    single = theta.ndim == 1
+    x = theta[None, :] if single else theta
+    emulator.validate(x.detach().cpu().numpy())  # validation only
+    x = x.to(device=emulator.device, dtype=torch.float64)
+    low = torch.as_tensor(emulator._in_low, dtype=torch.float64, device=emulator.device)
+    high = torch.as_tensor(emulator._in_high, dtype=torch.float64, device=emulator.device)
+    x = (x - low) * (2.0 / (high - low)) - 1.0
+    mean, alea, epi = emulator._torch.differentiable(x, emulator._transform, emulator.epistemic_scale)
+    out = {"": mean, "_var": alea}
+    if epi is not None:
+        out["_epi_var"] = epi
+    result = {}
+    for suffix, value in out.items():
+        for stat, sl in emulator.layout.slices.items():
+            block = value[:, sl]
+            result[stat + suffix] = block[0] if single else block
+    return result

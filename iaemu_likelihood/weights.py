@@ -5,17 +5,28 @@ see ``trained_weights/README.md`` for the schema.
 """
 from __future__ import annotations
 
-import json
 import os
 from importlib import resources
 from pathlib import Path
 
-from .errors import ConfigError, WeightsIntegrityError, WeightsNotFoundError
+from ._io import read_json_file, unique_json_keys  # noqa: F401  (their home is _io; read here too)
+from .errors import ConfigError, WeightsNotFoundError
 
 __all__ = ["weights_root", "available_versions", "default_version", "resolve_weights_dir",
-           "read_metadata", "read_json_file", "unique_json_keys"]
+           "read_metadata", "read_json_file", "unique_json_keys", "METADATA_FILE", "WEIGHTS_FILE",
+           "CORRELATION_FILE", "MASS_FUNCTION_FILE", "REFERENCE_FILE", "CHECKSUM_FILE", "REQUIRED_FILES"]
 
+#: Names of the files of a weights folder (one place: the reader, the writer and the checksums).
 METADATA_FILE = "metadata.json"
+WEIGHTS_FILE = "weights.npz"
+CORRELATION_FILE = "residual_correlation.npy"
+MASS_FUNCTION_FILE = "halo_mass_function.npz"
+REFERENCE_FILE = "reference_predictions.npz"
+CHECKSUM_FILE = "SHA256SUMS"
+#: Files every weights folder must have (and have checksummed).
+REQUIRED_FILES = (METADATA_FILE, WEIGHTS_FILE, CORRELATION_FILE, MASS_FUNCTION_FILE)
+#: Files never checksummed.
+UNCHECKED_FILES = ("README.md", CHECKSUM_FILE)
 DEFAULT_FILE = "DEFAULT"
 
 
@@ -71,34 +82,6 @@ def resolve_weights_dir(version: str | os.PathLike | None = None) -> Path:
     raise WeightsNotFoundError(
         f"weights {str(version)!r} not found: not a folder with {METADATA_FILE} and not a shipped "
         f"version (shipped: {available_versions() or 'none'})")
-
-
-def unique_json_keys(pairs) -> dict:
-    keys = [key for key, _ in pairs]
-    for key in keys:
-        if keys.count(key) > 1:
-            raise ValueError(f"key {key!r} appears {keys.count(key)} times in one object")
-    return dict(pairs)
-
-
-def read_json_file(path):
-    """Parse a JSON file of a weights folder strictly.
-
-    A key twice in one object (which plain ``json`` resolves silently, last one wins), nesting
-    too deep to parse, bad UTF-8 and unreadable files are refused. ``NaN``/``Infinity`` parse
-    (as Python writes them) and are refused by the checks of the field that holds them.
-
-    Raises
-    ------
-    WeightsIntegrityError
-        One line naming the file and the problem.
-    """
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f, object_pairs_hook=unique_json_keys)
-    except (OSError, ValueError, RecursionError) as exc:  # JSON and UTF-8 errors are ValueErrors
-        text = "nesting too deep" if isinstance(exc, RecursionError) else " ".join(str(exc).split())
-        raise WeightsIntegrityError(f"{path}: not readable as JSON ({text})") from None
 
 
 def read_metadata(version: str | os.PathLike | None = None) -> dict:

@@ -5,9 +5,11 @@ import numpy as np
 import pytest
 
 from iaemu_likelihood.conventions import N_BINS, r_centres
+from iaemu_likelihood.conventions import STATISTICS
+from iaemu_likelihood.data import Measurement
 from iaemu_likelihood.likelihood_math import (LN_2PI, POOR_FIT_PVALUE, FitMonitor, gaussian_loglike,
                                               gaussian_terms, match_bins, normalise_r_limits,
-                                              normalise_statistics, select_indices)
+                                              normalise_statistics)
 
 RTOL = 1e-10
 
@@ -87,6 +89,14 @@ def test_only_lower_triangle_is_read():
     spoiled = np.tril(cov) + np.triu(np.full((4, 4), 7.0), 1)
     d = rng.normal(size=4)
     assert gaussian_loglike(d, 0 * d, spoiled) == gaussian_loglike(d, 0 * d, cov)
+
+
+def select_indices(statistics=None, r_min=None, r_max=None):
+    """Emulator indices of a selection of a measurement holding every bin of every statistic
+    (the likelihoods' one selection, ``Measurement.selection``; select_indices was its dead copy)."""
+    full = Measurement(r=r_centres(), statistics=STATISTICS,
+                       values={s: np.ones(N_BINS) for s in STATISTICS}, cov=np.eye(3 * N_BINS))
+    return full.selection(statistics, r_min, r_max)[1]
 
 
 def test_select_indices_default_is_everything():

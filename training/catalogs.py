@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import atomic_write_bytes, npz_bytes
 from ..errors import IAEmuError
 
 __all__ = ["HaloCatalogSource", "OfflineHaloCatalog", "CachedHalotoolsCatalog", "save_halo_catalog",
@@ -251,10 +252,8 @@ def save_halo_catalog(path: str | os.PathLike, halos: dict, provenance: dict) ->
         "n_shape": np.asarray(halos["n_shape"], dtype=np.int32),
     }
     provenance = dict(provenance, content_sha256=_content_sha256(columns), n_halos=int(columns["mass"].size))
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, provenance=np.array(json.dumps(provenance, sort_keys=True)), **columns)
-    os.replace(tmp, path)
+    arrays = {"provenance": np.array(json.dumps(provenance, sort_keys=True)), **columns}
+    atomic_write_bytes(path, npz_bytes(arrays, compressed=True))
     return path
 
 

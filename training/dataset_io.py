@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write_bytes, npz_bytes
+from .._io import sha256_file as file_sha256  # the one file hash, under its historic name here
 from ..conventions import PARAM_NAMES, STATISTICS
 from ..errors import IAEmuError
 
@@ -199,15 +200,6 @@ def _check_values(path: Path, arrays: dict, max_retries: int) -> None:
     for name in ("n_gal", "n_cen", "n_sat", "retries"):
         if np.any(arrays[name] < 0):
             raise DatasetFileError(f"dataset {path}: {name!r} has negative values")
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def files_sha256(paths) -> str:

@@ -30,7 +30,6 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -297,10 +296,14 @@ def _prepare(config: TrainConfig):
 
 
 def _atomic_torch_save(torch, obj, path: Path) -> None:
+    import io
+
+    from .._io import atomic_write_bytes
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _batches(torch, n, batch_size, generator):
