@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from cosmosis.datablock import BlockError, option_section
 
+from iaemu_likelihood.conventions import STATISTICS
 from iaemu_likelihood.cosmosis_setup import (COVARIANCE_TERMS_DEFAULT, EMULATOR_OPTIONS,
                                              EMULATOR_SECTIONS, bool_option, check_option_keys,
                                              parse_terms, suffixed, values_file_ranges)
@@ -149,11 +150,14 @@ def execute(block, config):
 
     out = config.output_section
     layout = emulator.layout
-    if layout.shared_axis:
-        block[out, "r_h"] = np.asarray(emulator.r, dtype=float)
-        block[out, "r_edges_h"] = np.asarray(emulator.r_edges, dtype=float)
-    else:  # statistics on their own axes: <axis>_<statistic> (h^-1 Mpc for separations)
-        for stat in layout.statistics:
+    if layout.statistic_names != STATISTICS:
+        # the order of the output vector and covariances when it is not xi, omega, eta (the
+        # likelihood maps onto it); the default layout's section stays as it always was
+        block[out, "statistics"] = " ".join(layout.statistic_names)
+    block[out, "r_h"] = np.asarray(emulator.r, dtype=float)
+    block[out, "r_edges_h"] = np.asarray(emulator.r_edges, dtype=float)
+    for stat in layout.statistics:  # statistics on other bins: <axis>_<statistic> (h^-1 Mpc)
+        if stat.edges != tuple(emulator.r_edges):
             block[out, f"{stat.axis}_{stat.name}"] = np.array(stat.centres)
     # xi, omega, eta, *_var, *_epi_var (if computed), covariance_<term> and their sum covariance
     for name, value in result.prediction.as_dict().items():

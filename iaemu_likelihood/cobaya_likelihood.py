@@ -92,10 +92,10 @@ class IAEmuLikelihood(Likelihood):
                       self.data_path, list(self.selected_statistics), self.gaussian.n,
                       list(self.emulator_terms) or "none")
 
-    def _select(self, r_bins):
+    def _select(self, r_bins, layout=None):
         try:
             self.data_indices, self.emulator_indices = self.measurement.selection(
-                self.statistics, self.r_min, self.r_max, r_bins)
+                self.statistics, self.r_min, self.r_max, r_bins, layout)
         except ValueError as exc:
             raise LoggedError(self.log, "data file %s with statistics=%r, r_min=%r, r_max=%r: %s",
                               self.data_path, self.statistics, self.r_min, self.r_max, exc) from None
@@ -107,15 +107,16 @@ class IAEmuLikelihood(Likelihood):
                                          self.emulator_indices)
 
     def get_requirements(self):
-        req = {"iaemu_r": None, "iaemu_vector": None}
+        req = {"iaemu_r": None, "iaemu_vector": None, "iaemu_layout": None}
         if self.emulator_terms:
             req["iaemu_covariance"] = {"terms": list(self.emulator_terms)}
         return req
 
     def initialize_with_provider(self, provider):
         super().initialize_with_provider(provider)
-        # the emulator's own bins decide the mapping (constant, known before any calculation)
-        self._select(np.asarray(provider.get_iaemu_r(), dtype=float))
+        # the emulator's own layout and bins decide the mapping (constant, known before any
+        # calculation)
+        self._select(np.asarray(provider.get_iaemu_r(), dtype=float), provider.get_iaemu_layout())
 
     def terms(self):
         """``GaussianTerms`` (chi2, logdet, n) at the provider's current point."""

@@ -32,7 +32,8 @@ __all__ = ["IAEmuTheory", "COVARIANCE_TERMS", "OUT_OF_RANGE_POLICIES", "PRODUCTS
 OUT_OF_RANGE_POLICIES = ("reject", "raise")
 #: Products other components can request (``requires``/``get_requirements``), for the default
 #: layout; weights with other statistics provide ``iaemu_<statistic>`` for each of theirs.
-PRODUCTS = ("iaemu_r", *(f"iaemu_{s}" for s in STATISTICS), "iaemu_vector", "iaemu_covariance")
+PRODUCTS = ("iaemu_r", *(f"iaemu_{s}" for s in STATISTICS), "iaemu_vector", "iaemu_covariance",
+            "iaemu_layout")
 #: Derived parameters this theory can compute (from the emulator's HOD inputs).
 DERIVED_PARAMS = ("n_gal", "f_sat")
 
@@ -92,6 +93,7 @@ class IAEmuTheory(Theory):
     ``iaemu_omega``              (20,)        position-orientation correlation omega(r)
     ``iaemu_eta``                (20,)        orientation-orientation correlation eta(r)
     ``iaemu_vector``             (60,)        ``[xi, omega, eta]`` concatenated
+    ``iaemu_layout``             --           the emulator's Layout: inputs, statistics, bins (constant)
     ``iaemu_covariance``         (60, 60)     emulator covariance of ``iaemu_vector``; request it as
                                               ``{"iaemu_covariance": {"terms": [...]}}`` and read it with
                                               ``get_iaemu_covariance(terms)`` (default terms: the
@@ -257,7 +259,12 @@ class IAEmuTheory(Theory):
 
     # ------------------------------------------------------------------ products
     def get_can_provide(self):
-        return ["iaemu_r", *(name for name, _ in self._slices), "iaemu_vector", "iaemu_covariance"]
+        return ["iaemu_r", *(name for name, _ in self._slices), "iaemu_vector", "iaemu_covariance",
+                "iaemu_layout"]
+
+    def get_can_support_params(self):
+        # every input of the weights' layout, also those the yaml defaults do not list
+        return list(self.emulator.param_names)
 
     def get_can_provide_params(self):
         return list(self.emulator.derived_names)
@@ -300,11 +307,18 @@ class IAEmuTheory(Theory):
             return self.get_iaemu_covariance(**kwargs)
         if result_name == "iaemu_r":
             return self._r
+        if result_name == "iaemu_layout":
+            return self.emulator.layout
         return super().get_result(result_name, **kwargs)
 
     def get_iaemu_r(self) -> np.ndarray:
         """Bin centres, comoving h^-1 Mpc, shape (20,) (available before any calculation)."""
         return self._r
+
+    def get_iaemu_layout(self):
+        """The emulator's :class:`~iaemu_likelihood.layout.Layout` (inputs, statistics and their
+        bins, the order of ``iaemu_vector``; constant)."""
+        return self.emulator.layout
 
     def get_iaemu_xi(self) -> np.ndarray:
         """xi(r) at the current point, shape (20,)."""

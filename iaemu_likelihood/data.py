@@ -94,7 +94,7 @@ class Measurement:
         """Concatenation of the present statistics (STATISTICS order), shape (n_stat * n_r,)."""
         return np.concatenate([self.values[s] for s in self.statistics])
 
-    def selection(self, statistics=None, r_min=None, r_max=None, r_bins=None):
+    def selection(self, statistics=None, r_min=None, r_max=None, r_bins=None, layout=None):
         """Indices of a statistics selection and scale cuts in this data and in the emulator vector.
 
         Parameters
@@ -105,6 +105,9 @@ class Measurement:
             Inclusive cuts on ``r`` (h^-1 Mpc), one value or per statistic.
         r_bins : array_like, shape (n_bins,), optional
             Emulator bin centres (default :func:`conventions.r_centres`).
+        layout : Layout, optional
+            The emulator's layout: indices then point into its output vector, each statistic
+            matched against its own bins (``r_bins`` is then not used).
 
         Returns
         -------
@@ -121,7 +124,7 @@ class Measurement:
         stats = normalise_statistics(statistics, available=self.statistics)
         lo = normalise_r_limits(r_min, stats, 0.0, "r_min")
         hi = normalise_r_limits(r_max, stats, math.inf, "r_max")
-        bins = match_bins(self.r, r_bins)
+        bins = match_bins(self.r, r_bins) if layout is None else None
         data_idx, emu_idx = [], []
         for s in stats:
             keep = np.flatnonzero(scale_cut_mask(self.r, lo[s], hi[s]))
@@ -129,7 +132,14 @@ class Measurement:
                 raise ValueError(f"scale cuts r_min={lo[s]}, r_max={hi[s]} h^-1 Mpc leave no bin of "
                                  f"{s} (data r spans {self.r.min():.4g}-{self.r.max():.4g})")
             data_idx.append(self.statistics.index(s) * self.n_r + keep)
-            emu_idx.append(STATISTICS.index(s) * r_bins.size + bins[keep])
+            if layout is None:
+                emu_idx.append(STATISTICS.index(s) * r_bins.size + bins[keep])
+            elif s not in layout.slices:
+                raise ValueError(f"statistic {s} is not emulated by these weights (they emulate "
+                                 f"{list(layout.statistic_names)})")
+            else:
+                emu_idx.append(layout.slices[s].start
+                               + match_bins(self.r, layout.statistic(s).centres)[keep])
         return np.concatenate(data_idx), np.concatenate(emu_idx)
 
 

@@ -90,6 +90,7 @@ class IAEmuCosmosisLikelihood(GaussianLikelihood):
         self._terms = None
         self.n_emulator = len(STATISTICS) * r_centres().size
         self._r_checked = False
+        self._order = None
         self.monitor = FitMonitor()
         super().__init__(options)
         log.info("iaemu_like: %s, statistics %s, %d data points, emulator covariance terms %s",
@@ -130,8 +131,29 @@ class IAEmuCosmosisLikelihood(GaussianLikelihood):
                 raise ValueError(f"iaemu_like: {section}/r_h does not hold the emulator bin centres "
                                  f"{np.round(expected, 6).tolist()}")
             self._r_checked = True
-        self._vector = np.concatenate([block[section, s] for s in STATISTICS])
+        if self._order is None:
+            self._map_onto(block, section)
+        self._vector = np.concatenate([block[section, s] for s in self._order])
         return self._vector[self.emu_idx]
+
+    def _map_onto(self, block, section):
+        """Map the selection onto the emulator module's output order (its ``statistics`` entry,
+        e.g. with statistics other weights add; xi, omega, eta when the entry is absent)."""
+        order = (str(block[section, "statistics"]).split() if block.has_value(section, "statistics")
+                 else list(STATISTICS))
+        missing = [s for s in self.statistics if s not in order]
+        if missing:
+            raise ValueError(f"iaemu_like: {section} holds no {' '.join(missing)} (it holds "
+                             f"{' '.join(order)})")
+        sizes = [np.size(block[section, s]) for s in order]
+        offsets = dict(zip(order, np.cumsum([0, *sizes[:-1]])))
+        n_r = r_centres().size
+        # the selection was built on [xi, omega, eta] x n_r: move each index to its statistic's block
+        stat = np.asarray(STATISTICS)[self.emu_idx // n_r]
+        self.emu_idx = np.array([offsets[s] for s in stat], dtype=int) + self.emu_idx % n_r
+        self.n_emulator = int(sum(sizes))
+        self.gaussian = SelectedGaussian(self.gaussian.data, self.data_cov, self.emu_idx)
+        self._order = order
 
     def extract_covariance(self, block):
         """``C_data + C_emu(theta)`` restricted to the selected bins."""
