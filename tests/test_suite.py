@@ -156,10 +156,14 @@ def test_resume_after_interrupted_box(serial, tmp_path, monkeypatch):
     assert ran == []
     _assert_same_catalogs(serial, config.output, boxes=["a"])
 
-    # the z = 1 snapshot is gone: damaging its catalog means running the N-body again
+    # the z = 1 snapshot is gone: damaging its catalog means running the N-body again; a kill
+    # during that run leaves a half-written snapshot and no nbody.json, so the run starts over
     target = folder / suite.catalog_name(1.0)
     target.write_bytes(b"not a catalog")
     (folder / "box.json").unlink()
+    (folder / "nbody.json").unlink()
+    half = next((folder / "nbody" / "output_00002").glob("*.h5"))
+    (folder / "nbody" / "output_00001" / half.name).write_bytes(half.read_bytes()[:5000])
     build()
     assert ran == ["a"]
     _assert_same_catalogs(serial, config.output, boxes=["a"])
