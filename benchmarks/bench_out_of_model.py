@@ -260,14 +260,15 @@ def figure(arrays: dict, path: Path):
     r = r_centres()
     n = r.size
     rows = len(arrays)
-    fig = plt.figure(figsize=(13, 3.6 * rows))
-    grid = fig.add_gridspec(2 * rows, 3, height_ratios=[3, 1] * rows, hspace=0.08, wspace=0.28)
+    fig = plt.figure(figsize=(13, 3.9 * rows))
+    blocks = fig.add_gridspec(rows, 1, hspace=0.32)
     for i, (variant, a) in enumerate(arrays.items()):
+        grid = blocks[i].subgridspec(2, 3, height_ratios=[3, 1], hspace=0.06, wspace=0.28)
         sigma = np.sqrt(np.diag(a["best"]["cov"]))
         for j, (stat, k) in enumerate((("omega", 1), ("eta", 2))):
             sl = slice(k * n, (k + 1) * n)
-            top = fig.add_subplot(grid[2 * i, j])
-            bottom = fig.add_subplot(grid[2 * i + 1, j], sharex=top)
+            top = fig.add_subplot(grid[0, j])
+            bottom = fig.add_subplot(grid[1, j], sharex=top)
             top.errorbar(r, a["data"][sl], sigma[sl], fmt="o", ms=3, color="k", label="data (1 mock)")
             top.plot(r, a["mean"][sl], "s", ms=3, mfc="none", color="0.5", label="mean of 399 mocks")
             top.plot(r, a["best"]["model"][sl], "-", color="C3", label="best fit")
@@ -284,7 +285,7 @@ def figure(arrays: dict, path: Path):
             bottom.set_xlabel(r"$r$ [$h^{-1}$ Mpc]")
             if i == 0 and j == 0:
                 top.legend(fontsize=7, frameon=False)
-        ax = fig.add_subplot(grid[2 * i:2 * i + 2, 2])
+        ax = fig.add_subplot(grid[:, 2])
         names = list(a["names"])
         s = a["samples"][:: max(1, len(a["samples"]) // 3000)]
         ax.plot(s[:, names.index("mu_cen")], s[:, names.index("mu_sat")], ".", ms=1.5, alpha=0.3,
@@ -293,8 +294,8 @@ def figure(arrays: dict, path: Path):
                 label="truth" + (" (effective mu_cen)" if variant == "mass_dependent_centrals" else ""))
         ax.set_xlabel(r"$\mu_{\rm cen}$")
         ax.set_ylabel(r"$\mu_{\rm sat}$")
-        ax.set_title(f"chi2/dof = {a['chi2']:.1f}/{a['dof']}", fontsize=10)
-        ax.legend(fontsize=7, frameon=False)
+        ax.set_title(f"best-fit chi2/dof = {a['chi2']:.1f}/{a['dof']}", fontsize=10)
+        ax.legend(fontsize=7, loc="best")
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
