@@ -30,8 +30,8 @@ def build_parser(prog: str = "iaemu sample") -> argparse.ArgumentParser:
                                "Cobaya-style chain at the yaml's output prefix.")
     parser.add_argument("yaml", help="Cobaya input file, as given to cobaya-run")
     parser.add_argument("--sampler", choices=SAMPLERS, default="ensemble",
-                        help="ensemble (emcee DEMove over the batched numpy emulator; default, the "
-                             "faster on ia_hod.yaml: benchmarks/results/samplers.json) or nuts "
+                        help="ensemble (emcee DEMove over the batched emulator, see --backend; default, "
+                             "the faster on ia_hod.yaml: benchmarks/results/samplers.json) or nuts "
                              "(NumPyro, gradients through the JAX mirror of the emulator)")
     parser.add_argument("-o", "--output", default=None,
                         help="output prefix (overrides the yaml's 'output', as cobaya-run -o)")
