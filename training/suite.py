@@ -4,8 +4,8 @@ Each box is one CAMB + PySCo run (:mod:`.nbody`) writing particle snapshots at t
 redshifts, then kdcount FoF halos per snapshot (:func:`.catalog_builder.catalog_from_snapshot`).
 A box lives in ``<output>/<name>/``:
 
-* ``nbody/``: the PySCo run (snapshots of ``keep_snapshots`` stay, the others are deleted once
-  their catalogs exist);
+* ``nbody/``: the PySCo run (snapshots of ``keep_snapshots`` stay; the others and the initial
+  conditions are deleted once the catalogs exist);
 * ``nbody.json``: written (atomically, flushed) when PySCo has finished: the box's binding and the
   sha256 of every snapshot;
 * ``halos_z<z>.npz``: one catalog per snapshot (atomic), with provenance (cosmology, z, seed,
@@ -162,12 +162,12 @@ def _run_nbody(config: SuiteConfig, box: BoxSpec, folder: Path) -> float:
 
 
 def _drop_snapshots(config: SuiteConfig, folder: Path) -> None:
-    """Delete the particle snapshots not in ``keep_snapshots`` (PySCo's ``output_{j+1}`` holds the j-th
-    highest redshift)."""
-    for j, z in enumerate(config.snapshots):
-        if z not in config.keep_snapshots:
-            for path in (folder / "nbody" / f"output_{j + 1:05d}").glob("particles_*.h5"):
-                path.unlink()
+    """Delete the initial conditions (PySCo's ``output_00000``) and the particle snapshots not in
+    ``keep_snapshots`` (``output_{j+1}`` holds the j-th highest redshift)."""
+    drop = [0] + [j + 1 for j, z in enumerate(config.snapshots) if z not in config.keep_snapshots]
+    for index in drop:
+        for path in (folder / "nbody" / f"output_{index:05d}").glob("particles_*.h5"):
+            path.unlink()
 
 
 @contextlib.contextmanager
@@ -201,6 +201,7 @@ def build_box(config: SuiteConfig, box: BoxSpec) -> dict | None:
     folder = config.output / box.name
     if box_status(config, box) == "done":
         logger.info("box %s: finished, skipped", box.name)
+        _drop_snapshots(config, folder)  # left by an older run or a larger keep_snapshots
         return _read_json(folder / "box.json")
     with _box_lock(folder) as locked:
         if not locked:
@@ -320,8 +321,15 @@ def _run_mpi(config: SuiteConfig, names: list[str], progress: bool) -> bool:
 
 
 def _pending(config: SuiteConfig, names: list[str]) -> list[str]:
-    """The boxes of ``names`` that are not finished (checks every finished box's files)."""
-    return [name for name in names if box_status(config, config.box(name)) != "done"]
+    """The boxes of ``names`` that are not finished (checks every finished box's files; deletes the
+    particle files a finished box no longer needs)."""
+    todo = []
+    for name in names:
+        if box_status(config, config.box(name)) == "done":
+            _drop_snapshots(config, config.output / name)
+        else:
+            todo.append(name)
+    return todo
 
 
 def _write_suite_manifest(config: SuiteConfig) -> Path:
