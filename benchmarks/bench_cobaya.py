@@ -71,18 +71,22 @@ def _best(fn, repeat):
     return float(np.median(times))
 
 
-def time_evaluations(info, n_points, repeat):
-    """Median seconds per evaluation: total, emulator (theory), likelihood."""
+def time_evaluations(info, n_points, repeat, seed=0, model=None):
+    """Median seconds per evaluation: total, emulator (theory), likelihood, at ``n_points`` random
+    points (``seed``) of the prior's central region."""
     from cobaya.model import get_model
 
-    model = get_model({k: v for k, v in info.items() if k in ("theory", "likelihood", "params")})
+    if model is None:
+        model = get_model({k: v for k, v in info.items() if k in ("theory", "likelihood", "params")})
     theory, like = model.theory[THEORY], model.likelihood[LIKE]
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     bounds = model.prior.bounds()
     names = list(model.parameterization.sampled_params())
     fixed = model.parameterization.constant_params()
     totals, emus, likes = [], [], []
-    for _ in range(n_points):
+    for _ in range(100 * n_points):  # points outside the support band are drawn again
+        if len(totals) == n_points:
+            break
         sampled = dict(zip(names, bounds[:, 0] + (bounds[:, 1] - bounds[:, 0]) * rng.uniform(0.3, 0.7, len(names))))
         full = {**fixed, **sampled}
         if not np.isfinite(model.logposterior(sampled).logpost):
@@ -100,9 +104,12 @@ def _worker(info_path: str, n_points: int, repeat: int) -> int:
     info = json.loads(Path(info_path).read_text())
     import iaemu_likelihood
 
+    from cobaya.model import get_model
+
+    model = get_model({k: v for k, v in info.items() if k in ("theory", "likelihood", "params")})
     print(_MARK + json.dumps({"package": str(Path(iaemu_likelihood.__file__).parent)}), flush=True)
-    for _ in sys.stdin:
-        print(_MARK + json.dumps(time_evaluations(info, n_points, repeat)), flush=True)
+    for line in sys.stdin:
+        print(_MARK + json.dumps(time_evaluations(info, n_points, repeat, int(line), model)), flush=True)
     return 0
 
 
@@ -132,7 +139,7 @@ def compare(info, other: Path, rounds: int, n_points: int, repeat: int, workdir:
             order = list(workers) if k % 2 == 0 else list(workers)[::-1]  # alternate who goes first
             for label in order:
                 proc = workers[label][0]
-                proc.stdin.write("round\n")
+                proc.stdin.write(f"{k}\n")  # round k: the same points for both
                 proc.stdin.flush()
                 results[label].append(_reply(proc))
     finally:
@@ -145,6 +152,9 @@ def compare(info, other: Path, rounds: int, n_points: int, repeat: int, workdir:
         out[label] = {"package": workers[label][1], "total_us": 1e6 * float(np.median(arr[:, 0])),
                       "emulator_us": 1e6 * float(np.median(arr[:, 1])),
                       "likelihood_us": 1e6 * float(np.median(arr[:, 2])), "rounds": len(rows)}
+    this, prev = np.array(results["this"]), np.array(results["previous"])
+    # paired by round (same points, adjacent in time): robust to the load drifting
+    out["paired_ratio_median"] = float(np.median((this[:, 1] + this[:, 2]) / (prev[:, 1] + prev[:, 2])))
     return out
 
 
@@ -165,13 +175,20 @@ def floor_info(info):
     centre = np.array([params[n]["ref"]["loc"] if isinstance(params[n].get("ref"), dict)
                        else 0.5 * sum(params[n]["prior"].values()) for n in names])
 
-    def trivial(**kwargs):
-        d = np.array([kwargs[n] for n in names]) - centre
-        return -0.5 * float(d @ inv @ d)
+    from cobaya.likelihood import Likelihood
 
-    trivial.__signature__ = __import__("inspect").Signature(
-        [__import__("inspect").Parameter(n, __import__("inspect").Parameter.KEYWORD_ONLY) for n in names])
-    return {"params": params, "likelihood": {"trivial": trivial}, "sampler": info["sampler"]}
+    class Trivial(Likelihood):
+        """A Gaussian in the sampled parameters: no emulator, nothing to compute."""
+
+        def get_can_support_params(self):
+            return names
+
+        def logp(self, **values):
+            d = np.array([values[n] for n in names]) - centre
+            return -0.5 * float(d @ inv @ d)
+
+    return {"params": params, "likelihood": {"trivial": {"external": Trivial}},
+            "sampler": info["sampler"]}
 
 
 def run_floor(info, workdir):
@@ -218,7 +235,8 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-run", action="store_true", help="only the per-evaluation timing")
     parser.add_argument("--compare", default=None, metavar="PATH",
                         help="another checkout of the repository to time side by side (interleaved)")
-    parser.add_argument("--rounds", type=int, default=10, help="alternating rounds of --compare")
+    parser.add_argument("--rounds", type=int, default=40,
+                        help="alternating rounds of --compare (each: --points new points)")
     parser.add_argument("--floor", action="store_true",
                         help="also run the sampler on a trivial likelihood (Cobaya's own floor)")
     parser.add_argument("--json", default=None, help="write the figures to this JSON file")
@@ -251,13 +269,16 @@ def main(argv=None) -> int:
               "point), us per posterior evaluation:")
         print(f"  {'':10s} {'total':>9s} {'emulator':>9s} {'likelihood':>10s} {'emu+like':>9s}")
         for name, row in both.items():
+            if not isinstance(row, dict):
+                continue
             print(f"  {name:10s} {row['total_us']:9.1f} {row['emulator_us']:9.1f} "
                   f"{row['likelihood_us']:10.1f} {row['emulator_us'] + row['likelihood_us']:9.1f}"
                   f"  ({row['package']})")
         ratio = ((both["this"]["emulator_us"] + both["this"]["likelihood_us"])
                  / (both["previous"]["emulator_us"] + both["previous"]["likelihood_us"]))
         figures["emulator_plus_likelihood_ratio"] = ratio
-        print(f"  emulator + likelihood: this / previous = {ratio:.3f}")
+        print(f"  emulator + likelihood: this / previous = {ratio:.3f} (ratio of medians); "
+              f"{both['paired_ratio_median']:.3f} (median of the per-round ratios)")
     total, emu, like = time_evaluations(info, args.points, args.repeat)
     figures.update(total_us=1e6 * total, emulator_us=1e6 * emu, likelihood_us=1e6 * like)
     print("time per posterior evaluation (median):")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["add_covariance", "covariance_block"]
+__all__ = ["add_covariance", "point_covariance"]
 
 
 def add_covariance(out, var, epi, terms, residual_correlation, epistemic_correlation) -> None:
@@ -39,17 +39,31 @@ def add_covariance(out, var, epi, terms, residual_correlation, epistemic_correla
             out += (se[:, :, None] * se[:, None, :]) * epistemic_correlation
 
 
-def covariance_block(var, epi, terms, residual_correlation, epistemic_correlation):
-    """Covariance of one point restricted to some outputs, (k, k), without building the full matrix.
+def point_covariance(var, epi, terms, residual_correlation, epistemic_correlation):
+    """The covariance (n_out, n_out) of ONE point: the sum of the requested terms, in as few array
+    operations as a sampler's step allows (the same products as :func:`add_covariance`).
 
     Parameters
     ----------
-    var, epi : ndarray, shape (k,)
-        Variances of the selected outputs.
-    residual_correlation, epistemic_correlation : ndarray, shape (k, k) or None
-        The correlations restricted to the same outputs.
+    var, epi : ndarray, shape (n_out,)
+        Aleatoric and epistemic variances (``epi`` may be None without "epistemic").
+    terms : tuple of str
+        Validated terms.
+    residual_correlation : ndarray, shape (n_out, n_out)
+    epistemic_correlation : ndarray or None
     """
-    cov = np.zeros((1, var.size, var.size))
-    add_covariance(cov, var[None, :], None if epi is None else epi[None, :], terms,
-                   residual_correlation, epistemic_correlation)
-    return cov[0]
+    cov = None
+    if "aleatoric" in terms:
+        sd = np.sqrt(var)
+        cov = np.multiply.outer(sd, sd)
+        cov *= residual_correlation
+    if "epistemic" in terms:
+        if epistemic_correlation is None:
+            cov = np.zeros((var.size, var.size)) if cov is None else cov
+            cov[np.diag_indices(var.size)] += epi
+        else:
+            se = np.sqrt(epi)
+            part = np.multiply.outer(se, se)
+            part *= epistemic_correlation
+            cov = part if cov is None else cov + part
+    return cov

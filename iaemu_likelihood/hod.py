@@ -145,7 +145,7 @@ def occupation_point(logMmin, sigma_logM, logM0, logM1, alpha, mass_function):
         Zheng07 parameters (masses in log10(Msun/h)).
     mass_function : mapping
         A validated mass function (:func:`validate_mass_function`) whose ``mean_log10_mass`` is
-        increasing, with ``mass`` = ``10**mean_log10_mass`` added.
+        increasing, with ``mass`` = ``10**mean_log10_mass`` added (:class:`DerivedHOD` does).
     """
     logm, counts, mass = mass_function["mean_log10_mass"], mass_function["counts"], mass_function["mass"]
     x = logm - logMmin

@@ -273,11 +273,15 @@ class FactorisedEnsemble:
         b = self._basis(theta[:, 2:])
         c = alignment_p2_table(theta[:, :2])
         # per point, the factors of the six basis blocks [1, c_c, c_s, c_c^2, c_c c_s, c_s^2]
-        g = np.empty((len(c), 6), dtype=b.dtype)
-        g[:, 0] = 1.0
-        g[:, 1:3] = c
-        np.multiply(c[:, 0:1], c, out=g[:, 3:5])
-        np.multiply(c[:, 1], c[:, 1], out=g[:, 5])
+        if len(c) == 1:  # a sampler's single point: one small array instead of five operations
+            cc, cs = c[0]
+            g = np.array([[1.0, cc, cs, cc * cc, cc * cs, cs * cs]], dtype=b.dtype)
+        else:
+            g = np.empty((len(c), 6), dtype=b.dtype)
+            g[:, 0] = 1.0
+            g[:, 1:3] = c
+            np.multiply(c[:, 0:1], c, out=g[:, 3:5])
+            np.multiply(c[:, 1], c[:, 1], out=g[:, 5])
         w = b.reshape(b.shape[:-1] + (6, 20))
         w *= g[:, :, None]
         y = np.matmul(b, self._sum_blocks if b.dtype == np.float64 else self._sum_blocks32)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .covariance import add_covariance
+from .covariance import point_covariance
 from .errors import OutOfRangeError
 from .layout import parse_terms
 from .likelihood_math import GaussianTerms, cholesky_terms, gaussian_loglike_batched
@@ -107,17 +107,15 @@ class PointEvaluator:
             pred = emulator.predict(theta, epistemic=self.needs_epistemic)
         except OutOfRangeError as exc:
             return PointResult(theta, rejection=str(exc), error=exc)
+        # predict() refuses non-finite outputs itself; this guards what reaches the products
         vector, var, epi = pred.vector(), pred.variance_vector(), pred.epistemic_vector()
-        if not (np.isfinite(vector).all() and np.isfinite(var).all()
-                and (epi is None or np.isfinite(epi).all())):
+        if not np.isfinite(vector).all():
             return self._non_finite(theta)
         covariances = {}
         for terms in self.requests:
-            cov = np.zeros((1, emulator.n_out, emulator.n_out))
             # finite: products of finite standard deviations and validated correlations
-            add_covariance(cov, var[None, :], None if epi is None else epi[None, :], terms,
-                           emulator.residual_correlation, emulator.epistemic_correlation)
-            covariances[terms] = cov[0]
+            covariances[terms] = point_covariance(var, epi, terms, emulator.residual_correlation,
+                                                  emulator.epistemic_correlation)
         values = {}
         if derived:
             values = emulator.derived_validated(theta[None, :], single=True)

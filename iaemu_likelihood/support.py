@@ -154,12 +154,13 @@ class InputDomain:
         around a line in the pivot parameter (``metadata["support"]``)."""
         pivot, dep, slope, lo_int, hi_int, floor = self.band
         x = arr[:, pivot:pivot + 1]
-        low = np.maximum(lo_int + slope * x, floor)
-        high = hi_int + slope * x
+        sx = slope * x
+        low = np.maximum(lo_int + sx, floor)
+        high = hi_int + sx
         vals = arr[:, dep]
-        ok = (vals >= low) & (vals <= high)
-        if ok.all():
+        if ((vals >= low) & (vals <= high)).all():
             return
+        ok = (vals >= low) & (vals <= high)
         i, k = np.argwhere(~ok)[0]
         name = self.param_names[dep[k]]
         where = "" if single else f" at point {i}"
