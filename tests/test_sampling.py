@@ -249,7 +249,8 @@ def test_transform_stays_inside_and_inverts(shipped):
     z = np.random.default_rng(0).normal(0, 3, (5000, support.dim))
     theta = support.to_theta(z)
     assert support.contains(theta).all()
-    inner = np.abs(z).max(axis=1) < 8
+    # beyond |z| ~ 6 the normal CDF leaves fewer digits than float64 holds next to an edge
+    inner = np.abs(z).max(axis=1) < 6
     np.testing.assert_allclose(support.to_z(theta[inner]), z[inner], atol=1e-6)
 
 
@@ -289,10 +290,12 @@ def test_transform_with_fixed_pivot(shipped):
             beyond[k] += sign * 1e-6
             assert not emu.in_support(support.full(beyond)), (names[k], beyond)
     h = 1e-6
+    # |z| < 3: further out a step of h moves theta by less than float64 resolves near an edge
+    zs = z[np.abs(z).max(axis=1) < 3][:5]
     numeric = [np.log(np.abs(np.diag((support.to_theta(z0 + h * np.eye(3))
                                       - support.to_theta(z0 - h * np.eye(3))) / (2 * h))).prod())
-               for z0 in z[:5]]
-    np.testing.assert_allclose(support.log_jacobian(z[:5]), numeric, rtol=1e-6)
+               for z0 in zs]
+    np.testing.assert_allclose(support.log_jacobian(zs), numeric, rtol=1e-6)
 
 
 def test_sampled_prior_is_uniform_on_support(shipped):

@@ -7,7 +7,7 @@ and zero where the emulator refuses a point. Where the weights record a ``linear
 the prior box this gives, for a given pivot value, an interval per parameter, so the support is
 ``{x in [x_lo, x_hi], p in [a_p(x), b_p(x)]}``. :class:`Support` holds those arrays;
 :func:`conditional_bounds` evaluates ``a_p(x), b_p(x)``, and :meth:`Support.to_theta` maps
-unconstrained coordinates onto the support, with the log-Jacobian
+unconstrained coordinates onto the support (normal-CDF maps), with the log-Jacobian
 :meth:`Support.log_jacobian`, so samplers see no hard edges (numpy or jax.numpy).
 """
 from __future__ import annotations
@@ -162,37 +162,44 @@ class Support:
     def to_theta(self, z, xp=np):
         """Map unconstrained points ``z`` (..., d) onto the support (box and band).
 
-        The pivot is ``x_lo + (x_hi - x_lo) sigmoid(z_x)`` over :attr:`pivot_range`, every other
-        parameter ``a(x) + (b(x) - a(x)) sigmoid(z)`` over its interval given the pivot
-        (:func:`conditional_bounds`). ``xp`` is ``numpy`` or ``jax.numpy``.
+        The pivot is ``x_lo + (x_hi - x_lo) Phi(z_x)`` over :attr:`pivot_range`, every other
+        parameter ``a(x) + (b(x) - a(x)) Phi(z)`` over its interval given the pivot
+        (:func:`conditional_bounds`), with ``Phi`` the standard normal CDF. ``xp`` is ``numpy``
+        or ``jax.numpy``.
+
+        The normal CDF rather than the logistic: where the posterior is flat up to an edge (here
+        ``logM0`` down to the band, ``sigma_logM`` down to its 0.05 floor) the logistic map turns
+        the flat part into an exponential tail in ``z`` (``logM0``'s kurtosis 9.5 on a Cobaya
+        chain of ia_hod.yaml), the normal CDF into a Gaussian one (kurtosis 6.0); and the uniform
+        prior becomes a standard normal in ``z``.
         """
-        sigmoid, _ = _sigmoids(xp)
-        a, b = conditional_bounds(self, self._pivot_from_z(z, sigmoid), xp)
-        return a + (b - a) * sigmoid(z)
+        a, b = conditional_bounds(self, self._pivot_from_z(z, xp), xp)
+        return _scale(a, b, z, xp)
 
     def log_jacobian(self, z, xp=np):
         """``ln |det dtheta/dz|`` of :meth:`to_theta` at ``z`` (..., d).
 
         The map is triangular (the pivot first, then each parameter given the pivot), so the
-        determinant is the product of the diagonal terms
-        ``(b - a) sigmoid(z) sigmoid(-z)``.
+        determinant is the product of the diagonal terms ``(b - a) phi(z)``.
         """
-        sigmoid, log_sigmoid = _sigmoids(xp)
-        a, b = conditional_bounds(self, self._pivot_from_z(z, sigmoid), xp)
-        return xp.sum(xp.log(b - a) + log_sigmoid(z) + log_sigmoid(-z), axis=-1)
+        a, b = conditional_bounds(self, self._pivot_from_z(z, xp), xp)
+        return xp.sum(xp.log(b - a) - 0.5 * z * z - _LN_SQRT_2PI, axis=-1)
 
     def to_z(self, theta):
         """Inverse of :meth:`to_theta` for points strictly inside the support (numpy)."""
+        from scipy.special import ndtri
+
         theta = np.asarray(theta, dtype=float)
         a, b = conditional_bounds(self, self.pivot_of(theta))
-        u = (theta - a) / (b - a)
-        return np.log(u) - np.log1p(-u)
+        low = (theta - a) / (b - a)
+        # the upper half from its own distance to b: 1 - low loses the digits near b
+        return np.where(low < 0.5, ndtri(low), -ndtri((b - theta) / (b - a)))
 
-    def _pivot_from_z(self, z, sigmoid):
+    def _pivot_from_z(self, z, xp):
         if self.pivot is None:
             return self.pivot_value
         lo, hi = self.pivot_range
-        return lo + (hi - lo) * sigmoid(z[..., self.pivot])
+        return _scale(lo, hi, z[..., self.pivot], xp)
 
     def contains(self, theta) -> np.ndarray:
         """Whether sampled points (..., d) lie in the box and the band (numpy bool array)."""
@@ -201,15 +208,17 @@ class Support:
         return np.all((theta >= lo) & (theta <= hi), axis=-1)
 
 
-def _sigmoids(xp):
-    """``(sigmoid, log_sigmoid)`` of numpy (scipy) or jax.numpy."""
+_LN_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def _scale(a, b, z, xp):
+    """``a + (b - a) Phi(z)``, written from the nearer end (``b - (b - a) Phi(-z)`` for z > 0) so
+    that both ends keep their digits; numpy (scipy) or jax.numpy."""
     if xp is np:
-        from scipy.special import expit, log_expit
-
-        return expit, log_expit
-    import jax
-
-    return jax.nn.sigmoid, jax.nn.log_sigmoid
+        from scipy.special import ndtr
+    else:
+        from jax.scipy.special import ndtr
+    return xp.where(z < 0, a + (b - a) * ndtr(z), b - (b - a) * ndtr(-z))
 
 
 def conditional_bounds(support: Support, pivot_value, xp=np):
