@@ -146,6 +146,38 @@ def test_a_painter_reading_a_finer_density_mesh(tmp_path, density):
         fine.paint(density, HOD, box_size=2 * BOX)
 
 
+def test_painted_galaxy_number_follows_the_hod_and_the_mass_function(tmp_path, density):
+    """With a mass function in the calibration, the expected count of a painted box is n_gal(HOD) x volume."""
+    import json
+
+    from iaemu_likelihood.hod import number_density
+    from iaemu_likelihood.weights_io import write_checksums
+
+    folder = write_synthetic_painter(tmp_path / "numbered", n_mesh=N, box_size=BOX)
+    meta = json.loads((folder / "painter.json").read_text())
+    edges = np.arange(11.0, 15.01, 0.05)
+    counts = np.round(2000 * 10 ** (-(edges[:-1] - 11.0))).astype(int)
+    mass_function = {"log10_mass_edges": edges.tolist(), "counts": counts.tolist(),
+                     "mean_log10_mass": (edges[:-1] + 0.025).tolist(), "volume": 1e5}
+    meta["calibration"] = {"logit_offset": [0.0] * 6, "log_mu_scale": [0.0] * 6, "mass_function": mass_function}
+    (folder / "painter.json").write_text(json.dumps(meta))
+    write_checksums(folder)
+    numbered = GalaxyPainter.load(folder)
+    for hod in (HOD, {**HOD, "logMmin": 12.6, "logM1": 13.9}):
+        want = number_density(hod, mass_function) * BOX ** 3
+        assert numbered.expected_galaxies(list(hod.values()), BOX ** 3) == pytest.approx(want)
+        assert numbered.paint(density, hod, mode="mean").sum(dtype=np.float64) == pytest.approx(want, rel=1e-5)
+        # a box twice as large holds eight times as many
+        big = numbered.paint(np.tile(density, (2, 2, 2)), hod, mode="mean", box_size=2 * BOX)
+        assert big.sum(dtype=np.float64) == pytest.approx(8 * want, rel=1e-5)
+    # a damaged mass function is refused at load, naming it
+    meta["calibration"]["mass_function"]["counts"] = [-1] * len(counts)
+    (folder / "painter.json").write_text(json.dumps(meta))
+    write_checksums(folder)
+    with pytest.raises(WeightsIntegrityError, match="calibration.*counts"):
+        GalaxyPainter.load(folder)
+
+
 def test_weights_integrity(folder, tmp_path):
     bad = shutil.copytree(folder, tmp_path / "bad")
     with open(bad / "weights.npz", "r+b") as f:

@@ -22,7 +22,8 @@ import numpy as np
 from .._io import atomic_write_bytes
 from .field_data import HOD_NAMES, load_density, load_galaxies
 
-__all__ = ["point_corrections", "fit_calibration", "write_calibration", "build_parser", "main"]
+__all__ = ["point_corrections", "training_mass_function", "fit_calibration", "write_calibration", "build_parser",
+           "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +41,28 @@ def point_corrections(p: np.ndarray, mu: np.ndarray, n_occupied: float, n_gal: f
     return float(b), float(np.log(scale))
 
 
-def fit_calibration(painter, boxes, tag: str = "train") -> dict:
-    """The ``calibration`` entry for ``painter`` (a :class:`GalaxyPainter` without one) from training boxes."""
+def training_mass_function(boxes) -> dict:
+    """The binned host-mass function of the training boxes together (the halos a mock populates), as JSON lists.
+
+    The painter scales its occupation so that the expected galaxy number of a painted box equals the
+    HOD's number density in this mass function times the box volume
+    (:meth:`iaemu_likelihood.field.GalaxyPainter.expected_galaxies`): the galaxy number is a
+    one-point property the HOD fixes, not something the network should guess.
+    """
+    from .catalogs import OfflineHaloCatalog, binned_mass_function
+
+    catalogs = [OfflineHaloCatalog(Path(box) / "halos.npz") for box in boxes]
+    binned = binned_mass_function(np.concatenate([c.host_log10_mass() for c in catalogs]),
+                                  sum(c.box_size ** 3 for c in catalogs))
+    return {k: np.asarray(v).tolist() for k, v in binned.items()}
+
+
+def fit_calibration(painter, boxes, tag: str = "train", mass_function: bool = True) -> dict:
+    """The ``calibration`` entry for ``painter`` (a :class:`GalaxyPainter` without one) from training boxes.
+
+    ``mass_function``: also store the boxes' host-mass function (:func:`training_mass_function`, needs each
+    box's ``halos.npz``), which then fixes the expected galaxy number of every painting.
+    """
     from tqdm.auto import tqdm
 
     from iaemu_likelihood.field.network import normalise_hod
@@ -68,6 +89,7 @@ def fit_calibration(painter, boxes, tag: str = "train") -> dict:
             "logit_offset": coef[:, 0].tolist(), "log_mu_scale": coef[:, 1].tolist(),
             "n_points": int(len(y)), "rms_residual": {"logit_offset": float(np.sqrt(np.mean(resid[:, 0] ** 2))),
                                                       "log_mu_scale": float(np.sqrt(np.mean(resid[:, 1] ** 2)))},
+            **({"mass_function": training_mass_function(boxes)} if mass_function else {}),
             "boxes": [Path(b).name for b in boxes], "tag": tag,
             "description": "per training point: logit offset matching the mean number of occupied voxels, then "
                            "a scale of the NB mean matching the mean galaxy number; least squares in the HOD"}

@@ -82,7 +82,7 @@ class GalaxyPainter:
 
     @classmethod
     def load(cls, version=None, device: str = "cpu") -> GalaxyPainter:
-        """Verify (SHA-256) and load a painter folder or shipped version (default ``iaemu-painter-v1``)."""
+        """Verify (SHA-256) and load a painter folder or shipped version (default ``iaemu-painter-v2``)."""
         meta, state, folder = load_painter_folder(version)
         return cls(meta, state, device=device, folder=folder)
 
@@ -200,9 +200,42 @@ class GalaxyPainter:
             pt = torch.from_numpy(params)[None].to(self.device)
             out = self.net(xt, pt)[..., lo:lo + n, lo:lo + n, lo:lo + n]
             offset, log_scale = self._calibration(params)
-            p, _, mu, r = network_outputs(out, self.pos_weight, logit_offset=offset)
-        return {"p": p[0].cpu().numpy(), "mu": mu[0].cpu().numpy() * np.float32(np.exp(log_scale)),
-                "r": r[0].cpu().numpy()}
+            p, logit, mu, r = network_outputs(out, self.pos_weight, logit_offset=offset)
+        p, mu = p[0].cpu().numpy(), mu[0].cpu().numpy() * np.float32(np.exp(log_scale))
+        target = self.expected_galaxies(hod, (n * self.voxel_size) ** 3)
+        if target is not None:
+            p = self._match_total(logit[0].cpu().numpy() - math.log(self.pos_weight) + offset, mu, target)
+        return {"p": p, "mu": mu, "r": r[0].cpu().numpy()}
+
+    def expected_galaxies(self, hod, volume: float) -> float | None:
+        """Mean galaxy number of the HOD in ``volume`` ((h^-1 Mpc)^3) from the training boxes' halo
+        mass function (``calibration.mass_function``), or None for a painter without one."""
+        from ..hod import number_density
+
+        mass_function = (self.metadata.get("calibration") or {}).get("mass_function")
+        if mass_function is None:
+            return None
+        return float(number_density(dict(zip(self.hod_names, np.asarray(hod, float))), mass_function)) * volume
+
+    @staticmethod
+    def _match_total(logit: np.ndarray, mu: np.ndarray, target: float) -> np.ndarray:
+        """Occupation probabilities ``sigmoid(logit + b)`` with the one offset ``b`` for which the expected
+        galaxy number ``sum p (1 + mu)`` equals ``target`` (float64 sums; bisection on the monotone total)."""
+        logit = logit.astype(np.float64).ravel()
+        weight = 1.0 + mu.astype(np.float64).ravel()
+
+        def total(b):
+            return float(np.sum(weight / (1.0 + np.exp(-(logit + b)))))
+
+        low, high = -30.0, 30.0
+        if not total(low) < target < total(high):
+            raise InvalidDensityError(f"no painting of this density holds the HOD's {target:.4g} expected "
+                                      "galaxies (the network's occupation cannot be rescaled to it)")
+        for _ in range(60):  # 60 halvings of 60: |b error| < 1e-16
+            mid = 0.5 * (low + high)
+            low, high = (mid, high) if total(mid) < target else (low, mid)
+        b = 0.5 * (low + high)
+        return (1.0 / (1.0 + np.exp(-(logit + b)))).astype(np.float32).reshape(mu.shape)
 
     def _calibration(self, params: np.ndarray) -> tuple[float, float]:
         """Post-hoc (logit offset, log mu scale), each linear in ``[1, normalised HOD]``
@@ -265,7 +298,7 @@ def paint(density, hod_params, seed: int | None = None, mode: str = "sample", we
           device: str = "cpu", box_size: float | None = None, positions: bool = False):
     """Paint galaxies with a (cached) :class:`GalaxyPainter`; see :meth:`GalaxyPainter.paint`.
 
-    ``weights`` is a painter folder or shipped version (default ``iaemu-painter-v1``).
+    ``weights`` is a painter folder or shipped version (default ``iaemu-painter-v2``).
     """
     key = (str(weights), device)
     if key not in _CACHE:

@@ -27,7 +27,7 @@ from ..errors import WeightsIntegrityError, WeightsNotFoundError
 from ..weights import read_json_file
 from ..weights_io import check_declared_size, verify_checksums, write_checksums
 
-__all__ = ["PAINTER_FILE", "WEIGHTS_FILE", "SCHEMA_VERSION", "KIND", "write_painter_folder",
+__all__ = ["DEFAULT_PAINTER", "PAINTER_FILE", "WEIGHTS_FILE", "SCHEMA_VERSION", "KIND", "write_painter_folder",
            "verify_painter_checksums", "load_painter_folder", "resolve_painter_dir"]
 
 PAINTER_FILE = "painter.json"
@@ -37,6 +37,10 @@ KIND = "field_painter"
 #: metadata keys every painter folder must have
 REQUIRED_KEYS = ("kind", "schema_version", "version", "architecture_config", "hod_names", "bounds",
                  "mesh", "input", "pos_weight")
+
+
+#: The shipped painter used when none is named.
+DEFAULT_PAINTER = "iaemu-painter-v2"
 
 
 def write_painter_folder(folder, metadata: dict, state_dict, extra_files: dict | None = None) -> Path:
@@ -88,13 +92,21 @@ def _validate(meta: dict, folder: Path) -> None:
     for key in ("n_mesh", "box_size", "voxel_size"):
         if key not in meta["mesh"]:
             raise WeightsIntegrityError(f"{PAINTER_FILE} in {folder}: mesh lacks {key!r}")
+    mass_function = (meta.get("calibration") or {}).get("mass_function")
+    if mass_function is not None:
+        from ..hod import validate_mass_function
+
+        try:
+            validate_mass_function(mass_function)
+        except (ValueError, TypeError) as exc:
+            raise WeightsIntegrityError(f"{PAINTER_FILE} in {folder}: calibration.{exc}") from None
 
 
 def resolve_painter_dir(version=None) -> Path:
-    """A painter folder: a path, or the name of a shipped version (default ``iaemu-painter-v1``)."""
+    """A painter folder: a path, or the name of a shipped version (default :data:`DEFAULT_PAINTER`)."""
     from ..weights import weights_root
 
-    version = "iaemu-painter-v1" if version is None else version
+    version = DEFAULT_PAINTER if version is None else version
     candidate = Path(version)
     if (candidate / PAINTER_FILE).is_file():
         return candidate.resolve()
