@@ -51,7 +51,7 @@ def build_parser(prog: str = "iaemu sample") -> argparse.ArgumentParser:
                         help="ensemble walkers (default 32)")
     parser.add_argument("--backend", choices=("auto", "jax", "numpy"), default="auto",
                         help="how the ensemble evaluates the log-posterior: compiled JAX (auto: "
-                             "where the weights have a JAX mirror; ~3-6x faster per point) or the "
+                             "where the weights have a JAX mirror; 1.3-2.7x faster per point) or the "
                              "batched numpy emulator")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser

@@ -3,8 +3,8 @@
 Every step evaluates half of the walkers in one call: of :meth:`Posterior.logpost_batch` (one
 batched numpy emulator pass and a stacked Cholesky), or of its compiled JAX twin
 :class:`~.jax_model.BatchLogPosterior` (``backend="jax"``, the default where the weights have a
-JAX mirror: ~3-6x less per point on CPU, after a compilation that the persistent cache of
-:mod:`.compile_cache` keeps between runs). Both equal Cobaya's log-posterior.
+JAX mirror: 1.3-2.7x less per point on the 2-core VM, after a compilation that the persistent
+cache of :mod:`.compile_cache` keeps between runs). Both equal Cobaya's log-posterior.
 
 The move is emcee's differential-evolution ``DEMove``: on this 7-parameter
 posterior the default stretch move mixed slowly (integrated autocorrelation ~190 steps, while its

@@ -285,8 +285,8 @@ class BatchLogPosterior:
     (inputs are cut into batches and the last one padded, so a sampler's calls never trigger a
     new compilation), and ``-inf`` wherever the point lies outside the prior box or the training
     support (:meth:`Support.contains <.support.Support.contains>`, the emulator's own test).
-    On CPU it costs ~3-6x less per point than the numpy path (one compiled 60 x 60 Cholesky per
-    point instead of numpy's per-matrix LAPACK calls).
+    On the 2-core VM it cost 1.3x (load average 4) to 2.7x (load average 10) less per point than
+    the numpy path in batches of 16 (``benchmarks/bench_samplers.py``).
 
     Parameters
     ----------
