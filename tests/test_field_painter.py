@@ -246,3 +246,20 @@ def test_cli_bad_options_are_named_before_painting(folder, density, tmp_path, ca
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rho.npz"]
     with pytest.raises(ValueError, match="seed=-3"):
         GalaxyPainter.load(folder).paint(density, HOD, seed=-3)
+
+
+def test_shipped_default_painter_loads_and_was_not_trained_on_its_benchmark_box():
+    import json
+    from pathlib import Path
+
+    from iaemu_likelihood.field.weights import DEFAULT_PAINTER
+
+    shipped = GalaxyPainter.load()
+    assert shipped.metadata["version"] == DEFAULT_PAINTER
+    assert shipped.density_n_mesh == shipped.n_mesh * shipped.input_factor
+    assert shipped.metadata["calibration"]["mass_function"]["volume"] > 0
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "field_painter.json"
+    result = json.loads(bench.read_text())
+    assert result["painter"] == DEFAULT_PAINTER
+    trained_on = {b["snapshot_sha256"] for b in shipped.metadata["training"]["boxes"]}
+    assert result["test_snapshot_sha256"] not in trained_on
