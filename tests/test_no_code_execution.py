@@ -1,5 +1,6 @@
 """No code path of iaemu may unpickle anything, also not through a library (GetDist's cache,
-PyYAML's full loader, numpy's object arrays, torch.load without weights_only).
+PyYAML's full loader, numpy's object arrays, torch.load without weights_only, numba's on-disk
+cache, whose index files numba reads with pickle).
 
 A source scan of every module the package installs and of the benchmarks: each call that can
 construct arbitrary objects must carry its safe option on the same call.
@@ -58,6 +59,9 @@ def _unsafe_calls(path: Path):
             yield where + " without allow_pickle=False"
         elif name == "torch.load" and not _is_const(_keyword(node, "weights_only"), True):
             yield where + " without weights_only=True"
+        elif last in ("njit", "jit", "vectorize", "guvectorize", "generated_jit") and \
+                _is_const(_keyword(node, "cache"), True):
+            yield where + " with cache=True (numba unpickles its cache index)"
         elif name == "yaml.load":
             loader = _keyword(node, "Loader")
             loader = loader if loader is not None else (node.args[1] if len(node.args) > 1 else None)
@@ -78,6 +82,8 @@ def test_scan_finds_something_to_scan():
     ("import yaml\nyaml.load(open('x'), Loader=yaml.SafeLoader)", False),
     ("from getdist import loadMCSamples\nloadMCSamples('c', no_cache=True)", True),
     ("import pickle\npickle.loads(b'')", True),
+    ("import numba\n@numba.njit(parallel=True, cache=True)\ndef f(x):\n    return x", True),
+    ("import numba\n@numba.njit(parallel=True)\ndef f(x):\n    return x", False),
 ])
 def test_the_scan_catches_each_unsafe_form(tmp_path, snippet, found):
     probe = tmp_path / "probe.py"

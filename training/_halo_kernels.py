@@ -1,6 +1,7 @@
-"""Compiled (numba) kernel of :mod:`.halos`, in its own module so numba's on-disk cache works.
+"""Compiled (numba) kernel of :mod:`.halos`, at module level so numba compiles it once per process.
 
-Imported only when halo properties are computed: importing it imports numba.
+No ``cache=True``: numba's on-disk cache index is a pickle, and iaemu unpickles nothing. Imported only
+when halo properties are computed: importing it imports numba.
 """
 import numba
 import numpy as np
@@ -8,7 +9,7 @@ import numpy as np
 __all__ = ["shape_kernel"]
 
 
-@numba.njit(cache=True)
+@numba.njit
 def _squared_distances(rel, centre):
     out = np.empty(rel.shape[0])
     for k in range(rel.shape[0]):
@@ -16,7 +17,7 @@ def _squared_distances(rel, centre):
     return out
 
 
-@numba.njit(parallel=True, cache=True)
+@numba.njit(parallel=True)
 def shape_kernel(pos, vel, member_index, offsets, rvir, box, min_shape):
     """Centre, mean velocity, second-moment tensor and members used, per FoF group (see
     :func:`.halos.halo_properties`; lengths comoving h^-1 Mpc, velocities km/s)."""

@@ -81,7 +81,7 @@ class IACorrelations(NamedTuple):
 # --------------------------------------------------------------------------------------------
 # numba kernel
 # --------------------------------------------------------------------------------------------
-@numba.njit(cache=True, inline="always")
+@numba.njit(inline="always")  # no cache=True: numba pickles its on-disk cache index
 def _wrap_cell(n, n_side, period):
     """Periodic cell index along one axis and the shift (0 or +-period) that brings that
     neighbour next to the current cell."""
@@ -92,7 +92,7 @@ def _wrap_cell(n, n_side, period):
     return n, 0.0
 
 
-@numba.njit(parallel=True, cache=True, fastmath=False, nogil=True)
+@numba.njit(parallel=True, fastmath=False, nogil=True)
 def _pair_sums(x, y, z, ex, ey, ez, cell_start, n_side, offsets, period, rsq, n_chunks,
                bin_table, table_shift, table_base):
     """Per-bin sums over unordered pairs (i < j) of points sorted by cell.
