@@ -67,6 +67,20 @@ def serial(tmp_path_factory):
     return config.output
 
 
+@pytest.fixture(scope="module")
+def serial_fresh(tmp_path_factory):
+    """The reference for the pool and MPI runs: both boxes built serially in a fresh process, as their
+    workers and ranks are. (Inside a pytest process that has already run hundreds of other tests, a
+    build was seen to differ from fresh processes by one float32 ulp in a few halo properties, while two
+    in-process builds agree bit for bit; the cause, some process-wide state left by an earlier test, is
+    not identified yet.)"""
+    path = _write(tmp_path_factory.mktemp("serial_fresh"))
+    result = subprocess.run([IAEMU, "build-suite", str(path), "--workers", "1", "--no-progress"], env=ENV,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return path.parent / "out"
+
+
 def test_serial_suite_catalogs_and_provenance(serial):
     from iaemu_likelihood.training.catalogs import OfflineHaloCatalog
     from iaemu_likelihood.training.nbody import RHO_CRIT_H2
@@ -90,16 +104,16 @@ def test_serial_suite_catalogs_and_provenance(serial):
     assert z0.columns["mass"].sum() > z1.columns["mass"].sum()  # structure grows
 
 
-def test_pool_equals_serial(serial, tmp_path):
+def test_pool_equals_serial(serial_fresh, tmp_path):
     from iaemu_likelihood.training.suite import build_suite, load_suite_config
 
     config = load_suite_config(_write(tmp_path))
     build_suite(config, workers=2, progress=False)
-    _assert_same_catalogs(serial, config.output)
+    _assert_same_catalogs(serial_fresh, config.output)
 
 
 @pytest.mark.mpi
-def test_mpi_two_ranks_equal_serial(serial, tmp_path):
+def test_mpi_two_ranks_equal_serial(serial_fresh, tmp_path):
     mpirun = shutil.which("mpirun")
     if mpirun is None:
         pytest.skip("mpirun is not installed (scripts/system-packages.sh installs it for CI)")
@@ -111,7 +125,7 @@ def test_mpi_two_ranks_equal_serial(serial, tmp_path):
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "out" / "suite.json").is_file()
-    _assert_same_catalogs(serial, tmp_path / "out")
+    _assert_same_catalogs(serial_fresh, tmp_path / "out")
 
 
 def test_resume_after_interrupted_box(serial, tmp_path, monkeypatch):
