@@ -30,11 +30,12 @@ logger = logging.getLogger(__name__)
 
 def point_corrections(p: np.ndarray, mu: np.ndarray, n_occupied: float, n_gal: float) -> tuple[float, float]:
     """(logit offset b, log scale of mu) matching the occupied-voxel and galaxy numbers of one point."""
-    from scipy.optimize import brentq
+    from iaemu_likelihood.field.network import logit_offset_for_total
 
     logit = np.log(np.clip(p, 1e-12, 1 - 1e-7)) - np.log1p(-np.clip(p, 1e-12, 1 - 1e-7))
-    occupied = lambda b: float(np.sum(1.0 / (1.0 + np.exp(-(logit + b))))) - n_occupied  # noqa: E731
-    b = brentq(occupied, -20.0, 20.0)
+    b = logit_offset_for_total(logit, n_occupied, bound=20.0)
+    if b is None:
+        raise ValueError(f"no logit offset in [-20, 20] gives {n_occupied:g} occupied voxels")
     pb = 1.0 / (1.0 + np.exp(-(logit + b)))
     extra = float(np.sum(pb * mu))
     scale = max((n_gal - float(pb.sum())) / extra, 1e-3) if extra > 0 else 1.0

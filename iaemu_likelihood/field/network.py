@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 __all__ = ["build_network", "network_outputs", "count_nll", "block_count_nll", "sample_counts",
-           "mean_counts", "space_to_depth", "normalise_density", "normalise_hod", "R_MIN"]
+           "mean_counts", "logit_offset_for_total", "space_to_depth", "normalise_density", "normalise_hod", "R_MIN"]
 
 #: Smallest negative-binomial shape (keeps the variance finite).
 R_MIN = 1e-2
@@ -161,6 +161,29 @@ def block_count_nll(out, counts, pos_weight: float, sizes=(4, 8)):
         y_b = F.avg_pool3d(y, size) * size ** 3
         total = total + (lam_b - y_b * (lam_b + 1e-8).log()).mean() / size ** 3
     return total / len(sizes)
+
+
+def logit_offset_for_total(logit: np.ndarray, target: float, weight: np.ndarray | None = None,
+                           bound: float = 30.0) -> float | None:
+    """The one offset ``b`` with ``sum weight * sigmoid(logit + b) = target`` (numpy, float64 sums).
+
+    ``weight`` defaults to 1 (then the total is the expected number of occupied voxels; with
+    ``1 + mu`` it is the expected galaxy number). The total grows with ``b``, so bisection over
+    ``[-bound, bound]`` finds it to ~1e-16; None when ``target`` lies outside the totals reachable there.
+    """
+    logit = np.asarray(logit, dtype=np.float64).ravel()
+    weight = np.ones_like(logit) if weight is None else np.asarray(weight, dtype=np.float64).ravel()
+
+    def total(b):
+        return float(np.sum(weight / (1.0 + np.exp(-(logit + b)))))
+
+    low, high = -bound, bound
+    if not total(low) < target < total(high):
+        return None
+    for _ in range(60):  # 60 halvings of 2 * bound: |b error| < 1e-16
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if total(mid) < target else (low, mid)
+    return 0.5 * (low + high)
 
 
 def mean_counts(p: np.ndarray, mu: np.ndarray) -> np.ndarray:

@@ -17,8 +17,8 @@ import math
 import numpy as np
 
 from ..errors import IAEmuError, InputShapeError, OutOfRangeError
-from .network import (build_network, mean_counts, network_outputs, normalise_density, normalise_hod,
-                      sample_counts)
+from .network import (build_network, logit_offset_for_total, mean_counts, network_outputs, normalise_density,
+                      normalise_hod, sample_counts)
 from .weights import load_painter_folder
 
 __all__ = ["GalaxyPainter", "paint", "MeshShapeError", "InvalidDensityError", "MODES"]
@@ -202,9 +202,16 @@ class GalaxyPainter:
             offset, log_scale = self._calibration(params)
             p, logit, mu, r = network_outputs(out, self.pos_weight, logit_offset=offset)
         p, mu = p[0].cpu().numpy(), mu[0].cpu().numpy() * np.float32(np.exp(log_scale))
-        target = self.expected_galaxies(hod, (n * self.voxel_size) ** 3)
+        side = n * self.voxel_size if box_size is None else float(box_size)
+        target = self.expected_galaxies(hod, side ** 3)
         if target is not None:
-            p = self._match_total(logit[0].cpu().numpy() - math.log(self.pos_weight) + offset, mu, target)
+            logit = logit[0].cpu().numpy().astype(np.float64) - math.log(self.pos_weight) + offset
+            weight = 1.0 + mu.astype(np.float64)
+            b = logit_offset_for_total(logit, target, weight)
+            if b is None:
+                raise InvalidDensityError(f"no painting of this density holds the HOD's {target:.4g} expected "
+                                          "galaxies (the network's occupation cannot be rescaled to it)")
+            p = (1.0 / (1.0 + np.exp(-(logit + b)))).astype(np.float32)
         return {"p": p, "mu": mu, "r": r[0].cpu().numpy()}
 
     def expected_galaxies(self, hod, volume: float) -> float | None:
@@ -216,26 +223,6 @@ class GalaxyPainter:
         if mass_function is None:
             return None
         return float(number_density(dict(zip(self.hod_names, np.asarray(hod, float))), mass_function)) * volume
-
-    @staticmethod
-    def _match_total(logit: np.ndarray, mu: np.ndarray, target: float) -> np.ndarray:
-        """Occupation probabilities ``sigmoid(logit + b)`` with the one offset ``b`` for which the expected
-        galaxy number ``sum p (1 + mu)`` equals ``target`` (float64 sums; bisection on the monotone total)."""
-        logit = logit.astype(np.float64).ravel()
-        weight = 1.0 + mu.astype(np.float64).ravel()
-
-        def total(b):
-            return float(np.sum(weight / (1.0 + np.exp(-(logit + b)))))
-
-        low, high = -30.0, 30.0
-        if not total(low) < target < total(high):
-            raise InvalidDensityError(f"no painting of this density holds the HOD's {target:.4g} expected "
-                                      "galaxies (the network's occupation cannot be rescaled to it)")
-        for _ in range(60):  # 60 halvings of 60: |b error| < 1e-16
-            mid = 0.5 * (low + high)
-            low, high = (mid, high) if total(mid) < target else (low, mid)
-        b = 0.5 * (low + high)
-        return (1.0 / (1.0 + np.exp(-(logit + b)))).astype(np.float32).reshape(mu.shape)
 
     def _calibration(self, params: np.ndarray) -> tuple[float, float]:
         """Post-hoc (logit offset, log mu scale), each linear in ``[1, normalised HOD]``
