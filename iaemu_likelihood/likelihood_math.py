@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 import numpy as np
+from scipy.linalg import solve_triangular
 from scipy.linalg.lapack import dpotrf, dtrtrs
 
 from .conventions import STATISTICS
@@ -115,27 +116,40 @@ def cholesky_terms(resid: np.ndarray, cov: np.ndarray):
         return float(white @ white), 2.0 * float(np.log(diag).sum())
 
 
+def _solve_lower(chol: np.ndarray, resid: np.ndarray) -> np.ndarray:
+    """``L_k^-1 r_k`` for stacks (k, n, n) and (k, n); scipy >= 1.15 solves a stack at once."""
+    try:
+        return solve_triangular(chol, resid[..., None], lower=True, check_finite=False)[..., 0]
+    except ValueError:  # older scipy: 2-d matrices only
+        return np.stack([solve_triangular(c, r, lower=True, check_finite=False)
+                         for c, r in zip(chol, resid)])
+
+
 def gaussian_loglike_batched(data, model, cov, include_constant: bool = True) -> np.ndarray:
     """:func:`gaussian_loglike` over leading axes: many models and covariances against one data vector.
+
+    One ``np.linalg.cholesky`` factorises the whole stack and one batched triangular solve whitens
+    the residuals (the samplers' batches of walkers; looping :func:`gaussian_terms` costs ~200 us
+    per 60-vector in Python overhead).
 
     Parameters
     ----------
     data : array_like, shape (n,)
-        Selected data vector.
+        Selected data vector (e.g. xi, omega, eta values; dimensionless).
     model : array_like, shape (..., n)
-        Predictions (e.g. a batch of walkers' points).
+        Predictions (e.g. a batch of walkers' points), same units as ``data``.
     cov : array_like, shape (..., n, n)
         Total covariances (data plus emulator covariance at each point), broadcast against
-        ``model``'s leading axes.
+        ``model``'s leading axes. Only lower triangles are read.
     include_constant : bool
         Add ``-n ln(2 pi) / 2``.
 
     Returns
     -------
     ndarray, shape (...)
-        The log-likelihood of each point; ``-inf`` where the model or covariance is not finite or
-        the covariance is not positive definite (never NaN). Equal to :func:`gaussian_loglike`
-        point by point.
+        The log-likelihood of each point; ``-inf`` where the model or covariance is not finite,
+        the covariance is not positive definite or the result is not finite (never NaN). Equal
+        to :func:`gaussian_loglike` point by point.
     """
     d = np.asarray(data, dtype=float)
     m = np.asarray(model, dtype=float)
@@ -144,20 +158,27 @@ def gaussian_loglike_batched(data, model, cov, include_constant: bool = True) ->
     lead = np.broadcast_shapes(m.shape[:-1], c.shape[:-2])
     resid = np.broadcast_to(d - m, lead + (n,)).reshape(-1, n)
     c = np.broadcast_to(c, lead + (n, n)).reshape(-1, n, n)
-    with np.errstate(over="ignore", invalid="ignore"):
+    out = np.full(len(resid), -math.inf)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         good = np.isfinite(resid).all(axis=1) & np.isfinite(c).all(axis=(1, 2))
-        out = np.full(len(resid), -math.inf)
-        if good.any():
+        if good.all():
+            ok_resid, ok_c = resid, c
+        else:
+            ok_resid, ok_c = resid[good], c[good]
+        if len(ok_c):
             try:
-                chol = np.linalg.cholesky(c[good])
-                white = np.linalg.solve(chol, resid[good][..., None])[..., 0]
-                diag = np.diagonal(chol, axis1=1, axis2=2)
-                total = np.einsum("ij,ij->i", white, white) + 2.0 * np.log(diag).sum(axis=1)
-                out[good] = -0.5 * (total + (n * LN_2PI if include_constant else 0.0))
+                chol = np.linalg.cholesky(ok_c)
             except np.linalg.LinAlgError:  # one covariance not positive definite: point by point
-                for i in np.flatnonzero(good):
-                    chi2, logdet = cholesky_terms(resid[i], c[i])
-                    out[i] = GaussianTerms(chi2, logdet, n).loglike(include_constant)
+                chol = None
+                value = np.array([GaussianTerms(*cholesky_terms(r, ck), n).loglike(include_constant)
+                                  for r, ck in zip(ok_resid, ok_c)])
+            if chol is not None:
+                diag = np.diagonal(chol, axis1=1, axis2=2)
+                white = _solve_lower(chol, ok_resid)
+                value = -0.5 * (np.einsum("ij,ij->i", white, white) + 2.0 * np.log(diag).sum(axis=1)
+                                + (n * LN_2PI if include_constant else 0.0))
+                value[~(diag > 0).all(axis=1)] = -math.inf
+            out[good] = value
         out[~np.isfinite(out)] = -math.inf
     return out.reshape(lead)
 

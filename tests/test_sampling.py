@@ -166,9 +166,8 @@ def test_jax_batch_logpost_equals_numpy(shipped):
     np.testing.assert_allclose(got[ok], expected[ok], rtol=LOGPOST_RTOL)
 
 
-def test_gaussian_batch_equals_gaussian_terms():
-    from iaemu_likelihood.likelihood_math import gaussian_terms
-    from iaemu_likelihood.sampling.gaussian_batch import gaussian_loglike_batch
+def test_gaussian_loglike_batched_equals_gaussian_terms():
+    from iaemu_likelihood.likelihood_math import gaussian_loglike_batched, gaussian_terms
 
     rng = np.random.default_rng(21)
     m, n = 12, 9
@@ -178,11 +177,11 @@ def test_gaussian_batch_equals_gaussian_terms():
     models[1, 3] = np.nan                              # not finite -> -inf
     covs[2, 0, 0] = -1.0                               # not positive definite -> -inf
     expected = [gaussian_terms(data, mk, ck).loglike() for mk, ck in zip(models, covs)]
-    got = gaussian_loglike_batch(data, models, covs)
+    got = gaussian_loglike_batched(data, models, covs)
     assert got[1] == got[2] == -math.inf and np.isfinite(np.delete(got, [1, 2])).all()
     np.testing.assert_allclose(got, expected, rtol=1e-12)
     ok = [0, 3, 4, 5, 6, 7, 8]                          # all positive definite: one batched call
-    np.testing.assert_allclose(gaussian_loglike_batch(data, models[ok], covs[ok]),
+    np.testing.assert_allclose(gaussian_loglike_batched(data, models[ok], covs[ok]),
                                np.array(expected)[ok], rtol=1e-12)
 
 

@@ -10,7 +10,6 @@ Modules (each imports its heavy dependency only when used):
 * :mod:`.jax_model` -- JAX mirror of the numpy forward pass, log-posterior and the unconstrained
   reparametrisation with its Jacobian;
 * :mod:`.nuts` -- NUTS through NumPyro; :mod:`.ensemble` -- emcee ensemble;
-* :mod:`.gaussian_batch` -- Gaussian log-likelihoods of a stack of points (numpy);
 * :mod:`.compile_cache` -- JAX's persistent compilation cache in a private per-user folder;
 * :mod:`.start` -- starting points (maximum posterior from several starts);
 * :mod:`.output` -- Cobaya-style chain files; :mod:`.cli` -- ``iaemu sample``.

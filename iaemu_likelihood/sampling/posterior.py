@@ -27,8 +27,7 @@ import numpy as np
 
 from ..conventions import PARAM_NAMES
 from ..errors import IAEmuError
-from ..likelihood_math import gaussian_terms
-from .gaussian_batch import gaussian_loglike_batch
+from ..likelihood_math import gaussian_loglike_batched, gaussian_terms
 from .support import Support
 
 __all__ = ["Posterior", "load_posterior", "read_input", "UnsupportedInputError", "InputFileError",
@@ -224,7 +223,7 @@ class Posterior:
 
         The emulator evaluates the batch at once (float64, in blocks of at most
         ``emulator.NUMPY_BLOCK`` points); the Gaussians of the block are
-        :func:`~.gaussian_batch.gaussian_loglike_batch` (equal to
+        :func:`~iaemu_likelihood.likelihood_math.gaussian_loglike_batched` (equal to
         :func:`~iaemu_likelihood.likelihood_math.gaussian_terms` point by point).
         """
         from ..emulator import NUMPY_BLOCK
@@ -245,7 +244,7 @@ class Posterior:
             if self.terms:
                 emu = self.emulator.covariance(pts, self.terms, prediction=pred)
                 covs = covs + emu[:, self.emulator_indices[:, None], self.emulator_indices]
-            out[rows] = gaussian_loglike_batch(self.data, models, covs)
+            out[rows] = gaussian_loglike_batched(self.data, models, covs)
         return out
 
     def logpost_batch(self, theta) -> np.ndarray:
