@@ -33,8 +33,9 @@ POINTS = [[0.9, 0.6, 12.0, 0.25, 11.8, 13.0, 1.0], [-0.5, 0.2, 12.3, 0.3, 12.0, 
 HANG_TIMEOUT_S = 120
 
 
-def tiny_catalog(path: Path, n_halos: int = 300, seed: int = 0) -> Path:
-    """A synthetic offline halo catalog (random positions and axes, masses 10^11.5-10^14)."""
+def tiny_catalog(path: Path, n_halos: int = 300, seed: int = 0, **provenance) -> Path:
+    """A synthetic offline halo catalog (random positions and axes, masses 10^11.5-10^14);
+    ``provenance`` adds entries (e.g. ``redshift``, ``cosmology``)."""
     from iaemu_likelihood.training.halos import virial_radius
 
     rng = np.random.default_rng(seed)
@@ -49,7 +50,7 @@ def tiny_catalog(path: Path, n_halos: int = 300, seed: int = 0) -> Path:
              "b_to_a": np.full(n_halos, 0.8), "c_to_a": np.full(n_halos, 0.6),
              "n_particles": n_particles, "n_shape": n_particles}
     return save_halo_catalog(path, halos, {"box_size": BOX, "particle_mass": PARTICLE_MASS,
-                                           "min_particles_trusted": 20})
+                                           "min_particles_trusted": 20, **provenance})
 
 
 @pytest.fixture()

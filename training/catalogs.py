@@ -56,6 +56,25 @@ class HaloCatalogSource(abc.ABC):
     box_size: float
     #: Particle mass, Msun/h.
     particle_mass: float
+    #: Redshift of the snapshot the halos were found in.
+    redshift: float = 0.0
+
+    def cosmology(self) -> dict | None:
+        """Flat-LCDM parameters of the simulation (``h``, ``omega_m``, ``omega_b``, ``sigma8``,
+        ``n_s``, optionally ``t_cmb``, ``n_eff``), or None when the catalog does not record them."""
+        return None
+
+    def astropy_cosmology(self):
+        """The simulation's cosmology as an astropy ``FlatLambdaCDM`` (None when unknown: halotools
+        then uses its default). Used by the NFW satellite profile together with :attr:`redshift`."""
+        params = self.cosmology()
+        if params is None:
+            return None
+        from astropy.cosmology import FlatLambdaCDM
+
+        return FlatLambdaCDM(H0=100.0 * float(params["h"]), Om0=float(params["omega_m"]),
+                             Ob0=float(params.get("omega_b", 0.0)), Tcmb0=float(params.get("t_cmb", 0.0)),
+                             Neff=float(params.get("n_eff", 3.046)))
 
     @abc.abstractmethod
     def to_halotools(self):
@@ -124,6 +143,10 @@ def _read_catalog_file(path: Path) -> tuple[dict, dict]:
 class OfflineHaloCatalog(HaloCatalogSource):
     """A FoF halo catalog saved by :func:`save_halo_catalog`.
 
+    Its redshift and cosmology come from the provenance (``redshift``; ``cosmology`` or
+    ``simulation.cosmology``, as ``iaemu build-catalog`` and ``iaemu build-suite`` write them);
+    a catalog without them is taken as z = 0 of an unrecorded cosmology.
+
     Parameters
     ----------
     path : path-like
@@ -143,7 +166,18 @@ class OfflineHaloCatalog(HaloCatalogSource):
         self.particle_mass = float(self.provenance["particle_mass"])
         self.min_particles = int(min_particles if min_particles is not None
                                  else self.provenance.get("min_particles_trusted", 20))
+        self.redshift = _provenance_redshift(self.provenance, self.path)
         self._halotools = None
+
+    def cosmology(self) -> dict | None:
+        params = self.provenance.get("cosmology") or (self.provenance.get("simulation") or {}).get("cosmology")
+        if params is None:
+            return None
+        missing = [k for k in ("h", "omega_m") if not isinstance(params.get(k), (int, float))]
+        if missing:
+            raise HaloCatalogError(f"halo catalog {self.path}: provenance cosmology lacks numbers "
+                                   f"{missing}; it needs at least h and omega_m")
+        return dict(params)
 
     def _kept(self) -> np.ndarray:
         return self.columns["n_particles"] >= self.min_particles
@@ -160,7 +194,9 @@ class OfflineHaloCatalog(HaloCatalogSource):
                                                         if k != "content_sha256"}}
 
     def to_halotools(self):
-        """A halotools ``UserSuppliedHaloCatalog`` of the kept halos (all hosts, no subhalos)."""
+        """A halotools ``UserSuppliedHaloCatalog`` of the kept halos (all hosts, no subhalos), at
+        the catalog's :attr:`redshift`, with its astropy cosmology as the ``cosmology`` attribute
+        (None if the provenance records none)."""
         if self._halotools is None:
             from halotools.sim_manager import UserSuppliedHaloCatalog
 
@@ -171,7 +207,7 @@ class OfflineHaloCatalog(HaloCatalogSource):
             halo_ids = np.arange(n, dtype=np.int64)
             box = self.box_size
             self._halotools = UserSuppliedHaloCatalog(
-                redshift=0.0, Lbox=box, particle_mass=self.particle_mass,
+                redshift=self.redshift, Lbox=box, particle_mass=self.particle_mass,
                 halo_id=halo_ids, halo_hostid=halo_ids, halo_upid=np.full(n, -1, dtype=np.int64),
                 halo_x=np.mod(c["centre"][:, 0], box), halo_y=np.mod(c["centre"][:, 1], box),
                 halo_z=np.mod(c["centre"][:, 2], box),
@@ -180,7 +216,18 @@ class OfflineHaloCatalog(HaloCatalogSource):
                 halo_axisA_x=axis[:, 0], halo_axisA_y=axis[:, 1], halo_axisA_z=axis[:, 2],
                 halo_b_to_a=c["b_to_a"], halo_c_to_a=c["c_to_a"], halo_num_ptcl=c["n_particles"],
             )
+            self._halotools.cosmology = self.astropy_cosmology()
         return self._halotools
+
+
+def _provenance_redshift(provenance: dict, path: Path) -> float:
+    """The snapshot redshift a catalog's provenance records (0 when absent: catalogs written before
+    the suite); HaloCatalogError naming the file for a value that is not a finite number >= 0."""
+    value = provenance.get("redshift", 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (np.isfinite(value) and value >= 0):
+        raise HaloCatalogError(f"halo catalog {path}: provenance redshift = {value!r}; allowed: a finite "
+                               "number >= 0")
+    return float(value)
 
 
 class CachedHalotoolsCatalog(HaloCatalogSource):
@@ -202,11 +249,16 @@ class CachedHalotoolsCatalog(HaloCatalogSource):
             raise FileNotFoundError(f"halotools cached catalog {kwargs} is not available here: {exc}") from exc
         self.box_size = float(np.atleast_1d(self._halocat.Lbox)[0])
         self.particle_mass = float(self._halocat.particle_mass)
+        self.redshift = float(self._halocat.redshift)
         self.min_particles = min_particles
         self.kwargs = kwargs
 
     def to_halotools(self):
         return self._halocat
+
+    def astropy_cosmology(self):
+        """The cached simulation's astropy cosmology (halotools records it per simulation)."""
+        return getattr(self._halocat, "cosmology", None)
 
     def host_log10_mass(self) -> np.ndarray:
         t = self._halocat.halo_table

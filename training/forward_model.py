@@ -114,11 +114,17 @@ class MockSimulator:
         self.halocat = catalog.to_halotools()
         self.rbins = np.asarray(rbins, dtype=float)
         self.num_threads = num_threads
+        # every component at the catalog's redshift (halotools refuses a model whose redshift
+        # differs from the catalog's); the NFW concentrations (Dutton & Maccio 2014) depend on it,
+        # and the profile takes the simulation's cosmology when the catalog records one
+        at_z = {"redshift": float(getattr(self.halocat, "redshift", catalog.redshift))}
+        cosmology = catalog.astropy_cosmology()
+        profile = {"cosmology": cosmology} if cosmology is not None else {}
         self.model = HodModelFactory(
-            centrals_occupation=Zheng07Cens(),
-            centrals_profile=TrivialPhaseSpace(),
-            satellites_occupation=Zheng07Sats(),
-            satellites_profile=NFWPhaseSpace(conc_mass_model="dutton_maccio14", mdef="vir"),
+            centrals_occupation=Zheng07Cens(**at_z),
+            centrals_profile=TrivialPhaseSpace(**at_z, **profile),
+            satellites_occupation=Zheng07Sats(**at_z),
+            satellites_profile=NFWPhaseSpace(conc_mass_model="dutton_maccio14", mdef="vir", **at_z, **profile),
             centrals_orientation=CentralAlignment(central_alignment_strength=0.0),
             satellites_orientation=RadialSatelliteAlignment(satellite_alignment_strength=0.0),
             model_feature_calling_sequence=("centrals_occupation", "centrals_profile",
