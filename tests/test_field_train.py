@@ -1,6 +1,7 @@
 """Painter training on a tiny synthetic box: loss, crops, checkpoint/resume, export and loading."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -137,6 +138,25 @@ def test_train_resume_and_export(config_file, tmp_path):
     assert resumed.paint(rho, hod, seed=0).shape == (N,) * 3
 
 
+def test_loader_workers_give_the_same_batches_and_weights(config_file, tmp_path):
+    """Crops cut by forked DataLoader processes are the in-process ones, so training is unchanged."""
+    import torch
+
+    from iaemu_likelihood.field import GalaxyPainter
+    from iaemu_likelihood.training.field_data import HOD_NAMES
+    from iaemu_likelihood.training.field_train import _batches, _CropSampler, load_config, train
+
+    config = load_config(config_file, {"loader_workers": 2})
+    sampler = _CropSampler(config, {k: (0.0, 20.0) for k in HOD_NAMES})
+    for step, batch in zip(range(3, 8), _batches(torch, sampler, 3, 8, workers=2)):
+        for got, expected in zip(batch, sampler.batch(step)):
+            np.testing.assert_array_equal(got.numpy(), expected)
+    inline = GalaxyPainter.load(train(load_config(config_file, {"output": "a", "workdir": "ra"})))
+    forked = GalaxyPainter.load(train(config))
+    for (k, a), b in zip(inline.net.state_dict().items(), forked.net.state_dict().values()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=k)
+
+
 def test_config_errors(config_file):
     from iaemu_likelihood.errors import ConfigError
     from iaemu_likelihood.training.field_train import load_config
@@ -149,6 +169,8 @@ def test_config_errors(config_file):
         load_config(config_file, {"block_sizes": [3], "block_weight": 1.0})
     with pytest.raises(ConfigError, match="input_factor"):
         load_config(config_file, {"input_factor": 0})
+    with pytest.raises(ConfigError, match="loader_workers"):
+        load_config(config_file, {"loader_workers": -1})
 
 
 def test_train_on_a_finer_density_mesh_with_the_block_loss(config_file, tmp_path):
@@ -171,3 +193,29 @@ def test_train_on_a_finer_density_mesh_with_the_block_loss(config_file, tmp_path
     assert painter.input_factor == 2 and painter.density_n_mesh == 2 * N
     hod = dict(zip(HOD_NAMES, hod_design(1, 0)[0]))
     assert painter.paint(rng.lognormal(0, 1, (2 * N,) * 3), hod, seed=0).shape == (N,) * 3
+
+
+def test_transport_pack_keeps_the_counts_and_the_density_to_half_a_step(config_file, tmp_path):
+    """scripts/field_transport.py (moving a training box to a GPU machine) loses no galaxy and
+    changes the density by at most step / 2 in log1p."""
+    import importlib.util
+
+    from iaemu_likelihood.training.field_data import load_density, load_galaxies
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "field_transport.py"
+    spec = importlib.util.spec_from_file_location("field_transport", path)
+    transport = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(transport)
+    box = tmp_path / "box_0"
+    transport.pack(box, tmp_path / "box_0.npz", density_mesh=N, galaxy_mesh=N // 2, step=1e-3)
+    transport.unpack(tmp_path / "box_0.npz", tmp_path / "copy")
+    rho, prov = load_density(box, N)
+    rho2, prov2 = load_density(tmp_path / "copy", N)
+    assert prov2 == prov
+    np.testing.assert_array_less(np.abs(np.log1p(rho2) - np.log1p(rho)), 0.5e-3 + 1e-6)
+    a, b = load_galaxies(box, "train"), load_galaxies(tmp_path / "copy", "train")
+    assert b.provenance == a.provenance
+    np.testing.assert_array_equal(b.hod, a.hod)
+    for p in range(a.n_points):
+        for r in range(a.n_realizations):
+            np.testing.assert_array_equal(b.counts(p, r, N // 2), a.counts(p, r, N // 2))
