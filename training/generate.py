@@ -84,6 +84,16 @@ def run_point(simulator, config: GenerationConfig, i: int) -> dict:
 _WORKER = {}
 
 
+def _simulator(config: GenerationConfig, i: int, cache: dict):
+    """The mock simulator of point ``i``'s catalog, one per catalog, kept in ``cache``."""
+    from .forward_model import MockSimulator
+
+    key = None if config.point_snapshot is None else int(config.point_snapshot[i])
+    if key not in cache:
+        cache[key] = MockSimulator(config.point_catalog(i), config.rbins, num_threads=1)
+    return cache[key]
+
+
 def _one_line(exc: BaseException) -> str:
     """``"Type: message"`` on one line, for errors carried from a worker to the parent."""
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
@@ -96,10 +106,10 @@ def _worker_init(config_raw, base_dir, source):
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
     _WORKER.clear()
     try:
-        from .forward_model import MockSimulator
-
         config = GenerationConfig(config_raw, base_dir, source)
-        _WORKER["sim"] = MockSimulator(config.catalog(), config.rbins, num_threads=1)
+        _WORKER["sims"] = {}
+        if config.suite is None:  # one catalog: load it now, so a bad one stops every worker at once
+            _simulator(config, 0, _WORKER["sims"])
         _WORKER["config"] = config
     except Exception as exc:  # reported by the tasks, see _worker_task
         _WORKER["error"] = _one_line(exc)
@@ -110,7 +120,7 @@ def _worker_task(i: int) -> tuple[int, float]:
         raise GenerationError(f"worker process {os.getpid()} could not start: {_WORKER['error']}")
     config = _WORKER["config"]
     try:
-        result = run_point(_WORKER["sim"], config, i)
+        result = run_point(_simulator(config, i, _WORKER["sims"]), config, i)
         write_part(config, i, result)
     except Exception as exc:  # re-raised in the parent with the point named
         raise GenerationError(f"point {i} failed in worker process {os.getpid()}: "
@@ -119,12 +129,10 @@ def _worker_task(i: int) -> tuple[int, float]:
 
 
 def _run_serial(config: GenerationConfig, todo: list[int], bar) -> None:
-    from .forward_model import MockSimulator
-
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-    sim = MockSimulator(config.catalog(), config.rbins, num_threads=1)
+    sims = {}
     for i in todo:
-        write_part(config, i, run_point(sim, config, i))
+        write_part(config, i, run_point(_simulator(config, i, sims), config, i))
         bar.update()
 
 
@@ -175,7 +183,7 @@ def _run_mpi(config: GenerationConfig, max_points: int | None, progress: bool) -
     if rank == 0:
         try:
             remove_stale_temporaries(config)
-            todo = scan_parts(config)[1]
+            todo = _ready(config, scan_parts(config)[1])
         except Exception as exc:  # shared with every rank below, then raised everywhere
             error = f"rank 0: {_one_line(exc)}"
     todo, error = comm.bcast((todo, error), root=0)
@@ -231,13 +239,11 @@ def assemble(config: GenerationConfig, parts: dict | None = None) -> Path:
     parts = [parts[i] for i in range(config.n_points)]
     stack = {name: np.stack([p[name] for p in parts]) for name in (*STATISTICS, *COUNT_ARRAYS)}
     wall = np.array([float(p["wall_s"]) for p in parts])
-    catalog = config.catalog()
     provenance = {
         "name": config.name, "config": config.raw, "seed": config.seed,
         "design_rule": config.rule.to_dict(), "param_names": list(PARAM_NAMES),
         "unit_cube": None if config.unit_cube is None else config.unit_cube.tolist(),
-        "halo_catalog": catalog.describe(), "halo_mass_function": {
-            k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in catalog.mass_function().items()},
+        **_catalog_provenance(config),
         "code_versions": code_versions(), "generation_binding": config.binding(),
         # wall times depend on the machine; they are summarised, not stored per point, so the
         # dataset is identical whatever ran it
@@ -254,6 +260,34 @@ def assemble(config: GenerationConfig, parts: dict | None = None) -> Path:
     _remove_parts(config)
     logger.info("assembled %d points into %s; timings %s", config.n_points, path, timing)
     return path
+
+
+def _catalog_provenance(config: GenerationConfig) -> dict:
+    """The dataset's catalog entries: the catalog and its mass function, or, over a suite, the
+    suite, its mass cut and every point's box, Omega_m, sigma_8, z and catalog hash
+    (``point_inputs``; the host mass functions are tabulated by ``training/mass_function.py``)."""
+    if config.suite is None:
+        catalog = config.catalog()
+        return {"halo_catalog": catalog.describe(), "halo_mass_function": {
+            k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in catalog.mass_function().items()}}
+    snaps = [config.suite.snapshots[k] for k in config.point_snapshot]
+    bindings = [config.point_catalog_binding(i) for i in range(config.n_points)]
+    return {"halo_catalog": {**config.suite.binding(), "suite_config": config.suite.config_path.name},
+            "halo_mass_function": None,
+            "point_inputs": {"box": [s.box for s in snaps], "omega_m": [s.omega_m for s in snaps],
+                             "sigma8": [s.sigma8 for s in snaps], "z": [s.z for s in snaps],
+                             "catalog_sha256": [b["sha256"] for b in bindings],
+                             "min_particles": [b["min_particles"] for b in bindings]}}
+
+
+def _ready(config: GenerationConfig, todo: list[int]) -> list[int]:
+    """The points of ``todo`` whose catalog exists; logs how many wait for unfinished suite boxes."""
+    ready, waiting = config.ready(todo)
+    if waiting:
+        boxes = sorted({config.suite.snapshots[config.point_snapshot[i]].box for i in waiting})
+        logger.info("%d points wait for suite boxes not built yet (%s); run again once they are",
+                    len(waiting), ", ".join(boxes[:8]) + (", ..." if len(boxes) > 8 else ""))
+    return ready
 
 
 def _remove_parts(config: GenerationConfig) -> None:
@@ -274,17 +308,21 @@ def _remove_parts(config: GenerationConfig) -> None:
 def _dataset_mismatch(config: GenerationConfig, dataset) -> str | None:
     """How an existing dataset differs from what ``config`` would make (None: it is that dataset)."""
     prov = dataset.provenance
+    expected = config.binding()
     found = {"seed": prov.get("seed"), "n_realizations": dataset.n_realizations,
              "max_retries": (prov.get("config") or {}).get("max_retries", 5),
              "rbins": rounded(dataset.r_edges),
-             "catalog": {k: (prov.get("halo_catalog") or {}).get(k)
-                         for k in ("source", "sha256", "min_particles")}}
-    expected = config.binding()
+             "catalog": {k: (prov.get("halo_catalog") or {}).get(k) for k in expected["catalog"]}}
     diff = [f"{k} {json.dumps(found[k])[:60]} != {json.dumps(expected[k])[:60]}"
             for k in expected if found[k] != expected[k]]
     if dataset.params.shape != config.params.shape or rounded(dataset.params) != rounded(config.params):
         diff.append(f"design points differ ({dataset.n_points} points in the file, "
                     f"{config.n_points} in the config)")
+    elif config.suite is not None:
+        inputs = prov.get("point_inputs") or {}
+        expected_sha = [config.point_catalog_binding(i)["sha256"] for i in range(config.n_points)]
+        if inputs.get("catalog_sha256") != expected_sha:
+            diff.append("the points' suite catalogs differ (boxes rebuilt since?)")
     return "; ".join(diff) or None
 
 
@@ -355,9 +393,9 @@ def generate(config: GenerationConfig, workers: int = 1, use_mpi: bool = False,
         if not _run_mpi(config, max_points, progress):
             return None
     else:
-        config.binding()  # loads and checks the halo catalog before any worker starts
+        config.binding()  # loads and checks the halo catalog (suite: the suite) before any worker starts
         remove_stale_temporaries(config)
-        todo = scan_parts(config)[1]
+        todo = _ready(config, scan_parts(config)[1])
         if max_points is not None:
             todo = todo[:max_points]
         if todo:

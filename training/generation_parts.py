@@ -63,8 +63,14 @@ def result_binding(config) -> dict:
     """Everything in a generation config, besides the points, that changes the mocks.
 
     Seed, realizations per point, retry limit, bin edges and the halo catalog (source, content
-    hash, particle cut). Not the name, the output path or the catalog's file name.
+    hash, particle cut). Not the name, the output path or the catalog's file name. For a run
+    over a suite, the suite's name and mass cut stand for the catalog: each part carries its own
+    (box, z, catalog hash, particle cut), so a box finished later voids no part.
     """
+    common = {"seed": int(config.seed), "n_realizations": int(config.n_realizations),
+              "max_retries": int(config.max_retries), "rbins": rounded(config.rbins)}
+    if config.suite is not None:
+        return {**common, "catalog": config.suite.binding()}
     described = config.catalog().describe()
     return {"seed": int(config.seed), "n_realizations": int(config.n_realizations),
             "max_retries": int(config.max_retries),
@@ -80,9 +86,13 @@ def _sha256_json(obj) -> str:
 def part_binding(config, i: int) -> dict:
     """The binding a part of point ``i`` must carry under ``config``."""
     binding = config.binding()
-    return {"schema": PART_SCHEMA, "point": int(i),
-            "params": rounded(config.params[i]), "seed": binding["seed"],
-            "config_sha256": _sha256_json(binding), "catalog_sha256": binding["catalog"]["sha256"]}
+    catalog = config.point_catalog_binding(i)
+    out = {"schema": PART_SCHEMA, "point": int(i),
+           "params": rounded(config.params[i]), "seed": binding["seed"],
+           "config_sha256": _sha256_json(binding), "catalog_sha256": catalog["sha256"]}
+    if config.suite is not None:
+        out["snapshot"] = {k: catalog[k] for k in ("box", "z", "min_particles")}
+    return out
 
 
 def write_part(config, i: int, result: dict) -> Path:
