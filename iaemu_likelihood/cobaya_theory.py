@@ -180,7 +180,7 @@ class IAEmuTheory(Theory):
             raise LoggedError(self.log, "emulator weights missing or unusable (weights: %r): %s. Set "
                               "'weights:' in the IAEmuTheory block to a weights folder or version.",
                               self.weights, exc) from None
-        self.evaluator = PointEvaluator(self.emulator)
+        self.evaluator = PointEvaluator(self.emulator, variances=False)  # products: means, covariances
         self._r = np.array(self.emulator.r)
         self._r.setflags(write=False)
         self._slices = tuple((f"iaemu_{s}", sl) for s, sl in self.emulator.layout.slices.items())

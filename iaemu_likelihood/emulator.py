@@ -8,63 +8,39 @@ request, the spread of the ensemble (epistemic). Architectures with a numpy forw
 "factorised") run without torch (~tens of microseconds per point); others ("paper") run in torch.
 
 The pieces live in their own modules: the data layout (:mod:`.layout`), the architectures
-(:mod:`.architectures`), input validation (:mod:`.support`), output transforms
-(:mod:`.transforms`), the torch back end (:mod:`.torch_backend`), the covariance terms
-(:mod:`.covariance`) and the prediction object (:mod:`.prediction`).
+(:mod:`.architectures`), input validation (:mod:`.support`), limits and options
+(:mod:`.emulator_options`), the computation of a prediction (:mod:`.inference`: numpy mirror or
+torch back end (:mod:`.torch_backend`), then the reduction over members, :mod:`.ensemble_stats`,
+with the output transforms of :mod:`.transforms`), the covariance terms (:mod:`.covariance`) and
+the prediction object (:mod:`.prediction`).
 """
 from __future__ import annotations
 
 import logging
-import re
 from functools import cached_property
 
 import numpy as np
 
 from .architectures import get_architecture
-from .config_checks import check_int
-from .covariance import add_covariance
+from .covariance import emulator_covariance
+from .emulator_options import (BATCH_PRECISIONS, CHUNK_POINTS, DEFAULT_MC_SAMPLES, MAX_BATCH_BYTES,
+                               MAX_MC_SAMPLES, NUMPY_BLOCK, check_flag, check_n_samples,
+                               check_run_options, predict_bytes_per_point)
 from .errors import ConfigError
 from .hod import DERIVED_PARAMS, HOD_INPUTS, DerivedHOD
-from .layout import COVARIANCE_TERMS, layout_of, parse_terms
-from .numpy_forward import predict_in_blocks
-from .prediction import EmulatorPrediction, check_outputs, check_prediction, require_finite
+from .inference import EnsembleInference, epistemic_calibration
+from .layout import COVARIANCE_TERMS, layout_of
+from .prediction import EmulatorPrediction, check_outputs, require_finite
 from .support import InputDomain, check_batch_memory
 from .torch_backend import TorchMembers, torch_forward
 from .transforms import OutputTransform
 from .weights import resolve_weights_dir
-from .weights_checks import check_correlation
 from .weights_io import load_weights_folder
 
 __all__ = ["IAEmulator", "EmulatorPrediction", "COVARIANCE_TERMS", "DEFAULT_MC_SAMPLES", "MAX_MC_SAMPLES",
            "BATCH_PRECISIONS", "NUMPY_BLOCK", "MAX_BATCH_BYTES", "CHUNK_POINTS", "DERIVED_PARAMS"]
 
 log = logging.getLogger(__name__)
-
-#: Monte Carlo dropout passes used for the epistemic variance of a single torch network.
-DEFAULT_MC_SAMPLES = 32
-#: Most Monte Carlo dropout passes one call may ask for (each is a full forward pass).
-MAX_MC_SAMPLES = 10_000
-#: Points per block of a batched numpy prediction (intermediate arrays stay in the CPU cache).
-NUMPY_BLOCK = 256
-#: Default memory limit of what one call may allocate for its results (bytes): 2 GiB.
-MAX_BATCH_BYTES = 2 * 1024 ** 3
-#: Points per chunk of the batched covariance and derived-parameter sums (bounds temporaries).
-CHUNK_POINTS = 1024
-#: Arithmetic of large numpy batches (see :class:`IAEmulator`).
-BATCH_PRECISIONS = ("float32", "float64")
-#: Device strings accepted before torch is imported (checked against the machine on first use).
-_DEVICE_PATTERN = re.compile(r"(cpu|cuda|mps)(:\d+)?")
-
-
-def _check_flag(value, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise ConfigError(f"{name} = {value!r}; allowed: True or False")
-    return bool(value)
-
-
-def _check_n_samples(n_samples):
-    """MC-dropout passes: None (the default) or an integer in [2, MAX_MC_SAMPLES]."""
-    return None if n_samples is None else check_int(n_samples, "n_samples", 2, MAX_MC_SAMPLES)
 
 
 class IAEmulator:
@@ -110,12 +86,7 @@ class IAEmulator:
 
     def __init__(self, metadata, members, residual_correlation, halo_mass_function,
                  device="cpu", folder=None, batch_precision="float32", threads=1):
-        if batch_precision not in BATCH_PRECISIONS:
-            raise ConfigError(f"batch_precision = {batch_precision!r}; allowed: {list(BATCH_PRECISIONS)}")
-        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-            raise ConfigError(f"threads = {threads!r}; allowed: an integer >= 1")
-        if not (isinstance(device, str) and _DEVICE_PATTERN.fullmatch(device)):
-            raise ConfigError(f"device = {device!r}; allowed: 'cpu', 'cuda', 'cuda:N', 'mps'")
+        check_run_options(batch_precision, threads, device)
         self.batch_precision, self.threads = batch_precision, int(threads)
         self.metadata, self.folder, self.device = metadata, folder, device
         self.layout = layout = layout_of(metadata, str(folder or "metadata"))
@@ -151,23 +122,18 @@ class IAEmulator:
         self._in_high = np.asarray(norm["input"]["high"], dtype=np.float64)
         self._transform = OutputTransform(layout, norm["output"])
         self._out_mean, self._out_std = self._transform.mean, self._transform.std
-        self._out_var = self._transform.var
-        epistemic = metadata.get("epistemic") or {}
-        scale = epistemic.get("scale") or {}
-        #: correlation (n_out, n_out) of the emulator's errors (None: independent bins)
-        self.epistemic_correlation = None
-        if epistemic.get("correlation") is not None:
-            corr_e = check_correlation(epistemic["correlation"], f"{folder or 'metadata'}",
-                                       "epistemic.correlation", self.n_out)
-            self.epistemic_correlation = 0.5 * (corr_e + corr_e.T)
+        #: correlation (n_out, n_out) of the emulator's errors (None: independent bins) and
         #: factor on the raw epistemic variance per output (post-hoc calibration, 1 if none)
-        self.epistemic_scale = np.concatenate(
-            [np.full(s.n_bins, float(scale.get(s.name, 1.0))) for s in layout.statistics])
+        self.epistemic_correlation, self.epistemic_scale = epistemic_calibration(
+            metadata, layout, f"{folder or 'metadata'}")
         self._numpy_net = None
         if self._arch.runs_in_numpy:
             self._numpy_net = self._arch.build_numpy(members, self.architecture_config,
                                                      self._in_low, self._in_high, self._out_mean,
                                                      self._out_std, layout)
+        self._inference = EnsembleInference(self._numpy_net, self._torch, self._transform,
+                                            self._in_low, self._in_high, self.epistemic_scale,
+                                            self.architecture)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -216,18 +182,10 @@ class IAEmulator:
             pred = self._predict(point, self.ensemble_size > 1, None)[0]
         check_outputs(pred, point, self.param_names, self.folder)
 
-    def _check_batch_memory(self, n_points: int, bytes_per_point: int, what: str) -> None:
-        check_batch_memory(n_points, bytes_per_point, what, self.max_batch_bytes)
-
     def _predict_bytes_per_point(self, epistemic: bool, n_samples) -> int:
         """Bytes per point of a prediction's results (and, in torch, of the members' outputs)."""
-        size = self.n_out * 8 * (3 if epistemic else 2)
-        if self._numpy_net is None:
-            passes = self.ensemble_size
-            if epistemic and self.ensemble_size == 1:
-                passes += DEFAULT_MC_SAMPLES if n_samples is None else max(int(n_samples), 0)
-            size += passes * self.n_out * 8 * 4  # (mean, var) per pass, chunks and their concatenation
-        return size
+        return predict_bytes_per_point(self.n_out, epistemic, n_samples,
+                                       self.ensemble_size if self._numpy_net is None else 0)
 
     @property
     def point_precision(self) -> str:
@@ -272,7 +230,7 @@ class IAEmulator:
         refused (as ``what``) once its shape is known, before the values are checked."""
         arr, single = self._domain.parse(theta)
         if bytes_per_point:
-            self._check_batch_memory(len(arr), bytes_per_point, what)
+            check_batch_memory(len(arr), bytes_per_point, what, self.max_batch_bytes)
         self._domain.check(arr, single)
         return arr, single
 
@@ -285,7 +243,8 @@ class IAEmulator:
         return self._domain.in_support(theta)
 
     # ------------------------------------------------------------------ prediction
-    def predict(self, theta, epistemic: bool = False, n_samples: int | None = None):
+    def predict(self, theta, epistemic: bool = False, n_samples: int | None = None,
+                aleatoric: bool = True):
         """Predict the emulated statistics and their variances.
 
         Parameters
@@ -298,6 +257,11 @@ class IAEmulator:
         n_samples : int, optional
             Monte Carlo dropout passes for a single-network torch model (default
             :data:`DEFAULT_MC_SAMPLES`); ignored for ensembles.
+        aleatoric : bool
+            Return the aleatoric variances (``xi_var``, ...; default). False leaves them out
+            (``variance_vector()`` is None) and, for a numpy mirror that computes its means
+            apart, skips the variance network: what a sampler pays whose likelihood uses only
+            the epistemic term.
 
         Returns
         -------
@@ -319,83 +283,33 @@ class IAEmulator:
             The weights predict a non-finite value at one of the points (load checks only one
             point): never returned as NaN or inf.
         """
-        pred, arr = self._predict(theta, epistemic, n_samples)
+        pred, arr = self._predict(theta, epistemic, n_samples, aleatoric)
         require_finite(pred, arr, self.param_names, self.folder)
         return pred
 
-    def _predict(self, theta, epistemic, n_samples):
+    def _predict(self, theta, epistemic, n_samples, aleatoric=True):
         """:meth:`predict` without the finiteness check: (prediction, the (n, n_inputs) points)."""
         if epistemic is not True and epistemic is not False:
-            epistemic = _check_flag(epistemic, "epistemic")
+            epistemic = check_flag(epistemic, "epistemic")
+        if aleatoric is not True and aleatoric is not False:
+            aleatoric = check_flag(aleatoric, "aleatoric")
         if n_samples is not None:
-            n_samples = _check_n_samples(n_samples)
-        low, high = self._low, self._high
-        # lean path for the common sampler call: one float64 (n_inputs,) array inside the bounds
-        # of a numpy network (torch passes go through the batch-memory check, MC dropout included)
+            n_samples = check_n_samples(n_samples)
+        # lean path for the common sampler call: one float64 (n_inputs,) array inside the box and
+        # band of a numpy network (torch passes go through the batch-memory check, MC dropout
+        # included; a point outside gets its error message from the full check)
         if (type(theta) is np.ndarray and theta.shape == self._domain.shape1
                 and theta.dtype == np.float64 and self._numpy_net is not None
-                and ((theta >= low) & (theta <= high)).all()):
+                and self._domain.contains_point(theta.tolist())):
             arr, single = theta[None, :], True
-            if self._band is not None:
-                self._domain.check_band(arr, True)
         else:
             arr, single = self._as_array(theta, self._predict_bytes_per_point(epistemic, n_samples),
                                          "predict")
-        if self._numpy_net is None:
-            x = (arr - self._in_low) * (2.0 / (self._in_high - self._in_low)) - 1.0
-            y, var_y = self._transform.destandardise(*self._torch.forward(x, mc_dropout=False))
-            mean, alea, epi = self._reduce(arr, y, var_y, epistemic, n_samples)
-        elif len(arr) <= NUMPY_BLOCK:
-            mean, alea, epi = self._numpy_block(arr, epistemic)
-        else:  # large batches block by block (see numpy_forward.predict_in_blocks)
-            net = self._numpy_net32 if self.batch_precision == "float32" else self._numpy_net
-            mean, alea, epi = predict_in_blocks(lambda part: self._numpy_block(part, epistemic, net),
-                                                arr, self.n_out, epistemic, NUMPY_BLOCK, self.threads)
-            return EmulatorPrediction(mean, alea, epi, self.layout), arr
+        mean, alea, epi = self._inference.run(arr, epistemic, n_samples, aleatoric,
+                                              self.batch_precision, self.threads)
         if single:
-            return EmulatorPrediction(mean[0], alea[0], None if epi is None else epi[0],
-                                      self.layout), arr
+            mean, alea, epi = mean[0], None if alea is None else alea[0], None if epi is None else epi[0]
         return EmulatorPrediction(mean, alea, epi, self.layout), arr
-
-    @cached_property
-    def _numpy_net32(self):
-        net = self._numpy_net
-        return net.astype(np.float32) if hasattr(net, "astype") else net
-
-    def _numpy_block(self, arr, epistemic, net=None):
-        y, var_std = (net or self._numpy_net)(arr)
-        var_std *= self._out_var
-        return self._reduce(arr, y, var_std, epistemic, None)
-
-    def _reduce(self, arr, y, var_y, epistemic, n_samples):
-        """Members' transformed (M, n, n_out) outputs -> physical mean, aleatoric, epistemic."""
-        values, var = self._transform.to_physical(y, var_y)
-        m = values.shape[0]
-        if m == 1:
-            mean, alea = values[0], var[0]
-        else:
-            mean = values.sum(axis=0)
-            mean *= 1.0 / m
-            alea = var.sum(axis=0)
-            alea *= 1.0 / m
-        epi = self._epistemic(arr, values, mean, n_samples) if epistemic else None
-        return mean, alea, epi
-
-    def _epistemic(self, arr, values, mean, n_samples):
-        if values.shape[0] > 1:  # population variance across members (numpy's var, fewer calls)
-            spread = values - mean
-            spread *= spread
-            epi = spread.sum(axis=0)
-            epi /= values.shape[0]
-            epi *= self.epistemic_scale
-            return epi
-        if self._numpy_net is not None:
-            log.warning("a single-member %r model has no epistemic estimate; returning zeros",
-                        self.architecture)
-            return np.zeros(values.shape[1:])
-        n = DEFAULT_MC_SAMPLES if n_samples is None else _check_n_samples(n_samples)
-        x = (arr - self._in_low) * (2.0 / (self._in_high - self._in_low)) - 1.0
-        return np.var(self._torch.mc_dropout_samples(x, n, self._transform), axis=0) * self.epistemic_scale
 
     def torch_forward(self, theta):
         """Differentiable forward pass in torch (float64), for gradient-based samplers and MAP.
@@ -442,31 +356,7 @@ class IAEmulator:
             Symmetric positive (semi-)definite matrix, (n_out, n_out) or (n, n_out, n_out),
             physical units.
         """
-        terms = parse_terms(terms, "terms", allow_empty=False)
-        n_samples = _check_n_samples(n_samples)
-        epistemic = "epistemic" in terms
-        matrix_bytes = self.n_out * self.n_out * 8
-        if prediction is None:
-            arr, single = self._as_array(
-                theta, matrix_bytes + self._predict_bytes_per_point(epistemic, n_samples), "covariance")
-            pred = self.predict(arr[0] if single else arr, epistemic=epistemic, n_samples=n_samples)
-        else:
-            pred = prediction
-            check_prediction(pred, None if theta is None else self._domain.parse(theta), epistemic)
-        var = pred.variance_vector()
-        if var.ndim == 2:
-            self._check_batch_memory(len(var), matrix_bytes, "covariance")
-        epi = pred.epistemic_vector() if epistemic else None
-        single = var.ndim == 1
-        var2 = var[None, :] if single else var
-        epi2 = None if epi is None else (epi[None, :] if single else epi)
-        cov = np.zeros((len(var2), self.n_out, self.n_out))
-        # chunks of points, so the temporaries stay small next to the result itself
-        for start in range(0, len(var2), CHUNK_POINTS):
-            part = slice(start, start + CHUNK_POINTS)
-            add_covariance(cov[part], var2[part], None if epi2 is None else epi2[part], terms,
-                           self.residual_correlation, self.epistemic_correlation)
-        return cov[0] if single else cov
+        return emulator_covariance(self, theta, terms, n_samples, prediction)
 
     def derived(self, theta) -> dict:
         """Galaxy number density and satellite fraction of an HOD point (:class:`~iaemu_likelihood.

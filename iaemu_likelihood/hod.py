@@ -13,10 +13,11 @@ the bin's mean log10 mass and the sum is divided by the catalog volume in (h^-1 
 """
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping
 
 import numpy as np
-from scipy.special import erf
+from scipy.special import erf, erfc
 
 from .conventions import PARAM_NAMES
 
@@ -137,7 +138,9 @@ def occupation_point(logMmin, sigma_logM, logM0, logM1, alpha, mass_function):
     """:func:`occupation_summary` of ONE point, fast: (n_gal, f_sat) as floats.
 
     The same occupations, summed over the same bins, in fewer array operations (what a sampler
-    pays per step): the satellite sum runs over the bins above M0 only (the others hold none).
+    pays per step): ``<Ncen> = erfc((logMmin - log10 M) / sigma_logM) / 2`` (equal to the
+    ``erf`` form, without its cancellation where ``erf`` is near -1), and the satellite sum runs
+    over the bins above M0 only (the others hold none), with ``M1**-alpha`` taken out of it.
 
     Parameters
     ----------
@@ -145,21 +148,19 @@ def occupation_point(logMmin, sigma_logM, logM0, logM1, alpha, mass_function):
         Zheng07 parameters (masses in log10(Msun/h)).
     mass_function : mapping
         A validated mass function (:func:`validate_mass_function`) whose ``mean_log10_mass`` is
-        increasing, with ``mass`` = ``10**mean_log10_mass`` added (:class:`DerivedHOD` does).
+        increasing, with ``mass`` = ``10**mean_log10_mass`` (Msun/h) and ``mass_list``, the same
+        as a list, added (:class:`DerivedHOD` does).
     """
     logm, counts, mass = mass_function["mean_log10_mass"], mass_function["counts"], mass_function["mass"]
-    x = logm - logMmin
+    x = np.subtract(logMmin, logm)
     x /= sigma_logM
-    erf(x, out=x)
-    x += 1.0
-    x *= 0.5
-    n_cen = float(x @ counts)
+    erfc(x, out=x)
+    n_cen = 0.5 * float(x @ counts)
     m0 = 10.0 ** logM0
-    start = int(np.searchsorted(mass, m0, side="right"))  # first bin with M > M0
-    ratio = mass[start:] - m0
-    ratio /= 10.0 ** logM1
-    ratio **= alpha
-    n_sat = float(ratio @ counts[start:])
+    start = bisect_right(mass_function["mass_list"], m0)  # first bin with M > M0
+    excess = mass[start:] - m0
+    excess **= alpha
+    n_sat = float(excess @ counts[start:]) * 10.0 ** (-alpha * logM1)
     total = n_cen + n_sat
     return total / float(mass_function["volume"]), (n_sat / total if total > 0 else 0.0)
 
@@ -182,8 +183,9 @@ class DerivedHOD:
         mf = validate_mass_function(mass_function)
         nonempty = mf["counts"] > 0
         logm = mf["mean_log10_mass"][nonempty]
+        mass = 10.0 ** logm
         self.mass_function = dict(mf, counts=mf["counts"][nonempty], mean_log10_mass=logm,
-                                  mass=10.0 ** logm)
+                                  mass=mass, mass_list=mass.tolist())
         names = list(param_names)
         #: whether every Zheng07 input is among the emulator's
         self.available = set(HOD_INPUTS) <= set(names)

@@ -101,19 +101,20 @@ def cholesky_terms(resid: np.ndarray, cov: np.ndarray):
 
     The one Gaussian kernel of every iaemu likelihood (Cobaya, CosmoSIS, the batched form below):
     ``chi2 = |L^-1 r|^2`` and ``logdet = 2 sum log diag L`` with ``C = L L^T``."""
-    if not (np.isfinite(resid).all() and np.isfinite(cov).all()):
-        return math.inf, math.inf
     # LAPACK directly: the same factorisation as numpy.linalg.cholesky without its per-call
-    # overhead (this runs once per sampler step); potrf reads the lower triangle only
+    # overhead (this runs once per sampler step); potrf reads the lower triangle only. Not-finite
+    # inputs need no separate scan: a NaN or inf in the residual or the lower triangle either
+    # stops potrf (info > 0) or reaches the diagonal or the whitened residual, so chi2 or logdet
+    # is not finite and the point is refused below (log of a NaN diagonal raises no warning)
     chol, info = dpotrf(cov, lower=1, clean=0)
     if info != 0:
         return math.inf, math.inf
-    diag = np.diagonal(chol)
-    if not (diag > 0).all():
-        return math.inf, math.inf
     white, info = dtrtrs(chol, resid, lower=1)
-    with np.errstate(over="ignore", invalid="ignore"):  # overflow -> inf -> rejected by callers
-        return float(white @ white), 2.0 * float(np.log(diag).sum())
+    with np.errstate(over="ignore"):  # chi2 overflowing to inf: refused below, no warning
+        chi2, logdet = float(white @ white), 2.0 * float(np.log(np.diagonal(chol)).sum())
+    if info != 0 or not (math.isfinite(chi2) and math.isfinite(logdet)):
+        return math.inf, math.inf
+    return chi2, logdet
 
 
 def _solve_lower(chol: np.ndarray, resid: np.ndarray) -> np.ndarray:

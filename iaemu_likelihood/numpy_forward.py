@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
+from .alignment import alignment_p2_table
+
 __all__ = ["MLPEnsemble", "FactorisedEnsemble", "softplus", "ACTIVATIONS", "mlp_shapes", "predict_in_blocks",
            "factorised_shapes", "factorised_box_config"]
 
@@ -268,8 +270,13 @@ class FactorisedEnsemble:
         return self._basis.dtype
 
     def __call__(self, theta: np.ndarray):
-        from .alignment import alignment_p2_table
+        var = softplus(self._var(theta))
+        var += self.var_floor
+        return self.means(theta), var
 
+    def means(self, theta: np.ndarray) -> np.ndarray:
+        """The de-standardised means ``y`` of :meth:`__call__` alone, (M, n, 60): the variance
+        network is not run (the emulator's ``predict(..., aleatoric=False)``)."""
         b = self._basis(theta[:, 2:])
         c = alignment_p2_table(theta[:, :2])
         # per point, the factors of the six basis blocks [1, c_c, c_s, c_c^2, c_c c_s, c_s^2]
@@ -284,10 +291,7 @@ class FactorisedEnsemble:
             np.multiply(c[:, 1], c[:, 1], out=g[:, 5])
         w = b.reshape(b.shape[:-1] + (6, 20))
         w *= g[:, :, None]
-        y = np.matmul(b, self._sum_blocks if b.dtype == np.float64 else self._sum_blocks32)
-        var = softplus(self._var(theta))
-        var += self.var_floor
-        return y, var
+        return np.matmul(b, self._sum_blocks if b.dtype == np.float64 else self._sum_blocks32)
 
 
 def _chain(prefix: str, n_layers: int, n_in: int, width: int, out: str, n_out: int) -> dict:

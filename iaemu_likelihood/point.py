@@ -9,6 +9,7 @@ adapters only map names and units onto these two; see ``docs/ARCHITECTURE.md``.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -62,11 +63,18 @@ class PointEvaluator:
     covariance_requests : iterable of term selections
         Each a term name or a sequence of names (:data:`~iaemu_likelihood.layout.COVARIANCE_TERMS`);
         one covariance is built per distinct selection. More can be added with :meth:`request`.
+    variances : bool
+        Whether the adapter hands on the aleatoric variances of the prediction (CosmoSIS writes
+        them). False (Cobaya, whose products are the means and the covariances) computes them
+        only when a requested covariance has the aleatoric term; the prediction then holds None.
     """
 
-    def __init__(self, emulator, covariance_requests=()):
+    def __init__(self, emulator, covariance_requests=(), variances: bool = True):
         self.emulator = emulator
+        self.variances = bool(variances)
         self.requests: list[tuple] = []
+        self.needs_epistemic = False
+        self.needs_aleatoric = self.variances
         for terms in covariance_requests:
             self.request(terms)
 
@@ -75,11 +83,10 @@ class PointEvaluator:
         terms = parse_terms(terms, what, allow_empty=False)
         if terms not in self.requests:
             self.requests.append(terms)
+        #: what predictions must hold (set once here, read on every evaluation)
+        self.needs_epistemic = any("epistemic" in t for t in self.requests)
+        self.needs_aleatoric = self.variances or any("aleatoric" in t for t in self.requests)
         return terms
-
-    @property
-    def needs_epistemic(self) -> bool:
-        return any("epistemic" in terms for terms in self.requests)
 
     def theta(self, values: Mapping) -> np.ndarray:
         """The input vector (float64) of a mapping holding every input name."""
@@ -104,7 +111,8 @@ class PointEvaluator:
         emulator = self.emulator
         theta = np.asarray(theta, dtype=np.float64)
         try:
-            pred = emulator.predict(theta, epistemic=self.needs_epistemic)
+            pred = emulator.predict(theta, epistemic=self.needs_epistemic,
+                                    aleatoric=self.needs_aleatoric)
         except OutOfRangeError as exc:
             return PointResult(theta, rejection=str(exc), error=exc)
         # predict() refuses non-finite outputs itself; this guards what reaches the products
@@ -172,8 +180,8 @@ class SelectedGaussian:
     def terms_of(self, model, cov) -> GaussianTerms:
         """``GaussianTerms`` of selected model values (n,) and a total covariance (n, n)."""
         chi2, logdet = cholesky_terms(self.data - model, cov)
-        if not (np.isfinite(chi2) and np.isfinite(logdet)):
-            return GaussianTerms(np.inf, np.inf, 0)
+        if chi2 == math.inf:  # cholesky_terms: (inf, inf) or both finite
+            return GaussianTerms(math.inf, math.inf, 0)
         return GaussianTerms(chi2, logdet, self.n)
 
     def loglike(self, vectors, emulator_covs=None, include_constant: bool = True):

@@ -23,9 +23,10 @@ class EmulatorPrediction:
         Mean over mock realizations (ensemble mean of the members' means), e.g. ``xi``; each on
         its statistic's own bins (``IAEmulator.axis(name)``; for the default layout ``IAEmulator.r``,
         comoving h^-1 Mpc).
-    <statistic>_var : ndarray
+    <statistic>_var : ndarray or None
         Aleatoric variance: the scatter of ONE mock realization around the mean (mean over members
-        of the predicted variances, in physical units).
+        of the predicted variances, in physical units); None when predicted with
+        ``aleatoric=False``.
     <statistic>_epi_var : ndarray or None
         Epistemic variance of the mean (spread across ensemble members or MC-dropout passes);
         None unless requested with ``epistemic=True``.
@@ -43,8 +44,8 @@ class EmulatorPrediction:
         (``[xi, omega, eta]``, 60 values, for the default layout)."""
         return self._mean
 
-    def variance_vector(self) -> np.ndarray:
-        """Aleatoric variances in the order of :meth:`vector`."""
+    def variance_vector(self):
+        """Aleatoric variances in the order of :meth:`vector` (None if not computed)."""
         return self._var
 
     def epistemic_vector(self):
@@ -75,7 +76,9 @@ class EmulatorPrediction:
 
     def keys(self):
         stats = self._layout.statistic_names
-        names = [*stats, *(f"{s}_var" for s in stats)]
+        names = list(stats)
+        if self._var is not None:
+            names += [f"{s}_var" for s in stats]
         if self._epi is not None:
             names += [f"{s}_epi_var" for s in stats]
         return names
@@ -131,15 +134,16 @@ def check_outputs(pred: EmulatorPrediction, point, param_names, folder) -> None:
                 "allowed: finite values (variances >= 0): the tensors or the normalisation are broken")
 
 
-def check_prediction(pred, parsed, epistemic: bool) -> None:
+def check_prediction(pred, parsed, epistemic: bool, aleatoric: bool = False) -> None:
     """A ``prediction`` handed to ``IAEmulator.covariance``: the right type, the points of
-    ``parsed`` (``(points, single)`` of the theta given with it, or None) and the terms asked for."""
+    ``parsed`` (``(points, single)`` of the theta given with it, or None) and the terms asked for
+    (``epistemic``, ``aleatoric``: whether each term is)."""
     if not isinstance(pred, EmulatorPrediction):
         raise InputShapeError(f"prediction is a {type(pred).__name__}; allowed: the "
                               "EmulatorPrediction that predict(theta) returned")
     if parsed is not None:
         arr, single = parsed
-        have = pred.variance_vector().shape[:-1]
+        have = pred.vector().shape[:-1]
         want = () if single else (len(arr),)
         if have != want:
             def points(shape):
@@ -150,3 +154,6 @@ def check_prediction(pred, parsed, epistemic: bool) -> None:
     if epistemic and pred.epistemic_vector() is None:
         raise InputShapeError("prediction holds no epistemic variances; call predict(theta, "
                               "epistemic=True) for an epistemic covariance")
+    if aleatoric and pred.variance_vector() is None:
+        raise InputShapeError("prediction holds no aleatoric variances; call predict(theta, "
+                              "aleatoric=True) for an aleatoric covariance")

@@ -106,6 +106,13 @@ class InputDomain:
         self.support = support
         self.band = band_arrays(support, self.param_names) if support else None
         self.shape1 = (len(self.param_names),)
+        # the same box and band as Python floats, for :meth:`contains_point`
+        self._box = tuple(zip(self.low.tolist(), self.high.tolist()))
+        self._band_rows = ()
+        if self.band is not None:
+            pivot, dep, slope, lo_int, hi_int, floor = self.band
+            self._band_rows = tuple(zip(dep.tolist(), slope.tolist(), lo_int.tolist(),
+                                        hi_int.tolist(), floor.tolist()))
 
     # ------------------------------------------------------------------ parsing
     def parse(self, theta):
@@ -148,6 +155,21 @@ class InputDomain:
             self._raise_out_of_range(arr, ok, single)
         if self.band is not None:
             self.check_band(arr, single)
+
+    def contains_point(self, values) -> bool:
+        """Whether ONE point, a list of floats in input order, lies inside the box and the band
+        (NaN is outside): what :meth:`check` accepts, in Python floats, since a sampler's single
+        point costs the number of array operations, not the arithmetic."""
+        for value, (low, high) in zip(values, self._box):
+            if not low <= value <= high:
+                return False
+        if self._band_rows:
+            x = values[self.band[0]]
+            for dep, slope, lo_int, hi_int, floor in self._band_rows:
+                sx = slope * x
+                if not max(lo_int + sx, floor) <= values[dep] <= hi_int + sx:
+                    return False
+        return True
 
     def check_band(self, arr, single) -> None:
         """The training prior is narrower than the box: dependent HOD parameters lie in a band

@@ -44,11 +44,13 @@ class OutputTransform:
         return y_std * self.std + self.mean, var_std * self.var
 
     def to_physical(self, y, var_y):
-        """Transformed-space means/variances (..., n_out) -> physical ones, in place."""
+        """Transformed-space means/variances (..., n_out) -> physical ones, in place (``var_y``
+        may be None: means only)."""
         for sl in self.log_slices:
             block = y[..., sl]
             np.exp(block, out=block)
-            var_y[..., sl] *= block * block  # delta method
+            if var_y is not None:
+                var_y[..., sl] *= block * block  # delta method
         return y, var_y
 
     def torch_to_physical(self, torch, m, v):

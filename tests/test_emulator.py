@@ -469,3 +469,34 @@ def test_a_value_refused_by_a_hair_is_never_shown_inside_the_printed_range(synth
     assert printed_high == 0.7674693797671619 < theta[3]
     with pytest.raises(OutOfRangeError, match=r"training range \[11\.6, 13\.5\]"):  # short when exact
         emu.predict(np.where(np.arange(7) == 2, 14.0, emu.reference_point))
+
+
+@pytest.mark.parametrize("version", ["synthetic mlp", "shipped factorised"])
+def test_prediction_without_aleatoric_variances(synthetic_weights, version):
+    """aleatoric=False: the same means and epistemic variances, no aleatoric ones (the factorised
+    mirror skips its variance network), and a covariance of that prediction refuses the aleatoric
+    term; a point evaluator for Cobaya (variances=False) asks for them only with that term."""
+    from iaemu_likelihood.point import PointEvaluator
+
+    emu = IAEmulator.load(synthetic_weights if version == "synthetic mlp" else None)
+    theta = emu.support_point()
+    full = emu.predict(theta, epistemic=True)
+    lean = emu.predict(theta, epistemic=True, aleatoric=False)
+    assert lean.variance_vector() is None and "xi_var" not in lean.keys() and "xi_epi_var" in lean.keys()
+    np.testing.assert_array_equal(lean.vector(), full.vector())
+    np.testing.assert_array_equal(lean.epistemic_vector(), full.epistemic_vector())
+    np.testing.assert_array_equal(emu.covariance(theta, ["epistemic"], prediction=lean),
+                                  emu.covariance(theta, ["epistemic"], prediction=full))
+    with pytest.raises(InputShapeError, match="no aleatoric variances"):
+        emu.covariance(theta, ["aleatoric"], prediction=lean)
+    batch = emu.predict(np.tile(theta, (3, 1)), aleatoric=False)
+    assert batch.variance_vector() is None and batch.vector().shape == (3, emu.n_out)
+    with pytest.raises(IAEmuError, match="aleatoric = 'no'"):
+        emu.predict(theta, aleatoric="no")
+    evaluator = PointEvaluator(emu, [("epistemic",)], variances=False)
+    assert evaluator.evaluate(theta).prediction.variance_vector() is None
+    evaluator.request(("aleatoric", "epistemic"))
+    result = evaluator.evaluate(theta)
+    np.testing.assert_array_equal(result.prediction.variance_vector(), full.variance_vector())
+    np.testing.assert_array_equal(result.covariances[("aleatoric", "epistemic")],
+                                  emu.covariance(theta, ["aleatoric", "epistemic"], prediction=full))
