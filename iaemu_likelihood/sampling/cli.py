@@ -5,7 +5,9 @@ Examples
 ``iaemu sample yamls/ia_hod.yaml`` (ensemble) writes ``chains/ia_hod.1.txt`` and its yamls (the
 yaml's ``output``); ``--sampler nuts -o chains/ia_hod_nuts`` writes one file per NUTS chain
 elsewhere; ``iaemu plot chains/ia_hod_nuts`` draws it. An existing output is refused unless
-``--force``; runs are not resumed (they take seconds to minutes).
+``--force`` (start over) or ``--resume`` (continue from ``PREFIX.state.npz``, which the samplers
+save after the NUTS warm-up and after every block: an interrupted run goes on from its last
+block and, with the same options, ends with the chain the uninterrupted run would have given).
 """
 from __future__ import annotations
 
@@ -35,8 +37,13 @@ def build_parser(prog: str = "iaemu sample") -> argparse.ArgumentParser:
                              "(NumPyro, gradients through the JAX mirror of the emulator)")
     parser.add_argument("-o", "--output", default=None,
                         help="output prefix (overrides the yaml's 'output', as cobaya-run -o)")
-    parser.add_argument("-f", "--force", action="store_true",
-                        help="overwrite an existing output with this prefix")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("-f", "--force", action="store_true",
+                       help="overwrite an existing output with this prefix")
+    again.add_argument("-r", "--resume", action="store_true",
+                       help="continue an interrupted run from its saved state (PREFIX.state.npz, "
+                            "saved after every block) with the same seed, chains or walkers and "
+                            "yaml; starts a new run if the output does not exist")
     parser.add_argument("--seed", type=int, default=None,
                         help="random seed (default: the yaml sampler's 'seed', else "
                              f"{DEFAULT_SEED})")
@@ -75,6 +82,7 @@ def _check_counts(args):
 
 def main(args) -> int:
     """Run ``iaemu sample``; returns the exit status."""
+    from .checkpoint import state_path
     from .output import prepare_output, write_chains
     from .posterior import load_posterior, read_input
 
@@ -83,7 +91,8 @@ def main(args) -> int:
     prefix = args.output or info.get("output")
     if not prefix:
         raise ValueError(f"{args.yaml} has no 'output' prefix; give one with -o PREFIX")
-    prefix = prepare_output(prefix, args.force)  # refuse early, before any work
+    prefix = prepare_output(prefix, args.force, args.resume)  # refuse early, before any work
+    state = {"state_file": state_path(prefix), "resume": args.resume}
     seed = args.seed if args.seed is not None else _yaml_seed(info)
     seed = DEFAULT_SEED if seed is None else seed
     posterior = load_posterior(info)
@@ -92,13 +101,14 @@ def main(args) -> int:
         from .nuts import DEFAULT_CHAINS, run_nuts
 
         result = run_nuts(posterior, seed=seed, n_chains=args.chains or DEFAULT_CHAINS,
-                          min_ess=args.min_ess, progress=progress,
+                          min_ess=args.min_ess, progress=progress, **state,
                           **({"max_samples": args.max_samples} if args.max_samples else {}))
     else:
         from .ensemble import DEFAULT_WALKERS, run_ensemble
 
         result = run_ensemble(posterior, seed=seed, n_walkers=args.walkers or DEFAULT_WALKERS,
                               min_ess=args.min_ess, progress=progress, backend=args.backend,
+                              **state,
                               **({"max_steps": args.max_samples} if args.max_samples else {}))
     sampler_info = {f"iaemu.{args.sampler}": {
         **result.info, "min_ess": round(result.min_ess, 1),

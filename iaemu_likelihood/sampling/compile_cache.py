@@ -17,14 +17,20 @@ configured in JAX is left as it is.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import stat
 from pathlib import Path
 
-__all__ = ["enable_compilation_cache", "cache_folder", "ENV_VAR"]
+__all__ = ["enable_compilation_cache", "cache_folder", "ENV_VAR", "CompileTimer"]
 
 log = logging.getLogger(__name__)
 
+#: JAX's timed compilation stages (tracing to a jaxpr, lowering to MLIR, XLA compilation or
+#: retrieval from the persistent cache), whose time spans :class:`CompileTimer` collects.
+COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
+                  "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                  "/jax/core/compile/backend_compile_duration")
 #: Environment variable naming the cache folder, or ``off`` / ``0`` to disable it.
 ENV_VAR = "IAEMU_JAX_CACHE"
 _OFF = ("", "0", "off", "false", "no")
@@ -79,3 +85,51 @@ def enable_compilation_cache(jax) -> Path | None:
     jax.config.update("jax_compilation_cache_dir", str(folder))
     log.debug("JAX compilation cache at %s", folder)
     return folder
+
+
+class CompileTimer:
+    """Wall seconds JAX spends compiling (tracing, lowering, XLA or cache retrieval) while active.
+
+    A context manager: it listens to JAX's compilation time spans (:data:`COMPILE_EVENTS`) and
+    merges overlapping ones (a jit traced inside another is one span, not two), so
+    :meth:`seconds` is the wall time during which some compilation ran. Stage timings subtract
+    :meth:`seconds` over their own interval (``time.time()`` stamps) to report sampling alone.
+
+    Parameters
+    ----------
+    jax : module
+        The imported ``jax`` module.
+    """
+
+    def __init__(self, jax):
+        self._monitoring = jax.monitoring
+        self.spans = []
+        self.cache_hits = 0
+
+    def _span(self, event, start, end, **kwargs):
+        if event in COMPILE_EVENTS:
+            self.spans.append((float(start), float(end)))
+
+    def _event(self, event, **kwargs):
+        if event == "/jax/compilation_cache/cache_hits":
+            self.cache_hits += 1
+
+    def __enter__(self):
+        self._monitoring.register_event_time_span_listener(self._span)
+        self._monitoring.register_event_listener(self._event)
+        return self
+
+    def __exit__(self, *exc):
+        self._monitoring.unregister_event_time_span_listener(self._span)
+        self._monitoring.unregister_event_listener(self._event)
+        return False
+
+    def seconds(self, start: float = -math.inf, end: float = math.inf) -> float:
+        """Wall seconds of compilation inside ``[start, end]`` (``time.time()`` stamps)."""
+        total, reach = 0.0, -math.inf
+        for lo, hi in sorted(self.spans):
+            lo, hi = max(lo, start, reach), min(hi, end)
+            if hi > lo:
+                total += hi - lo
+            reach = max(reach, hi)
+        return total

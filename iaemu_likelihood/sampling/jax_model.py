@@ -241,8 +241,9 @@ def build_logpost(posterior):
 def _build_gaussian():
     """``g(r, C) = -(r^T C^-1 r + ln det C) / 2`` with a hand-written gradient (JAX).
 
-    The value comes from the Cholesky factor ``L`` of ``C`` and its inverse ``L^-1`` (one
-    triangular solve against the identity); the gradient reuses ``L^-1``:
+    The value alone (no gradient asked) comes from the Cholesky factor ``L`` of ``C`` and one
+    triangular solve against ``r``; when a gradient is asked, the forward pass also forms
+    ``L^-1`` (one triangular solve against the identity), which the gradient reuses:
     ``dg/dr = -a`` and ``dg/dC = (a a^T - C^-1) / 2`` with ``a = C^-1 r``, ``C^-1 = L^-T L^-1``.
     Differentiating through the Cholesky factorisation instead costs ~1.5-2x more per gradient
     on CPU. NaN where ``C`` is not positive definite (the caller turns it into -inf).
@@ -262,7 +263,14 @@ def _build_gaussian():
         a = white @ inv_chol
         return -g * a, (0.5 * g) * (jnp.outer(a, a) - inv_chol.T @ inv_chol)
 
-    gaussian = j.custom_vjp(lambda resid, cov: forward(resid, cov)[0])
+    def value(resid, cov):
+        # without a gradient (the ensemble's calls) one triangular solve against r suffices:
+        # the inverse L^-1 against the identity cost ~60% of the value here
+        chol = jnp.linalg.cholesky(cov)
+        white = solve_triangular(chol, resid, lower=True)
+        return -0.5 * (white @ white) - jnp.sum(jnp.log(jnp.diagonal(chol)))
+
+    gaussian = j.custom_vjp(value)
     gaussian.defvjp(forward, backward)
     return gaussian
 

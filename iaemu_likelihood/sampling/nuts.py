@@ -83,7 +83,8 @@ def diagnostics(chains: np.ndarray, names) -> tuple[dict, dict]:
 def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
              n_warmup: int = DEFAULT_WARMUP, min_ess: float = DEFAULT_MIN_ESS,
              max_samples: int = 20000, progress: bool = True, model=None,
-             chain_method: str = "vectorized") -> SamplerResult:
+             chain_method: str = "vectorized", state_file=None,
+             resume: bool = False, block: int = BLOCK) -> SamplerResult:
     """Sample a posterior with NumPyro's NUTS until every parameter has ``min_ess``.
 
     Parameters
@@ -105,68 +106,178 @@ def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
         Reuse an already built model.
     chain_method : {"vectorized", "sequential"}
         NumPyro's ``chain_method``: all chains in one compiled kernel, or one after another.
+    state_file : pathlib.Path, optional
+        Where to save the state after the warm-up and after every block of :data:`BLOCK`
+        samples per chain (the samples so far and NumPyro's last state: positions, gradients,
+        adapted step size and mass matrix, random keys; :mod:`.checkpoint`).
+    resume : bool
+        Continue from ``state_file`` if it exists (same seed, chains and warm-up length, same
+        posterior): no new warm-up, the chains go on from their saved state with the saved keys,
+        so they draw the samples the uninterrupted run would have drawn (bit-identical where
+        the compiled program is the same).
+    block : int
+        Samples per chain between convergence checks and state saves.
 
     Returns
     -------
     SamplerResult
+        ``timings``: ``start`` (optimiser and Laplace start), ``warmup``, ``sampling``,
+        ``compile`` (JAX compilation, part of the stages before), ``total``;
+        ``info["gradient_evaluations"]`` the leapfrog steps of all chains after the warm-up,
+        ``info["lockstep_gradient_calls"]`` the vectorised calls they took (each call advances
+        every chain; a chain whose tree is done waits for the longest).
     """
+    from .compile_cache import CompileTimer
+    from .jax_model import jax
+
+    t0 = time.perf_counter()
+    wall0 = time.time()
+    j, _ = jax()
+    with CompileTimer(j) as timer:
+        result = _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
+                         model, chain_method, state_file, resume, t0, block)
+    result.timings["compile"] = timer.seconds(wall0)
+    return result
+
+
+def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress, model,
+            chain_method, state_file, resume, t0, block):
+    """:func:`run_nuts` inside its compilation timer."""
     from jax import random
     from numpyro.infer import MCMC, NUTS
 
+    from .checkpoint import load_state, posterior_fingerprint, save_state
     from .jax_model import UnconstrainedModel, jax
     from .start import find_start
 
-    t0 = time.perf_counter()
     _, jnp = jax()
     model = model or UnconstrainedModel(posterior)
-    start = find_start(posterior, seed, log_prob=model.batch_logpost)
+    identity = {"sampler": "nuts", "seed": int(seed), "chains": int(n_chains),
+                "warmup": int(n_warmup), "fingerprint": posterior_fingerprint(posterior)}
+    saved = None
+    if resume and state_file is not None and state_file.exists():
+        saved = load_state(state_file, identity)
+    block = min(block, max_samples)
+    if saved is None:
+        start = find_start(posterior, seed, log_prob=model.batch_logpost)
+        start_logpost, cov = float(start.logpost), start.cov
+        z0 = start.draw_z(n_chains, np.random.default_rng([seed, 1]))
+    else:
+        meta, arrays = saved
+        start_logpost, cov = meta["start_logpost"], arrays["start_cov"]
+        log.info("NUTS: resuming %s at %d samples per chain", state_file, arrays["z"].shape[1])
     t_start = time.perf_counter()
-    rng = np.random.default_rng([seed, 1])
-    z0 = start.draw_z(n_chains, rng)
-    block = min(BLOCK, max_samples)
-    # NumPyro compiles per MCMC object (tens of seconds): a model keeps the ones it built, reused
-    # only with identical settings and starting covariance, i.e. an identical kernel
-    key = (n_chains, n_warmup, block, progress, chain_method, start.cov.tobytes())
+    # NumPyro compiles per MCMC object: a model keeps the ones it built, reused only with
+    # identical settings and starting covariance, i.e. an identical kernel
+    key = (n_chains, n_warmup, block, progress, chain_method, cov.tobytes())
     mcmc = model.mcmc_cache.get(key)
     if mcmc is None:
         # the Laplace covariance preconditions the warm-up: without it the first adaptation
         # windows build trees of hundreds of steps
         kernel = NUTS(potential_fn=model.potential, target_accept_prob=TARGET_ACCEPT,
-                      dense_mass=True, inverse_mass_matrix=jnp.asarray(start.cov),
+                      dense_mass=True, inverse_mass_matrix=jnp.asarray(cov),
                       max_tree_depth=MAX_TREE_DEPTH)
         mcmc = MCMC(kernel, num_warmup=n_warmup, num_samples=block, num_chains=n_chains,
                     chain_method=chain_method, progress_bar=progress)
         model.mcmc_cache[key] = mcmc
-    mcmc.post_warmup_state = None
-    mcmc.run(random.PRNGKey(seed), init_params=jnp.asarray(z0), extra_fields=EXTRA_FIELDS)
-    z = [np.asarray(mcmc.get_samples(group_by_chain=True))]
-    t_first = time.perf_counter()
+    counters = {"elapsed": 0.0, "gradient_evaluations": 0, "lockstep_gradient_calls": 0,
+                "warmup_gradient_evaluations": 0, "warmup_lockstep_calls": 0}
+    if saved is None:
+        # collect_warmup keeps the warm-up's tree sizes (nothing to collect without a warm-up)
+        mcmc.warmup(random.PRNGKey(seed), init_params=jnp.asarray(z0),
+                    extra_fields=EXTRA_FIELDS, collect_warmup=n_warmup > 0)
+        if n_warmup > 0:
+            steps = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["num_steps"])
+            counters["warmup_gradient_evaluations"] = int(steps.sum())
+            counters["warmup_lockstep_calls"] = int(steps.max(axis=0).sum())
+        z = []
+    else:
+        counters.update({k: meta[k] for k in counters})
+        mcmc.post_warmup_state = _unflatten_state(arrays)
+        z = [arrays["z"]] if arrays["z"].shape[1] else []
+    t_warm = time.perf_counter()
+    sampled_here = False
+
+    def save():
+        if state_file is not None:
+            zs = np.concatenate(z, axis=1) if z else np.empty((n_chains, 0, posterior.dim))
+            elapsed = counters["elapsed"] + time.perf_counter() - t0
+            save_state(state_file, {**identity, **counters, "elapsed": elapsed,
+                                    "start_logpost": start_logpost},
+                       {**_flatten_state(mcmc.post_warmup_state), "z": zs,
+                        "start_cov": np.asarray(cov)})
+
+    if saved is None:
+        save()
     while True:
-        zs = np.concatenate(z, axis=1)
-        theta = posterior.support.to_theta(zs)
-        ess, rhat = diagnostics(theta, model.names)
-        n = zs.shape[1]
-        log.info("NUTS: %d samples per chain, min ESS %.0f, max R-hat %.4f", n,
-                 min(ess.values()), np.nanmax(list(rhat.values())))
-        if min(ess.values()) >= min_ess or n >= max_samples:
-            break
+        n = sum(part.shape[1] for part in z)
+        if n:
+            theta = posterior.support.to_theta(np.concatenate(z, axis=1))
+            ess, rhat = diagnostics(theta, model.names)
+            log.info("NUTS: %d samples per chain, min ESS %.0f, max R-hat %.4f", n,
+                     min(ess.values()), np.nanmax(list(rhat.values())))
+            if min(ess.values()) >= min_ess or n >= max_samples:
+                break
+        # the chains' keys continue from the last state: the same draws as one long run
+        mcmc.run(mcmc.post_warmup_state.rng_key, init_params=mcmc.post_warmup_state.z,
+                 extra_fields=EXTRA_FIELDS)
+        sampled_here = True
         mcmc.post_warmup_state = mcmc.last_state
-        mcmc.run(mcmc.post_warmup_state.rng_key, extra_fields=EXTRA_FIELDS)
         z.append(np.asarray(mcmc.get_samples(group_by_chain=True)))
-    extra = mcmc.get_extra_fields(group_by_chain=True)
-    n_steps = extra.get("num_steps")
+        extra = mcmc.get_extra_fields(group_by_chain=True)
+        steps = np.asarray(extra["num_steps"])
+        counters["gradient_evaluations"] += int(steps.sum())
+        counters["lockstep_gradient_calls"] += int(steps.max(axis=0).sum())
+        save()
     wall = time.perf_counter() - t0
+    total = counters["elapsed"] + wall
     info = {"sampler": "nuts", "implementation": "numpyro", "chains": n_chains, "warmup": n_warmup,
             "samples_per_chain": int(n), "seed": int(seed), "min_ess_target": float(min_ess),
             "dense_mass": True, "target_accept_prob": TARGET_ACCEPT,
-            "start_logpost": float(start.logpost)}
-    if n_steps is not None:
-        info["mean_tree_size_last_block"] = float(np.mean(np.asarray(n_steps)))
-    if extra.get("diverging") is not None:
+            "max_tree_depth": MAX_TREE_DEPTH, "chain_method": chain_method,
+            "start_logpost": float(start_logpost),
+            "step_size": float(np.mean(np.asarray(mcmc.post_warmup_state.adapt_state.step_size))),
+            **{k: int(v) for k, v in counters.items() if k != "elapsed"}}
+    info["gradient_evaluations_per_ess"] = round(
+        info["gradient_evaluations"] / min(ess.values()), 2)
+    if saved is not None:
+        info["resumed_at_samples_per_chain"] = int(arrays["z"].shape[1])
+    if sampled_here:
+        info["mean_tree_size_last_block"] = float(np.mean(steps))
         info["divergences_last_block"] = int(np.sum(np.asarray(extra["diverging"])))
     chains = [theta[c] for c in range(n_chains)]
     # for the chain files: the compiled batch log-posterior, not the numpy one point by point
     logpost = [model.batch_logpost(c) for c in chains]
-    return SamplerResult(chains, model.names, ess, rhat, wall,
-                         {"start": t_start - t0, "first_block_with_warmup": t_first - t_start,
-                          "total": wall}, info, logpost)
+    return SamplerResult(chains, model.names, ess, rhat, total,
+                         {"start": t_start - t0, "warmup": t_warm - t_start,
+                          "sampling": time.perf_counter() - t_warm, "total": total}, info, logpost)
+
+
+def _flatten_state(state) -> dict:
+    """NumPyro's vectorised ``HMCState`` as named arrays (``state.<path>``) and its structure."""
+    import jax
+
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
+    arrays = {f"state{jax.tree_util.keystr(path)}": np.asarray(leaf) for path, leaf in leaves}
+    arrays["state_structure"] = np.array(str(treedef))
+    return arrays
+
+
+def _unflatten_state(arrays):
+    """Inverse of :func:`_flatten_state` (the structure must be this NumPyro's ``HMCState``)."""
+    import jax
+    from numpyro.infer.hmc import HMCState
+    from numpyro.infer.hmc_util import HMCAdaptState
+
+    from .checkpoint import ResumeError
+
+    # the structure of a dense-mass NUTS state: r and trajectory_length are not kept
+    adapt = HMCAdaptState(*([0] * 4), (0,) * 5, (0,) * 3, 0, 0)
+    template = HMCState(*([0] * 5), None, None, *([0] * 4), adapt, 0)
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    if str(treedef) != str(arrays["state_structure"]):
+        raise ResumeError("the saved NUTS state was written by another NumPyro version "
+                          f"({arrays['state_structure']}); pass --force to start over")
+    values = [jax.numpy.asarray(arrays[f"state{jax.tree_util.keystr(path)}"])
+              for path, _ in leaves]
+    return jax.tree_util.tree_unflatten(treedef, values)

@@ -10,8 +10,11 @@ Files written at an output prefix ``PREFIX`` (each atomically, through
 * ``PREFIX.updated.yaml``: the same with Cobaya's full ``params`` block (priors of the weights in
   use, LaTeX labels, derived ``n_gal`` and ``f_sat``), plain YAML data only.
 
-An existing output is refused unless ``force`` (then its chain files are replaced), as
-``cobaya-run`` without ``--force`` refuses to overwrite a finished run.
+* ``PREFIX.state.npz``: the sampler's saved state (:mod:`.checkpoint`), for ``--resume``.
+
+An existing output is refused unless ``force`` (then its chain files and state are replaced), as
+``cobaya-run`` without ``--force`` refuses to overwrite a finished run, or ``resume`` with a
+saved state (the run continues from it and its chain files are rewritten at the end).
 """
 from __future__ import annotations
 
@@ -55,25 +58,44 @@ def _existing(prefix: Path) -> list[Path]:
     for path in prefix.parent.glob(prefix.name + ".*"):
         middle = path.name[len(prefix.name) + 1:]
         stem = middle[:-len(".txt")] if middle.endswith(".txt") else None
-        if (stem is not None and stem.isdigit()) or middle in ("input.yaml", "updated.yaml"):
+        if (stem is not None and stem.isdigit()) or middle in ("input.yaml", "updated.yaml",
+                                                                "state.npz"):
             found.append(path)
     return sorted(found)
 
 
-def prepare_output(prefix, force: bool) -> Path:
+def prepare_output(prefix, force: bool, resume: bool = False) -> Path:
     """Check (and with ``force`` clear) an output prefix; create its folder.
+
+    Parameters
+    ----------
+    prefix : str or pathlib.Path
+    force : bool
+        Delete the prefix's chain files, yamls and saved sampler state.
+    resume : bool
+        Accept an existing output that has a saved sampler state (``PREFIX.state.npz``) to
+        continue from; an output without one is refused.
 
     Raises
     ------
     OutputExistsError
-        Chain files or yamls of that prefix exist and ``force`` is False.
+        Chain files, yamls or a state of that prefix exist and neither ``force`` nor (with a
+        saved state) ``resume`` is given.
     """
+    from .checkpoint import state_path
+
     prefix = resolve_prefix(prefix)
     existing = _existing(prefix)
+    if existing and resume and not force:
+        if not state_path(prefix).exists():
+            raise OutputExistsError(f"output {prefix} exists ({existing[0].name}) but has no saved "
+                                    f"sampler state {state_path(prefix).name} to resume; pass "
+                                    "--force to overwrite it or choose another prefix with -o")
+        return prefix
     if existing and not force:
         raise OutputExistsError(f"output {prefix} already exists ({existing[0].name} and "
-                                f"{len(existing) - 1} more); pass --force to overwrite it or choose "
-                                "another prefix with -o")
+                                f"{len(existing) - 1} more); pass --resume to continue it, --force "
+                                "to overwrite it, or choose another prefix with -o")
     for path in existing:
         path.unlink()
     prefix.parent.mkdir(parents=True, exist_ok=True)
