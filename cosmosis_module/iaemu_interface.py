@@ -8,7 +8,10 @@ emulator covariance of the 60-element vector ``[xi, omega, eta]`` and the derive
 All numerics live in the installed ``iaemu_likelihood`` package; this file only maps CosmoSIS
 options and block entries onto the shared point path :class:`iaemu_likelihood.point.PointEvaluator`.
 Inputs are read from the section of their group: ``ia_section`` (alignment), ``hod_section``
-(HOD), and ``<group>_parameters`` for any other group weights may add (e.g. cosmology).
+(HOD), and ``<group>_parameters`` for any other group weights may add. Cosmology- and
+redshift-dependent weights (inputs ``Omega_m``, ``sigma_8``, ``z``): ``omega_m`` and ``sigma_8``
+of ``cosmology_section`` (default ``cosmological_parameters``, as CAMB writes them) and the
+``redshift`` option.
 """
 import logging
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ import numpy as np
 from cosmosis.datablock import BlockError, option_section
 
 from iaemu_likelihood.conventions import STATISTICS
+from iaemu_likelihood.cosmology_inputs import COSMOSIS_KEYS, REDSHIFT, REDSHIFT_OPTION, check_redshift
 from iaemu_likelihood.cosmosis_setup import (COVARIANCE_TERMS_DEFAULT, EMULATOR_OPTIONS,
                                              EMULATOR_SECTIONS, bool_option, check_option_keys,
                                              parse_terms, suffixed, values_file_ranges)
@@ -42,7 +46,8 @@ class _Config:
     emulator: IAEmulator
     evaluator: PointEvaluator
     terms: tuple
-    input_sections: dict  # parameter name -> block section
+    input_sections: dict  # parameter name -> (block section, key), for inputs read from the block
+    fixed: dict  # parameter name -> value, for inputs set by options (the redshift)
     output_section: str
     derived_sections: tuple
     compute_derived: bool
@@ -85,17 +90,30 @@ def setup(options):
                         "both": (sections["output_section"], sections["hod_section"])}[target]
 
     emulator = IAEmulator.load(version=weights, device=device)
-    input_sections = {
-        item.name: (sections[GROUP_SECTIONS[item.group]] if item.group in GROUP_SECTIONS
-                    else suffixed(f"{item.group}_parameters", suffix))
-        for item in emulator.layout.inputs}
-    _check_values_file(options, emulator, input_sections)
+    # read as written (an int, a float or a string), so check_redshift names what is wrong with it
+    redshift = options[option_section, REDSHIFT_OPTION] if options.has_value(option_section, REDSHIFT_OPTION) else None
+    fixed = {}
+    if (z := check_redshift(emulator, redshift, f"iaemu: option {REDSHIFT_OPTION}")) is not None:
+        fixed[REDSHIFT.name] = z
+    cosmology = options.get_string(option_section, "cosmology_section",
+                                   default=COSMOSIS_KEYS["Omega_m"][0]).strip()
+    input_sections = {}
+    for item in emulator.layout.inputs:
+        if item.name in fixed:
+            continue
+        if item.name in COSMOSIS_KEYS:
+            input_sections[item.name] = (cosmology, COSMOSIS_KEYS[item.name][1])
+        else:
+            input_sections[item.name] = (sections[GROUP_SECTIONS[item.group]] if item.group in GROUP_SECTIONS
+                                         else suffixed(f"{item.group}_parameters", suffix), item.name)
+    _check_values_file(options, emulator, {name: section for name, (section, key) in input_sections.items()
+                                           if key == name})
     log.info("iaemu: weights %s, covariance terms %s, reading %s and %s, writing %s",
              weights or "(shipped default)", ", ".join(terms) or "none", sections["ia_section"],
              sections["hod_section"], sections["output_section"])
     evaluator = PointEvaluator(emulator, [(term,) for term in terms])
     return _Config(emulator=emulator, evaluator=evaluator, terms=terms, input_sections=input_sections,
-                   output_section=sections["output_section"], derived_sections=derived_sections,
+                   fixed=fixed, output_section=sections["output_section"], derived_sections=derived_sections,
                    compute_derived=compute_derived)
 
 
@@ -134,13 +152,16 @@ def execute(block, config):
     emulator = config.emulator
     theta = np.empty(len(emulator.param_names))
     for i, name in enumerate(emulator.param_names):
-        section = config.input_sections[name]
+        if name in config.fixed:
+            theta[i] = config.fixed[name]
+            continue
+        section, key = config.input_sections[name]
         try:
-            theta[i] = block.get_double(section, name)
+            theta[i] = block.get_double(section, key)
         except BlockError:
             log.error("iaemu: parameter %s is missing from section %s of the data block or is not "
                       "a real number (set it in the values file, written as e.g. 1.0 rather than "
-                      "1, or change the section options)", name, section)
+                      "1, or change the section options)", key, section)
             return 1
     derived = emulator.derived_names if config.compute_derived else ()
     result = config.evaluator.evaluate(theta, derived)

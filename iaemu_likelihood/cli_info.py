@@ -1,4 +1,5 @@
-"""``iaemu info``: version, shipped weights, parameter ranges and the HOD training support."""
+"""``iaemu info``: version, shipped weights, the weights' inputs (with their ranges and, for cosmology
+and redshift inputs, where the adapters read them) and the HOD training support."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +8,9 @@ from collections.abc import Mapping
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from . import __version__
-from .conventions import PARAM_NAMES, R_EDGES
+from .conventions import R_EDGES
+from .cosmology_inputs import source_text
+from .layout import layout_of
 from .weights import available_versions, default_version, resolve_weights_dir, weights_root
 from .weights_checks import band_limits
 
@@ -115,10 +118,11 @@ def main(args) -> int:
     meta = load_weights_folder(folder)[0]
     out.write(f"version {meta.get('version')}: architecture {meta.get('architecture')}, "
               f"ensemble of {meta.get('ensemble_size', 1)} ({folder})\n")
-    out.write("parameter ranges (training prior; masses in log10(Msun/h), sigma_logM in dex):\n")
-    for name in PARAM_NAMES:
-        low, high = meta["bounds"][name]
-        out.write(f"  {name:<11s} [{_exact(low)}, {_exact(high)}]\n")
+    out.write("inputs and their ranges (training prior; masses in log10(Msun/h), sigma_logM in dex):\n")
+    for item in layout_of(meta, str(folder)).inputs:
+        low, high = meta["bounds"][item.name]
+        source = source_text(item.name)
+        out.write(f"  {item.name:<11s} [{_exact(low)}, {_exact(high)}]" + (f"  from {source}" if source else "") + "\n")
     for line in describe_support(meta):
         out.write(line + "\n")
     scale = (meta.get("epistemic") or {}).get("scale")

@@ -5,6 +5,7 @@ Use it in a Cobaya input as::
     theory:
       iaemu_likelihood.IAEmuTheory:
         weights: null            # shipped default, a shipped version name, or a weights folder
+        redshift: null           # the sample's redshift, for weights that take z as an input
 
 The numerics live in :class:`iaemu_likelihood.emulator.IAEmulator` and the shared point path
 :class:`iaemu_likelihood.point.PointEvaluator`; this module only maps Cobaya parameters and
@@ -22,6 +23,7 @@ from cobaya.theory import Theory
 from cobaya.typing import empty_dict
 
 from .conventions import PARAM_NAMES, STATISTICS
+from .cosmology_inputs import COBAYA_PARAMETERS, REDSHIFT, check_redshift, model_input_names
 from .errors import ConfigError, IAEmuError
 from .layout import COVARIANCE_TERMS, parse_terms
 from .prior_support import check_ranges
@@ -108,6 +110,14 @@ class IAEmuTheory(Theory):
     Derived parameters: ``n_gal`` (galaxy number density, (h^-1 Mpc)^-3) and ``f_sat`` (satellite
     fraction), exact sums of the Zheng07 occupations over the training catalog's mass function.
 
+    Cosmology and redshift (weights whose layout lists ``Omega_m``, ``sigma_8``, ``z``; see
+    :mod:`iaemu_likelihood.cosmology_inputs`): ``Omega_m`` and ``sigma_8`` are requirements
+    ``omegam`` and ``sigma8``, so they are either sampled parameters of those names or computed by
+    a Boltzmann code of the same model (CAMB, CLASS); ``z`` is the ``redshift`` option (required
+    for such weights, refused for others). A cosmology outside the weights' training range is a
+    rejected point (logged with the parameter and the range); a redshift outside it stops at
+    start-up.
+
     Options (defaults in ``IAEmuTheory.yaml``): ``weights`` (None: shipped default; a shipped
     version name; or a folder, relative paths resolved against the current directory),
     ``device``, ``torch_threads``, ``covariance_terms``, ``out_of_range`` (``reject``: the point
@@ -118,6 +128,7 @@ class IAEmuTheory(Theory):
     """
 
     weights: str | None
+    redshift: float | None
     device: str
     torch_threads: int | None
     covariance_terms: list | str | None
@@ -180,6 +191,15 @@ class IAEmuTheory(Theory):
             raise LoggedError(self.log, "emulator weights missing or unusable (weights: %r): %s. Set "
                               "'weights:' in the IAEmuTheory block to a weights folder or version.",
                               self.weights, exc) from None
+        try:
+            redshift = check_redshift(self.emulator, self.redshift)
+        except ConfigError as exc:
+            raise LoggedError(self.log, "IAEmuTheory option %s", exc) from None
+        #: inputs taken from the model (name -> Cobaya parameter) and fixed by options (name -> value)
+        self._from_model = {name: COBAYA_PARAMETERS[name] for name in model_input_names(self.emulator.layout)
+                            if name in COBAYA_PARAMETERS}
+        self._fixed = {} if redshift is None else {REDSHIFT.name: redshift}
+        self._sampled = tuple(n for n in self.emulator.param_names if n not in self._from_model and n not in self._fixed)
         self.evaluator = PointEvaluator(self.emulator, variances=False)  # products: means, covariances
         self._r = np.array(self.emulator.r)
         self._r.setflags(write=False)
@@ -192,9 +212,10 @@ class IAEmuTheory(Theory):
         self.log.info("emulator %s from %s", self.emulator, self.emulator.folder)
 
     def initialize_with_params(self):
-        names = self.emulator.param_names
+        names = self._sampled
         missing = [p for p in names if p not in self.input_params]
-        extra = [p for p in self.input_params if p not in names]
+        # sampled omegam/sigma8 reach us as input parameters too, being our requirements
+        extra = [p for p in self.input_params if p not in names and p not in self._from_model.values()]
         if missing or extra:
             raise LoggedError(self.log, "input parameters must be exactly %s; missing %s, unexpected %s",
                               list(names), missing, extra)
@@ -216,7 +237,7 @@ class IAEmuTheory(Theory):
         model = getattr(provider, "model", None)
         if model is None:
             return
-        names = self.emulator.param_names
+        names = self._sampled
         constants = {name: value for name, value in
                      model.parameterization.constant_params().items() if name in names}
         given = model.info().get("params") or {}
@@ -263,8 +284,12 @@ class IAEmuTheory(Theory):
                 "iaemu_layout"]
 
     def get_can_support_params(self):
-        # every input of the weights' layout, also those the yaml defaults do not list
-        return list(self.emulator.param_names)
+        # every sampled input of the weights' layout, also those the yaml defaults do not list
+        return list(self._sampled)
+
+    def get_requirements(self):
+        # the cosmology inputs of cosmology-dependent weights: sampled, or from a Boltzmann code
+        return {name: None for name in self._from_model.values()}
 
     def get_can_provide_params(self):
         return list(self.emulator.derived_names)
@@ -285,6 +310,9 @@ class IAEmuTheory(Theory):
     def calculate(self, state, want_derived=True, **params_values_dict):
         self.n_calculated += 1
         derived = self._derived_wanted if want_derived and state.get("derived") is not None else ()
+        if self._from_model or self._fixed:
+            params_values_dict = {**params_values_dict, **self._fixed,
+                                  **{name: self.provider.get_param(p) for name, p in self._from_model.items()}}
         result = self.evaluator.evaluate(self.evaluator.theta(params_values_dict), derived)
         if not result.ok:
             if result.error is not None and self.out_of_range == "raise":

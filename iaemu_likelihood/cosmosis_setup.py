@@ -39,7 +39,7 @@ EMULATOR_SECTIONS = {"ia_section": "intrinsic_alignment_parameters",
                      "output_section": "ia_correlations"}
 #: every option of the emulator module (module.yaml documents them)
 EMULATOR_OPTIONS = ("file", "weights", "device", "suffix", "covariance_terms", "compute_derived",
-                    "derived_section", *EMULATOR_SECTIONS)
+                    "derived_section", "redshift", "cosmology_section", *EMULATOR_SECTIONS)
 COVARIANCE_TERMS_DEFAULT = "aleatoric epistemic"
 
 
