@@ -7,7 +7,12 @@ One run times all three on the same yaml (shipped weights, bundled example data)
 * ``wall_seconds``: from start to its stopping rule, set-up included -- ``cobaya-run`` as a
   process (R-1 < 0.01, the yaml's sampler block); NUTS and the ensemble in this process from
   reading the yaml (Cobaya builds the model) to ESS >= ``--min-ess`` for every parameter
-  (``setup_seconds`` of it is reading the yaml and building the model);
+  (``setup_seconds`` of it is reading the yaml and building the model). For NUTS and the
+  ensemble also ``compile_seconds`` (JAX tracing and compilation or retrieval from the
+  persistent cache, inside the wall time), ``wall_seconds_without_compile``, ``cpu_seconds``
+  (this process's CPU time: on a shared machine the wall time also counts other jobs' turns),
+  ``timings`` per stage (start, warm-up, sampling) and, in ``settings``, the evaluation counts
+  (``evaluations_per_ess``, ``gradient_evaluations_per_ess``, ``lockstep_gradient_calls``);
 * ``min_ess`` and ``ess_per_second`` (``min_ess / wall_seconds``): Cobaya's ESS is GetDist's
   ``getEffectiveSamples`` of the chain after the burn-in, NUTS' NumPyro's multi-chain ESS, the
   ensemble's ``walkers x kept steps / tau`` (emcee's integrated autocorrelation time);
@@ -186,15 +191,18 @@ def main(argv=None) -> int:
 
     runs = {}
     for name in ("nuts", "ensemble"):
-        t0 = time.perf_counter()
+        load_before = os.getloadavg()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         posterior = load_posterior(yaml_path)
         setup = time.perf_counter() - t0
         if name == "nuts":
             result = run_nuts(posterior, seed=args.seed, min_ess=args.min_ess, progress=False)
         else:
             result = run_ensemble(posterior, seed=args.seed, min_ess=args.min_ess, progress=False)
-        runs[name] = (posterior, result, setup)
-        print(f"{name}: {setup + result.wall_seconds:.1f} s, min ESS {result.min_ess:.0f}", flush=True)
+        cpu = time.process_time() - cpu0
+        runs[name] = (posterior, result, setup, cpu, load_before)
+        print(f"{name}: {setup + result.wall_seconds:.1f} s ({cpu:.1f} CPU s), min ESS "
+              f"{result.min_ess:.0f}", flush=True)
 
     posterior = runs["nuts"][0]
     names = list(posterior.names)
@@ -207,13 +215,18 @@ def main(argv=None) -> int:
                              "ess": {k: round(v, 1) for k, v in ref_ess.items()},
                              "stopping_rule": "R-1 < 0.01 (yaml)", "burn_in_dropped": args.burn_in,
                              "max_mean_shift_sigma": 0.0, "max_width_ratio_dev": 0.0}
-    for name, (_post, result, setup) in runs.items():
+    for name, (_post, result, setup, cpu, load_before) in runs.items():
         samples = np.concatenate(result.chains)
         shift, dev, shifts, devs = compare(samples, reference)
         wall = setup + result.wall_seconds
+        compile_s = result.timings.get("compile", 0.0)
         results[name] = {
             "wall_seconds": round(wall, 2), "setup_seconds": round(setup, 2),
             "sampler_seconds": round(result.wall_seconds, 2),
+            "compile_seconds": round(compile_s, 2),
+            "wall_seconds_without_compile": round(wall - compile_s, 2),
+            "cpu_seconds": round(cpu, 2),
+            "load_average_at_start": [round(v, 2) for v in load_before],
             "timings": {k: round(v, 2) for k, v in result.timings.items()},
             "min_ess": round(result.min_ess, 1), "ess_per_second": round(result.min_ess / wall, 2),
             "ess": {k: round(v, 1) for k, v in result.ess.items()},

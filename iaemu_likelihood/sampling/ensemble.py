@@ -13,7 +13,8 @@ own estimate after 1,500 steps said ~60), ``DEMove`` alone mixed well (~83 steps
 best point (:mod:`.start`). The run is extended in blocks until ``n_walkers * kept_steps / tau``
 reaches ``min_ess`` for every parameter, with ``tau`` emcee's integrated autocorrelation time
 of the kept steps (the first :data:`BURN_FRACTION` of the steps is dropped), and the kept steps
-are at least :data:`MIN_TAUS` times ``tau`` long, so that ``tau`` itself is trustworthy.
+are at least :data:`MIN_TAUS` times ``tau`` long, so that ``tau`` itself is trustworthy. The
+check runs every :data:`CHECK_EVERY` steps.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ DEFAULT_WALKERS = 32
 #: Steps per block between convergence checks (and state saves): the run stops within
 #: this many steps of reaching its target.
 CHECK_EVERY = 100
-#: Fraction of the steps dropped as burn-in.
+#: Fraction of the steps dropped as burn-in. A burn-in of 5 autocorrelation times instead (~280
+#: of 2,200 steps) raised emcee's estimate of tau by ~25%: no fewer steps to ESS 1,000.
 BURN_FRACTION = 0.25
 #: Kept steps must be at least this many autocorrelation times.
 MIN_TAUS = 30
@@ -123,6 +125,8 @@ def run_ensemble(posterior, seed: int = 0, n_walkers: int = DEFAULT_WALKERS,
                          state_file, resume, t0)
     result.info["backend"] = backend
     result.timings["compile"] = timer.seconds(wall0) if timer is not None else 0.0
+    if timer is not None:
+        result.info["compile_cache_hits"] = timer.cache_hits
     return result
 
 

@@ -137,6 +137,7 @@ def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
         result = _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
                          model, chain_method, state_file, resume, t0, block)
     result.timings["compile"] = timer.seconds(wall0)
+    result.info["compile_cache_hits"] = timer.cache_hits
     return result
 
 
