@@ -41,6 +41,11 @@ HODS = {f"Mr<{mag:g}": dict(zip(("logMmin", "sigma_logM", "logM0", "logM1", "alp
         for mag, row in ZHENG07_TABLE.items() if row[0] >= 11.6}
 
 
+def _by_mass(values) -> dict:
+    """``{log10 M: value}`` of one value per :data:`LOG_MASSES` entry."""
+    return dict(zip(map(str, LOG_MASSES), np.asarray(values).tolist()))
+
+
 def _without(table, i):
     keep = np.arange(table["omega_m"].size) != i
     return MassFunctionTable(table, omega_m=table["omega_m"][keep], sigma8=table["sigma8"][keep],
@@ -102,10 +107,9 @@ def main() -> None:
             continue
         err = np.abs([r["n_above_frac_err"] for r in sel])
         summary[label] = {"n_rows": len(sel),
-                          "n_above_rms_frac_err": dict(zip(map(str, LOG_MASSES), np.sqrt(np.mean(err ** 2, 0)).tolist())),
-                          "n_above_max_frac_err": dict(zip(map(str, LOG_MASSES), err.max(0).tolist())),
-                          "n_above_median_poisson": dict(zip(map(str, LOG_MASSES),
-                                                             np.median([r["n_above_poisson"] for r in sel], 0).tolist())),
+                          "n_above_rms_frac_err": _by_mass(np.sqrt(np.mean(err ** 2, 0))),
+                          "n_above_max_frac_err": _by_mass(err.max(0)),
+                          "n_above_median_poisson": _by_mass(np.median([r["n_above_poisson"] for r in sel], 0)),
                           "n_gal_rms_frac_err": float(np.sqrt(np.mean(np.square([r["n_gal_frac_err"] for r in sel])))),
                           "n_gal_max_frac_err": float(np.max(np.abs([r["n_gal_frac_err"] for r in sel]))),
                           "f_sat_max_abs_err": float(np.max(np.abs([r["f_sat_abs_err"] for r in sel])))}

@@ -199,7 +199,8 @@ class IAEmuTheory(Theory):
         self._from_model = {name: COBAYA_PARAMETERS[name] for name in model_input_names(self.emulator.layout)
                             if name in COBAYA_PARAMETERS}
         self._fixed = {} if redshift is None else {REDSHIFT.name: redshift}
-        self._sampled = tuple(n for n in self.emulator.param_names if n not in self._from_model and n not in self._fixed)
+        self._sampled = tuple(n for n in self.emulator.param_names
+                              if n not in self._from_model and n not in self._fixed)
         self.evaluator = PointEvaluator(self.emulator, variances=False)  # products: means, covariances
         self._r = np.array(self.emulator.r)
         self._r.setflags(write=False)
