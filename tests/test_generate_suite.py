@@ -6,6 +6,11 @@ the suite on disk is exactly what ``iaemu build-suite`` leaves.
 """
 import json
 import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -123,3 +128,28 @@ def test_pool_gives_the_serial_dataset(tmp_path):
     for name in ("xi", "omega", "eta", "n_gal", "seeds"):
         np.testing.assert_array_equal(getattr(pooled, name), getattr(serial, name))
     assert pooled.provenance["point_inputs"] == serial.provenance["point_inputs"]
+
+
+@pytest.mark.mpi
+@pytest.mark.slow
+def test_two_mpi_ranks_give_the_serial_dataset(tmp_path):
+    """``mpirun -n 2 iaemu generate --mpi`` over the suite writes the serial run's dataset."""
+    mpirun = shutil.which("mpirun")
+    assert mpirun, "OpenMPI is installed by the test command (scripts/system-packages.sh)"
+    suite = _suite(tmp_path)
+    for name in ("a", "b"):
+        _build(suite, name)
+    serial = load_dataset(gen.generate(_config(tmp_path, suite), progress=False))
+    config = _config(tmp_path, suite)
+    config.output.rename(tmp_path / "serial.npz")
+    iaemu = str(Path(sys.executable).with_name("iaemu"))
+    env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue", "OMPI_ALLOW_RUN_AS_ROOT": "1",
+           "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
+    cmd = [mpirun, "--allow-run-as-root", "--oversubscribe", "-n", "2", iaemu, "generate",
+           str(tmp_path / "generate.yaml"), "--mpi", "--no-progress"]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranked = load_dataset(config.output)
+    for name in ("xi", "omega", "eta", "n_gal", "seeds"):
+        np.testing.assert_array_equal(getattr(ranked, name), getattr(serial, name))
+    assert ranked.provenance["point_inputs"] == serial.provenance["point_inputs"]
