@@ -8,9 +8,9 @@ epistemic uncertainties. It ships as a Cobaya theory/likelihood and a CosmoSIS m
 Importing this package is cheap: torch, halotools and cobaya are imported only when
 the objects that need them are first used.
 """
-from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version as _version
 
+from ._lazy import lazy_attributes
 from .conventions import PARAM_NAMES, R_EDGES, STATISTICS, r_centres
 from .errors import (BatchTooLargeError, IAEmuError, InputShapeError, OutOfRangeError,
                      WeightsIntegrityError)
@@ -31,13 +31,5 @@ __all__ = ["__version__", "PARAM_NAMES", "R_EDGES", "STATISTICS", "r_centres", "
            "OutOfRangeError", "InputShapeError", "BatchTooLargeError", "WeightsIntegrityError", *_LAZY]
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'iaemu_likelihood' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
+del lazy_attributes

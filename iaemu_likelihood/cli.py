@@ -22,7 +22,7 @@ from importlib import import_module
 
 from .errors import IAEmuError
 
-__all__ = ["main", "COMMANDS", "one_line", "USER_ERRORS"]
+__all__ = ["main", "COMMANDS", "one_line", "USER_ERRORS", "subcommand_parser"]
 
 #: Exceptions a subcommand raises for bad input: printed as one line, no traceback.
 USER_ERRORS = (IAEmuError, ValueError, OSError, LookupError, zipfile.BadZipFile)
@@ -56,6 +56,15 @@ COMMANDS = {
     "field-calibrate": ("iaemu_likelihood.training.field_calibration",
                         "post-hoc count calibration of a painter on its training boxes"),
 }
+
+
+def subcommand_parser(prog: str, doc: str, show_defaults: bool = False) -> argparse.ArgumentParser:
+    """A subcommand's parser: ``prog`` (``iaemu SUBCOMMAND``) and its module docstring ``doc`` as
+    the description, printed as written; ``show_defaults`` appends each option's default to its
+    help instead (for a one-line description)."""
+    formatter = (argparse.ArgumentDefaultsHelpFormatter if show_defaults
+                 else argparse.RawDescriptionHelpFormatter)
+    return argparse.ArgumentParser(prog=prog, description=doc, formatter_class=formatter)
 
 
 def _top_parser() -> argparse.ArgumentParser:

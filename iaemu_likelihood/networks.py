@@ -43,6 +43,18 @@ FACTORISED_DEFAULTS = get_architecture("factorised").defaults
 _ACTIVATIONS = {"silu": F.silu, "tanh": torch.tanh, "gelu": F.gelu}
 
 
+def _check_sizes(activation: str, var_floor: float, **sizes) -> None:
+    """Refuse a layer count or width below 1, an unknown activation or a variance floor <= 0
+    (``ValueError`` naming the option and its value)."""
+    for name, value in sizes.items():
+        if int(value) < 1:
+            raise ValueError(f"{name} = {value!r} must be a positive integer")
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation = {activation!r} is not one of {sorted(_ACTIVATIONS)}")
+    if not var_floor > 0:
+        raise ValueError(f"var_floor = {var_floor!r} must be > 0")
+
+
 class MLPNet(nn.Module):
     """Fast emulator: 7 -> ``n_hidden`` x (Linear + activation, ``width``) -> Linear -> 120.
 
@@ -65,14 +77,7 @@ class MLPNet(nn.Module):
     def __init__(self, width: int = 128, n_hidden: int = 3, activation: str = "silu",
                  var_floor: float = 1e-6, n_inputs: int = N_INPUTS, n_outputs: int = N_OUTPUTS):
         super().__init__()
-        if int(width) < 1:
-            raise ValueError(f"width = {width!r} must be a positive integer")
-        if int(n_hidden) < 1:
-            raise ValueError(f"n_hidden = {n_hidden!r} must be >= 1")
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation = {activation!r} is not one of {sorted(_ACTIVATIONS)}")
-        if not var_floor > 0:
-            raise ValueError(f"var_floor = {var_floor!r} must be > 0")
+        _check_sizes(activation, var_floor, width=width, n_hidden=n_hidden)
         self.activation = activation
         self.var_floor = float(var_floor)
         self.n_outputs = int(n_outputs)
@@ -283,14 +288,8 @@ class FactorisedNet(nn.Module):
                  activation: str = "silu", var_floor: float = 1e-6, mu_low=(-1.0, -1.0),
                  mu_high=(1.0, 1.0)):
         super().__init__()
-        for name, value in (("width", width), ("n_hidden", n_hidden), ("var_width", var_width),
-                            ("var_hidden", var_hidden)):
-            if int(value) < 1:
-                raise ValueError(f"{name} = {value!r} must be a positive integer")
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation = {activation!r} is not one of {sorted(_ACTIVATIONS)}")
-        if not var_floor > 0:
-            raise ValueError(f"var_floor = {var_floor!r} must be > 0")
+        _check_sizes(activation, var_floor, width=width, n_hidden=n_hidden, var_width=var_width,
+                     var_hidden=var_hidden)
         low, high = [float(v) for v in mu_low], [float(v) for v in mu_high]
         if len(low) != 2 or len(high) != 2 or not all(-1 <= a < b <= 1 for a, b in zip(low, high)):
             raise ValueError(f"mu_low = {mu_low!r}, mu_high = {mu_high!r}: need two ranges inside [-1, 1]")

@@ -4,14 +4,14 @@ from __future__ import annotations
 import argparse
 import logging
 
+from ..cli import subcommand_parser
 from .nbody import BOLSHOI_PLANCK, SimulationConfig
 
 logger = logging.getLogger(__name__)
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = subcommand_parser(prog, __doc__, show_defaults=True)
     p.add_argument("--output", required=True, help="catalog .npz to write")
     p.add_argument("--workdir", required=True, help="folder for the N-body run (GBs; reused if present)")
     p.add_argument("--box-size", type=float, default=250.0, help="box side, h^-1 Mpc")

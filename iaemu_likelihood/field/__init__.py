@@ -5,7 +5,7 @@
 parameters; see :mod:`.painter`. Weights folders: :mod:`.weights`. torch and MONAI are imported
 only when a painter is loaded.
 """
-from importlib import import_module
+from .._lazy import lazy_attributes
 
 _LAZY = {
     "GalaxyPainter": "iaemu_likelihood.field.painter",
@@ -16,10 +16,5 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'iaemu_likelihood.field' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
+del lazy_attributes

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cli import subcommand_parser
+
 logger = logging.getLogger(__name__)
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subcommand_parser(prog, __doc__)
     p.add_argument("--density", required=True, help="density mesh (.npy / .npz) or PySCo snapshot (.h5)")
     p.add_argument("--output", required=True, help="catalog .npz to write")
     p.add_argument("--hod", nargs="+", required=True, metavar="NAME=VALUE",

@@ -1,0 +1,218 @@
+"""The configuration of ``iaemu train``: :class:`TrainConfig`, its checks and :func:`load_config`.
+
+Every key of a training YAML is a field of :class:`TrainConfig`; each is type- and range-checked
+when the config is built (:class:`~iaemu_likelihood.errors.ConfigError` naming the file or
+``--set``, the key, the value and what is allowed). Training itself: :mod:`.train`.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ..architectures import architecture_names, get_architecture
+from ..conventions import STATISTICS
+from ..errors import ConfigError
+from .losses import DEFAULT_BETAS
+
+__all__ = ["TrainConfig", "ARCHITECTURE_NAMES", "load_config"]
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a training run (YAML keys have the same names).
+
+    Attributes
+    ----------
+    data : str or list of str
+        Training dataset (``.npz`` of :mod:`.dataset_io`), or several with the same prior and
+        halo catalog, concatenated (:func:`~.dataset_io.load_datasets`).
+    output : str
+        Weights folder to write.
+    version : str, optional
+        Version name in metadata.json; default the output folder's name.
+    checkpoint : str, optional
+        Checkpoint file; default ``<output>.checkpoint.pt`` next to the folder.
+    architecture, architecture_config :
+        Passed to :func:`iaemu_likelihood.networks.build_network`.
+    ensemble_size : int
+        Members trained with seeds ``seed + i`` (use 1 with MC dropout for "paper").
+    seed : int
+        Seed of the split, initialisations and batch order.
+    val_fraction : float
+        Fraction of design points held out for validation and early stopping.
+    batch_size, max_epochs, warmup_epochs, patience :
+        Points per step; epoch limit; beta = 1 epochs; early-stopping patience (epochs after
+        the warm-up without improvement).
+    betas : dict
+        Statistic -> beta after the warm-up.
+    learning_rate, weight_decay, lr_step_epochs, lr_gamma, grad_clip :
+        AdamW and StepLR settings; gradient-norm clipping.
+    val_mse_weight : float
+        Validation metric = w * MSE + (1 - w) * NLL.
+    threads : int
+        torch CPU threads (1 is fastest for these small matrices on a shared machine).
+    device : str
+        torch device for training, e.g. ``"cpu"`` or ``"cuda"``; checkpoints and exported
+        weights are always stored on the CPU. Resuming reproduces an uninterrupted run exactly
+        on the CPU (dropout draws on a GPU follow its own generator).
+    reference_points : int
+        Points stored in reference_predictions.npz.
+    """
+
+    data: str | list
+    output: str
+    version: str | None = None
+    checkpoint: str | None = None
+    architecture: str = "mlp"
+    architecture_config: dict = dataclasses.field(default_factory=dict)
+    ensemble_size: int = 4
+    seed: int = 0
+    val_fraction: float = 0.1
+    batch_size: int = 64
+    max_epochs: int = 400
+    warmup_epochs: int = 40
+    patience: int = 60
+    betas: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_BETAS))
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-5
+    lr_step_epochs: int = 120
+    lr_gamma: float = 0.3
+    grad_clip: float = 10.0
+    val_mse_weight: float = 0.7
+    threads: int = 1
+    device: str = "cpu"
+    reference_points: int = 4
+
+    source: dataclasses.InitVar[str] = "training config"
+
+    def __post_init__(self, source):
+        for name, value in _checked_values(self, str(source)).items():
+            setattr(self, name, value)
+        self.source = str(source)  # not a field: where the values came from, for messages
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """Where the checkpoint lives."""
+        if self.checkpoint:
+            return Path(self.checkpoint)
+        out = Path(self.output)
+        return out.with_name(out.name + ".checkpoint.pt")
+
+    def to_dict(self) -> dict:
+        """Plain dict (JSON-ready)."""
+        return dataclasses.asdict(self)
+
+
+#: (minimum, maximum) of the integer keys of a training config.
+_INT_RANGES = {"ensemble_size": (1, None), "seed": (0, None), "batch_size": (1, None),
+               "max_epochs": (1, None), "warmup_epochs": (0, None), "patience": (0, None),
+               "lr_step_epochs": (1, None), "threads": (1, None), "reference_points": (0, None)}
+#: (minimum, maximum, minimum allowed itself) of the float keys.
+_FLOAT_RANGES = {"val_fraction": (0.0, 0.99, False), "learning_rate": (0.0, None, False),
+                 "weight_decay": (0.0, None, True), "lr_gamma": (0.0, 1.0, False),
+                 "grad_clip": (0.0, None, False), "val_mse_weight": (0.0, 1.0, True)}
+#: Architectures a config may name (the registry's, read when this module is imported).
+ARCHITECTURE_NAMES = architecture_names()
+
+
+def _checked_values(config: TrainConfig, where: str) -> dict:
+    """Every field of ``config`` type- and range-checked (ConfigError naming ``where`` and the
+    key); returns the normalised values."""
+    from ..config_checks import (check_float, check_int, check_keys, check_mapping, check_str)
+
+    out = {}
+    data = config.data
+    if isinstance(data, (list, tuple)):
+        if not data:
+            raise ConfigError(f"{where}: data = []: list at least one dataset file")
+        out["data"] = [check_str(v, f"{where}: data[{k}]") for k, v in enumerate(data)]
+    else:
+        out["data"] = check_str(data, f"{where}: data")
+    out["output"] = check_str(config.output, f"{where}: output")
+    for name in ("version", "checkpoint"):
+        value = getattr(config, name)
+        out[name] = None if value is None else check_str(value, f"{where}: {name}")
+    out["architecture"] = check_str(config.architecture, f"{where}: architecture",
+                                    choices=ARCHITECTURE_NAMES)
+    out["architecture_config"] = _checked_architecture_config(
+        out["architecture"], config.architecture_config, f"{where}: architecture_config")
+    for name, (lo, hi) in _INT_RANGES.items():
+        out[name] = check_int(getattr(config, name), f"{where}: {name}", lo, hi)
+    for name, (lo, hi, inclusive) in _FLOAT_RANGES.items():
+        out[name] = check_float(getattr(config, name), f"{where}: {name}", lo, hi, inclusive)
+    betas = check_mapping(config.betas, f"{where}: betas")
+    check_keys(betas, STATISTICS, f"{where}: betas", required=STATISTICS)
+    out["betas"] = {s: check_float(betas[s], f"{where}: betas: {s}", 0.0, 1.0) for s in STATISTICS}
+    out["device"] = check_str(config.device, f"{where}: device")
+    return out
+
+
+def _checked_architecture_config(architecture: str, value, where: str) -> dict:
+    """Keys against the network's defaults (with a suggestion); each value of its default's type:
+    integers >= 1, floats finite and >= 0 (``dropout`` < 1), ``activation`` a known name."""
+    from ..config_checks import (check_float, check_float_array, check_int, check_keys, check_mapping,
+                                 check_str)
+    from ..networks import _ACTIVATIONS  # the names the networks accept
+
+    mapping = check_mapping(value if value is not None else {}, where)
+    defaults = get_architecture(architecture).defaults
+    check_keys(mapping, defaults, where)
+    out = {}
+    for key, v in mapping.items():
+        default, at = defaults[key], f"{where}: {key}"
+        if key == "activation":
+            out[key] = check_str(v, at, choices=tuple(sorted(_ACTIVATIONS)))
+        elif isinstance(default, bool):
+            out[key] = v
+        elif isinstance(default, int):
+            out[key] = check_int(v, at, minimum=1)
+        elif isinstance(default, float):
+            out[key] = check_float(v, at, minimum=0.0, maximum=0.99 if key == "dropout" else None)
+        elif isinstance(default, list):
+            arr = check_float_array(v, at, shape=(len(default),))
+            out[key] = [int(x) for x in arr] if all(isinstance(d, int) for d in default) else arr.tolist()
+        else:
+            out[key] = v
+    return out
+
+
+def load_config(path, overrides: dict | None = None) -> TrainConfig:
+    """Read and validate a YAML config; relative ``data``/``output``/``checkpoint`` are taken
+    from its folder.
+
+    ``overrides`` (already-resolved values, e.g. from ``--set`` or ``--data``) replace YAML keys;
+    errors in them name the option.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ConfigError
+        Invalid YAML, an unknown key (with a "did you mean"), a wrong type or an out-of-range
+        value, naming the file (or ``--set``), the key, the value and what is allowed.
+    """
+    from ..config_checks import check_keys, load_yaml_mapping
+
+    path = Path(path)
+    raw = load_yaml_mapping(path, "training config")
+
+    def resolve(value):
+        if not isinstance(value, str):
+            return value  # the type check below names it
+        return value if Path(value).is_absolute() else str((path.parent / value).resolve())
+
+    for key in ("data", "output", "checkpoint"):
+        if isinstance(raw.get(key), list):
+            raw[key] = [resolve(v) for v in raw[key]]
+        elif raw.get(key) is not None:
+            raw[key] = resolve(raw[key])
+    known = [f.name for f in dataclasses.fields(TrainConfig)]
+    check_keys(raw, known, str(path))
+    overrides = dict(overrides or {})
+    check_keys(overrides, known, f"{path}: --set")
+    for key in ("data", "output"):
+        if key not in raw and key not in overrides:
+            raise ConfigError(f"{path}: required key {key!r} is missing")
+    where = (f"{path} (overridden on the command line: {', '.join(sorted(overrides))})" if overrides
+             else str(path))
+    return TrainConfig(**{**raw, **overrides}, source=where)
