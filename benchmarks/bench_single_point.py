@@ -21,6 +21,17 @@ from pathlib import Path
 import numpy as np
 
 FIDUCIAL = np.array([0.8, 0.5, 12.02, 0.26, 11.38, 13.31, 1.06])
+IMPORT_CODE = ("import time; t = time.perf_counter(); import iaemu_likelihood, iaemu_likelihood.training; "
+               "print(time.perf_counter() - t)")
+
+
+def import_seconds(repeats: int = 3) -> float:
+    """Best of ``repeats`` fresh-process times (s) of ``import iaemu_likelihood, iaemu_likelihood.training``."""
+    import subprocess
+    import sys
+
+    return min(float(subprocess.run([sys.executable, "-c", IMPORT_CODE], capture_output=True, text=True,
+                                    check=True).stdout) for _ in range(repeats))
 
 
 def main() -> None:
@@ -47,9 +58,11 @@ def main() -> None:
         medians.append(float(np.median(times)) * 1e6)
     result = {"label": args.label, "weights": str(emu.folder), "best_median_us": round(min(medians), 1),
               "medians_us": [round(m, 1) for m in medians], "calls": args.calls,
+              "import_seconds": round(import_seconds(), 3),
               "machine": platform.machine(), "cpus": os.cpu_count(), "load_average_1min": os.getloadavg()[0]}
     print(f"{args.label}: single point median {result['best_median_us']} us (best of {args.repeats} medians "
-          f"of {args.calls} calls; load {result['load_average_1min']:.1f})")
+          f"of {args.calls} calls; load {result['load_average_1min']:.1f}); "
+          f"import {result['import_seconds']:.3f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
 

@@ -10,7 +10,8 @@ import pytest
 import iaemu_likelihood
 
 REPO = Path(__file__).resolve().parents[1]
-IMPORT_BUDGET_S = 0.5
+# third-party top-level packages that `import iaemu_likelihood, iaemu_likelihood.training` may load
+LIGHT_THIRD_PARTY = {"numpy"}
 HEAVY_MODULES = ("torch", "halotools", "cobaya", "numba", "h5py", "getdist", "matplotlib")
 
 
@@ -20,20 +21,22 @@ def _run_python(code, cwd):
 
 
 def test_import_is_cheap_quiet_and_light(tmp_path):
+    """Importing the package loads only the standard library, numpy and itself, and prints nothing.
+    (What it loads, not a wall-clock time: the import time is measured by benchmarks, a timed
+    test fails on a loaded machine.)"""
     code = (
-        "import json, sys, time\n"
-        "t = time.perf_counter()\n"
+        "import json, sys\n"
+        "before = set(sys.modules)\n"
         "import iaemu_likelihood, iaemu_likelihood.training\n"
-        "dt = time.perf_counter() - t\n"
+        "new = sorted({m.split('.')[0] for m in set(sys.modules) - before} - set(sys.stdlib_module_names))\n"
         f"heavy = [m for m in {HEAVY_MODULES!r} if m in sys.modules]\n"
-        "sys.stderr.write(json.dumps({'dt': dt, 'heavy': heavy}))\n"
+        "sys.stderr.write(json.dumps({'third_party': new, 'heavy': heavy}))\n"
     )
-    # best of three: the first run may pay for compiling .pyc files
-    runs = [_run_python(code, tmp_path) for _ in range(3)]
-    assert all(r.stdout == "" for r in runs), "importing iaemu_likelihood printed something"
-    reports = [json.loads(r.stderr.strip().splitlines()[-1]) for r in runs]
-    assert all(rep["heavy"] == [] for rep in reports), reports
-    assert min(rep["dt"] for rep in reports) < IMPORT_BUDGET_S, reports
+    run = _run_python(code, tmp_path)
+    assert run.stdout == "", "importing iaemu_likelihood printed something"
+    report = json.loads(run.stderr.strip().splitlines()[-1])
+    assert report["heavy"] == [], report
+    assert set(report["third_party"]) - {"iaemu_likelihood"} <= LIGHT_THIRD_PARTY, report
 
 
 @pytest.mark.skipif(os.environ.get("IAEMU_TEST_INSTALLED") != "1",
