@@ -15,6 +15,7 @@ import numpy as np
 from .emulator_options import DEFAULT_MC_SAMPLES, NUMPY_BLOCK, check_n_samples
 from .ensemble_stats import reduce_members
 from .numpy_forward import predict_in_blocks
+from .weights_checks import check_correlation
 
 __all__ = ["EnsembleInference", "epistemic_calibration"]
 
@@ -32,8 +33,6 @@ def epistemic_calibration(metadata, layout, where: str):
         Factor on the raw epistemic variance per output (``metadata["epistemic"]["scale"]`` per
         statistic; 1 where none is given).
     """
-    from .weights_checks import check_correlation
-
     epistemic = metadata.get("epistemic") or {}
     scale = epistemic.get("scale") or {}
     correlation = None

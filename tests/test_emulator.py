@@ -500,3 +500,18 @@ def test_prediction_without_aleatoric_variances(synthetic_weights, version):
     np.testing.assert_array_equal(result.prediction.variance_vector(), full.variance_vector())
     np.testing.assert_array_equal(result.covariances[("aleatoric", "epistemic")],
                                   emu.covariance(theta, ["aleatoric", "epistemic"], prediction=full))
+
+
+def test_single_point_check_agrees_with_the_array_check():
+    """The sampler's fast path (one point's box and band in Python floats) accepts exactly the
+    points the array check accepts: random points around the shipped weights' box, which has a
+    support band, plus NaN and the box edges."""
+    emu = IAEmulator.load()
+    assert emu._domain.band is not None
+    low, high = emu._domain.low, emu._domain.high
+    points = low + (high - low) * np.random.default_rng(3).uniform(-0.05, 1.05, size=(2000, len(low)))
+    points[0, 2] = np.nan
+    points[1], points[2] = low, high
+    fast = [emu._domain.contains_point(p.tolist()) for p in points]
+    np.testing.assert_array_equal(fast, emu.in_support(points))
+    assert 200 < sum(fast) < 1800
