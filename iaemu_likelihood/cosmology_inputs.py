@@ -15,7 +15,8 @@ from .errors import ConfigError
 from .layout import DEFAULT_LAYOUT, Input, Layout
 
 __all__ = ["OMEGA_M", "SIGMA_8", "REDSHIFT", "COSMOLOGY_INPUTS", "V2_LAYOUT", "COBAYA_PARAMETERS",
-           "COSMOSIS_KEYS", "REDSHIFT_OPTION", "model_input_names", "source_text", "check_redshift"]
+           "COSMOSIS_KEYS", "REDSHIFT_OPTION", "DATASET_KEYS", "model_input_names", "source_text",
+           "check_redshift"]
 
 #: Matter density today (flat LCDM).
 OMEGA_M = Input("Omega_m", "", r"\Omega_{\rm m}", (0.0, 1.0, True), "cosmology")
@@ -35,6 +36,9 @@ COBAYA_PARAMETERS = {"Omega_m": "omegam", "sigma_8": "sigma8"}
 COSMOSIS_KEYS = {"Omega_m": ("cosmological_parameters", "omega_m"), "sigma_8": ("cosmological_parameters", "sigma_8")}
 #: The adapter option (Cobaya theory and CosmoSIS module) that sets the redshift input.
 REDSHIFT_OPTION = "redshift"
+#: Key of each cosmology input in a training set's per-point provenance (``point_inputs``, written
+#: by ``iaemu generate`` over an N-body suite): the value of the box and snapshot of each point.
+DATASET_KEYS = {"Omega_m": "omega_m", "sigma_8": "sigma8", "z": "z"}
 
 
 def source_text(name: str) -> str | None:

@@ -260,14 +260,16 @@ class FactorisedNet(nn.Module):
 
     The mean of a mock depends on the alignment strengths only through ``c = c(mu)`` of
     :mod:`iaemu_likelihood.alignment`: xi not at all, omega linearly, eta quadratically. So a
-    ``basis`` MLP of the five HOD inputs (``n_hidden`` x ``width``) emits 120 HOD-only functions
+    ``basis`` MLP of every input but the two alignment strengths (``n_hidden`` x ``width``: the
+    five HOD inputs, and the cosmology and redshift inputs of a layout that has them, which thus
+    feed every basis function) emits 120 alignment-free functions
     ``[xi, W_c, W_s, E_cc, E_cs, E_ss]`` (20 bins each) and the standardised means are::
 
         xi = xi,   omega = c_c W_c + c_s W_s,   eta = c_c^2 E_cc + c_c c_s E_cs + c_s^2 E_ss,
 
     which needs omega and eta standardised WITHOUT centring (output ``mean`` 0, see
     :class:`~iaemu_likelihood.training.normalisation.OutputNormaliser`). The variance of one
-    realization is not of this form; a smaller ``var`` MLP of all seven inputs (``var_hidden`` x
+    realization is not of this form; a smaller ``var`` MLP of all the inputs (``var_hidden`` x
     ``var_width``) gives the 60 softplus variances. :mod:`iaemu_likelihood.numpy_forward` has the
     same forward pass in numpy.
 
@@ -282,11 +284,13 @@ class FactorisedNet(nn.Module):
         Added to the softplus variance (standardised units).
     mu_low, mu_high : list of 2 float
         Physical (mu_cen, mu_sat) at the scaled inputs -1 and +1 (the input box), to recover mu.
+    n_inputs : int
+        Number of inputs, mu_cen and mu_sat first (7 in the default layout).
     """
 
     def __init__(self, width: int = 128, n_hidden: int = 3, var_width: int = 64, var_hidden: int = 2,
                  activation: str = "silu", var_floor: float = 1e-6, mu_low=(-1.0, -1.0),
-                 mu_high=(1.0, 1.0)):
+                 mu_high=(1.0, 1.0), n_inputs: int = N_INPUTS):
         super().__init__()
         _check_sizes(activation, var_floor, width=width, n_hidden=n_hidden, var_width=var_width,
                      var_hidden=var_hidden)
@@ -295,10 +299,13 @@ class FactorisedNet(nn.Module):
             raise ValueError(f"mu_low = {mu_low!r}, mu_high = {mu_high!r}: need two ranges inside [-1, 1]")
         self.activation = activation
         self.var_floor = float(var_floor)
-        sizes = [N_INPUTS - 2] + [int(width)] * int(n_hidden)
+        if int(n_inputs) < 3:
+            raise ValueError(f"n_inputs = {n_inputs!r}: a factorised network needs mu_cen, mu_sat and "
+                             "at least one more input")
+        sizes = [int(n_inputs) - 2] + [int(width)] * int(n_hidden)
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
         self.basis = nn.Linear(sizes[-1], 6 * N_BINS)
-        vsizes = [N_INPUTS] + [int(var_width)] * int(var_hidden)
+        vsizes = [int(n_inputs)] + [int(var_width)] * int(var_hidden)
         self.var_hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(vsizes[:-1], vsizes[1:]))
         self.var_out = nn.Linear(vsizes[-1], N_OUTPUTS)
         self.register_buffer("mu_low", torch.tensor(low), persistent=False)
@@ -306,12 +313,19 @@ class FactorisedNet(nn.Module):
 
     @classmethod
     def from_layout(cls, config, layout):
-        """The registry's builder (the default layout: mu_cen, mu_sat first; xi, omega, eta)."""
-        _require_default_sizes(layout, "factorised")
-        return cls(**config)
+        """The registry's builder: the default statistics (xi, omega, eta on the same bins) and
+        inputs mu_cen, mu_sat first, then any others (the default layout's five HOD inputs, and
+        cosmology and redshift inputs after them)."""
+        if layout.param_names[:2] != DEFAULT_LAYOUT.param_names[:2] or \
+                layout.statistics != DEFAULT_LAYOUT.statistics:
+            raise ValueError(f"a 'factorised' network needs the inputs mu_cen, mu_sat first and the "
+                             f"statistics {list(DEFAULT_LAYOUT.statistic_names)} of the default layout; "
+                             f"got inputs {list(layout.param_names)} and statistics "
+                             f"{list(layout.statistic_names)}")
+        return cls(**config, n_inputs=layout.n_inputs)
 
     def alignment_factors(self, x):
-        """(c(mu_cen), c(mu_sat)), each (n, 1), from scaled inputs x (n, 7)."""
+        """(c(mu_cen), c(mu_sat)), each (n, 1), from scaled inputs x (n, n_inputs)."""
         from .alignment import torch_alignment_p2
 
         mu = self.mu_low + 0.5 * (x[:, :2] + 1.0) * (self.mu_high - self.mu_low)

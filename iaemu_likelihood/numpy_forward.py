@@ -253,7 +253,8 @@ class FactorisedEnsemble:
 
     @classmethod
     def from_config(cls, members, config, input_low, input_high, output_mean, output_std, layout):
-        """The architecture registry's builder (the default layout only)."""
+        """The architecture registry's builder (mu_cen, mu_sat first, then any inputs; the basis
+        takes every input but the two mu, as :class:`~iaemu_likelihood.networks.FactorisedNet`)."""
         return cls(members, config["activation"], config["var_floor"], input_low, input_high,
                    output_mean, output_std)
 

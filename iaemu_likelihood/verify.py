@@ -78,13 +78,16 @@ def single_thread(emulator=None):
             torch.set_num_threads(old)
 
 
-def default_reference_points(bounds: dict, n: int = 4, seed: int = 0) -> np.ndarray:
-    """The box centre plus ``n - 1`` seeded uniform points inside ``bounds``: array (n, 7)."""
-    low = np.array([bounds[name][0] for name in PARAM_NAMES], dtype=float)
-    high = np.array([bounds[name][1] for name in PARAM_NAMES], dtype=float)
+def default_reference_points(bounds: dict, n: int = 4, seed: int = 0, names=None) -> np.ndarray:
+    """The box centre plus ``n - 1`` seeded uniform points inside ``bounds``: array (n, n_inputs),
+    columns in the order of ``names`` (default: the order of ``bounds``, as ``IAEmulator.bounds``
+    lists the inputs)."""
+    names = tuple(bounds) if names is None else tuple(names)
+    low = np.array([bounds[name][0] for name in names], dtype=float)
+    high = np.array([bounds[name][1] for name in names], dtype=float)
     rng = np.random.default_rng(seed)
     # stay 5% away from the edges so a tiny change of bounds does not invalidate the file
-    inner = 0.05 + 0.9 * rng.random((max(n - 1, 0), len(PARAM_NAMES)))
+    inner = 0.05 + 0.9 * rng.random((max(n - 1, 0), len(names)))
     return np.vstack([0.5 * (low + high), low + (high - low) * inner])[:n]
 
 
@@ -96,8 +99,8 @@ def write_reference_predictions(folder, emulator, points) -> Path:
     folder : path-like
         The weights folder ``emulator`` was loaded from.
     emulator : IAEmulator
-    points : array_like, shape (n, 7)
-        Parameters in ``PARAM_NAMES`` order, inside the emulator's bounds.
+    points : array_like, shape (n, n_inputs)
+        Inputs in ``emulator.param_names`` order, inside the emulator's bounds.
 
     Returns
     -------
@@ -113,7 +116,7 @@ def write_reference_predictions(folder, emulator, points) -> Path:
     points = np.atleast_2d(np.asarray(points, dtype=np.float64))
     with single_thread(emulator):
         pred = emulator.predict(points, epistemic=emulator.ensemble_size > 1)
-    arrays = {"points": points, "param_names": np.array(PARAM_NAMES)}
+    arrays = {"points": points, "param_names": np.array(emulator.param_names)}
     arrays.update({k: np.asarray(v, dtype=np.float64) for k, v in pred.as_dict().items()})
     path = folder / REFERENCE_FILE
     atomic_write_bytes(path, npz_bytes(arrays, compressed=False))
@@ -121,14 +124,22 @@ def write_reference_predictions(folder, emulator, points) -> Path:
     return path
 
 
-def read_reference_file(reference_file) -> dict[str, np.ndarray]:
+def read_reference_file(reference_file, param_names=None) -> dict[str, np.ndarray]:
     """The arrays of a ``reference_predictions.npz``, read without pickle and checked.
+
+    Parameters
+    ----------
+    reference_file : path-like
+    param_names : sequence of str, optional
+        The inputs the file must list (an emulator's ``param_names``); default: the seven
+        :data:`PARAM_NAMES`, or the names it stores when they start with those seven (weights with
+        cosmology and redshift inputs after them).
 
     Returns
     -------
     dict
-        ``points`` (n, 7) float64 with n >= 1, and every stored prediction (``xi``, ``xi_var``,
-        ...), each (n, 20) and finite.
+        ``points`` (n, n_inputs) float64 with n >= 1, and every stored prediction (``xi``,
+        ``xi_var``, ...), each (n, 20) and finite.
 
     Raises
     ------
@@ -145,13 +156,15 @@ def read_reference_file(reference_file) -> dict[str, np.ndarray]:
         raise IAEmuError(f"{where}: cannot be read as a .npz without pickle ({type(exc).__name__}: "
                          f"{' '.join(str(exc).split())})") from None
     names = tuple(str(s) for s in np.atleast_1d(arrays.pop("param_names", np.array([]))))
-    if names != PARAM_NAMES:
-        raise IAEmuError(f"{where}: param_names {names} differ from {PARAM_NAMES}")
+    expected = tuple(param_names) if param_names is not None else (
+        names if names[:len(PARAM_NAMES)] == PARAM_NAMES else PARAM_NAMES)
+    if names != expected:
+        raise IAEmuError(f"{where}: param_names {names} differ from {expected}")
     points = arrays.get("points")
     if points is None or points.dtype.kind not in "iuf" or points.ndim != 2 \
-            or points.shape[1] != len(PARAM_NAMES) or len(points) == 0:
+            or points.shape[1] != len(names) or len(points) == 0:
         shown = "missing" if points is None else f"{points.dtype} {points.shape}"
-        raise IAEmuError(f"{where}: points = {shown}; allowed: a float array (n, 7) with n >= 1")
+        raise IAEmuError(f"{where}: points = {shown}; allowed: a float array (n, {len(names)}) with n >= 1")
     for key, value in arrays.items():
         if key == "points":
             continue
@@ -184,7 +197,7 @@ def check_reference_predictions(emulator, reference_file, rtol: float | None = N
     """
     rtol, atol_fraction = reference_tolerance(emulator, rtol)
     results = []
-    ref = read_reference_file(reference_file)
+    ref = read_reference_file(reference_file, emulator.param_names)
     keys = [k for k in ref if k != "points"]
     unknown = sorted(set(keys) - set(_PREDICTION_KEYS))
     if unknown:

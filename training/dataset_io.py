@@ -21,7 +21,7 @@ from ..conventions import PARAM_NAMES, STATISTICS
 from ..errors import IAEmuError
 
 __all__ = ["IADataset", "DatasetFileError", "save_dataset", "load_dataset", "load_datasets", "concatenate_datasets",
-           "file_sha256", "files_sha256", "SCHEMA_VERSION"]
+           "input_layout", "file_sha256", "files_sha256", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 1
 _ARRAYS = ("params", "xi", "omega", "eta", "r_edges", "n_gal", "n_cen", "n_sat", "seeds", "retries")
@@ -105,14 +105,58 @@ class IADataset:
         return self.stat(name).std(axis=1, ddof=ddof)
 
     def subset(self, indices) -> IADataset:
-        """A dataset holding only the design points ``indices`` (all their realizations)."""
+        """A dataset holding only the design points ``indices`` (all their realizations); the
+        per-point provenance ``point_inputs`` is subset with them."""
         idx = np.asarray(indices)
         arrays = {name: getattr(self, name)[idx] for name in _ARRAYS if name != "r_edges"}
-        return IADataset(r_edges=self.r_edges, provenance=dict(self.provenance), **arrays)
+        provenance = dict(self.provenance)
+        if isinstance(provenance.get("point_inputs"), dict):
+            rows = np.arange(self.n_points)[idx].tolist()
+            provenance["point_inputs"] = {key: [values[i] for i in rows]
+                                          for key, values in provenance["point_inputs"].items()}
+        return IADataset(r_edges=self.r_edges, provenance=provenance, **arrays)
 
     def params_dict(self, i: int) -> dict:
         """Parameters of point ``i`` as a name -> value mapping."""
         return dict(zip(PARAM_NAMES, map(float, self.params[i])))
+
+    def inputs(self, names) -> np.ndarray:
+        """The emulator inputs ``names`` of every point, (n_points, len(names)), float64.
+
+        The seven HOD + alignment parameters come from :attr:`params`; the cosmology and redshift
+        inputs (``Omega_m``, ``sigma_8``, ``z``) from the per-point provenance ``point_inputs``
+        (the box and snapshot each point was populated in; see
+        :data:`~iaemu_likelihood.cosmology_inputs.DATASET_KEYS`).
+
+        Raises
+        ------
+        DatasetFileError
+            Naming the input the dataset does not hold, or a ``point_inputs`` entry that is not
+            one finite number per point.
+        """
+        from ..cosmology_inputs import DATASET_KEYS
+
+        columns = []
+        for name in names:
+            if name in PARAM_NAMES:
+                columns.append(self.params[:, PARAM_NAMES.index(name)].astype(np.float64))
+                continue
+            key = DATASET_KEYS.get(name)
+            values = (self.provenance.get("point_inputs") or {}).get(key) if key else None
+            if values is None:
+                raise DatasetFileError(
+                    f"dataset {self.provenance.get('name', '')!s}: input {name!r} is not in it; allowed: "
+                    f"{list(PARAM_NAMES)} and, for a dataset generated over an N-body suite, "
+                    f"{list(DATASET_KEYS)} (provenance point_inputs)")
+            try:
+                column = np.asarray(values, dtype=np.float64)
+            except (TypeError, ValueError):
+                column = np.array([np.nan])
+            if column.shape != (self.n_points,) or not np.all(np.isfinite(column)):
+                raise DatasetFileError(f"dataset provenance point_inputs.{key}: allowed: {self.n_points} "
+                                       "finite numbers, one per point")
+            columns.append(column)
+        return np.column_stack(columns) if columns else np.empty((self.n_points, 0))
 
 
 def save_dataset(path: str | os.PathLike, dataset: IADataset, durable: bool = False) -> Path:
@@ -257,6 +301,14 @@ def concatenate_datasets(datasets, labels=None) -> IADataset:
     arrays = {name: np.concatenate([getattr(ds, name) for ds in datasets])
               for name in _ARRAYS if name != "r_edges"}
     provenance = {k: v for k, v in first.provenance.items() if k not in ("unit_cube", "seed", "config")}
+    per_point = [ds.provenance.get("point_inputs") for ds in datasets]
+    if any(p is not None for p in per_point):
+        keys = set(per_point[0] or ())
+        for label, entry in zip(labels, per_point):
+            if not isinstance(entry, dict) or set(entry) != keys:
+                raise ValueError(f"{label}: provenance point_inputs {sorted(entry or ())} differ from "
+                                 f"those of {labels[0]} ({sorted(keys)}); concatenated datasets need the same")
+        provenance["point_inputs"] = {k: [v for entry in per_point for v in entry[k]] for k in per_point[0]}
     provenance["name"] = "+".join(str(ds.provenance.get("name", label))
                                   for ds, label in zip(datasets, labels))
     provenance["components"] = [{"name": ds.provenance.get("name", label), "label": label,
@@ -271,3 +323,37 @@ def load_datasets(paths) -> IADataset:
     """Load one dataset file, or several and concatenate them (:func:`concatenate_datasets`)."""
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     return concatenate_datasets([load_dataset(p) for p in paths], labels=[str(p) for p in paths])
+
+
+def input_layout(dataset):
+    """The emulator layout a dataset trains, and the cosmology inputs it holds fixed.
+
+    The seven HOD + alignment inputs of :data:`~iaemu_likelihood.layout.DEFAULT_LAYOUT`, then,
+    in :data:`~iaemu_likelihood.cosmology_inputs.V2_LAYOUT` order, every cosmology or redshift
+    input of the per-point provenance ``point_inputs`` that takes more than one value across the
+    points (a dataset of one snapshot redshift trains no ``z`` input); the statistics of the
+    default layout.
+
+    Returns
+    -------
+    layout : Layout
+    fixed : dict
+        ``{name: value}`` of the cosmology inputs that are the same at every point (recorded in
+        the weights' metadata, not inputs).
+    """
+    from ..cosmology_inputs import COSMOLOGY_INPUTS, DATASET_KEYS
+    from ..layout import DEFAULT_LAYOUT, Layout
+
+    point_inputs = dataset.provenance.get("point_inputs") or {}
+    extra, fixed = [], {}
+    for item in COSMOLOGY_INPUTS:
+        if DATASET_KEYS[item.name] not in point_inputs:
+            continue
+        column = dataset.inputs([item.name])[:, 0]
+        if np.ptp(column) > 0:
+            extra.append(item)
+        else:
+            fixed[item.name] = float(column[0])
+    if not extra:
+        return DEFAULT_LAYOUT, fixed
+    return Layout(inputs=(*DEFAULT_LAYOUT.inputs, *extra), statistics=DEFAULT_LAYOUT.statistics), fixed

@@ -367,9 +367,10 @@ def evaluate_folder(folder, data, output=None, figures: bool = True, n_samples: 
     ds = load_dataset(data)
     low = np.array([emu.bounds[n][0] for n in emu.param_names])
     high = np.array([emu.bounds[n][1] for n in emu.param_names])
-    inside = np.all((ds.params >= low) & (ds.params <= high), axis=1)
+    inputs = ds.inputs(emu.param_names)  # cosmology and redshift inputs from point_inputs
+    inside = np.all((inputs >= low) & (inputs <= high), axis=1)
     if hasattr(emu, "in_support"):  # the training-prior band, when the weights record one
-        inside &= np.atleast_1d(emu.in_support(ds.params))
+        inside &= np.atleast_1d(emu.in_support(inputs))
     finite = np.all([np.isfinite(ds.stat(s)).all(axis=(1, 2)) for s in STATISTICS], axis=0)
     keep = np.flatnonzero(inside & finite)
     if keep.size < 3:
@@ -377,7 +378,7 @@ def evaluate_folder(folder, data, output=None, figures: bool = True, n_samples: 
     if keep.size < ds.n_points:
         log.warning("skipping %d of %d test points (outside the bounds/support or not finite)",
                     ds.n_points - keep.size, ds.n_points)
-    theta = ds.params[keep]
+    theta = inputs[keep]
     p = emu.predict(theta, epistemic=True, n_samples=n_samples)
     pred = {k: np.asarray(v) for k, v in p.as_dict().items()}
     samples = {s: ds.stat(s)[keep] for s in STATISTICS}

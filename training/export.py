@@ -27,17 +27,29 @@ log = logging.getLogger(__name__)
 DEFAULT_REFERENCE_POINTS = 4
 
 
-def dataset_bounds(dataset) -> dict:
-    """Parameter box of a dataset: its provenance ``bounds``, else the design rule's bounding box,
-    else (with a warning) the min/max of its points. Returns ``{name: [low, high]}``."""
+def dataset_bounds(dataset, layout=None) -> dict:
+    """Input box of a dataset, ``{name: [low, high]}`` for every input of ``layout`` (default the
+    seven HOD + alignment parameters).
+
+    The seven: its provenance ``bounds``, else the design rule's bounding box, else (with a
+    warning) the min/max of its points. Cosmology and redshift inputs (``point_inputs``, a dataset
+    over an N-body suite): the min/max over its points, i.e. the range the suite's boxes and
+    snapshots span (:meth:`~.dataset_io.IADataset.inputs`).
+    """
+    names = PARAM_NAMES if layout is None else layout.param_names
     prov = dataset.provenance
     box = prov.get("bounds") or (prov.get("design_rule") or {}).get("bounding_box")
-    if box:
-        return {n: [float(box[n][0]), float(box[n][1])] for n in PARAM_NAMES}
-    log.warning("dataset provenance has no 'bounds' or design_rule.bounding_box: using the min/max "
-                "of its %d points as the emulator's bounds", dataset.n_points)
-    return {n: [float(dataset.params[:, j].min()), float(dataset.params[:, j].max())]
-            for j, n in enumerate(PARAM_NAMES)}
+    if not box:
+        log.warning("dataset provenance has no 'bounds' or design_rule.bounding_box: using the min/max "
+                    "of its %d points as the emulator's bounds", dataset.n_points)
+    out = {}
+    for name in names:
+        if box and name in PARAM_NAMES:
+            out[name] = [float(box[name][0]), float(box[name][1])]
+        else:
+            column = dataset.inputs([name])[:, 0]
+            out[name] = [float(column.min()), float(column.max())]
+    return out
 
 
 def dataset_support(dataset) -> dict | None:
@@ -92,20 +104,26 @@ def build_metadata(*, version: str, architecture: str, architecture_config: dict
                    bounds: dict, input_low, input_high, output_normalisation: dict,
                    training_set: dict, halo_catalog: dict, training: dict | None = None,
                    epistemic: dict | None = None, support: dict | None = None,
-                   input_scaling: str = "box") -> dict:
+                   input_scaling: str = "box", layout=None) -> dict:
     """``metadata.json`` content as in docs/CONTRACTS.md (``accuracy`` left empty for evaluation;
     ``support`` only when given). ``input_scaling`` (``normalisation.input.scaling``): "box" when
     [input_low, input_high] is the training box, "standard" when they are mean -/+ std of the
     training inputs (converted reference checkpoints); it sets how the bounds are checked against
-    them at load (:mod:`iaemu_likelihood.weights_checks`)."""
+    them at load (:mod:`iaemu_likelihood.weights_checks`). ``layout`` (default
+    :data:`~iaemu_likelihood.layout.DEFAULT_LAYOUT`) names the inputs, in the order of
+    ``input_low``/``input_high``; a layout other than the default is recorded as ``layout``."""
+    from ..layout import DEFAULT_LAYOUT
+
+    layout = DEFAULT_LAYOUT if layout is None else layout
+    names = layout.param_names
     meta = {
         "schema_version": 1,
         "version": version,
         "architecture": architecture,
         "architecture_config": dict(architecture_config),
         "ensemble_size": int(ensemble_size),
-        "param_names": list(PARAM_NAMES),
-        "bounds": {n: [float(bounds[n][0]), float(bounds[n][1])] for n in PARAM_NAMES},
+        "param_names": list(names),
+        "bounds": {n: [float(bounds[n][0]), float(bounds[n][1])] for n in names},
         "r_edges": np.asarray(R_EDGES).tolist(),
         "r_units": "comoving h^-1 Mpc",
         "statistics": list(STATISTICS),
@@ -123,6 +141,8 @@ def build_metadata(*, version: str, architecture: str, architecture_config: dict
     }
     if support:
         meta["support"] = dict(support)
+    if layout != DEFAULT_LAYOUT:
+        meta["layout"] = layout.to_metadata()
     return meta
 
 
@@ -205,7 +225,7 @@ def _reference_points(emu, n: int, extra=None) -> np.ndarray:
     :func:`~iaemu_likelihood.verify.default_reference_points` that pass, else ``extra`` rows."""
     from ..verify import default_reference_points
 
-    candidates = default_reference_points(emu.bounds, 50 * n)
+    candidates = default_reference_points(emu.bounds, 50 * n, names=emu.param_names)
     if extra is not None:
         candidates = np.vstack([candidates, np.asarray(extra, dtype=float)])
     inside = np.atleast_1d(emu.in_support(candidates))
@@ -218,7 +238,7 @@ def write_exported_folder(folder, meta: dict, member_state_dicts, correlation, m
                           reference_points: int = DEFAULT_REFERENCE_POINTS, extra_points=None) -> Path:
     """Write the folder (with README.md), then reference predictions at ``reference_points``
     points inside the bounds and support (seeded, see :func:`_reference_points`; ``extra_points``
-    (m, 7), e.g. training points, are the fallback) computed by
+    (m, n_inputs), e.g. training points, are the fallback) computed by
     :class:`~iaemu_likelihood.emulator.IAEmulator` loading it back."""
     from ..emulator import IAEmulator
     from ..verify import write_reference_predictions

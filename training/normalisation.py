@@ -1,6 +1,7 @@
 """Input scaling and output standardisation of the emulator.
 
-Inputs are mapped linearly from the prior box ``[low, high]`` to ``[-1, 1]``. Outputs are
+Inputs (the seven HOD + alignment parameters, then any cosmology and redshift inputs of the
+layout) are mapped linearly from the training box ``[low, high]`` to ``[-1, 1]``. Outputs are
 standardised per statistic and per bin: ``xi`` through its logarithm, ``omega`` and ``eta`` as
 they are, then ``(y - mean) / std`` with mean and std fitted on the training split only.
 
@@ -27,43 +28,49 @@ _ALLOWED = ("log", "identity")
 
 @dataclasses.dataclass(frozen=True)
 class InputScaler:
-    """Linear map of the 7 parameters from ``[low, high]`` to ``[-1, 1]``.
+    """Linear map of the emulator inputs from ``[low, high]`` to ``[-1, 1]``.
 
     Parameters
     ----------
-    low, high : array_like, shape (7,)
-        Box edges in :data:`PARAM_NAMES` order (same units as the parameters).
+    low, high : array_like, shape (n_inputs,)
+        Box edges in input order (same units as the inputs).
+    names : tuple of str
+        Input names, in order (default the seven :data:`PARAM_NAMES`; a layout with cosmology
+        inputs lists them after the seven).
     """
 
     low: np.ndarray
     high: np.ndarray
+    names: tuple = PARAM_NAMES
 
     def __post_init__(self):
+        names = tuple(self.names)
         low = np.asarray(self.low, dtype=float).reshape(-1)
         high = np.asarray(self.high, dtype=float).reshape(-1)
-        if low.shape != (len(PARAM_NAMES),) or high.shape != low.shape:
-            raise ValueError(f"low/high must have shape ({len(PARAM_NAMES)},), got {low.shape}, {high.shape}")
+        if low.shape != (len(names),) or high.shape != low.shape:
+            raise ValueError(f"low/high must have shape ({len(names)},), got {low.shape}, {high.shape}")
         if not np.all(high > low):
-            bad = [n for n, lo, hi in zip(PARAM_NAMES, low, high) if not hi > lo]
-            raise ValueError(f"high must exceed low for every parameter; not so for {bad}")
+            bad = [n for n, lo, hi in zip(names, low, high) if not hi > lo]
+            raise ValueError(f"high must exceed low for every input; not so for {bad}")
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
+        object.__setattr__(self, "names", names)
 
     @classmethod
-    def from_bounds(cls, bounds: Mapping[str, tuple[float, float]]) -> InputScaler:
-        """Build from a ``{name: (low, high)}`` mapping holding every parameter."""
-        missing = [n for n in PARAM_NAMES if n not in bounds]
+    def from_bounds(cls, bounds: Mapping[str, tuple[float, float]], names=PARAM_NAMES) -> InputScaler:
+        """Build from a ``{name: (low, high)}`` mapping holding every input of ``names``."""
+        missing = [n for n in names if n not in bounds]
         if missing:
-            raise ValueError(f"bounds lack parameters {missing}")
-        return cls(np.array([bounds[n][0] for n in PARAM_NAMES]),
-                   np.array([bounds[n][1] for n in PARAM_NAMES]))
+            raise ValueError(f"bounds lack inputs {missing}")
+        return cls(np.array([bounds[n][0] for n in names]), np.array([bounds[n][1] for n in names]),
+                   tuple(names))
 
     def transform(self, theta) -> np.ndarray:
-        """Parameters (..., 7) -> scaled inputs in [-1, 1] inside the box."""
+        """Inputs (..., n_inputs) -> scaled inputs in [-1, 1] inside the box."""
         return 2.0 * (np.asarray(theta, dtype=float) - self.low) / (self.high - self.low) - 1.0
 
     def inverse(self, x) -> np.ndarray:
-        """Scaled inputs (..., 7) -> parameters."""
+        """Scaled inputs (..., n_inputs) -> inputs."""
         return self.low + 0.5 * (np.asarray(x, dtype=float) + 1.0) * (self.high - self.low)
 
     def to_dict(self) -> dict:

@@ -9,9 +9,13 @@ Usage::
 What it does
 ------------
 1. Loads the dataset (``data``), drops points whose xi mean is not positive, splits the rest
-   **by design point** into train/validation (:func:`~.splits.split_points`).
-2. Fits the input box (dataset bounds) and the per-statistic, per-bin output standardisation
-   on the training split only (:mod:`.normalisation`).
+   **by design point** into train/validation (:func:`~.splits.split_points`). The inputs come
+   from the dataset (:func:`~.dataset_io.input_layout`): the seven HOD + alignment parameters,
+   and for a dataset generated over an N-body suite also ``Omega_m``, ``sigma_8`` and ``z`` of
+   each point's box and snapshot (those that vary); the layout is recorded in the weights'
+   metadata, so the runtime and the adapters see the same inputs and training ranges.
+2. Fits the input box (dataset bounds; for the cosmology inputs the range of the points) and the
+   per-statistic, per-bin output standardisation on the training split only (:mod:`.normalisation`).
 3. Trains ``ensemble_size`` members (seeds ``seed + member``; a deep ensemble for ``"mlp"``, one
    network with MC dropout for ``"paper"``) with AdamW, a step learning-rate schedule, gradient
    clipping and the beta-NLL loss of :mod:`.losses` (``warmup_epochs`` at beta = 1, then
@@ -36,8 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from ..architectures import get_architecture
-from ..conventions import STATISTICS
-from .dataset_io import file_sha256, files_sha256, load_datasets
+from ..conventions import PARAM_NAMES, STATISTICS
+from .dataset_io import file_sha256, files_sha256, input_layout, load_datasets
 from .export import (build_metadata, dataset_bounds, dataset_support, residual_correlation,
                      write_exported_folder)
 from .losses import beta_nll_loss, beta_vector, validation_metric
@@ -87,11 +91,15 @@ def _prepare(config: TrainConfig):
     split = split_points(kept.size, val_fraction=config.val_fraction, seed=config.seed)
     train_idx, val_idx = kept[split.train], kept[split.val]
     train_ds, val_ds = dataset.subset(train_idx), dataset.subset(val_idx)
-    bounds = dataset_bounds(dataset)
-    scaler = InputScaler.from_bounds(bounds)
+    layout, fixed = input_layout(dataset)
+    if layout.n_inputs > len(PARAM_NAMES) or fixed:
+        log.info("inputs %s%s", list(layout.param_names),
+                 f"; the same at every point (not inputs): {fixed}" if fixed else "")
+    bounds = dataset_bounds(dataset, layout)
+    scaler = InputScaler.from_bounds(bounds, layout.param_names)
     uncentred = get_architecture(config.architecture).uncentred
     normaliser = OutputNormaliser.fit(train_ds, uncentred=uncentred)
-    return dataset, train_idx, val_idx, train_ds, val_ds, bounds, scaler, normaliser
+    return dataset, train_idx, val_idx, train_ds, val_ds, bounds, scaler, layout, normaliser
 
 
 def _atomic_torch_save(torch, obj, path: Path) -> None:
@@ -121,11 +129,11 @@ def _network_config(config: TrainConfig, scaler) -> dict:
                                                                scaler.low, scaler.high)
 
 
-def _new_member_state(torch, config, member, device, net_config):
+def _new_member_state(torch, config, member, device, net_config, layout):
     from ..networks import build_network
 
     torch.manual_seed(config.seed * 1000 + member)
-    net = build_network(config.architecture, net_config).to(device)
+    net = build_network(config.architecture, net_config, layout).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=config.learning_rate,
                             weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=config.lr_step_epochs,
@@ -176,11 +184,12 @@ def train(config: TrainConfig, *, restart: bool = False, stop_after_epochs: int 
         stop_after_epochs = check_int(stop_after_epochs, "--stop-after-epochs", minimum=1)
     torch.set_num_threads(int(config.threads))
     t0 = time.perf_counter()
-    dataset, train_idx, val_idx, train_ds, val_ds, bounds, scaler, normaliser = _prepare(config)
+    dataset, train_idx, val_idx, train_ds, val_ds, bounds, scaler, layout, normaliser = _prepare(config)
     data_sha = files_sha256(config.data)
     device = torch.device(config.device)
-    train_d = _Data(torch, scaler.transform(train_ds.params), *normaliser.targets(train_ds), device)
-    val_d = _Data(torch, scaler.transform(val_ds.params), *normaliser.targets(val_ds), device)
+    names = layout.param_names
+    train_d = _Data(torch, scaler.transform(train_ds.inputs(names)), *normaliser.targets(train_ds), device)
+    val_d = _Data(torch, scaler.transform(val_ds.inputs(names)), *normaliser.targets(val_ds), device)
     n_real = dataset.n_realizations
     log.info("training %s x%d on %d points (%d validation), %d realizations each",
              config.architecture, config.ensemble_size, len(train_d), len(val_d), n_real)
@@ -197,7 +206,7 @@ def train(config: TrainConfig, *, restart: bool = False, stop_after_epochs: int 
 
     for member in range(len(finished), config.ensemble_size):
         net, opt, sched, gen = _new_member_state(torch, config, member, device,
-                                                 _network_config(config, scaler))
+                                                 _network_config(config, scaler), layout)
         if state is not None and state["member"] == member and "model" in state:
             net.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
@@ -276,7 +285,7 @@ def train(config: TrainConfig, *, restart: bool = False, stop_after_epochs: int 
             "data_sha256": data_sha, "member": member + 1, "epoch": 0, "finished": finished,
             "summaries": summaries}, ckpt_path)
 
-    folder = _export(config, dataset, train_ds, bounds, scaler, normaliser, finished, summaries,
+    folder = _export(config, dataset, train_ds, bounds, scaler, layout, normaliser, finished, summaries,
                      data_sha, train_idx, val_idx, time.perf_counter() - t0)
     return TrainResult(folder, summaries, time.perf_counter() - t0)
 
@@ -290,8 +299,9 @@ def _calibrate_epistemic(meta, members, corr, mass_function, val_ds) -> dict:
     arrays = [{k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
                for k, v in sd.items()} for sd in members]
     emu = IAEmulator(meta, arrays, corr, mass_function)
-    keep = np.atleast_1d(emu.in_support(val_ds.params))
-    pred = emu.predict(val_ds.params[keep], epistemic=True).as_dict()
+    inputs = val_ds.inputs(emu.param_names)
+    keep = np.atleast_1d(emu.in_support(inputs))
+    pred = emu.predict(inputs[keep], epistemic=True).as_dict()
     samples = {s: val_ds.stat(s)[keep] for s in STATISTICS}
     fit = fit_epistemic_scale(pred, samples)
     scale = {s: fit[s]["scale"] for s in STATISTICS}
@@ -308,7 +318,18 @@ def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _export(config, dataset, train_ds, bounds, scaler, normaliser, members, summaries, data_sha,
+def _point_inputs_summary(dataset, layout) -> dict | None:
+    """The ``training_set.point_inputs`` metadata entry of a dataset over an N-body suite: its
+    boxes, redshifts and the cosmology inputs it holds fixed (None for a one-catalog dataset)."""
+    entry = dataset.provenance.get("point_inputs")
+    if not entry:
+        return None
+    _, fixed = input_layout(dataset)
+    return {"boxes": sorted(set(entry.get("box") or ())), "redshifts": sorted(set(entry.get("z") or ())),
+            "inputs": [n for n in layout.param_names if n not in PARAM_NAMES], "fixed": fixed}
+
+
+def _export(config, dataset, train_ds, bounds, scaler, layout, normaliser, members, summaries, data_sha,
             train_idx, val_idx, wall_s) -> Path:
     out = Path(config.output)
     prov = dataset.provenance
@@ -332,7 +353,7 @@ def _export(config, dataset, train_ds, bounds, scaler, normaliser, members, summ
                       "n_train_points": int(train_idx.size), "n_val_points": int(val_idx.size),
                       "files": [{"path": Path(p).name, "sha256": file_sha256(p)}
                                 for p in _as_list(config.data)]},
-        halo_catalog=catalog, epistemic=epistemic, support=dataset_support(dataset),
+        halo_catalog=catalog, epistemic=epistemic, support=dataset_support(dataset), layout=layout,
         training={"config": {k: v for k, v in config.to_dict().items()
                              if k not in ("data", "output", "checkpoint")},
                   "members": summaries, "wall_s": round(wall_s, 1),
@@ -340,13 +361,16 @@ def _export(config, dataset, train_ds, bounds, scaler, normaliser, members, summ
                                     "with beta-NLL on the Bessel-corrected scatter of each point's "
                                     "realizations about their own mean (iaemu_likelihood.training.losses)"),
                   "residual_correlation": "pooled over the training split's realizations"})
+    summary = _point_inputs_summary(dataset, layout)
+    if summary:
+        meta["training_set"]["point_inputs"] = summary
     corr = residual_correlation(train_ds)
     val_ds = dataset.subset(val_idx)
     if val_ds.n_points >= 2:
         meta["epistemic"].update(_calibrate_epistemic(meta, members, corr, mass_function, val_ds))
     return write_exported_folder(out, meta, members, corr, mass_function,
                                  reference_points=config.reference_points,
-                                 extra_points=train_ds.params)
+                                 extra_points=train_ds.inputs(layout.param_names))
 
 
 def build_parser(prog: str = "iaemu train") -> argparse.ArgumentParser:

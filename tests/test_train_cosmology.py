@@ -1,0 +1,185 @@
+"""Training with cosmology and redshift inputs (emulator v2, issue 15): a tiny synthetic dataset
+"over a suite" (points carrying Omega_m, sigma_8, z of their box and snapshot) trains for a few
+epochs, exports weights whose layout lists the ten inputs with their training ranges, loads in
+IAEmulator, keeps the alignment factorisation, and serves through Cobaya and CosmoSIS.
+"""
+import json
+
+import numpy as np
+import pytest
+
+import test_cosmology_inputs as ci
+import test_extending as ext
+from iaemu_likelihood.alignment import alignment_p2_table
+from iaemu_likelihood.cosmology_inputs import V2_LAYOUT
+from iaemu_likelihood.emulator import IAEmulator
+from iaemu_likelihood.layout import DEFAULT_LAYOUT
+from iaemu_likelihood.training.dataset_io import (DatasetFileError, IADataset, concatenate_datasets,
+                                                  input_layout, load_dataset, save_dataset)
+from iaemu_likelihood.training.synthetic import make_synthetic_dataset
+from iaemu_likelihood.training.train import TrainConfig, train
+
+pytest.importorskip("torch")
+
+#: agreement of the adapters with the emulator, and of the numpy mirror with the torch module
+RTOL = 1e-10
+#: (name, Omega_m, sigma_8) of the synthetic "boxes": the corners of the suite's range and the fiducial
+BOXES = (("lo_lo", 0.25, 0.72), ("hi_lo", 0.36, 0.72), ("lo_hi", 0.25, 0.92), ("hi_hi", 0.36, 0.92),
+         ("fid", 0.307, 0.823))
+REDSHIFTS = (0.0, 0.5, 1.0)
+SMALL_FACTORISED = {"width": 16, "n_hidden": 1, "var_width": 8, "var_hidden": 1}
+
+
+def suite_dataset(points_per_snapshot=8, n_realizations=4, seed=5, redshifts=REDSHIFTS, boxes=BOXES):
+    """A synthetic dataset over (box, z): the synthetic HOD truth with its amplitude scaled by the
+    cosmology and z (xi by A, omega by sqrt(A), eta by A; A = (sigma_8 / 0.8)^2 (Omega_m / 0.3)^0.3
+    / (1 + z)), and the per-point provenance ``point_inputs`` of a dataset generated over a suite."""
+    snaps = [(b, z) for b in boxes for z in redshifts]
+    n = points_per_snapshot * len(snaps)
+    base = make_synthetic_dataset(n, n_realizations, seed=seed)
+    rows = [snaps[i // points_per_snapshot] for i in range(n)]
+    omega_m = np.array([b[1] for b, _ in rows])
+    sigma8 = np.array([b[2] for b, _ in rows])
+    z = np.array([z for _, z in rows])
+    amp = ((sigma8 / 0.8) ** 2 * (omega_m / 0.3) ** 0.3 / (1.0 + z))[:, None, None]
+    provenance = dict(base.provenance, name="synthetic-suite")
+    provenance["point_inputs"] = {"box": [b[0] for b, _ in rows], "omega_m": omega_m.tolist(),
+                                  "sigma8": sigma8.tolist(), "z": z.tolist(),
+                                  "catalog_sha256": ["0" * 64] * n, "min_particles": [20] * n}
+    return IADataset(params=base.params, xi=base.xi * amp, omega=base.omega * np.sqrt(amp), eta=base.eta * amp,
+                     r_edges=base.r_edges, n_gal=base.n_gal, n_cen=base.n_cen, n_sat=base.n_sat,
+                     seeds=base.seeds, retries=base.retries, provenance=provenance)
+
+
+def _config(tmp_path, data, name, **kw):
+    base = dict(data=str(data), output=str(tmp_path / name), architecture="factorised", ensemble_size=2,
+                max_epochs=3, warmup_epochs=1, patience=10, batch_size=32, reference_points=2,
+                architecture_config=SMALL_FACTORISED)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def suite_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("suite")
+    save_dataset(folder / "train.npz", suite_dataset())
+    save_dataset(folder / "test.npz", suite_dataset(points_per_snapshot=2, seed=6))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def v2_trained(suite_data, tmp_path_factory):
+    config = _config(tmp_path_factory.mktemp("train"), suite_data / "train.npz", "weights")
+    return train(config, restart=True, progress=False).folder
+
+
+@pytest.fixture(scope="module")
+def v2_emulator(v2_trained):
+    return IAEmulator.load(v2_trained)
+
+
+def test_the_dataset_decides_the_inputs():
+    ds = suite_dataset(points_per_snapshot=2)
+    layout, fixed = input_layout(ds)
+    assert layout == V2_LAYOUT and fixed == {}
+    inputs = ds.inputs(layout.param_names)
+    assert inputs.shape == (ds.n_points, 10)
+    np.testing.assert_array_equal(inputs[:, :7], ds.params)
+    np.testing.assert_array_equal(inputs[:, 9], ds.provenance["point_inputs"]["z"])
+    # one snapshot redshift: z is no input, and is recorded as fixed
+    layout, fixed = input_layout(suite_dataset(points_per_snapshot=2, redshifts=(0.5,)))
+    assert layout.param_names[7:] == ("Omega_m", "sigma_8") and fixed == {"z": 0.5}
+    # a one-catalog dataset: the seven inputs, as v1
+    assert input_layout(make_synthetic_dataset(4, 2))[0] == DEFAULT_LAYOUT
+    with pytest.raises(DatasetFileError, match=r"input 'sigma_8' is not in it"):
+        make_synthetic_dataset(4, 2).inputs(["logMmin", "sigma_8"])
+
+
+def test_subset_and_concatenation_carry_the_point_inputs(tmp_path):
+    ds = suite_dataset(points_per_snapshot=2)
+    idx = np.array([3, 0, 17])
+    sub = ds.subset(idx)
+    np.testing.assert_array_equal(sub.inputs(V2_LAYOUT.param_names), ds.inputs(V2_LAYOUT.param_names)[idx])
+    assert sub.provenance["point_inputs"]["box"] == [ds.provenance["point_inputs"]["box"][i] for i in idx]
+    both = concatenate_datasets([ds.subset(np.arange(10)), ds.subset(np.arange(10, ds.n_points))])
+    np.testing.assert_array_equal(both.inputs(V2_LAYOUT.param_names), ds.inputs(V2_LAYOUT.param_names))
+    save_dataset(tmp_path / "a.npz", ds)
+    assert load_dataset(tmp_path / "a.npz").provenance["point_inputs"] == ds.provenance["point_inputs"]
+    with pytest.raises(ValueError, match="point_inputs"):
+        concatenate_datasets([ds, make_synthetic_dataset(3, 4, seed=5)])
+
+
+def test_trained_weights_record_the_layout_and_ranges(v2_trained, v2_emulator):
+    meta = json.loads((v2_trained / "metadata.json").read_text())
+    assert meta["layout"] == V2_LAYOUT.to_metadata() and meta["param_names"] == list(V2_LAYOUT.param_names)
+    assert v2_emulator.layout == V2_LAYOUT
+    assert meta["bounds"]["Omega_m"] == [0.25, 0.36] and meta["bounds"]["sigma_8"] == [0.72, 0.92]
+    assert meta["bounds"]["z"] == [0.0, 1.0]
+    assert meta["normalisation"]["input"]["low"][7:] == [0.25, 0.72, 0.0]
+    assert meta["training_set"]["point_inputs"] == {"boxes": sorted(b[0] for b in BOXES),
+                                                    "redshifts": list(REDSHIFTS),
+                                                    "inputs": ["Omega_m", "sigma_8", "z"], "fixed": {}}
+    # the exported reference predictions are at ten-input points, and verify against the weights
+    from iaemu_likelihood.verify import check_reference_predictions
+
+    results = check_reference_predictions(v2_emulator, v2_trained / "reference_predictions.npz")
+    assert results and all(passed for _, passed, _ in results)
+
+
+def test_numpy_mirror_equals_the_torch_module_with_cosmology_inputs(v2_emulator):
+    theta = ci._theta(v2_emulator)
+    mean, var = ext._torch_prediction(v2_emulator, theta)
+    pred = v2_emulator.predict(theta)
+    np.testing.assert_allclose(pred.vector(), mean, rtol=RTOL)
+    np.testing.assert_allclose(pred.variance_vector(), var, rtol=RTOL)
+
+
+def test_the_alignment_factorisation_holds_at_every_cosmology(v2_emulator):
+    """xi free of mu; omega affine and eta quadratic in c(mu_cen) at fixed mu_sat, cosmology and z."""
+    for cosmo in ({"Omega_m": 0.26, "sigma_8": 0.9, "z": 0.0}, {"Omega_m": 0.35, "sigma_8": 0.75, "z": 1.0}):
+        theta = ci._theta(v2_emulator, **cosmo)
+        rows = np.repeat(theta[None, :], 4, axis=0)
+        rows[:, 0] = [-0.9, -0.2, 0.4, 0.8]
+        pred = v2_emulator.predict(rows)
+        np.testing.assert_allclose(pred.xi, np.repeat(pred.xi[:1], 4, axis=0), rtol=1e-13)
+        c = alignment_p2_table(rows[:, :2])[:, 0]
+        design = np.column_stack([np.ones(4), c])
+        coef, *_ = np.linalg.lstsq(design[:3], pred.omega[:3], rcond=None)
+        np.testing.assert_allclose(design[3] @ coef, pred.omega[3], rtol=1e-8, atol=1e-12)
+        design = np.column_stack([np.ones(4), c, c * c])
+        coef, *_ = np.linalg.lstsq(design[:3], pred.eta[:3], rcond=None)
+        np.testing.assert_allclose(design[3] @ coef, pred.eta[3], rtol=1e-8, atol=1e-12)
+    # and the cosmology inputs do move xi (they feed the basis network)
+    a = v2_emulator.predict(ci._theta(v2_emulator, sigma_8=0.75)).xi
+    b = v2_emulator.predict(ci._theta(v2_emulator, sigma_8=0.9)).xi
+    assert np.max(np.abs(a / b - 1)) > 1e-6
+
+
+def test_cobaya_and_cosmosis_serve_the_trained_weights(v2_trained, v2_emulator, tmp_path):
+    theta = ci._theta(v2_emulator)
+    data_file, idx = ext._measurement(tmp_path, v2_emulator, theta)
+    expected = ext._expected_loglike(v2_emulator, data_file, idx, theta)
+    model = ci._cobaya(v2_trained, data_file, v2_emulator)
+    loglikes, _ = model.loglikes({"omegam": ci.COSMO["Omega_m"], "sigma8": ci.COSMO["sigma_8"]})
+    assert loglikes[0] == pytest.approx(expected, rel=RTOL)
+    like, block = ci._cosmosis(tmp_path, v2_trained, data_file, v2_emulator, theta)
+    assert like == pytest.approx(float(loglikes[0]), rel=RTOL)
+    np.testing.assert_allclose(block["ia_correlations", "omega"], v2_emulator.predict(theta).omega, rtol=RTOL)
+
+
+def test_evaluate_reads_the_cosmology_inputs_of_a_test_set(v2_trained, suite_data, tmp_path):
+    from iaemu_likelihood.training.evaluate import evaluate_folder
+
+    report = evaluate_folder(v2_trained, suite_data / "test.npz", output=tmp_path / "report", figures=False,
+                             latency=False)
+    assert report["test_set"]["n_used"] == report["test_set"]["n_points"] == 2 * len(BOXES) * len(REDSHIFTS)
+    assert np.isfinite(report["summary"]["xi_median_abs_residual_sigma"])
+
+
+def test_mlp_trains_on_cosmology_inputs_too(suite_data, tmp_path):
+    config = _config(tmp_path, suite_data / "train.npz", "mlp", architecture="mlp", max_epochs=2,
+                     architecture_config={"width": 16, "n_hidden": 1})
+    emu = IAEmulator.load(train(config, restart=True, progress=False).folder)
+    assert emu.param_names == V2_LAYOUT.param_names
+    mean, _ = ext._torch_prediction(emu, ci._theta(emu))
+    np.testing.assert_allclose(emu.predict(ci._theta(emu)).vector(), mean, rtol=RTOL)
