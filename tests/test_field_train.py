@@ -219,3 +219,19 @@ def test_transport_pack_keeps_the_counts_and_the_density_to_half_a_step(config_f
     for p in range(a.n_points):
         for r in range(a.n_realizations):
             np.testing.assert_array_equal(b.counts(p, r, N // 2), a.counts(p, r, N // 2))
+
+
+def test_logit_offset_for_total_matches_the_target_and_refuses_unreachable_ones():
+    from iaemu_likelihood.field.network import logit_offset_for_total
+
+    rng = np.random.default_rng(3)
+    logit = rng.normal(-6.0, 2.5, 200_000)
+    weight = 1.0 + rng.exponential(0.5, logit.size)
+    total = lambda b: float(np.sum(weight / (1.0 + np.exp(-(logit + b)))))  # noqa: E731
+    for target in (1.0, 350.0, 4e4, 0.9 * weight.sum()):
+        b = logit_offset_for_total(logit, target, weight)
+        assert total(b) == pytest.approx(target, rel=1e-10)
+    b = logit_offset_for_total(logit, 500.0)
+    assert float(np.sum(1.0 / (1.0 + np.exp(-(logit + b))))) == pytest.approx(500.0, rel=1e-10)
+    assert logit_offset_for_total(logit, 1.01 * weight.sum(), weight) is None
+    assert logit_offset_for_total(logit, 0.0, weight) is None

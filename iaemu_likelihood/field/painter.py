@@ -79,6 +79,8 @@ class GalaxyPainter:
         self.net = build_network(config)
         self.net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()})
         self.net.to(self.device).eval()
+        if self.device == "cpu":  # channels-last 3-D convolutions are ~15% faster on CPUs (same values)
+            self.net.to(memory_format=torch.channels_last_3d)
 
     @classmethod
     def load(cls, version=None, device: str = "cpu") -> GalaxyPainter:
