@@ -13,20 +13,18 @@ products onto them.
 """
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Mapping
 
 import numpy as np
 from cobaya.log import LoggedError
 from cobaya.theory import Theory
 from cobaya.typing import empty_dict
 
-from .conventions import PARAM_NAMES, STATISTICS
+from .cobaya_priors import check_priors, prior_with_bounds, priors_for_weights
+from .conventions import STATISTICS
 from .cosmology_inputs import COBAYA_PARAMETERS, REDSHIFT, check_redshift, model_input_names
 from .errors import ConfigError, IAEmuError
 from .layout import COVARIANCE_TERMS, parse_terms
-from .prior_support import check_ranges
 
 __all__ = ["IAEmuTheory", "COVARIANCE_TERMS", "OUT_OF_RANGE_POLICIES", "PRODUCTS",
            "DERIVED_PARAMS", "prior_with_bounds"]
@@ -38,37 +36,6 @@ PRODUCTS = ("iaemu_r", *(f"iaemu_{s}" for s in STATISTICS), "iaemu_vector", "iae
             "iaemu_layout")
 #: Derived parameters this theory can compute (from the emulator's HOD inputs).
 DERIVED_PARAMS = ("n_gal", "f_sat")
-
-
-def prior_with_bounds(info: Mapping, old: tuple[float, float], new: tuple[float, float]) -> dict:
-    """Copy of a Cobaya parameter block moved from one range to another.
-
-    The prior's ``min``/``max`` become ``new``; a Gaussian ``ref`` (``loc``/``scale``) and the
-    ``proposal`` width are mapped linearly, so they keep their place relative to the range.
-
-    Parameters
-    ----------
-    info : mapping
-        Cobaya parameter info with ``prior: {min, max}``.
-    old, new : (float, float)
-        Range the block was written for, and the target range.
-    """
-    info = dict(info)
-    (a, b), (c, d) = old, new
-    scale = (d - c) / (b - a)
-    info["prior"] = {"min": float(c), "max": float(d)}
-    ref = info.get("ref")
-    if isinstance(ref, Mapping) and "loc" in ref:
-        ref = dict(ref)
-        ref["loc"] = float(c + (ref["loc"] - a) * scale)
-        if "scale" in ref:
-            ref["scale"] = float(ref["scale"] * scale)
-        info["ref"] = ref
-    elif isinstance(ref, (int, float)):
-        info["ref"] = float(c + (ref - a) * scale)
-    if isinstance(info.get("proposal"), (int, float)):
-        info["proposal"] = float(info["proposal"] * scale)
-    return info
 
 
 class IAEmuTheory(Theory):
@@ -143,23 +110,8 @@ class IAEmuTheory(Theory):
         priors written to ``*.updated.yaml`` are those of the weights actually used. If the
         metadata cannot be read the yaml values stay; :meth:`initialize` then reports why.
         """
-        from .weights import read_metadata
-
         weights = (input_options or {}).get("weights", defaults.get("weights"))
-        try:
-            bounds = read_metadata(_expand_path(weights))["bounds"]
-        except Exception:  # reported with a clear message by initialize()
-            return defaults
-        params = dict(defaults.get("params") or {})
-        for name in PARAM_NAMES:
-            info = params.get(name)
-            if isinstance(info, Mapping) and isinstance(info.get("prior"), Mapping) \
-                    and name in bounds:
-                old = (info["prior"]["min"], info["prior"]["max"])
-                params[name] = prior_with_bounds(info, old, tuple(bounds[name]))
-        defaults = dict(defaults)
-        defaults["params"] = params
-        return defaults
+        return priors_for_weights(defaults, _expand_path(weights))
 
     # ------------------------------------------------------------------ set-up
     def initialize(self):
@@ -228,56 +180,11 @@ class IAEmuTheory(Theory):
         self._check_priors(provider)
 
     def _check_priors(self, provider):
-        """Fixed values and bounded priors of the inputs must reach the training support.
-
-        A fixed value or bounded prior outside the training box, or with no point inside the
-        support band of the weights, stops here with one line naming the parameter, its range
-        and the band (rather than after thousands of rejected draws); a prior that only partly
-        overlaps the band is allowed (points outside get zero likelihood) and logged once.
-        """
+        """Fixed values and bounded priors of the inputs must reach the training support
+        (:func:`~iaemu_likelihood.cobaya_priors.check_priors`)."""
         model = getattr(provider, "model", None)
-        if model is None:
-            return
-        names = self._sampled
-        constants = {name: value for name, value in
-                     model.parameterization.constant_params().items() if name in names}
-        given = model.info().get("params") or {}
-        for name in constants:
-            # Cobaya turns yaml `mu_cen: true` into 1.0: check the value as written
-            value = given.get(name, constants[name])
-            value = value.get("value", constants[name]) if isinstance(value, Mapping) else value
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)) \
-                    or not math.isfinite(float(value)):
-                raise LoggedError(self.log, "parameter %s fixed to %r: a fixed value must be a finite "
-                                  "real number (not a boolean or a string)", name, value)
-        ranges = {name: (float(value), float(value)) for name, value in constants.items()}
-        for name, (pmin, pmax) in zip(model.prior.params, model.prior.bounds()):
-            if name in names:
-                ranges[name] = (float(pmin), float(pmax))
-                if math.isinf(pmin) or math.isinf(pmax):
-                    self.log.info("%s has an unbounded prior; points outside the training range "
-                                  "[%g, %g] are handled by out_of_range=%r", name,
-                                  *self.emulator.bounds[name], self.out_of_range)
-        report = check_ranges(self.emulator, ranges)
-        if report.errors:
-            raise LoggedError(self.log, "%s. Narrow the priors or remove them to use the training "
-                              "range (`iaemu info` prints the box and the band).",
-                              report.error_message("parameters outside the emulator's training "
-                                                   f"support (weights {self.emulator.folder})"))
-        if report.partial:
-            self.log.info("%s", report.partial_message())
-        # fixed starting points (numeric `ref`) outside the support: the sampler would retry them
-        # until max_tries and stop with a generic message
-        refs = {name: info.get("ref") for name, info in
-                model.parameterization.sampled_params_info().items() if name in names}
-        refs = {name: float(ref) for name, ref in refs.items()
-                if isinstance(ref, (int, float)) and not isinstance(ref, bool)}
-        if refs:
-            report = check_ranges(self.emulator, {**ranges, **{n: (v, v) for n, v in refs.items()}})
-            if report.errors:
-                raise LoggedError(self.log, "%s. Change the `ref` values (or give a distribution).",
-                                  report.error_message("reference (starting) values outside the "
-                                                       "emulator's training support"))
+        if model is not None:
+            check_priors(model, self._sampled, self.emulator, self.out_of_range, self.log)
 
     # ------------------------------------------------------------------ products
     def get_can_provide(self):

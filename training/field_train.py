@@ -29,6 +29,7 @@ import numpy as np
 from .._io import atomic_write_bytes
 from ..errors import ConfigError
 from .field_data import HOD_NAMES, load_density, load_galaxies
+from .torch_settings import TorchTrainingSettings, checked_settings
 
 __all__ = ["FieldTrainConfig", "load_config", "train", "build_parser", "main"]
 
@@ -36,8 +37,13 @@ logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
-class FieldTrainConfig:
+class FieldTrainConfig(TorchTrainingSettings):
     """Everything that defines a painter training run (YAML keys have the same names).
+
+    The optimiser and run keys (``learning_rate``, ``weight_decay``, ``grad_clip``, ``seed``,
+    ``device``, ``threads``) are those of :class:`~.torch_settings.TorchTrainingSettings`, here
+    with ``grad_clip`` 5 and 2 threads by default; the learning rate decays as a cosine to 5% of
+    ``learning_rate`` over ``steps``.
 
     Attributes
     ----------
@@ -59,8 +65,6 @@ class FieldTrainConfig:
         Voxels of periodic context around each crop (and around the box when painting).
     crop, batch_size, steps : int
         Side of the scored crop (voxels), crops per step, optimiser steps.
-    learning_rate, weight_decay, grad_clip : float
-        AdamW settings and gradient-norm clipping; the learning rate decays as a cosine to 5%.
     pos_weight : float
         Weight of voxels with >= 1 galaxy in the classifier loss (recall over precision).
     count_weight : float
@@ -72,11 +76,6 @@ class FieldTrainConfig:
     dense_fraction : float
         Fraction of crops centred (within +-crop/4) on a voxel drawn with probability proportional
         to the dark-matter density; the rest are uniform.
-    seed : int
-    device : str
-        torch device (cpu, cuda, ...); checkpoints and weights are stored on the CPU.
-    threads : int
-        torch CPU threads.
     loader_workers : int
         Processes that draw the crops ahead of the optimiser (0 = in the training process). A GPU
         step is faster than one process can cut crops; the batches are identical whatever the count.
@@ -98,44 +97,39 @@ class FieldTrainConfig:
     crop: int = 24
     batch_size: int = 4
     steps: int = 2000
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-5
-    grad_clip: float = 5.0
     pos_weight: float = 10.0
     count_weight: float = 0.5
     block_weight: float = 0.0
     block_sizes: list = dataclasses.field(default_factory=lambda: [4, 8])
     dense_fraction: float = 0.5
-    seed: int = 0
-    device: str = "cpu"
-    threads: int = 2
     loader_workers: int = 0
     checkpoint_every: int = 100
     version: str | None = None
+    grad_clip: float = dataclasses.field(default=5.0, kw_only=True)
+    threads: int = dataclasses.field(default=2, kw_only=True)
 
     def __post_init__(self):
-        from ..config_checks import check_float, check_int, check_str
+        from ..config_checks import check_float, check_int
 
         if not isinstance(self.boxes, list) or not self.boxes:
             raise ConfigError(f"boxes = {self.boxes!r}: list at least one training box folder")
-        for name in ("n_mesh", "num_res_units", "crop", "batch_size", "steps", "threads", "checkpoint_every"):
+        for name, value in checked_settings(self).items():
+            setattr(self, name, value)
+        for name in ("n_mesh", "num_res_units", "crop", "batch_size", "steps", "checkpoint_every"):
             setattr(self, name, check_int(getattr(self, name), name, minimum=1))
         self.context = check_int(self.context, "context", minimum=0)
-        self.seed = check_int(self.seed, "seed", minimum=0)
         self.loader_workers = check_int(self.loader_workers, "loader_workers", minimum=0)
-        for name in ("learning_rate", "grad_clip", "pos_weight"):
-            setattr(self, name, check_float(getattr(self, name), name, minimum=0.0, min_inclusive=False))
+        self.pos_weight = check_float(self.pos_weight, "pos_weight", minimum=0.0, min_inclusive=False)
         self.input_factor = check_int(self.input_factor, "input_factor", minimum=1, maximum=4)
         if not isinstance(self.block_sizes, list) or not self.block_sizes:
             raise ConfigError(f"block_sizes = {self.block_sizes!r}: list at least one block side (voxels)")
         self.block_sizes = [check_int(b, "block_sizes", minimum=1) for b in self.block_sizes]
-        for name in ("weight_decay", "count_weight", "block_weight"):
+        for name in ("count_weight", "block_weight"):
             setattr(self, name, check_float(getattr(self, name), name, minimum=0.0))
         for b in self.block_sizes if self.block_weight > 0 else ():
             if self.crop % b:
                 raise ConfigError(f"block_sizes entry {b} does not divide crop = {self.crop}")
         self.dense_fraction = check_float(self.dense_fraction, "dense_fraction", minimum=0.0, maximum=1.0)
-        self.device = check_str(self.device, "device")
         if len(self.channels) != len(self.strides) + 1:
             raise ConfigError(f"channels {self.channels} must have one more entry than strides {self.strides}")
         multiple = int(np.prod(self.strides))

@@ -13,13 +13,20 @@ from ..architectures import architecture_names, get_architecture
 from ..conventions import STATISTICS
 from ..errors import ConfigError
 from .losses import DEFAULT_BETAS
+from .torch_settings import TorchTrainingSettings, checked_settings
 
 __all__ = ["TrainConfig", "ARCHITECTURE_NAMES", "load_config"]
 
 
 @dataclasses.dataclass
-class TrainConfig:
+class TrainConfig(TorchTrainingSettings):
     """Everything that defines a training run (YAML keys have the same names).
+
+    The optimiser and run keys (``learning_rate``, ``weight_decay``, ``grad_clip``, ``seed``,
+    ``device``, ``threads``) are those of :class:`~.torch_settings.TorchTrainingSettings`, with
+    its defaults: ``seed`` seeds the split, the initialisations and the batch order; 1 thread is
+    fastest for these small matrices on a shared machine; resuming reproduces an uninterrupted
+    run exactly on the CPU (dropout draws on a GPU follow its own generator).
 
     Attributes
     ----------
@@ -36,8 +43,6 @@ class TrainConfig:
         Passed to :func:`iaemu_likelihood.networks.build_network`.
     ensemble_size : int
         Members trained with seeds ``seed + i`` (use 1 with MC dropout for "paper").
-    seed : int
-        Seed of the split, initialisations and batch order.
     val_fraction : float
         Fraction of design points held out for validation and early stopping.
     batch_size, max_epochs, warmup_epochs, patience :
@@ -45,16 +50,10 @@ class TrainConfig:
         the warm-up without improvement).
     betas : dict
         Statistic -> beta after the warm-up.
-    learning_rate, weight_decay, lr_step_epochs, lr_gamma, grad_clip :
-        AdamW and StepLR settings; gradient-norm clipping.
+    lr_step_epochs, lr_gamma :
+        StepLR settings: the learning rate is multiplied by ``lr_gamma`` every ``lr_step_epochs``.
     val_mse_weight : float
         Validation metric = w * MSE + (1 - w) * NLL.
-    threads : int
-        torch CPU threads (1 is fastest for these small matrices on a shared machine).
-    device : str
-        torch device for training, e.g. ``"cpu"`` or ``"cuda"``; checkpoints and exported
-        weights are always stored on the CPU. Resuming reproduces an uninterrupted run exactly
-        on the CPU (dropout draws on a GPU follow its own generator).
     reference_points : int
         Points stored in reference_predictions.npz.
     """
@@ -66,21 +65,15 @@ class TrainConfig:
     architecture: str = "mlp"
     architecture_config: dict = dataclasses.field(default_factory=dict)
     ensemble_size: int = 4
-    seed: int = 0
     val_fraction: float = 0.1
     batch_size: int = 64
     max_epochs: int = 400
     warmup_epochs: int = 40
     patience: int = 60
     betas: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_BETAS))
-    learning_rate: float = 2e-3
-    weight_decay: float = 1e-5
     lr_step_epochs: int = 120
     lr_gamma: float = 0.3
-    grad_clip: float = 10.0
     val_mse_weight: float = 0.7
-    threads: int = 1
-    device: str = "cpu"
     reference_points: int = 4
 
     source: dataclasses.InitVar[str] = "training config"
@@ -104,13 +97,12 @@ class TrainConfig:
 
 
 #: (minimum, maximum) of the integer keys of a training config.
-_INT_RANGES = {"ensemble_size": (1, None), "seed": (0, None), "batch_size": (1, None),
+_INT_RANGES = {"ensemble_size": (1, None), "batch_size": (1, None),
                "max_epochs": (1, None), "warmup_epochs": (0, None), "patience": (0, None),
-               "lr_step_epochs": (1, None), "threads": (1, None), "reference_points": (0, None)}
+               "lr_step_epochs": (1, None), "reference_points": (0, None)}
 #: (minimum, maximum, minimum allowed itself) of the float keys.
-_FLOAT_RANGES = {"val_fraction": (0.0, 0.99, False), "learning_rate": (0.0, None, False),
-                 "weight_decay": (0.0, None, True), "lr_gamma": (0.0, 1.0, False),
-                 "grad_clip": (0.0, None, False), "val_mse_weight": (0.0, 1.0, True)}
+_FLOAT_RANGES = {"val_fraction": (0.0, 0.99, False), "lr_gamma": (0.0, 1.0, False),
+                 "val_mse_weight": (0.0, 1.0, True)}
 #: Architectures a config may name (the registry's, read when this module is imported).
 ARCHITECTURE_NAMES = architecture_names()
 
@@ -143,7 +135,7 @@ def _checked_values(config: TrainConfig, where: str) -> dict:
     betas = check_mapping(config.betas, f"{where}: betas")
     check_keys(betas, STATISTICS, f"{where}: betas", required=STATISTICS)
     out["betas"] = {s: check_float(betas[s], f"{where}: betas: {s}", 0.0, 1.0) for s in STATISTICS}
-    out["device"] = check_str(config.device, f"{where}: device")
+    out.update(checked_settings(config, where))
     return out
 
 

@@ -15,6 +15,9 @@ import argparse
 import logging
 import sys
 
+from .defaults import (BACKENDS, DEFAULT_CHAINS, DEFAULT_MAX_SAMPLES, DEFAULT_MAX_STEPS,
+                       DEFAULT_MIN_ESS, DEFAULT_WALKERS)
+
 __all__ = ["build_parser", "main", "SAMPLERS", "DEFAULT_SEED"]
 
 log = logging.getLogger(__name__)
@@ -47,16 +50,18 @@ def build_parser(prog: str = "iaemu sample") -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None,
                         help="random seed (default: the yaml sampler's 'seed', else "
                              f"{DEFAULT_SEED})")
-    parser.add_argument("--min-ess", type=float, default=1000.0,
-                        help="stop once every parameter has this effective sample size (default 1000)")
+    parser.add_argument("--min-ess", type=float, default=float(DEFAULT_MIN_ESS),
+                        help="stop once every parameter has this effective sample size (default "
+                             f"{DEFAULT_MIN_ESS})")
     parser.add_argument("--max-samples", type=int, default=None,
-                        help="cap on post-warm-up samples per NUTS chain (default 20000) or steps per "
-                             "ensemble walker (default 40000), reached before --min-ess")
+                        help="cap on post-warm-up samples per NUTS chain (default "
+                             f"{DEFAULT_MAX_SAMPLES}) or steps per ensemble walker (default "
+                             f"{DEFAULT_MAX_STEPS}), reached before --min-ess")
     parser.add_argument("--chains", type=int, default=None,
-                        help="NUTS chains (default 4)")
+                        help=f"NUTS chains (default {DEFAULT_CHAINS})")
     parser.add_argument("--walkers", type=int, default=None,
-                        help="ensemble walkers (default 32)")
-    parser.add_argument("--backend", choices=("auto", "jax", "numpy"), default="auto",
+                        help=f"ensemble walkers (default {DEFAULT_WALKERS})")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="how the ensemble evaluates the log-posterior: compiled JAX (auto: "
                              "where the weights have a JAX mirror; 1.3-2.7x faster per point) or the "
                              "batched numpy emulator")
@@ -98,13 +103,13 @@ def main(args) -> int:
     posterior = load_posterior(info)
     progress = not args.no_progress
     if args.sampler == "nuts":
-        from .nuts import DEFAULT_CHAINS, run_nuts
+        from .nuts import run_nuts
 
         result = run_nuts(posterior, seed=seed, n_chains=args.chains or DEFAULT_CHAINS,
                           min_ess=args.min_ess, progress=progress, **state,
                           **({"max_samples": args.max_samples} if args.max_samples else {}))
     else:
-        from .ensemble import DEFAULT_WALKERS, run_ensemble
+        from .ensemble import run_ensemble
 
         result = run_ensemble(posterior, seed=seed, n_walkers=args.walkers or DEFAULT_WALKERS,
                               min_ess=args.min_ess, progress=progress, backend=args.backend,
