@@ -27,9 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write_bytes
+from ..config_fields import checked_fields, setting, with_default
 from ..errors import ConfigError
 from .field_data import HOD_NAMES, load_density, load_galaxies
-from .torch_settings import TorchTrainingSettings, checked_settings
+from .torch_settings import TorchTrainingSettings
 
 __all__ = ["FieldTrainConfig", "load_config", "train", "build_parser", "main"]
 
@@ -88,48 +89,39 @@ class FieldTrainConfig(TorchTrainingSettings):
     output: str
     workdir: str
     tag: str = "train"
-    n_mesh: int = 128
-    input_factor: int = 1
+    n_mesh: int = setting(128, 1)
+    input_factor: int = setting(1, 1, 4)
     channels: list = dataclasses.field(default_factory=lambda: [8, 16, 32])
     strides: list = dataclasses.field(default_factory=lambda: [2, 2])
-    num_res_units: int = 1
-    context: int = 4
-    crop: int = 24
-    batch_size: int = 4
-    steps: int = 2000
-    pos_weight: float = 10.0
-    count_weight: float = 0.5
-    block_weight: float = 0.0
+    num_res_units: int = setting(1, 1)
+    context: int = setting(4, 0)
+    crop: int = setting(24, 1)
+    batch_size: int = setting(4, 1)
+    steps: int = setting(2000, 1)
+    pos_weight: float = setting(10.0, 0.0, min_inclusive=False)
+    count_weight: float = setting(0.5, 0.0)
+    block_weight: float = setting(0.0, 0.0)
     block_sizes: list = dataclasses.field(default_factory=lambda: [4, 8])
-    dense_fraction: float = 0.5
-    loader_workers: int = 0
-    checkpoint_every: int = 100
+    dense_fraction: float = setting(0.5, 0.0, 1.0)
+    loader_workers: int = setting(0, 0)
+    checkpoint_every: int = setting(100, 1)
     version: str | None = None
-    grad_clip: float = dataclasses.field(default=5.0, kw_only=True)
-    threads: int = dataclasses.field(default=2, kw_only=True)
+    grad_clip: float = with_default(TorchTrainingSettings, "grad_clip", 5.0)
+    threads: int = with_default(TorchTrainingSettings, "threads", 2)
 
     def __post_init__(self):
-        from ..config_checks import check_float, check_int
+        from ..config_checks import check_int
 
         if not isinstance(self.boxes, list) or not self.boxes:
             raise ConfigError(f"boxes = {self.boxes!r}: list at least one training box folder")
-        for name, value in checked_settings(self).items():
+        for name, value in checked_fields(self).items():
             setattr(self, name, value)
-        for name in ("n_mesh", "num_res_units", "crop", "batch_size", "steps", "checkpoint_every"):
-            setattr(self, name, check_int(getattr(self, name), name, minimum=1))
-        self.context = check_int(self.context, "context", minimum=0)
-        self.loader_workers = check_int(self.loader_workers, "loader_workers", minimum=0)
-        self.pos_weight = check_float(self.pos_weight, "pos_weight", minimum=0.0, min_inclusive=False)
-        self.input_factor = check_int(self.input_factor, "input_factor", minimum=1, maximum=4)
         if not isinstance(self.block_sizes, list) or not self.block_sizes:
             raise ConfigError(f"block_sizes = {self.block_sizes!r}: list at least one block side (voxels)")
         self.block_sizes = [check_int(b, "block_sizes", minimum=1) for b in self.block_sizes]
-        for name in ("count_weight", "block_weight"):
-            setattr(self, name, check_float(getattr(self, name), name, minimum=0.0))
         for b in self.block_sizes if self.block_weight > 0 else ():
             if self.crop % b:
                 raise ConfigError(f"block_sizes entry {b} does not divide crop = {self.crop}")
-        self.dense_fraction = check_float(self.dense_fraction, "dense_fraction", minimum=0.0, maximum=1.0)
         if len(self.channels) != len(self.strides) + 1:
             raise ConfigError(f"channels {self.channels} must have one more entry than strides {self.strides}")
         multiple = int(np.prod(self.strides))

@@ -10,10 +10,11 @@ import dataclasses
 from pathlib import Path
 
 from ..architectures import architecture_names, get_architecture
+from ..config_fields import checked_fields, setting
 from ..conventions import STATISTICS
 from ..errors import ConfigError
 from .losses import DEFAULT_BETAS
-from .torch_settings import TorchTrainingSettings, checked_settings
+from .torch_settings import TorchTrainingSettings
 
 __all__ = ["TrainConfig", "ARCHITECTURE_NAMES", "load_config"]
 
@@ -64,17 +65,17 @@ class TrainConfig(TorchTrainingSettings):
     checkpoint: str | None = None
     architecture: str = "mlp"
     architecture_config: dict = dataclasses.field(default_factory=dict)
-    ensemble_size: int = 4
-    val_fraction: float = 0.1
-    batch_size: int = 64
-    max_epochs: int = 400
-    warmup_epochs: int = 40
-    patience: int = 60
+    ensemble_size: int = setting(4, 1)
+    val_fraction: float = setting(0.1, 0.0, 0.99, min_inclusive=False)
+    batch_size: int = setting(64, 1)
+    max_epochs: int = setting(400, 1)
+    warmup_epochs: int = setting(40, 0)
+    patience: int = setting(60, 0)
     betas: dict = dataclasses.field(default_factory=lambda: dict(DEFAULT_BETAS))
-    lr_step_epochs: int = 120
-    lr_gamma: float = 0.3
-    val_mse_weight: float = 0.7
-    reference_points: int = 4
+    lr_step_epochs: int = setting(120, 1)
+    lr_gamma: float = setting(0.3, 0.0, 1.0, min_inclusive=False)
+    val_mse_weight: float = setting(0.7, 0.0, 1.0)
+    reference_points: int = setting(4, 0)
 
     source: dataclasses.InitVar[str] = "training config"
 
@@ -96,13 +97,6 @@ class TrainConfig(TorchTrainingSettings):
         return dataclasses.asdict(self)
 
 
-#: (minimum, maximum) of the integer keys of a training config.
-_INT_RANGES = {"ensemble_size": (1, None), "batch_size": (1, None),
-               "max_epochs": (1, None), "warmup_epochs": (0, None), "patience": (0, None),
-               "lr_step_epochs": (1, None), "reference_points": (0, None)}
-#: (minimum, maximum, minimum allowed itself) of the float keys.
-_FLOAT_RANGES = {"val_fraction": (0.0, 0.99, False), "lr_gamma": (0.0, 1.0, False),
-                 "val_mse_weight": (0.0, 1.0, True)}
 #: Architectures a config may name (the registry's, read when this module is imported).
 ARCHITECTURE_NAMES = architecture_names()
 
@@ -110,7 +104,7 @@ ARCHITECTURE_NAMES = architecture_names()
 def _checked_values(config: TrainConfig, where: str) -> dict:
     """Every field of ``config`` type- and range-checked (ConfigError naming ``where`` and the
     key); returns the normalised values."""
-    from ..config_checks import (check_float, check_int, check_keys, check_mapping, check_str)
+    from ..config_checks import check_float, check_keys, check_mapping, check_str
 
     out = {}
     data = config.data
@@ -128,14 +122,10 @@ def _checked_values(config: TrainConfig, where: str) -> dict:
                                     choices=ARCHITECTURE_NAMES)
     out["architecture_config"] = _checked_architecture_config(
         out["architecture"], config.architecture_config, f"{where}: architecture_config")
-    for name, (lo, hi) in _INT_RANGES.items():
-        out[name] = check_int(getattr(config, name), f"{where}: {name}", lo, hi)
-    for name, (lo, hi, inclusive) in _FLOAT_RANGES.items():
-        out[name] = check_float(getattr(config, name), f"{where}: {name}", lo, hi, inclusive)
+    out.update(checked_fields(config, where))  # the numeric keys and device, with their ranges
     betas = check_mapping(config.betas, f"{where}: betas")
     check_keys(betas, STATISTICS, f"{where}: betas", required=STATISTICS)
     out["betas"] = {s: check_float(betas[s], f"{where}: betas: {s}", 0.0, 1.0) for s in STATISTICS}
-    out.update(checked_settings(config, where))
     return out
 
 
