@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
                   "/jax/core/compile/jaxpr_to_mlir_module_duration",
                   "/jax/core/compile/backend_compile_duration")
+#: Programs that took at least this long to compile are kept (JAX's default: 1 s).
+MIN_COMPILE_SECONDS = 0.0
 #: Environment variable naming the cache folder, or ``off`` / ``0`` to disable it.
 ENV_VAR = "IAEMU_JAX_CACHE"
 _OFF = ("", "0", "off", "false", "no")
@@ -83,6 +85,10 @@ def enable_compilation_cache(jax) -> Path | None:
     if folder is None or not _private(folder):
         return None
     jax.config.update("jax_compilation_cache_dir", str(folder))
+    # JAX keeps only programs that took >= 1 s to compile; the dozens of small ones NumPyro runs
+    # outside its loops (mass-matrix factorisation, stacking chains) took ~8 s per run at load
+    # average 5, every run
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     log.debug("JAX compilation cache at %s", folder)
     return folder
 

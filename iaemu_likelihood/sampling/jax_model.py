@@ -353,7 +353,10 @@ class UnconstrainedModel:
             return self.logpost_jax(support.to_theta(z, jnp)) + support.log_jacobian(z, jnp)
 
         self.log_density = log_density
-        self.potential = lambda z: -log_density(z)
+        # jitted: NumPyro evaluates the potential and its gradient outside its compiled loops
+        # too (initial state, step-size search), where a plain function runs op by op and
+        # compiles each of its hundreds of operations separately (~60 s at load average 5)
+        self.potential = j.jit(lambda z: -log_density(z))
         #: compiled batched log-posterior for the starting-point search (:mod:`.start`)
         self.batch_logpost = BatchLogPosterior(posterior, START_BATCH, self.logpost_jax)
         #: NumPyro MCMC objects built for this model (see :func:`.nuts.run_nuts`)

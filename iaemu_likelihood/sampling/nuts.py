@@ -24,7 +24,7 @@ DEFAULT_CHAINS = 4
 DEFAULT_WARMUP = 400
 DEFAULT_MIN_ESS = 1000
 #: Samples per chain of each block drawn until the ESS target is met.
-BLOCK = 500
+BLOCK = 250
 TARGET_ACCEPT = 0.8
 #: Trees of at most 2^8 - 1 leapfrog steps (the adapted trees need ~15).
 MAX_TREE_DEPTH = 8
@@ -101,7 +101,8 @@ def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
     max_samples : int
         Most post-warm-up samples per chain.
     progress : bool
-        Progress bars.
+        A progress bar of the draws after the warm-up, updated per block (the warm-up is
+        one compiled call, announced in the log).
     model : UnconstrainedModel, optional
         Reuse an already built model.
     chain_method : {"vectorized", "sequential"}
@@ -146,6 +147,7 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
     """:func:`run_nuts` inside its compilation timer."""
     from jax import random
     from numpyro.infer import MCMC, NUTS
+    from tqdm.auto import tqdm
 
     from .checkpoint import load_state, posterior_fingerprint, save_state
     from .jax_model import UnconstrainedModel, jax
@@ -170,7 +172,7 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
     t_start = time.perf_counter()
     # NumPyro compiles per MCMC object: a model keeps the ones it built, reused only with
     # identical settings and starting covariance, i.e. an identical kernel
-    key = (n_chains, n_warmup, block, progress, chain_method, cov.tobytes())
+    key = (n_chains, n_warmup, block, chain_method, cov.tobytes())
     mcmc = model.mcmc_cache.get(key)
     if mcmc is None:
         # the Laplace covariance preconditions the warm-up: without it the first adaptation
@@ -178,12 +180,15 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
         kernel = NUTS(potential_fn=model.potential, target_accept_prob=TARGET_ACCEPT,
                       dense_mass=True, inverse_mass_matrix=jnp.asarray(cov),
                       max_tree_depth=MAX_TREE_DEPTH)
+        # NumPyro's own progress bar closes over the starting state: with it every block is a
+        # new program, compiled again (tens of seconds); the bar here is per block instead
         mcmc = MCMC(kernel, num_warmup=n_warmup, num_samples=block, num_chains=n_chains,
-                    chain_method=chain_method, progress_bar=progress)
+                    chain_method=chain_method, progress_bar=False)
         model.mcmc_cache[key] = mcmc
     counters = {"elapsed": 0.0, "gradient_evaluations": 0, "lockstep_gradient_calls": 0,
                 "warmup_gradient_evaluations": 0, "warmup_lockstep_calls": 0}
     if saved is None:
+        log.info("NUTS: warm-up, %d steps per chain", n_warmup)
         # collect_warmup keeps the warm-up's tree sizes (nothing to collect without a warm-up)
         mcmc.warmup(random.PRNGKey(seed), init_params=jnp.asarray(z0),
                     extra_fields=EXTRA_FIELDS, collect_warmup=n_warmup > 0)
@@ -210,6 +215,8 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
 
     if saved is None:
         save()
+    bar = tqdm(total=max_samples, initial=sum(part.shape[1] for part in z), unit="draw",
+               desc=f"NUTS draws per chain ({n_chains} chains)", disable=not progress)
     while True:
         n = sum(part.shape[1] for part in z)
         if n:
@@ -217,6 +224,7 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
             ess, rhat = diagnostics(theta, model.names)
             log.info("NUTS: %d samples per chain, min ESS %.0f, max R-hat %.4f", n,
                      min(ess.values()), np.nanmax(list(rhat.values())))
+            bar.set_postfix(min_ess=f"{min(ess.values()):.0f}")
             if min(ess.values()) >= min_ess or n >= max_samples:
                 break
         # the chains' keys continue from the last state: the same draws as one long run
@@ -225,11 +233,13 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
         sampled_here = True
         mcmc.post_warmup_state = mcmc.last_state
         z.append(np.asarray(mcmc.get_samples(group_by_chain=True)))
+        bar.update(z[-1].shape[1])
         extra = mcmc.get_extra_fields(group_by_chain=True)
         steps = np.asarray(extra["num_steps"])
         counters["gradient_evaluations"] += int(steps.sum())
         counters["lockstep_gradient_calls"] += int(steps.max(axis=0).sum())
         save()
+    bar.close()
     wall = time.perf_counter() - t0
     total = counters["elapsed"] + wall
     info = {"sampler": "nuts", "implementation": "numpyro", "chains": n_chains, "warmup": n_warmup,
