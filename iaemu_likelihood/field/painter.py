@@ -84,7 +84,7 @@ class GalaxyPainter:
 
     @classmethod
     def load(cls, version=None, device: str = "cpu") -> GalaxyPainter:
-        """Verify (SHA-256) and load a painter folder or shipped version (default ``iaemu-painter-v2``)."""
+        """Verify (SHA-256) and load a painter folder or shipped version (default ``iaemu-painter-v3``)."""
         meta, state, folder = load_painter_folder(version)
         return cls(meta, state, device=device, folder=folder)
 
@@ -287,7 +287,7 @@ def paint(density, hod_params, seed: int | None = None, mode: str = "sample", we
           device: str = "cpu", box_size: float | None = None, positions: bool = False):
     """Paint galaxies with a (cached) :class:`GalaxyPainter`; see :meth:`GalaxyPainter.paint`.
 
-    ``weights`` is a painter folder or shipped version (default ``iaemu-painter-v2``).
+    ``weights`` is a painter folder or shipped version (default ``iaemu-painter-v3``).
     """
     key = (str(weights), device)
     if key not in _CACHE:
