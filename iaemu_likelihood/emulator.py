@@ -27,7 +27,7 @@ from .emulator_options import (BATCH_PRECISIONS, CHUNK_POINTS, DEFAULT_MC_SAMPLE
                                MAX_MC_SAMPLES, NUMPY_BLOCK, check_flag, check_n_samples,
                                check_run_options, predict_bytes_per_point)
 from .errors import ConfigError
-from .hod import DERIVED_PARAMS, HOD_INPUTS, DerivedHOD
+from .hod import DERIVED_PARAMS, DerivedHOD
 from .inference import EnsembleInference, epistemic_calibration
 from .layout import COVARIANCE_TERMS, layout_of
 from .prediction import EmulatorPrediction, check_outputs, require_finite
@@ -35,7 +35,7 @@ from .support import InputDomain, check_batch_memory
 from .torch_backend import TorchMembers, torch_forward
 from .transforms import OutputTransform
 from .weights import resolve_weights_dir
-from .weights_io import load_weights_folder
+from .weights_io import load_weights_folder, read_mass_function_table
 
 __all__ = ["IAEmulator", "EmulatorPrediction", "COVARIANCE_TERMS", "DEFAULT_MC_SAMPLES", "MAX_MC_SAMPLES",
            "BATCH_PRECISIONS", "NUMPY_BLOCK", "MAX_BATCH_BYTES", "CHUNK_POINTS", "DERIVED_PARAMS"]
@@ -58,6 +58,7 @@ class IAEmulator:
         Ensemble members' state dicts (numpy arrays).
     residual_correlation : ndarray, shape (n_out, n_out)
     halo_mass_function : dict
+        Binned host mass function of the training catalog (n_gal, f_sat of one-catalog weights).
     device : str
         Torch device for torch inference and :meth:`torch_forward`; numpy architectures ignore it.
     folder : path, optional
@@ -70,6 +71,10 @@ class IAEmulator:
     threads : int
         Threads sharing the blocks of a large numpy batch (numpy releases the GIL; default 1, so
         that MPI ranks or a pool of workers are not oversubscribed).
+    mass_function_table : MassFunctionInterpolator, optional
+        Host mass function across an N-body suite (weights with cosmology or redshift inputs:
+        ``halo_mass_function_table.npz``, read by :meth:`load`); n_gal and f_sat then use the
+        mass function at each point's Omega_m, sigma_8 and z.
 
     Attributes
     ----------
@@ -85,7 +90,7 @@ class IAEmulator:
     max_batch_bytes = MAX_BATCH_BYTES
 
     def __init__(self, metadata, members, residual_correlation, halo_mass_function,
-                 device="cpu", folder=None, batch_precision="float32", threads=1):
+                 device="cpu", folder=None, batch_precision="float32", threads=1, mass_function_table=None):
         check_run_options(batch_precision, threads, device)
         self.batch_precision, self.threads = batch_precision, int(threads)
         self.metadata, self.folder, self.device = metadata, folder, device
@@ -107,7 +112,8 @@ class IAEmulator:
         self.bounds = self._domain.bounds
         self._low, self._high, self._band = self._domain.low, self._domain.high, self._domain.band
         self.support = self._domain.support
-        self._derived = DerivedHOD(halo_mass_function, self.param_names, CHUNK_POINTS)
+        self._derived = DerivedHOD(halo_mass_function, self.param_names, CHUNK_POINTS, mass_function_table,
+                                   (metadata.get("mass_function_table") or {}).get("fixed"))
         self._mass_function = self._derived.mass_function
         #: names of the derived parameters these weights can compute (empty without HOD inputs)
         self.derived_names = DERIVED_PARAMS if self._derived.available else ()
@@ -158,10 +164,11 @@ class IAEmulator:
         """
         folder = resolve_weights_dir(version)
         metadata, members, corr, mass_function = load_weights_folder(folder)
+        table = read_mass_function_table(folder, metadata)
         log.info("loaded %s weights %s (%d members) from %s", metadata["architecture"],
                  metadata.get("version"), len(members), folder)
         emulator = cls(metadata, members, corr, mass_function, device=device, folder=folder,
-                       batch_precision=batch_precision, threads=threads)
+                       batch_precision=batch_precision, threads=threads, mass_function_table=table)
         emulator._check_finite_outputs()
         return emulator
 
@@ -361,7 +368,8 @@ class IAEmulator:
     def derived(self, theta) -> dict:
         """Galaxy number density and satellite fraction of an HOD point (:class:`~iaemu_likelihood.
         hod.DerivedHOD`: the Zheng07 occupations summed over the training catalog's halo mass
-        function shipped with the weights).
+        function shipped with the weights, or, for weights with cosmology and redshift inputs, over
+        the suite's mass function interpolated to the point's Omega_m, sigma_8 and z).
 
         Parameters
         ----------
@@ -377,11 +385,12 @@ class IAEmulator:
         Raises
         ------
         ConfigError
-            The weights' inputs lack one of the five Zheng07 parameters.
+            The weights' inputs lack one of the five Zheng07 parameters, or they take cosmology
+            or redshift inputs and carry no mass-function table.
         """
         if not self.derived_names:
-            raise ConfigError(f"weights {self.folder}: inputs {list(self.param_names)} lack the "
-                              f"Zheng07 parameters {list(HOD_INPUTS)}: no derived parameters")
+            raise ConfigError(f"weights {self.folder}: {self._derived.unavailable_reason}: no derived "
+                              "parameters")
         arr, single = self._as_array(theta)
         return self._derived(arr, single)
 

@@ -9,7 +9,10 @@ default ``modulate_with_cenocc=False``), so they match the mocks the emulator is
 Masses are in Msun/h (log10 in the parameters). The number density and satellite fraction of a
 parameter point follow by summing the occupations over the binned host-halo mass function of the
 training catalog (``halo_mass_function.npz`` of a weights folder): each bin's halos are counted at
-the bin's mean log10 mass and the sum is divided by the catalog volume in (h^-1 Mpc)^3.
+the bin's mean log10 mass and the sum is divided by the catalog volume in (h^-1 Mpc)^3. Weights
+trained over an N-body suite (inputs Omega_m, sigma_8, z) use the mass function interpolated to
+each point's cosmology and redshift instead (``halo_mass_function_table.npz``,
+:mod:`iaemu_likelihood.mass_function_table`).
 """
 from __future__ import annotations
 
@@ -172,14 +175,32 @@ class DerivedHOD:
     ----------
     mass_function : mapping
         Binned host-halo mass function (:data:`MASS_FUNCTION_KEYS`), validated here once; the sums
-        skip its empty bins.
+        skip its empty bins. The one mass function of weights trained on one catalog.
     param_names : sequence of str
         The emulator's inputs, in array order.
     chunk : int
         Points per chunk of a batch (the sums make (points, mass bins) temporaries).
+    interpolator : MassFunctionInterpolator, optional
+        The host mass function across an N-body suite
+        (:class:`~iaemu_likelihood.mass_function_table.MassFunctionInterpolator`): each point's
+        mass function is then the table's at the point's (Omega_m, sigma_8, z), and
+        ``mass_function`` is not used. Weights with cosmology or redshift inputs need it.
+    fixed : mapping, optional
+        Values of ``Omega_m``, ``sigma_8`` or ``z`` that are not among the inputs (a suite
+        dataset of one redshift), for the interpolated mass function.
+
+    Attributes
+    ----------
+    available : bool
+        Whether n_gal and f_sat can be computed: every Zheng07 input is among the emulator's,
+        and a cosmology- or redshift-dependent emulator has an interpolator.
+    unavailable_reason : str
+        Why not (empty when available).
     """
 
-    def __init__(self, mass_function, param_names, chunk: int = 1024):
+    def __init__(self, mass_function, param_names, chunk: int = 1024, interpolator=None, fixed=None):
+        from .cosmology_inputs import COSMOLOGY_INPUTS
+
         mf = validate_mass_function(mass_function)
         nonempty = mf["counts"] > 0
         logm = mf["mean_log10_mass"][nonempty]
@@ -187,24 +208,79 @@ class DerivedHOD:
         self.mass_function = dict(mf, counts=mf["counts"][nonempty], mean_log10_mass=logm,
                                   mass=mass, mass_list=mass.tolist())
         names = list(param_names)
-        #: whether every Zheng07 input is among the emulator's
-        self.available = set(HOD_INPUTS) <= set(names)
+        cosmology = [i.name for i in COSMOLOGY_INPUTS]
+        self.available, self.unavailable_reason = True, ""
+        if not set(HOD_INPUTS) <= set(names):
+            self.available = False
+            self.unavailable_reason = (f"inputs {names} lack the Zheng07 parameters {list(HOD_INPUTS)}")
+        elif interpolator is None and set(cosmology) & set(names):
+            self.available = False
+            self.unavailable_reason = (f"inputs {[n for n in names if n in cosmology]} make the host mass "
+                                       "function cosmology-dependent, and the weights carry no mass-function "
+                                       "table (halo_mass_function_table.npz)")
         self._columns = [names.index(n) for n in HOD_INPUTS] if self.available else []
         self._chunk = int(chunk)
+        self._interp = interpolator if self.available else None
+        if self._interp is not None:
+            fixed = dict(fixed or {})
+            missing = [n for n in cosmology if n not in names and n not in fixed]
+            if missing:
+                raise ValueError(f"the mass-function table needs {missing}: neither inputs nor fixed values")
+            #: per cosmology input: (column index, None) or (None, fixed value)
+            self._cosmology = [(names.index(n), None) if n in names else (None, float(fixed[n]))
+                               for n in cosmology]
+            self._grid_logm = interpolator.mean_log10_mass
+            self._grid_mass = 10.0 ** self._grid_logm
+            self._last = (None, None)  # (Omega_m, sigma_8, z) of the last single point, its mass function
+
+    def _cosmology_columns(self, arr) -> list:
+        return [arr[:, j] if j is not None else np.full(len(arr), value) for j, value in self._cosmology]
+
+    def _point_mass_function(self, key) -> dict:
+        """The interpolated mass function at ``key`` = (Omega_m, sigma_8, z), in the form
+        :func:`occupation_point` takes; the last one is kept (a sampler often moves only the HOD)."""
+        if self._last[0] != key:
+            counts = self._interp.counts([key[0]], [key[1]], [key[2]])[0]
+            nonempty = counts > 0
+            mass = self._grid_mass[nonempty]
+            self._last = (key, {"counts": counts[nonempty], "mean_log10_mass": self._grid_logm[nonempty],
+                                "mass": mass, "mass_list": mass.tolist(), "volume": self._interp.volume})
+        return self._last[1]
 
     def __call__(self, arr, single: bool) -> dict:
         """``{"n_gal", "f_sat"}`` of points ``arr`` (n, n_inputs): floats if ``single``."""
         if single:
-            n_gal, f_sat = occupation_point(*(float(arr[0, j]) for j in self._columns),
-                                            self.mass_function)
+            if self._interp is None:
+                mass_function = self.mass_function
+            else:
+                mass_function = self._point_mass_function(
+                    tuple(float(arr[0, j]) if j is not None else value for j, value in self._cosmology))
+            n_gal, f_sat = occupation_point(*(float(arr[0, j]) for j in self._columns), mass_function)
             return {"n_gal": n_gal, "f_sat": f_sat}
         cols = {name: arr[:, j] for name, j in zip(HOD_INPUTS, self._columns)}
+        cosmology = self._cosmology_columns(arr) if self._interp is not None else None
         n_gal, f_sat = np.empty(len(arr)), np.empty(len(arr))
         for start in range(0, len(arr), self._chunk):
             part = slice(start, start + self._chunk)
-            n_gal[part], f_sat[part] = occupation_summary({k: v[part] for k, v in cols.items()},
-                                                          self.mass_function, validated=True)
+            theta = {k: v[part] for k, v in cols.items()}
+            if cosmology is None:
+                n_gal[part], f_sat[part] = occupation_summary(theta, self.mass_function, validated=True)
+            else:
+                counts = self._interp.counts(*(c[part] for c in cosmology))
+                n_gal[part], f_sat[part] = _occupation_per_point(theta, self._grid_logm, self._grid_mass,
+                                                                 counts, self._interp.volume)
         return {"n_gal": n_gal, "f_sat": f_sat}
+
+
+def _occupation_per_point(theta, logm, mass, counts, volume):
+    """(n_gal, f_sat), each (n,), of n points with a mass function each: ``counts`` (n, n_bins) at
+    the bin masses ``logm`` (log10) and ``mass`` (n_bins,) of one grid; ``volume`` (h^-1 Mpc)^3."""
+    logMmin, sigma, logM0, logM1, alpha = _hod_columns(theta)
+    n_cen = np.einsum("ij,ij->i", mean_ncen(logm, logMmin, sigma), counts)
+    n_sat = np.einsum("ij,ij->i", mean_nsat(logm, logM0, logM1, alpha, mass), counts)
+    total = n_cen + n_sat
+    frac = np.divide(n_sat, total, out=np.zeros_like(total), where=total > 0)
+    return total / volume, frac
 
 
 def _scalar_if_one(value, theta):

@@ -14,13 +14,17 @@ from .errors import ConfigError, WeightsNotFoundError
 
 __all__ = ["weights_root", "available_versions", "default_version", "resolve_weights_dir",
            "read_metadata", "read_json_file", "unique_json_keys", "METADATA_FILE", "WEIGHTS_FILE",
-           "CORRELATION_FILE", "MASS_FUNCTION_FILE", "REFERENCE_FILE", "CHECKSUM_FILE", "REQUIRED_FILES"]
+           "CORRELATION_FILE", "MASS_FUNCTION_FILE", "MASS_FUNCTION_TABLE_FILE", "REFERENCE_FILE", "CHECKSUM_FILE",
+           "REQUIRED_FILES"]
 
 #: Names of the files of a weights folder (one place: the reader, the writer and the checksums).
 METADATA_FILE = "metadata.json"
 WEIGHTS_FILE = "weights.npz"
 CORRELATION_FILE = "residual_correlation.npy"
 MASS_FUNCTION_FILE = "halo_mass_function.npz"
+#: Host mass function across an N-body suite, for weights with cosmology/redshift inputs (optional;
+#: named by metadata["mass_function_table"], :mod:`iaemu_likelihood.mass_function_table`).
+MASS_FUNCTION_TABLE_FILE = "halo_mass_function_table.npz"
 REFERENCE_FILE = "reference_predictions.npz"
 CHECKSUM_FILE = "SHA256SUMS"
 #: Files every weights folder must have (and have checksummed).

@@ -23,14 +23,15 @@ from ._io import atomic_write_bytes, declared_array_bytes, npz_bytes, read_json_
 from .errors import WeightsIntegrityError, WeightsNotFoundError
 from .hod import MASS_FUNCTION_KEYS, validate_mass_function
 from .layout import DEFAULT_LAYOUT, layout_of
-from .weights import (CHECKSUM_FILE, CORRELATION_FILE, MASS_FUNCTION_FILE, METADATA_FILE,
-                      REFERENCE_FILE, REQUIRED_FILES, WEIGHTS_FILE)
+from .weights import (CHECKSUM_FILE, CORRELATION_FILE, MASS_FUNCTION_FILE, MASS_FUNCTION_TABLE_FILE,
+                      METADATA_FILE, REFERENCE_FILE, REQUIRED_FILES, WEIGHTS_FILE)
 from .weights_checks import (check_correlation, check_mass_function_values, check_members, fail)
 from .weights_schema import SCHEMA_VERSION, validate_metadata
 from .weights_sums import checked_files, verify_checksums, write_checksums
 
 __all__ = ["write_weights_folder", "write_checksums", "verify_checksums", "load_weights_folder",
            "validate_metadata", "read_metadata_file", "reseal_folder", "sha256_file", "SCHEMA_VERSION",
+           "read_mass_function_table", "MASS_FUNCTION_TABLE_FILE",
            "WEIGHTS_FILE", "METADATA_FILE",
            "CORRELATION_FILE", "MASS_FUNCTION_FILE", "REFERENCE_FILE", "CHECKSUM_FILE",
            "check_declared_size", "MAX_DECLARED_BYTES",
@@ -61,7 +62,8 @@ def _to_numpy(value) -> np.ndarray:
 
 
 def write_weights_folder(folder, metadata: Mapping, member_state_dicts, residual_correlation,
-                         halo_mass_function: Mapping, extra_files: Mapping | None = None) -> Path:
+                         halo_mass_function: Mapping, extra_files: Mapping | None = None,
+                         mass_function_table=None) -> Path:
     """Write a complete weights folder and its ``SHA256SUMS``.
 
     Parameters
@@ -82,6 +84,12 @@ def write_weights_folder(folder, metadata: Mapping, member_state_dicts, residual
         ``volume`` in (h^-1 Mpc)^3).
     extra_files : mapping, optional
         ``relative name -> bytes`` (written as is) or ``-> path`` (copied), e.g. report files.
+    mass_function_table : MassFunctionTable, optional
+        The host mass function across an N-body suite
+        (:mod:`iaemu_likelihood.mass_function_table`), for weights with cosmology or redshift
+        inputs: written as ``halo_mass_function_table.npz``; ``metadata["mass_function_table"]``
+        (default ``{"file": ..., "fixed": {}}``) names it and the values of Omega_m, sigma_8, z
+        that are not inputs. It must cover the weights' redshift range.
 
     Returns
     -------
@@ -103,7 +111,14 @@ def write_weights_folder(folder, metadata: Mapping, member_state_dicts, residual
     if layout.shared_axis:  # one axis for every statistic: recorded as r_edges too
         meta.setdefault("r_edges", list(layout.statistics[0].edges))
     mass_function = validate_mass_function(halo_mass_function)
+    if mass_function_table is not None:
+        meta.setdefault("mass_function_table", {"file": MASS_FUNCTION_TABLE_FILE, "fixed": {}})
+    elif "mass_function_table" in meta:
+        fail(str(folder / METADATA_FILE), "mass_function_table", meta["mass_function_table"],
+             "no entry when no table is written (mass_function_table=None)")
     validate_metadata(meta, n_members=len(members), where=str(folder / METADATA_FILE))
+    if mass_function_table is not None:
+        _checked_interpolator(mass_function_table, meta, layout, str(folder / MASS_FUNCTION_TABLE_FILE))
     corr = check_correlation(residual_correlation, str(folder / CORRELATION_FILE),
                              "residual correlation", layout.n_out)
     numpy_members = [{key: _to_numpy(value) for key, value in sd.items()} for sd in members]
@@ -115,6 +130,11 @@ def write_weights_folder(folder, metadata: Mapping, member_state_dicts, residual
     atomic_write_bytes(folder / METADATA_FILE, (json.dumps(meta, indent=2) + "\n").encode())
     atomic_write_bytes(folder / CORRELATION_FILE, _npy_bytes(corr))
     atomic_write_bytes(folder / MASS_FUNCTION_FILE, npz_bytes(mass_function, compressed=False))
+    if mass_function_table is not None:
+        from .mass_function_table import table_arrays
+
+        atomic_write_bytes(folder / MASS_FUNCTION_TABLE_FILE,
+                           npz_bytes(table_arrays(mass_function_table), compressed=True))
     for name, content in (extra_files or {}).items():
         target = folder / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -256,6 +276,62 @@ def load_weights_folder(folder, check_sums: bool = True):
     return meta, members, corr, mass_function
 
 
+def _checked_interpolator(table, meta: Mapping, layout, where: str):
+    """The interpolator of a mass-function table, checked against the weights: at least 3 boxes
+    not on one line, and its redshifts cover the weights' z range (or fixed z)."""
+    from .mass_function_table import MassFunctionInterpolator, MassFunctionTableError
+
+    try:
+        interpolator = MassFunctionInterpolator(table)
+    except MassFunctionTableError as exc:
+        raise WeightsIntegrityError(f"{where}: {exc}") from None
+    low, high = interpolator.z_range
+    if "z" in layout.param_names:
+        z_low, z_high = (float(v) for v in meta["bounds"]["z"])
+    else:
+        z_low = z_high = float(meta["mass_function_table"]["fixed"]["z"])
+    if z_low < low or z_high > high:
+        fail(where, "z", [low, high], f"tabulated redshifts covering the weights' z range [{z_low:g}, {z_high:g}]")
+    return interpolator
+
+
+def read_mass_function_table(folder, metadata: Mapping):
+    """The host mass function across an N-body suite that a weights folder carries.
+
+    Parameters
+    ----------
+    folder : path-like
+        A weights folder whose checksums were verified (:func:`load_weights_folder`).
+    metadata : mapping
+        Its validated ``metadata.json``.
+
+    Returns
+    -------
+    MassFunctionInterpolator or None
+        None when ``metadata`` names no table (weights trained on one catalog).
+
+    Raises
+    ------
+    WeightsIntegrityError
+        The file is missing, unreadable (no pickle), inconsistent, has fewer than 3 boxes not on
+        one line, or does not cover the weights' redshift range; one line naming the file.
+    """
+    from .mass_function_table import MassFunctionTableError, load_table
+
+    entry = metadata.get("mass_function_table")
+    if entry is None:
+        return None
+    path = Path(folder) / MASS_FUNCTION_TABLE_FILE
+    if not path.is_file():
+        raise WeightsIntegrityError(f"{path}: missing; {METADATA_FILE} names it (mass_function_table)")
+    check_declared_size(path)
+    try:
+        table = load_table(path)
+    except MassFunctionTableError as exc:
+        raise WeightsIntegrityError(str(exc)) from None
+    return _checked_interpolator(table, metadata, layout_of(metadata), str(path))
+
+
 def reseal_folder(folder) -> Path:
     """Re-validate the content of a weights folder edited on purpose, then rewrite ``SHA256SUMS``.
 
@@ -276,7 +352,8 @@ def reseal_folder(folder) -> Path:
         if not (folder / name).is_file():
             raise WeightsIntegrityError(f"{folder / name}: missing; a weights folder needs "
                                         f"{list(REQUIRED_FILES)}")
-    load_weights_folder(folder, check_sums=False)
+    metadata = load_weights_folder(folder, check_sums=False)[0]
+    read_mass_function_table(folder, metadata)
     path = write_checksums(folder)
     log.info("resealed %s (%d files)", folder, len(checked_files(folder)))
     return path

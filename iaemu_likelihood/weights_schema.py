@@ -90,6 +90,32 @@ def validate_metadata(meta: Mapping, n_members: int | None = None, where: str = 
     check_architecture_config(meta, where, layout)
     check_support(meta, where, layout)
     check_epistemic(meta, where, layout)
+    _check_mass_function_table_entry(meta, layout, where)
+
+
+def _check_mass_function_table_entry(meta: Mapping, layout, where: str) -> None:
+    """``mass_function_table`` (weights over an N-body suite): names the table file, and gives a
+    fixed value for each of Omega_m, sigma_8, z that is not an input (and none for an input)."""
+    from .cosmology_inputs import COSMOLOGY_INPUTS
+    from .weights import MASS_FUNCTION_TABLE_FILE
+
+    entry = meta.get("mass_function_table")
+    if entry is None:
+        return
+    if not isinstance(entry, Mapping) or entry.get("file") != MASS_FUNCTION_TABLE_FILE:
+        fail(where, "mass_function_table", entry, f"a mapping with file: {MASS_FUNCTION_TABLE_FILE!r}")
+    fixed = entry.get("fixed", {})
+    if not isinstance(fixed, Mapping):
+        fail(where, "mass_function_table.fixed", fixed, "a mapping {input name: value}")
+    for item in COSMOLOGY_INPUTS:
+        value = fixed.get(item.name)
+        if item.name in layout.param_names:
+            if item.name in fixed:
+                fail(where, f"mass_function_table.fixed.{item.name}", value,
+                     f"no entry: {item.name} is an input of these weights")
+        elif isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            fail(where, f"mass_function_table.fixed.{item.name}", value,
+                 f"a finite number ({item.name} of every training point: it is not an input)")
 
 
 def _check_r_edges(meta: Mapping, layout, where: str) -> None:

@@ -28,11 +28,26 @@ COSMO = {"Omega_m": 0.31, "sigma_8": 0.83, "z": 0.5}
 
 @pytest.fixture(scope="module")
 def v2_weights(tmp_path_factory):
+    """Tiny v2-layout weights with the synthetic host mass-function table of test_mass_function
+    (5 x 5 boxes over the suite's range, z = 0, 0.5, 1), as trained v2 weights carry one."""
+    import json
+
+    from test_mass_function import synthetic_table
+    from iaemu_likelihood.training.mass_function import save_table
+    from iaemu_likelihood.weights import MASS_FUNCTION_TABLE_FILE, METADATA_FILE
+    from iaemu_likelihood.weights_io import reseal_folder
+
     with pytest.MonkeyPatch.context() as mp:
         for name, bounds in V2_BOUNDS.items():
             mp.setitem(ext.TOY_BOUNDS, name, bounds)
-        return ext._write(tmp_path_factory.mktemp("v2") / "weights", V2_LAYOUT, "mlp",
-                          {"width": 16, "n_hidden": 2, "activation": "silu", "var_floor": 1e-6})
+        folder = ext._write(tmp_path_factory.mktemp("v2") / "weights", V2_LAYOUT, "mlp",
+                            {"width": 16, "n_hidden": 2, "activation": "silu", "var_floor": 1e-6})
+    meta = json.loads((folder / METADATA_FILE).read_text())
+    meta["mass_function_table"] = {"file": MASS_FUNCTION_TABLE_FILE, "fixed": {}}
+    (folder / METADATA_FILE).write_text(json.dumps(meta))
+    save_table(folder / MASS_FUNCTION_TABLE_FILE, synthetic_table())
+    reseal_folder(folder)
+    return folder
 
 
 @pytest.fixture(scope="module")

@@ -3,21 +3,29 @@
 epochs, exports weights whose layout lists the ten inputs with their training ranges, loads in
 IAEmulator, keeps the alignment factorisation, and serves through Cobaya and CosmoSIS.
 """
+import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import test_cosmology_inputs as ci
 import test_extending as ext
+from test_mass_function import GRID, synthetic_log_n
 from iaemu_likelihood.alignment import alignment_p2_table
 from iaemu_likelihood.cosmology_inputs import V2_LAYOUT
 from iaemu_likelihood.emulator import IAEmulator
+from iaemu_likelihood.errors import ConfigError, WeightsIntegrityError
+from iaemu_likelihood.hod import number_density, satellite_fraction
 from iaemu_likelihood.layout import DEFAULT_LAYOUT
+from iaemu_likelihood.mass_function_table import MassFunctionInterpolator, MassFunctionTable
 from iaemu_likelihood.training.dataset_io import (DatasetFileError, IADataset, concatenate_datasets,
                                                   input_layout, load_dataset, save_dataset)
+from iaemu_likelihood.training.mass_function import MassFunctionTableError, save_table
 from iaemu_likelihood.training.synthetic import make_synthetic_dataset
 from iaemu_likelihood.training.train import TrainConfig, train
+from iaemu_likelihood.weights import MASS_FUNCTION_TABLE_FILE
 
 pytest.importorskip("torch")
 
@@ -27,6 +35,10 @@ RTOL = 1e-10
 BOXES = (("lo_lo", 0.25, 0.72), ("hi_lo", 0.36, 0.72), ("lo_hi", 0.25, 0.92), ("hi_hi", 0.36, 0.92),
          ("fid", 0.307, 0.823))
 REDSHIFTS = (0.0, 0.5, 1.0)
+#: the synthetic suite's name and host mass cut (Msun/h), in the dataset's and the table's provenance
+SUITE = {"source": "suite", "suite": "synthetic_suite", "min_mass": 2.33e11}
+#: agreement of a single point's n_gal, f_sat (erfc form, empty bins skipped) with the batch sums
+DERIVED_RTOL = 1e-10
 SMALL_FACTORISED = {"width": 16, "n_hidden": 1, "var_width": 8, "var_hidden": 1}
 
 
@@ -42,7 +54,7 @@ def suite_dataset(points_per_snapshot=8, n_realizations=4, seed=5, redshifts=RED
     sigma8 = np.array([b[2] for b, _ in rows])
     z = np.array([z for _, z in rows])
     amp = ((sigma8 / 0.8) ** 2 * (omega_m / 0.3) ** 0.3 / (1.0 + z))[:, None, None]
-    provenance = dict(base.provenance, name="synthetic-suite")
+    provenance = dict(base.provenance, name="synthetic-suite", halo_catalog=dict(SUITE), halo_mass_function=None)
     provenance["point_inputs"] = {"box": [b[0] for b, _ in rows], "omega_m": omega_m.tolist(),
                                   "sigma8": sigma8.tolist(), "z": z.tolist(),
                                   "catalog_sha256": ["0" * 64] * n, "min_particles": [20] * n}
@@ -51,10 +63,26 @@ def suite_dataset(points_per_snapshot=8, n_realizations=4, seed=5, redshifts=RED
                      seeds=base.seeds, retries=base.retries, provenance=provenance)
 
 
+def suite_table(boxes=BOXES, redshifts=REDSHIFTS, **provenance):
+    """A synthetic mass-function table of ``boxes`` x ``redshifts`` (smooth in Omega_m, sigma_8, z;
+    :func:`test_mass_function.synthetic_log_n`), bound to the synthetic catalogs of :func:`suite_dataset`."""
+    values = np.array([[synthetic_log_n(om, s8, z) for z in redshifts] for _, om, s8 in boxes])
+    hashes = {f"{name} z={z:g}": "0" * 64 for name, _, _ in boxes for z in redshifts}
+    return MassFunctionTable(log10_mass=GRID, omega_m=np.array([b[1] for b in boxes]),
+                             sigma8=np.array([b[2] for b in boxes]), z=np.array(redshifts, dtype=float),
+                             log10_n_above=values, volume=125.0 ** 3,
+                             provenance={"suite": SUITE["suite"], "min_mass": SUITE["min_mass"],
+                                         "boxes": [b[0] for b in boxes], "catalog_content_sha256": hashes,
+                                         **provenance})
+
+
 def _config(tmp_path, data, name, **kw):
+    table = Path(data).parent / "table.npz"
+    if not table.is_file():
+        save_table(table, suite_table())
     base = dict(data=str(data), output=str(tmp_path / name), architecture="factorised", ensemble_size=2,
                 max_epochs=3, warmup_epochs=1, patience=10, batch_size=32, reference_points=2,
-                architecture_config=SMALL_FACTORISED)
+                architecture_config=SMALL_FACTORISED, mass_function_table=str(table))
     base.update(kw)
     return TrainConfig(**base)
 
@@ -106,7 +134,8 @@ def test_subset_and_concatenation_carry_the_point_inputs(tmp_path):
     save_dataset(tmp_path / "a.npz", ds)
     assert load_dataset(tmp_path / "a.npz").provenance["point_inputs"] == ds.provenance["point_inputs"]
     with pytest.raises(ValueError, match="point_inputs"):
-        concatenate_datasets([ds, make_synthetic_dataset(3, 4, seed=5)])
+        concatenate_datasets([ds, dataclasses.replace(ds, provenance={k: v for k, v in ds.provenance.items()
+                                                                      if k != "point_inputs"})])
 
 
 def test_trained_weights_record_the_layout_and_ranges(v2_trained, v2_emulator):
@@ -160,8 +189,9 @@ def test_cobaya_and_cosmosis_serve_the_trained_weights(v2_trained, v2_emulator, 
     data_file, idx = ext._measurement(tmp_path, v2_emulator, theta)
     expected = ext._expected_loglike(v2_emulator, data_file, idx, theta)
     model = ci._cobaya(v2_trained, data_file, v2_emulator)
-    loglikes, _ = model.loglikes({"omegam": ci.COSMO["Omega_m"], "sigma8": ci.COSMO["sigma_8"]})
+    loglikes, derived = model.loglikes({"omegam": ci.COSMO["Omega_m"], "sigma8": ci.COSMO["sigma_8"]})
     assert loglikes[0] == pytest.approx(expected, rel=RTOL)
+    assert derived[0] == pytest.approx(v2_emulator.derived(theta)["n_gal"], rel=RTOL)
     like, block = ci._cosmosis(tmp_path, v2_trained, data_file, v2_emulator, theta)
     assert like == pytest.approx(float(loglikes[0]), rel=RTOL)
     np.testing.assert_allclose(block["ia_correlations", "omega"], v2_emulator.predict(theta).omega, rtol=RTOL)
@@ -183,3 +213,93 @@ def test_mlp_trains_on_cosmology_inputs_too(suite_data, tmp_path):
     assert emu.param_names == V2_LAYOUT.param_names
     mean, _ = ext._torch_prediction(emu, ci._theta(emu))
     np.testing.assert_allclose(emu.predict(ci._theta(emu)).vector(), mean, rtol=RTOL)
+
+
+# ------------------------------------------------------------------ derived n_gal, f_sat (stage 2)
+def test_weights_carry_the_mass_function_table(v2_trained):
+    meta = json.loads((v2_trained / "metadata.json").read_text())
+    entry = meta["mass_function_table"]
+    assert entry["file"] == MASS_FUNCTION_TABLE_FILE and entry["fixed"] == {}
+    assert entry["boxes"] == [b[0] for b in BOXES] and entry["redshifts"] == list(REDSHIFTS)
+    assert MASS_FUNCTION_TABLE_FILE in (v2_trained / "SHA256SUMS").read_text()
+    with np.load(v2_trained / MASS_FUNCTION_TABLE_FILE, allow_pickle=False) as f:
+        np.testing.assert_array_equal(f["log10_n_above"], suite_table()["log10_n_above"])
+
+
+def test_derived_follow_the_cosmology_and_redshift_of_each_point(v2_emulator):
+    interp = MassFunctionInterpolator(suite_table())
+    hod = dict(zip(v2_emulator.param_names[2:7], ci._theta(v2_emulator)[2:7]))
+    points = [ci._theta(v2_emulator, Omega_m=om, sigma_8=s8, z=z)
+              for om, s8, z in ((0.31, 0.83, 0.5), (0.31, 0.9, 0.5), (0.27, 0.75, 0.0), (0.35, 0.9, 0.8))]
+    singles = [v2_emulator.derived(p) for p in points]
+    for p, got in zip(points, singles):
+        mf = interp.mass_function(*p[7:])
+        assert got["n_gal"] == pytest.approx(number_density(hod, mf), rel=DERIVED_RTOL)
+        assert got["f_sat"] == pytest.approx(satellite_fraction(hod, mf), rel=DERIVED_RTOL)
+    assert singles[1]["n_gal"] > singles[0]["n_gal"]  # more structure, more hosts, more galaxies
+    batch = v2_emulator.derived(np.array(points))
+    np.testing.assert_allclose(batch["n_gal"], [d["n_gal"] for d in singles], rtol=DERIVED_RTOL)
+    np.testing.assert_allclose(batch["f_sat"], [d["f_sat"] for d in singles], rtol=DERIVED_RTOL)
+    assert v2_emulator.derived(points[0]) == singles[0]  # the kept mass function is the right one
+
+
+def test_cosmology_weights_without_a_table_have_no_derived(tmp_path):
+    with pytest.MonkeyPatch.context() as mp:
+        for name, bounds in ci.V2_BOUNDS.items():
+            mp.setitem(ext.TOY_BOUNDS, name, bounds)
+        folder = ext._write(tmp_path / "w", V2_LAYOUT, "mlp", {"width": 8, "n_hidden": 1, "activation": "silu",
+                                                              "var_floor": 1e-6})
+    emu = IAEmulator.load(folder)
+    assert emu.derived_names == ()
+    with pytest.raises(ConfigError, match=r"cosmology-dependent, and the weights carry no mass-function table"):
+        emu.derived(ci._theta(emu))
+
+
+def test_damaged_or_missing_table_is_refused(v2_trained, tmp_path):
+    import shutil
+
+    from iaemu_likelihood.weights_io import reseal_folder
+
+    folder = Path(shutil.copytree(v2_trained, tmp_path / "copy"))
+    table = folder / MASS_FUNCTION_TABLE_FILE
+    table.write_bytes(table.read_bytes()[:100])
+    with pytest.raises(WeightsIntegrityError, match=MASS_FUNCTION_TABLE_FILE):
+        IAEmulator.load(folder)  # the checksum
+    with pytest.raises(WeightsIntegrityError, match=r"halo_mass_function_table\.npz cannot be read"):
+        reseal_folder(folder)  # the content, before any new sums
+    table.unlink()
+    with pytest.raises(WeightsIntegrityError, match=r"halo_mass_function_table\.npz: missing"):
+        reseal_folder(folder)
+    # a table that does not reach the weights' highest redshift
+    save_table(table, suite_table(redshifts=(0.0, 0.5)))
+    with pytest.raises(WeightsIntegrityError, match=r"z = \[0.0, 0.5\]; allowed: tabulated redshifts covering"):
+        reseal_folder(folder)
+
+
+def test_training_checks_the_table_before_any_step(suite_data, tmp_path):
+    data = suite_data / "train.npz"
+    with pytest.raises(ConfigError, match=r"mass_function_table is not set; the dataset .* N-body suite"):
+        train(_config(tmp_path, data, "a", mass_function_table=None), restart=True, progress=False)
+    other = save_table(tmp_path / "other.npz", suite_table(boxes=BOXES[:4]))
+    with pytest.raises(MassFunctionTableError, match=r"fid z=0 is not in it"):
+        train(_config(tmp_path, data, "b", mass_function_table=str(other)), restart=True, progress=False)
+    wrong = save_table(tmp_path / "wrong.npz", dict(suite_table(), provenance={**suite_table()["provenance"],
+                                                                            "min_mass": 1e11}))
+    with pytest.raises(MassFunctionTableError, match=r"min_mass = 100000000000.0, the dataset's is 233000000000.0"):
+        train(_config(tmp_path, data, "c", mass_function_table=str(wrong)), restart=True, progress=False)
+    v1 = tmp_path / "v1.npz"
+    save_dataset(v1, make_synthetic_dataset(8, 2))
+    with pytest.raises(ConfigError, match=r"was made from one halo catalog"):
+        train(_config(tmp_path, v1, "d"), restart=True, progress=False)
+
+
+def test_one_redshift_trains_without_z_and_derives_at_that_z(tmp_path):
+    data = tmp_path / "z05.npz"
+    save_dataset(data, suite_dataset(points_per_snapshot=6, redshifts=(0.5,)))
+    emu = IAEmulator.load(train(_config(tmp_path, data, "w", max_epochs=1), restart=True, progress=False).folder)
+    assert emu.param_names[7:] == ("Omega_m", "sigma_8")
+    assert emu.metadata["mass_function_table"]["fixed"] == {"z": 0.5}
+    theta = np.concatenate([ci._theta(emu)[:7], [0.3, 0.8]])
+    hod = dict(zip(emu.param_names[2:7], theta[2:7]))
+    expected = number_density(hod, MassFunctionInterpolator(suite_table()).mass_function(0.3, 0.8, 0.5))
+    assert emu.derived(theta)["n_gal"] == pytest.approx(expected, rel=DERIVED_RTOL)

@@ -176,9 +176,9 @@ _STAGE, _OLD = ".export-", ".replaced-"
 
 def _weights_folder_files() -> set[str]:
     """Files of ``folder`` an export may replace: what a weights folder and its evaluation hold."""
-    from ..weights_io import CHECKSUM_FILE, REQUIRED_FILES
+    from ..weights_io import CHECKSUM_FILE, MASS_FUNCTION_TABLE_FILE, REQUIRED_FILES
 
-    return {*REQUIRED_FILES, CHECKSUM_FILE, "README.md", *STALE_OUTPUTS}
+    return {*REQUIRED_FILES, MASS_FUNCTION_TABLE_FILE, CHECKSUM_FILE, "README.md", *STALE_OUTPUTS}
 
 
 def _check_replaceable(folder: Path) -> None:
@@ -235,11 +235,14 @@ def _reference_points(emu, n: int, extra=None) -> np.ndarray:
 
 
 def write_exported_folder(folder, meta: dict, member_state_dicts, correlation, mass_function,
-                          reference_points: int = DEFAULT_REFERENCE_POINTS, extra_points=None) -> Path:
+                          reference_points: int = DEFAULT_REFERENCE_POINTS, extra_points=None,
+                          mass_function_table=None) -> Path:
     """Write the folder (with README.md), then reference predictions at ``reference_points``
     points inside the bounds and support (seeded, see :func:`_reference_points`; ``extra_points``
     (m, n_inputs), e.g. training points, are the fallback) computed by
-    :class:`~iaemu_likelihood.emulator.IAEmulator` loading it back."""
+    :class:`~iaemu_likelihood.emulator.IAEmulator` loading it back. ``mass_function_table``: the
+    suite's host mass-function table of weights with cosmology inputs
+    (:func:`~iaemu_likelihood.weights_io.write_weights_folder`)."""
     from ..emulator import IAEmulator
     from ..verify import write_reference_predictions
     from ..weights_io import write_weights_folder
@@ -253,7 +256,8 @@ def write_exported_folder(folder, meta: dict, member_state_dicts, correlation, m
     stage = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}{_STAGE}"))
     try:
         write_weights_folder(stage, meta, member_state_dicts, correlation, mass_function,
-                             extra_files={"README.md": readme_text(meta).encode()})
+                             extra_files={"README.md": readme_text(meta).encode()},
+                             mass_function_table=mass_function_table)
         if reference_points > 0:
             emu = IAEmulator.load(stage)
             write_reference_predictions(stage, emu, _reference_points(emu, reference_points, extra_points))

@@ -5,19 +5,10 @@ function, which now depends on (Omega_m, sigma_8, z). Each finished (box, snapsh
 gives the cumulative density n(>M) of the hosts a mock populates (M > ``min_mass``, the one cut
 of the generation config) on a fixed grid of log10 M; the table is a small npz (a few kB).
 
-Interpolation (:class:`MassFunctionInterpolator`):
-
-* in mass: the table holds log10 n(>M) at the grid masses (a floor of half a halo per box
-  volume where no halo is that heavy), so bin counts between grid masses are differences of a
-  monotone function;
-* in (Omega_m, sigma_8), at each tabulated z: a thin-plate-spline radial basis function with a
-  linear polynomial (scipy ``RBFInterpolator``, exact at the boxes) of the whole log10 n(>M)
-  vector, on coordinates scaled by the suite's ranges;
-* in z: linear between the two neighbouring snapshots; outside the tabulated z range it refuses.
-
-The result is a binned mass function in the form :mod:`iaemu_likelihood.hod` sums over
-(``log10_mass_edges``, ``counts``, ``mean_log10_mass``, ``volume``). Its leave-one-box-out
-accuracy is measured by ``benchmarks/bench_mass_function.py``.
+The table and its interpolation in (Omega_m, sigma_8, z) (:class:`MassFunctionInterpolator`) live
+in the runtime package, :mod:`iaemu_likelihood.mass_function_table` (weights of emulator v2 carry
+the table and evaluate it at each point's cosmology and z); they are re-exported here. Its
+leave-one-box-out accuracy is measured by ``benchmarks/bench_mass_function.py``.
 
 Build a table from the suite section of a generation config (only finished boxes count)::
 
@@ -26,7 +17,6 @@ Build a table from the suite section of a generation config (only finished boxes
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 from pathlib import Path
@@ -34,10 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write_bytes, npz_bytes
-from ..errors import IAEmuError
+from ..mass_function_table import (MassFunctionInterpolator, MassFunctionTable, MassFunctionTableError,
+                                   load_table, table_arrays)
 
 __all__ = ["MassFunctionTable", "MassFunctionInterpolator", "MassFunctionTableError", "tabulate_suite",
-           "save_table", "load_table", "LOG10_MASS_STEP", "LOG10_MASS_MAX", "main"]
+           "save_table", "load_table", "table_for_dataset", "LOG10_MASS_STEP", "LOG10_MASS_MAX", "main"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,21 +36,6 @@ logger = logging.getLogger(__name__)
 LOG10_MASS_STEP = 0.02
 #: Upper end of the grid, log10(Msun/h) (above every suite halo at z <= 1).
 LOG10_MASS_MAX = 15.6
-_TABLE_ARRAYS = ("log10_mass", "omega_m", "sigma8", "z", "log10_n_above", "volume", "provenance")
-
-
-class MassFunctionTableError(IAEmuError, ValueError):
-    """A mass-function table is unreadable or inconsistent, or a point is outside what it covers."""
-
-
-class MassFunctionTable(dict):
-    """The tabulated cumulative host densities (a dict of arrays).
-
-    Keys: ``log10_mass`` (n_m,) grid, log10(Msun/h); ``omega_m``, ``sigma8`` (n_box,);
-    ``z`` (n_z,) increasing; ``log10_n_above`` (n_box, n_z, n_m), log10 of n(>M) in (h/Mpc)^3;
-    ``volume`` (box volume, (h^-1 Mpc)^3); ``provenance`` (dict: suite, boxes, catalog hashes,
-    mass cut).
-    """
 
 
 def _n_above(log10_mass: np.ndarray, grid: np.ndarray, volume: float) -> np.ndarray:
@@ -122,118 +98,38 @@ def save_table(path: str | os.PathLike, table: MassFunctionTable) -> Path:
     """Write ``table`` to a compressed npz atomically (no pickle: provenance as JSON text)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {k: np.asarray(table[k]) for k in _TABLE_ARRAYS if k != "provenance"}
-    arrays["provenance"] = np.array(json.dumps(table["provenance"], sort_keys=True))
-    atomic_write_bytes(path, npz_bytes(arrays, compressed=True))
+    atomic_write_bytes(path, npz_bytes(table_arrays(table), compressed=True))
     return path
 
 
-def load_table(path: str | os.PathLike) -> MassFunctionTable:
-    """Read and check a table written by :func:`save_table`.
+def table_for_dataset(path: str | os.PathLike, dataset) -> MassFunctionTable:
+    """Load a table and check that it is the host mass function of ``dataset``'s mocks.
+
+    The table must be of the dataset's suite and mass cut (``halo_catalog`` provenance), and hold
+    every (box, z) of its points with the catalog those points were populated in (the catalogs'
+    ``content_sha256``; a table made before a box was finished lacks it: make it again).
 
     Raises
     ------
     MassFunctionTableError
-        Naming the file: unreadable, missing arrays, shapes that disagree, non-finite values,
-        a grid or z list that is not increasing.
+        Naming the file and the first mismatch.
     """
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-    except Exception as exc:  # zip, CRC, pickle refusal: all mean "not a table"
-        raise MassFunctionTableError(f"mass-function table {path} cannot be read ({type(exc).__name__}: "
-                                     f"{' '.join(str(exc).split())})") from None
-    missing = [k for k in _TABLE_ARRAYS if k not in arrays]
-    if missing:
-        raise MassFunctionTableError(f"mass-function table {path} lacks arrays {missing}")
-    try:
-        provenance = json.loads(str(arrays["provenance"]))
-    except ValueError:
-        raise MassFunctionTableError(f"mass-function table {path}: provenance is not JSON") from None
-    table = MassFunctionTable({k: np.asarray(arrays[k], dtype=float) for k in _TABLE_ARRAYS if k != "provenance"},
-                              provenance=provenance)
-    table["volume"] = float(table["volume"])
-    _check_table(table, str(path))
+    table = load_table(path)
+    prov, catalog = table["provenance"], dataset.provenance.get("halo_catalog") or {}
+    for key in ("suite", "min_mass"):
+        if prov.get(key) != catalog.get(key):
+            raise MassFunctionTableError(f"mass-function table {path}: {key} = {prov.get(key)!r}, the dataset's is "
+                                         f"{catalog.get(key)!r}; allowed: the table of its suite and mass cut")
+    inputs = dataset.provenance.get("point_inputs") or {}
+    hashes = prov.get("catalog_content_sha256") or {}
+    for box, z, sha in dict.fromkeys(zip(inputs.get("box", ()), inputs.get("z", ()), inputs.get("catalog_sha256", ()))):
+        name = f"{box} z={z:g}"
+        if hashes.get(name) != sha:
+            raise MassFunctionTableError(
+                f"mass-function table {path}: {name} is {'not in it' if name not in hashes else 'another catalog'}; "
+                "allowed: a table holding every (box, z) of the dataset (python -m "
+                "iaemu_likelihood.training.mass_function GENERATION_CONFIG OUT.npz once their boxes are finished)")
     return table
-
-
-def _check_table(table, where: str) -> None:
-    n_box, n_z, n_m = table["omega_m"].size, table["z"].size, table["log10_mass"].size
-    if table["sigma8"].shape != (n_box,) or table["log10_n_above"].shape != (n_box, n_z, n_m):
-        raise MassFunctionTableError(
-            f"mass-function table {where}: log10_n_above has shape {table['log10_n_above'].shape} and sigma8 "
-            f"{table['sigma8'].shape}; expected ({n_box}, {n_z}, {n_m}) and ({n_box},)")
-    for key in ("log10_mass", "z"):
-        if table[key].ndim != 1 or table[key].size < (2 if key == "log10_mass" else 1) \
-                or np.any(np.diff(table[key]) <= 0):
-            raise MassFunctionTableError(f"mass-function table {where}: {key} must be a 1-d increasing list")
-    for key in ("omega_m", "sigma8", "log10_n_above"):
-        if not np.all(np.isfinite(table[key])):
-            raise MassFunctionTableError(f"mass-function table {where}: {key} holds non-finite values")
-    if not (np.isfinite(table["volume"]) and table["volume"] > 0):
-        raise MassFunctionTableError(f"mass-function table {where}: volume = {table['volume']}; must be > 0")
-
-
-class MassFunctionInterpolator:
-    """n(>M) and the binned host mass function at any (Omega_m, sigma_8, z) the table covers.
-
-    Parameters
-    ----------
-    table : MassFunctionTable
-        At least 3 boxes not on one line in (Omega_m, sigma_8) (the linear polynomial of the RBF).
-    """
-
-    def __init__(self, table: MassFunctionTable):
-        from scipy.interpolate import RBFInterpolator
-
-        _check_table(table, "(in memory)")
-        self.table = table
-        points = np.column_stack([table["omega_m"], table["sigma8"]])
-        if points.shape[0] < 3 or np.linalg.matrix_rank(points - points.mean(axis=0)) < 2:
-            raise MassFunctionTableError(f"mass-function table has {points.shape[0]} boxes; the interpolation "
-                                         "needs at least 3 not on one line in (Omega_m, sigma_8)")
-        self._low, self._span = points.min(axis=0), np.ptp(points, axis=0)
-        scaled = (points - self._low) / self._span
-        self._rbf = [RBFInterpolator(scaled, table["log10_n_above"][:, j, :], kernel="thin_plate_spline", degree=1)
-                     for j in range(table["z"].size)]
-
-    def log10_n_above(self, omega_m: float, sigma8: float, z: float) -> np.ndarray:
-        """log10 n(>M) (h/Mpc)^3 at the table's grid masses, shape (n_m,).
-
-        Raises
-        ------
-        MassFunctionTableError
-            If ``z`` is outside the tabulated redshifts or a value is not finite.
-        """
-        zs = self.table["z"]
-        values = {"Omega_m": omega_m, "sigma_8": sigma8, "z": z}
-        bad = [f"{k} = {v!r}" for k, v in values.items() if not np.isfinite(v)]
-        if bad:
-            raise MassFunctionTableError(f"mass function asked at {', '.join(bad)}; allowed: finite numbers")
-        if not zs[0] <= z <= zs[-1]:
-            raise MassFunctionTableError(f"mass function asked at z = {z!r}; the table covers z in "
-                                         f"[{zs[0]:g}, {zs[-1]:g}]")
-        x = ((np.array([omega_m, sigma8]) - self._low) / self._span)[None, :]
-        j = min(int(np.searchsorted(zs, z, side="right")) - 1, zs.size - 1)
-        low = self._rbf[j](x)[0]
-        if j == zs.size - 1 or z == zs[j]:
-            return low
-        weight = (z - zs[j]) / (zs[j + 1] - zs[j])
-        return (1.0 - weight) * low + weight * self._rbf[j + 1](x)[0]
-
-    def mass_function(self, omega_m: float, sigma8: float, z: float) -> dict:
-        """The binned host mass function (:func:`iaemu_likelihood.hod.validate_mass_function` form):
-        one bin between neighbouring grid masses, at its centre, holding volume x (n(>M_lo) -
-        n(>M_hi)). The table's floor (half a halo: "none") is subtracted and n(>M) made
-        non-increasing first, so no count is negative and masses above every halo hold none."""
-        grid = self.table["log10_mass"]
-        volume = self.table["volume"]
-        n_above = 10.0 ** self.log10_n_above(omega_m, sigma8, z) - 0.5 / volume
-        n_above = np.maximum(np.minimum.accumulate(n_above), 0.0)
-        counts = volume * (n_above[:-1] - n_above[1:])
-        return {"log10_mass_edges": grid, "counts": counts, "mean_log10_mass": 0.5 * (grid[1:] + grid[:-1]),
-                "volume": np.float64(volume)}
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:

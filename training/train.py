@@ -41,6 +41,7 @@ import numpy as np
 
 from ..architectures import get_architecture
 from ..conventions import PARAM_NAMES, STATISTICS
+from ..weights import MASS_FUNCTION_TABLE_FILE
 from .dataset_io import file_sha256, files_sha256, input_layout, load_datasets
 from .export import (build_metadata, dataset_bounds, dataset_support, residual_correlation,
                      write_exported_folder)
@@ -185,6 +186,7 @@ def train(config: TrainConfig, *, restart: bool = False, stop_after_epochs: int 
     torch.set_num_threads(int(config.threads))
     t0 = time.perf_counter()
     dataset, train_idx, val_idx, train_ds, val_ds, bounds, scaler, layout, normaliser = _prepare(config)
+    table = _suite_mass_function(config, dataset)  # checked before any training step
     data_sha = files_sha256(config.data)
     device = torch.device(config.device)
     names = layout.param_names
@@ -286,7 +288,7 @@ def train(config: TrainConfig, *, restart: bool = False, stop_after_epochs: int 
             "summaries": summaries}, ckpt_path)
 
     folder = _export(config, dataset, train_ds, bounds, scaler, layout, normaliser, finished, summaries,
-                     data_sha, train_idx, val_idx, time.perf_counter() - t0)
+                     data_sha, train_idx, val_idx, time.perf_counter() - t0, table)
     return TrainResult(folder, summaries, time.perf_counter() - t0)
 
 
@@ -329,14 +331,57 @@ def _point_inputs_summary(dataset, layout) -> dict | None:
             "inputs": [n for n in layout.param_names if n not in PARAM_NAMES], "fixed": fixed}
 
 
+def _suite_mass_function(config, dataset):
+    """The host mass-function table of a dataset generated over an N-body suite (``config``'s
+    ``mass_function_table``, checked against the dataset: :func:`.mass_function.table_for_dataset`);
+    None for a dataset of one catalog, whose provenance carries its binned mass function."""
+    from ..errors import ConfigError
+
+    catalog = dataset.provenance.get("halo_catalog") or {}
+    if dataset.provenance.get("point_inputs") is None:
+        if config.mass_function_table is not None:
+            raise ConfigError(f"{config.source}: mass_function_table = {config.mass_function_table!r}: the "
+                              f"dataset {config.data} was made from one halo catalog (its provenance holds "
+                              "its mass function); allowed: no mass_function_table")
+        if dataset.provenance.get("halo_mass_function") is None:
+            raise ValueError(f"{config.data} has no 'halo_mass_function' in its provenance; the weights "
+                             "folder needs the catalog's binned host mass function")
+        return None
+    if config.mass_function_table is None:
+        raise ConfigError(f"{config.source}: mass_function_table is not set; the dataset {config.data} was "
+                          f"generated over the N-body suite {catalog.get('suite')!r}: allowed: the path of its "
+                          "host mass-function table (python -m iaemu_likelihood.training.mass_function "
+                          "GENERATION_CONFIG OUT.npz)")
+    from .mass_function import table_for_dataset
+
+    return table_for_dataset(config.mass_function_table, dataset)
+
+
+def _table_entry(table, layout, bounds, fixed):
+    """(``metadata["mass_function_table"]``, the binned mass function at the centre of the training
+    box written as ``halo_mass_function.npz``) of weights trained over a suite."""
+    from ..cosmology_inputs import COSMOLOGY_INPUTS
+    from ..mass_function_table import MassFunctionInterpolator
+
+    centre = {i.name: (0.5 * (bounds[i.name][0] + bounds[i.name][1]) if i.name in layout.param_names
+                       else fixed[i.name]) for i in COSMOLOGY_INPUTS}
+    binned = MassFunctionInterpolator(table).mass_function(*centre.values())
+    entry = {"file": MASS_FUNCTION_TABLE_FILE, "fixed": fixed, "boxes": table["provenance"].get("boxes"),
+             "redshifts": np.asarray(table["z"]).tolist(), "min_mass": table["provenance"].get("min_mass"),
+             "description": ("host n(>M) per (box, z) of the suite, interpolated to each point's Omega_m, "
+                             "sigma_8, z for n_gal and f_sat (iaemu_likelihood.mass_function_table); "
+                             "halo_mass_function.npz holds it at reference_point"),
+             "reference_point": centre}
+    return entry, binned
+
+
 def _export(config, dataset, train_ds, bounds, scaler, layout, normaliser, members, summaries, data_sha,
-            train_idx, val_idx, wall_s) -> Path:
+            train_idx, val_idx, wall_s, table=None) -> Path:
     out = Path(config.output)
     prov = dataset.provenance
     mass_function = prov.get("halo_mass_function")
-    if mass_function is None:
-        raise ValueError(f"{config.data} has no 'halo_mass_function' in its provenance; the weights "
-                         "folder needs the catalog's binned host mass function")
+    if table is not None:
+        table_entry, mass_function = _table_entry(table, layout, bounds, input_layout(dataset)[1])
     catalog = dict(prov.get("halo_catalog") or {})
     catalog.setdefault("sha256", None)
     if config.architecture == "paper" and config.ensemble_size == 1:
@@ -364,13 +409,15 @@ def _export(config, dataset, train_ds, bounds, scaler, layout, normaliser, membe
     summary = _point_inputs_summary(dataset, layout)
     if summary:
         meta["training_set"]["point_inputs"] = summary
+    if table is not None:
+        meta["mass_function_table"] = table_entry
     corr = residual_correlation(train_ds)
     val_ds = dataset.subset(val_idx)
     if val_ds.n_points >= 2:
         meta["epistemic"].update(_calibrate_epistemic(meta, members, corr, mass_function, val_ds))
     return write_exported_folder(out, meta, members, corr, mass_function,
                                  reference_points=config.reference_points,
-                                 extra_points=train_ds.inputs(layout.param_names))
+                                 extra_points=train_ds.inputs(layout.param_names), mass_function_table=table)
 
 
 def build_parser(prog: str = "iaemu train") -> argparse.ArgumentParser:

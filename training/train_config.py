@@ -57,6 +57,11 @@ class TrainConfig(TorchTrainingSettings):
         Validation metric = w * MSE + (1 - w) * NLL.
     reference_points : int
         Points stored in reference_predictions.npz.
+    mass_function_table : str, optional
+        For a dataset generated over an N-body suite (required then, refused otherwise): the host
+        mass function table of its (box, z) catalogs (``python -m
+        iaemu_likelihood.training.mass_function GENERATION_CONFIG OUT.npz``), shipped with the
+        weights so that n_gal and f_sat follow each point's Omega_m, sigma_8 and z.
     """
 
     data: str | list
@@ -76,6 +81,7 @@ class TrainConfig(TorchTrainingSettings):
     lr_gamma: float = setting(0.3, 0.0, 1.0, min_inclusive=False)
     val_mse_weight: float = setting(0.7, 0.0, 1.0)
     reference_points: int = setting(4, 0)
+    mass_function_table: str | None = None
 
     source: dataclasses.InitVar[str] = "training config"
 
@@ -115,7 +121,7 @@ def _checked_values(config: TrainConfig, where: str) -> dict:
     else:
         out["data"] = check_str(data, f"{where}: data")
     out["output"] = check_str(config.output, f"{where}: output")
-    for name in ("version", "checkpoint"):
+    for name in ("version", "checkpoint", "mass_function_table"):
         value = getattr(config, name)
         out[name] = None if value is None else check_str(value, f"{where}: {name}")
     out["architecture"] = check_str(config.architecture, f"{where}: architecture",
@@ -159,8 +165,8 @@ def _checked_architecture_config(architecture: str, value, where: str) -> dict:
 
 
 def load_config(path, overrides: dict | None = None) -> TrainConfig:
-    """Read and validate a YAML config; relative ``data``/``output``/``checkpoint`` are taken
-    from its folder.
+    """Read and validate a YAML config; relative ``data``/``output``/``checkpoint``/
+    ``mass_function_table`` are taken from its folder.
 
     ``overrides`` (already-resolved values, e.g. from ``--set`` or ``--data``) replace YAML keys;
     errors in them name the option.
@@ -183,7 +189,7 @@ def load_config(path, overrides: dict | None = None) -> TrainConfig:
             return value  # the type check below names it
         return value if Path(value).is_absolute() else str((path.parent / value).resolve())
 
-    for key in ("data", "output", "checkpoint"):
+    for key in ("data", "output", "checkpoint", "mass_function_table"):
         if isinstance(raw.get(key), list):
             raw[key] = [resolve(v) for v in raw[key]]
         elif raw.get(key) is not None:
