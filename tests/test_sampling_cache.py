@@ -69,3 +69,22 @@ def test_a_file_in_the_way_and_a_configured_cache(monkeypatch, tmp_path):
     fake = FakeJax(cache_dir="/their/cache")
     assert enable_compilation_cache(fake) is None and fake.config.updates == {}
     assert not (tmp_path / "ours").exists()
+
+
+def test_compile_timer_merges_overlapping_spans():
+    """A jit traced inside another reports its own span inside the outer one: counted once."""
+    from iaemu_likelihood.sampling.compile_cache import COMPILE_EVENTS, CompileTimer
+
+    class Monitoring:
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: None
+
+    class Jax:
+        monitoring = Monitoring()
+
+    timer = CompileTimer(Jax())
+    for start, end in ((10.0, 14.0), (11.0, 12.0), (13.5, 15.0), (20.0, 21.0)):
+        timer._span(COMPILE_EVENTS[0], start, end)
+    timer._span("/jax/some/other_event", 0.0, 100.0)
+    assert timer.seconds() == pytest.approx(6.0)
+    assert timer.seconds(12.0, 20.5) == pytest.approx(3.5)

@@ -68,8 +68,8 @@ def test_nuts_resume_equals_uninterrupted(synthetic, tmp_path, monkeypatch):  # 
     with pytest.raises(Interrupted):
         run_nuts(post, state_file=path, **opts)
     restore()
-    # a fresh model and sampler, as in a new process
-    resumed = run_nuts(post, state_file=path, resume=True, **opts)
+    # a fresh model and sampler, as in a new process; with the progress bar (iaemu's, per block)
+    resumed = run_nuts(post, state_file=path, resume=True, **{**opts, "progress": True})
     assert resumed.info["resumed_at_samples_per_chain"] == 10
     for a, b in zip(resumed.chains, whole.chains):
         np.testing.assert_array_equal(a, b)
