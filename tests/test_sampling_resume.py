@@ -30,7 +30,8 @@ def interrupt_after(monkeypatch, n_saves):
 
 
 def test_ensemble_resume_equals_uninterrupted(synthetic, tmp_path, monkeypatch):  # noqa: F811
-    from iaemu_likelihood.sampling.ensemble import CHECK_EVERY, run_ensemble
+    from iaemu_likelihood.sampling.defaults import ENSEMBLE_CHECK_EVERY as CHECK_EVERY
+    from iaemu_likelihood.sampling.ensemble import run_ensemble
 
     post = synthetic[0]
     opts = dict(seed=6, n_walkers=12, min_ess=1e9, max_steps=3 * CHECK_EVERY, progress=False)

@@ -14,7 +14,7 @@ best point (:mod:`.start`). The run is extended in blocks until ``n_walkers * ke
 reaches ``min_ess`` for every parameter, with ``tau`` emcee's integrated autocorrelation time
 of the kept steps (the first :data:`BURN_FRACTION` of the steps is dropped), and the kept steps
 are at least :data:`MIN_TAUS` times ``tau`` long, so that ``tau`` itself is trustworthy. The
-check runs every :data:`CHECK_EVERY` steps.
+check runs every :data:`.defaults.ENSEMBLE_CHECK_EVERY` steps.
 """
 from __future__ import annotations
 
@@ -24,24 +24,19 @@ import time
 
 import numpy as np
 
+from .defaults import (BACKENDS, DEFAULT_MAX_STEPS, DEFAULT_MIN_ESS, DEFAULT_WALKERS,
+                       ENSEMBLE_CHECK_EVERY as CHECK_EVERY)
 from .nuts import SamplerResult, diagnostics
 
-__all__ = ["run_ensemble", "DEFAULT_WALKERS", "BURN_FRACTION", "MIN_TAUS", "BACKENDS",
-           "log_posterior_function"]
+__all__ = ["run_ensemble", "BURN_FRACTION", "MIN_TAUS", "log_posterior_function"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WALKERS = 32
-#: Steps per block between convergence checks (and state saves): the run stops within
-#: this many steps of reaching its target.
-CHECK_EVERY = 100
 #: Fraction of the steps dropped as burn-in. A burn-in of 5 autocorrelation times instead (~280
 #: of 2,200 steps) raised emcee's estimate of tau by ~25%: no fewer steps to ESS 1,000.
 BURN_FRACTION = 0.25
 #: Kept steps must be at least this many autocorrelation times.
 MIN_TAUS = 30
-#: Evaluation backends: "auto" is "jax" where the weights have a JAX mirror, else "numpy".
-BACKENDS = ("auto", "jax", "numpy")
 
 
 def log_posterior_function(posterior, backend: str, batch: int):
@@ -68,7 +63,7 @@ def log_posterior_function(posterior, backend: str, batch: int):
 
 
 def run_ensemble(posterior, seed: int = 0, n_walkers: int = DEFAULT_WALKERS,
-                 min_ess: float = 1000, max_steps: int = 40000,
+                 min_ess: float = DEFAULT_MIN_ESS, max_steps: int = DEFAULT_MAX_STEPS,
                  progress: bool = True, backend: str = "auto", state_file=None,
                  resume: bool = False) -> SamplerResult:
     """Sample a posterior with emcee (``vectorize=True``, ``DEMove``) until ESS >= ``min_ess``.
@@ -89,7 +84,7 @@ def run_ensemble(posterior, seed: int = 0, n_walkers: int = DEFAULT_WALKERS,
     backend : {"auto", "jax", "numpy"}
         How the log-posterior is evaluated (:func:`log_posterior_function`).
     state_file : pathlib.Path, optional
-        Where to save the state after every block of :data:`CHECK_EVERY` steps (all steps so
+        Where to save the state after every block of ``ENSEMBLE_CHECK_EVERY`` steps (all steps so
         far, the last walker positions and log-posteriors, emcee's random state;
         :mod:`.checkpoint`).
     resume : bool

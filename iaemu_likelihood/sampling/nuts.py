@@ -15,16 +15,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["run_nuts", "SamplerResult", "diagnostics", "DEFAULT_CHAINS", "DEFAULT_WARMUP",
-           "DEFAULT_MIN_ESS"]
+from .defaults import (DEFAULT_CHAINS, DEFAULT_MAX_SAMPLES, DEFAULT_MIN_ESS, DEFAULT_WARMUP,
+                       NUTS_BLOCK)
+
+__all__ = ["run_nuts", "SamplerResult", "diagnostics"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHAINS = 4
-DEFAULT_WARMUP = 400
-DEFAULT_MIN_ESS = 1000
-#: Samples per chain of each block drawn until the ESS target is met.
-BLOCK = 250
 TARGET_ACCEPT = 0.8
 #: Trees of at most 2^8 - 1 leapfrog steps (the adapted trees need ~15).
 MAX_TREE_DEPTH = 8
@@ -82,9 +79,9 @@ def diagnostics(chains: np.ndarray, names) -> tuple[dict, dict]:
 
 def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
              n_warmup: int = DEFAULT_WARMUP, min_ess: float = DEFAULT_MIN_ESS,
-             max_samples: int = 20000, progress: bool = True, model=None,
+             max_samples: int = DEFAULT_MAX_SAMPLES, progress: bool = True, model=None,
              chain_method: str = "vectorized", state_file=None,
-             resume: bool = False, block: int = BLOCK) -> SamplerResult:
+             resume: bool = False, block: int = NUTS_BLOCK) -> SamplerResult:
     """Sample a posterior with NumPyro's NUTS until every parameter has ``min_ess``.
 
     Parameters
@@ -108,7 +105,7 @@ def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
     chain_method : {"vectorized", "sequential"}
         NumPyro's ``chain_method``: all chains in one compiled kernel, or one after another.
     state_file : pathlib.Path, optional
-        Where to save the state after the warm-up and after every block of :data:`BLOCK`
+        Where to save the state after the warm-up and after every block of ``block``
         samples per chain (the samples so far and NumPyro's last state: positions, gradients,
         adapted step size and mass matrix, random keys; :mod:`.checkpoint`).
     resume : bool
