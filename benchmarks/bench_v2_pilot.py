@@ -1,0 +1,122 @@
+"""Accuracy of cosmology- and redshift-dependent weights on held-out (box, z) mocks, per redshift and per box,
+beside the one-cosmology v1 weights where they apply (issue 15, emulator v2).
+
+Runs ``iaemu evaluate`` (:func:`iaemu_likelihood.training.evaluate.evaluate_folder`, the same report as the
+shipped weights') on a test set generated over the N-body suite, and on its subsets of one z and of one box
+(``point_inputs``); the v1 weights (one cosmology, z = 0) are evaluated on the test points at their own
+cosmology and z = 0 only (the fiducial box; its HOD points inside v1's prior). Prints a table of the mean
+absolute fractional errors of xi and omega (omega where |omega| > 3 sigma of the realization mean), the
+median |residual| / sigma of eta, each beside the test set's noise floor, the 68% coverage, and the
+derived n_gal against the mocks' galaxy counts (median |n_gal / (mean count / box volume) - 1|; the v2
+weights' n_gal comes from the suite's mass function at each point's Omega_m, sigma_8, z), and saves
+everything as JSON.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_v2_pilot.py WEIGHTS TEST.npz [--v1 iaemu-factorised-v1] \\
+        [--fiducial fid] [--json benchmarks/results/v2_pilot.json] [--work DIR]
+"""
+import argparse
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from iaemu_likelihood._io import atomic_write_bytes
+from iaemu_likelihood.training.dataset_io import load_dataset, save_dataset
+from iaemu_likelihood.training.evaluate import evaluate_folder
+
+logger = logging.getLogger("bench_v2_pilot")
+#: summary keys shown per statistic: (key, label)
+COLUMNS = (("xi_mean_abs_frac_error", "xi frac"), ("xi_noise_floor_frac_error", "(floor)"),
+           ("omega_mean_abs_frac_error", "omega frac"), ("omega_noise_floor_frac_error", "(floor)"),
+           ("eta_median_abs_residual_sigma", "eta |res|/sig"),
+           ("eta_noise_floor_median_abs_residual_sigma", "(floor)"),
+           ("xi_coverage_68", "xi cov68"), ("omega_coverage_68", "omega cov68"))
+
+
+def _subsets(dataset, fiducial: str) -> dict:
+    """name -> point indices: all, each z, each box, and the fiducial box at z = 0."""
+    inputs = dataset.provenance["point_inputs"]
+    box, z = np.array(inputs["box"]), np.array(inputs["z"], dtype=float)
+    out = {"all": np.arange(dataset.n_points)}
+    out.update({f"z={v:g}": np.flatnonzero(z == v) for v in np.unique(z)})
+    out.update({f"box {b}": np.flatnonzero(box == b) for b in np.unique(box)})
+    out[f"{fiducial} z=0"] = np.flatnonzero((box == fiducial) & (z == 0.0))
+    return out
+
+
+def _n_gal_error(weights, dataset, volume: float):
+    """Median |derived n_gal / measured - 1| over the points inside the weights' support (the measured
+    number density: the mean galaxy count of a point's mocks / the box volume)."""
+    from iaemu_likelihood.emulator import IAEmulator
+
+    emu = IAEmulator.load(weights)
+    inputs = dataset.inputs(emu.param_names)
+    keep = np.atleast_1d(emu.in_support(inputs))
+    if not emu.derived_names or keep.sum() == 0:
+        return None
+    derived = emu.derived(inputs[keep])["n_gal"]
+    measured = dataset.n_gal[keep].mean(axis=1) / volume
+    return float(np.median(np.abs(derived / measured - 1.0)))
+
+
+def _evaluate(weights, dataset, idx, work: Path, name: str, volume: float):
+    """The report's summary on the points ``idx`` (None when fewer than 3 are usable)."""
+    path = work / (name.replace(" ", "_").replace("=", "") + ".npz")
+    subset = dataset.subset(idx)
+    save_dataset(path, subset)
+    try:
+        report = evaluate_folder(weights, path, output=work / "reports" / path.stem / Path(str(weights)).name,
+                                 figures=False, latency=False)
+    except ValueError as exc:  # fewer than 3 usable points
+        logger.warning("%s on %s: %s", weights, name, exc)
+        return None
+    return {"n_used": report["test_set"]["n_used"], **{k: report["summary"].get(k) for k, _ in COLUMNS},
+            "n_gal_median_abs_rel_error": _n_gal_error(weights, subset, volume)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("weights", help="weights folder with Omega_m, sigma_8, z inputs")
+    p.add_argument("test", help="test dataset generated over the suite (held-out boxes)")
+    p.add_argument("--v1", default="iaemu-factorised-v1", help="one-cosmology weights to compare at the fiducial")
+    p.add_argument("--fiducial", default="fid", help="the box at the v1 weights' cosmology")
+    p.add_argument("--json", default="benchmarks/results/v2_pilot.json")
+    p.add_argument("--work", help="folder for the subsets and reports (default: a temporary one)")
+    p.add_argument("--box-volume", type=float, default=125.0 ** 3,
+                   help="volume of the test boxes, (h^-1 Mpc)^3 (suite_v2: 125^3)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    dataset = load_dataset(args.test)
+    subsets = _subsets(dataset, args.fiducial)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work or tmp)
+        rows = {name: _evaluate(args.weights, dataset, idx, work, name, args.box_volume)
+                for name, idx in subsets.items()}
+        fid = f"{args.fiducial} z=0"
+        rows[f"v1 ({args.v1}) on {fid}"] = _evaluate(args.v1, dataset, subsets[fid], work, f"v1 {fid}",
+                                                     args.box_volume)
+    header = f"{'subset':<34}{'n':>4}" + "".join(f"{label:>14}" for _, label in COLUMNS) + f"{'n_gal err':>11}"
+    lines = [header]
+    for name, row in rows.items():
+        if row is None:
+            lines.append(f"{name:<34}  (fewer than 3 usable points)")
+            continue
+        cells = "".join(f"{row[k]:>14.3f}" if row[k] is not None else f"{'-':>14}" for k, _ in COLUMNS)
+        n_gal = row["n_gal_median_abs_rel_error"]
+        cells += f"{n_gal:>11.3f}" if n_gal is not None else f"{'-':>11}"
+        lines.append(f"{name:<34}{row['n_used']:>4}{cells}")
+    print("\n".join(lines))
+    result = {"weights": str(args.weights), "test_set": Path(args.test).name, "v1": args.v1, "rows": rows}
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, (json.dumps(result, indent=1) + "\n").encode())
+    print(f"saved {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
