@@ -12,8 +12,9 @@ Interpolation (:class:`MassFunctionInterpolator`):
   volume where no halo is that heavy), so bin counts between grid masses are differences of a
   monotone function;
 * in (Omega_m, sigma_8), at each tabulated z: a thin-plate-spline radial basis function with a
-  linear polynomial (scipy ``RBFInterpolator``, exact at the boxes) of the whole log10 n(>M)
-  vector, on coordinates scaled by the suite's ranges;
+  linear polynomial (exact at the boxes; the interpolant of scipy's ``RBFInterpolator`` with
+  ``kernel="thin_plate_spline", degree=1``, fitted and evaluated here in a few small matrix
+  products) of the whole log10 n(>M) vector, on coordinates scaled by the suite's ranges;
 * in z: linear between the two neighbouring snapshots; outside the tabulated z range it refuses.
 
 The result is a binned mass function in the form :mod:`iaemu_likelihood.hod` sums over
@@ -24,7 +25,9 @@ The result is a binned mass function in the form :mod:`iaemu_likelihood.hod` sum
 from __future__ import annotations
 
 import json
+import math
 import os
+from bisect import bisect_right
 from pathlib import Path
 
 import numpy as np
@@ -122,8 +125,6 @@ class MassFunctionInterpolator:
     """
 
     def __init__(self, table: MassFunctionTable):
-        from scipy.interpolate import RBFInterpolator
-
         check_table(table, "(in memory)")
         self.table = table
         points = np.column_stack([table["omega_m"], table["sigma8"]])
@@ -131,14 +132,42 @@ class MassFunctionInterpolator:
             raise MassFunctionTableError(f"mass-function table has {points.shape[0]} boxes; the interpolation "
                                          "needs at least 3 not on one line in (Omega_m, sigma_8)")
         self._low, self._span = points.min(axis=0), np.ptp(points, axis=0)
-        scaled = (points - self._low) / self._span
-        self._rbf = [RBFInterpolator(scaled, table["log10_n_above"][:, j, :], kernel="thin_plate_spline", degree=1)
-                     for j in range(table["z"].size)]
+        self._centres = (points - self._low) / self._span
+        self._rbf = [self._fit(table["log10_n_above"][:, j, :]) for j in range(table["z"].size)]
+        self._z_list = table["z"].tolist()
         grid = table["log10_mass"]
         #: the binned mass function's bin edges and centres, log10(Msun/h)
         self.log10_mass_edges = grid
         self.mean_log10_mass = 0.5 * (grid[1:] + grid[:-1])
         self.volume = float(table["volume"])
+
+    @staticmethod
+    def _kernel(r2: np.ndarray) -> np.ndarray:
+        """Thin-plate spline r^2 log r of squared distances (0 at r = 0)."""
+        safe = np.where(r2 > 0, r2, 1.0)
+        return 0.5 * r2 * np.log(safe)
+
+    def _fit(self, values: np.ndarray):
+        """Weights (n_box, n_m) and linear-polynomial coefficients (3, n_m) of the thin-plate spline
+        through ``values`` at the scaled box coordinates: the interpolation conditions plus the
+        polynomial's orthogonality (the same interpolant as scipy's ``RBFInterpolator`` with
+        ``kernel="thin_plate_spline", degree=1``, evaluated here with a few small matrix products:
+        a sampler calls it once per new cosmology)."""
+        x = self._centres
+        n = len(x)
+        poly = np.column_stack([np.ones(n), x])
+        system = np.zeros((n + 3, n + 3))
+        system[:n, :n] = self._kernel(((x[:, None, :] - x[None, :, :]) ** 2).sum(axis=2))
+        system[:n, n:], system[n:, :n] = poly, poly.T
+        rhs = np.vstack([values, np.zeros((3, values.shape[1]))])
+        solution = np.linalg.solve(system, rhs)
+        return solution[:n], solution[n:]
+
+    def _evaluate(self, k: int, x: np.ndarray) -> np.ndarray:
+        """The snapshot-``k`` spline at scaled points ``x`` (n, 2): (n, n_m)."""
+        weights, coefficients = self._rbf[k]
+        r2 = ((x[:, None, :] - self._centres[None, :, :]) ** 2).sum(axis=2)
+        return self._kernel(r2) @ weights + coefficients[0] + x @ coefficients[1:]
 
     @property
     def z_range(self) -> tuple:
@@ -159,6 +188,8 @@ class MassFunctionInterpolator:
         """:meth:`log10_n_above` of n points (1-d arrays of one length), shape (n, n_m)."""
         omega_m, sigma8, z = (np.atleast_1d(np.asarray(v, dtype=float)) for v in (omega_m, sigma8, z))
         zs = self.table["z"]
+        if z.size == 1 and math.isfinite(omega_m[0]) and math.isfinite(sigma8[0]) and zs[0] <= z[0] <= zs[-1]:
+            return self._one(float(omega_m[0]), float(sigma8[0]), float(z[0]))
         for name, values in (("Omega_m", omega_m), ("sigma_8", sigma8), ("z", z)):
             bad = values[~np.isfinite(values)]
             if bad.size:
@@ -173,17 +204,28 @@ class MassFunctionInterpolator:
         out = np.empty((z.size, self.table["log10_mass"].size))
         for k in np.unique(j):
             rows = np.flatnonzero(j == k)
-            low = self._rbf[k](x[rows])
+            low = self._evaluate(k, x[rows])
             if k == zs.size - 1:
                 out[rows] = low
                 continue
             weight = ((z[rows] - zs[k]) / (zs[k + 1] - zs[k]))[:, None]
             moving = np.flatnonzero(weight[:, 0] > 0)
             if moving.size:  # the upper snapshot only where it counts (exact at tabulated z)
-                high = self._rbf[k + 1](x[rows[moving]])
+                high = self._evaluate(k + 1, x[rows[moving]])
                 low[moving] = (1.0 - weight[moving]) * low[moving] + weight[moving] * high
             out[rows] = low
         return out
+
+    def _one(self, omega_m: float, sigma8: float, z: float) -> np.ndarray:
+        """:meth:`log10_n_above_many` of one checked point (a sampler's step), (1, n_m)."""
+        zs = self._z_list
+        x = np.array([[(omega_m - self._low[0]) / self._span[0], (sigma8 - self._low[1]) / self._span[1]]])
+        k = min(bisect_right(zs, z) - 1, len(zs) - 1)
+        low = self._evaluate(k, x)
+        if k == len(zs) - 1 or z == zs[k]:
+            return low
+        weight = (z - zs[k]) / (zs[k + 1] - zs[k])
+        return (1.0 - weight) * low + weight * self._evaluate(k + 1, x)
 
     def counts(self, omega_m, sigma8, z) -> np.ndarray:
         """Halo counts per mass bin of n points, (n, n_m - 1): for each point, volume x (n(>M_lo) -
