@@ -129,11 +129,19 @@ def _worker_task(i: int) -> tuple[int, float]:
 
 
 def _run_serial(config: GenerationConfig, todo: list[int], bar) -> None:
-    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
-    sims = {}
-    for i in todo:
-        write_part(config, i, run_point(_simulator(config, i, sims), config, i))
-        bar.update()
+    """Every point in this process, numba on one thread as in a worker. (Not through the
+    NUMBA_NUM_THREADS variable: once numba's threads run, changing it fails the next compilation.)"""
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        sims = {}
+        for i in todo:
+            write_part(config, i, run_point(_simulator(config, i, sims), config, i))
+            bar.update()
+    finally:
+        numba.set_num_threads(previous)
 
 
 def _run_pool(config: GenerationConfig, todo: list[int], workers: int, bar,
