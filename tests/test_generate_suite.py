@@ -114,20 +114,30 @@ def test_generation_waits_for_boxes_then_records_every_point(tmp_path, caplog):
     assert gen.generate(_config(tmp_path, suite), progress=False) == path  # complete: nothing to do
 
 
-@pytest.mark.slow
-def test_pool_gives_the_serial_dataset(tmp_path):
-    """Two spawned workers, each loading the catalogs of the points it is given, write the dataset a
-    serial run writes (every seed is a function of the point, not of the worker)."""
+def _serial_run_and_fresh_config(tmp_path):
+    """Boxes a and b built, the serial run's dataset, and the same config with its output moved aside."""
     suite = _suite(tmp_path)
     for name in ("a", "b"):
         _build(suite, name)
     serial = load_dataset(gen.generate(_config(tmp_path, suite), progress=False))
     config = _config(tmp_path, suite)
     config.output.rename(tmp_path / "serial.npz")
-    pooled = load_dataset(gen.generate(config, workers=2, progress=False))
+    return serial, config
+
+
+def _assert_same_dataset(got, serial):
     for name in ("xi", "omega", "eta", "n_gal", "seeds"):
-        np.testing.assert_array_equal(getattr(pooled, name), getattr(serial, name))
-    assert pooled.provenance["point_inputs"] == serial.provenance["point_inputs"]
+        np.testing.assert_array_equal(getattr(got, name), getattr(serial, name))
+    assert got.provenance["point_inputs"] == serial.provenance["point_inputs"]
+
+
+@pytest.mark.slow
+def test_pool_gives_the_serial_dataset(tmp_path):
+    """Two spawned workers, each loading the catalogs of the points it is given, write the dataset a
+    serial run writes (every seed is a function of the point, not of the worker)."""
+    serial, config = _serial_run_and_fresh_config(tmp_path)
+    pooled = load_dataset(gen.generate(config, workers=2, progress=False))
+    _assert_same_dataset(pooled, serial)
 
 
 @pytest.mark.mpi
@@ -136,12 +146,7 @@ def test_two_mpi_ranks_give_the_serial_dataset(tmp_path):
     """``mpirun -n 2 iaemu generate --mpi`` over the suite writes the serial run's dataset."""
     mpirun = shutil.which("mpirun")
     assert mpirun, "OpenMPI is installed by the test command (scripts/system-packages.sh)"
-    suite = _suite(tmp_path)
-    for name in ("a", "b"):
-        _build(suite, name)
-    serial = load_dataset(gen.generate(_config(tmp_path, suite), progress=False))
-    config = _config(tmp_path, suite)
-    config.output.rename(tmp_path / "serial.npz")
+    serial, config = _serial_run_and_fresh_config(tmp_path)
     iaemu = str(Path(sys.executable).with_name("iaemu"))
     env = {**os.environ, "NUMBA_THREADING_LAYER": "workqueue", "OMPI_ALLOW_RUN_AS_ROOT": "1",
            "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1"}
@@ -150,6 +155,4 @@ def test_two_mpi_ranks_give_the_serial_dataset(tmp_path):
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     ranked = load_dataset(config.output)
-    for name in ("xi", "omega", "eta", "n_gal", "seeds"):
-        np.testing.assert_array_equal(getattr(ranked, name), getattr(serial, name))
-    assert ranked.provenance["point_inputs"] == serial.provenance["point_inputs"]
+    _assert_same_dataset(ranked, serial)
