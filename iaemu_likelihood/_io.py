@@ -18,6 +18,11 @@ __all__ = ["atomic_write_bytes", "npz_bytes", "declared_array_bytes", "sha256_fi
            "unique_json_keys"]
 
 
+def expand_user_path(value) -> str:
+    """``~`` and ``$VARIABLES`` of a path given in a config (yaml, ini, CLI) expanded, as a string."""
+    return os.path.expandvars(os.path.expanduser(str(value)))
+
+
 def atomic_write_bytes(path: Path, data: bytes, durable: bool = False) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 

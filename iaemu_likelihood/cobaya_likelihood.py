@@ -6,13 +6,13 @@ to Cobaya.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from cobaya.likelihood import Likelihood
 from cobaya.log import LoggedError
 
+from ._io import expand_user_path
 from .data import DataFileError, example_data_path, load_measurement
 from .errors import ConfigError
 from .layout import parse_terms
@@ -38,7 +38,7 @@ def resolve_data_file(data_file) -> Path:
     """
     if data_file is None or str(data_file) == "example":
         return example_data_path()
-    return Path(os.path.expandvars(os.path.expanduser(str(data_file)))).absolute()
+    return Path(expand_user_path(data_file)).absolute()
 
 
 class IAEmuLikelihood(Likelihood):

@@ -20,6 +20,7 @@ from cobaya.log import LoggedError
 from cobaya.theory import Theory
 from cobaya.typing import empty_dict
 
+from ._io import expand_user_path
 from .cobaya_priors import check_priors, prior_with_bounds, priors_for_weights
 from .conventions import STATISTICS
 from .cosmology_inputs import COBAYA_PARAMETERS, REDSHIFT, check_redshift, model_input_names
@@ -322,5 +323,5 @@ class IAEmuTheory(Theory):
 def _expand_path(weights):
     """Expand ``~`` and environment variables in a weights folder option (names pass through)."""
     if isinstance(weights, (str, os.PathLike)):
-        return os.path.expandvars(os.path.expanduser(str(weights)))
+        return expand_user_path(weights)
     return weights

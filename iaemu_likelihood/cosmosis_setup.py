@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 
+from ._io import expand_user_path
 from .config_checks import check_keys
 from .errors import ConfigError
 
@@ -167,7 +168,7 @@ def values_file_ranges(options, sections) -> tuple[str | None, dict, dict]:
     """
     if not options.has_value(PIPELINE_SECTION, "values"):
         return None, {}, {}
-    path = os.path.expandvars(os.path.expanduser(str(options[PIPELINE_SECTION, "values"]).strip()))
+    path = expand_user_path(str(options[PIPELINE_SECTION, "values"]).strip())
     if not os.path.isfile(path):
         log.info("values file %s not found from %s: its ranges are not checked here", path,
                  os.getcwd())

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .._io import atomic_write_bytes
+from .._io import atomic_write_bytes, expand_user_path
 from ..errors import IAEmuError
 from .posterior import plain_data
 
@@ -44,7 +44,7 @@ class OutputExistsError(IAEmuError, FileExistsError):
 def resolve_prefix(prefix) -> Path:
     """Output prefix with ``~`` and ``$VARS`` expanded, relative to the current directory (as
     Cobaya's ``output``); a prefix ending in ``/`` is a folder, its files named by the folder."""
-    text = os.path.expandvars(os.path.expanduser(str(prefix)))
+    text = expand_user_path(prefix)
     path = Path(text)
     if text.endswith(("/", os.sep)):
         path = path / path.name

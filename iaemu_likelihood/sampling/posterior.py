@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from .._io import expand_user_path
 from ..conventions import PARAM_NAMES
 from ..errors import IAEmuError
 from ..likelihood_math import gaussian_loglike_batched, gaussian_terms
@@ -62,7 +62,7 @@ def read_input(path) -> dict:
     """
     from cobaya.yaml import yaml_load_file
 
-    path = Path(os.path.expandvars(os.path.expanduser(str(path))))
+    path = Path(expand_user_path(path))
     if not path.is_file():
         raise InputFileError(f"input yaml {str(path)!r} does not exist")
     try:
