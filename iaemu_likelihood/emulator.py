@@ -388,11 +388,32 @@ class IAEmulator:
             The weights' inputs lack one of the five Zheng07 parameters, or they take cosmology
             or redshift inputs and carry no mass-function table.
         """
-        if not self.derived_names:
-            raise ConfigError(f"weights {self.folder}: {self._derived.unavailable_reason}: no derived "
-                              "parameters")
+        self._require_derived("derived parameters")
         arr, single = self._as_array(theta)
         return self._derived(arr, single)
+
+    def host_mass_function(self, theta) -> dict:
+        """Binned host-halo mass function that :meth:`derived` sums the occupations over, at one
+        point (it depends on the point only for weights with cosmology and redshift inputs).
+
+        Returns
+        -------
+        dict
+            ``counts`` (halos per bin in ``volume``), ``mean_log10_mass`` (log10 Msun/h) and
+            ``volume`` ((h^-1 Mpc)^3), non-empty bins only.
+
+        Raises
+        ------
+        ConfigError
+            As :meth:`derived`.
+        """
+        self._require_derived("host mass function")
+        arr, _ = self._as_array(theta)
+        return self._derived.point_mass_function(arr[0])
+
+    def _require_derived(self, what: str):
+        if not self.derived_names:
+            raise ConfigError(f"weights {self.folder}: {self._derived.unavailable_reason}: no {what}")
 
     def derived_validated(self, arr, single: bool = False) -> dict:
         """:meth:`derived` of points already validated, (n, n_inputs)."""

@@ -247,14 +247,20 @@ class DerivedHOD:
                                 "mass": mass, "mass_list": mass.tolist(), "volume": self._interp.volume})
         return self._last[1]
 
+    def point_mass_function(self, row) -> dict:
+        """Host mass function of one validated point ``row`` (n_inputs,): the weights' own, or for
+        cosmology-dependent weights the table's at the point's Omega_m, sigma_8 and z. Keys
+        ``counts`` (halos per bin in the volume), ``mean_log10_mass`` (log10 Msun/h), ``mass``,
+        ``mass_list`` and ``volume`` ((h^-1 Mpc)^3); empty bins are left out."""
+        if self._interp is None:
+            return self.mass_function
+        return self._point_mass_function(
+            tuple(float(row[j]) if j is not None else value for j, value in self._cosmology))
+
     def __call__(self, arr, single: bool) -> dict:
         """``{"n_gal", "f_sat"}`` of points ``arr`` (n, n_inputs): floats if ``single``."""
         if single:
-            if self._interp is None:
-                mass_function = self.mass_function
-            else:
-                mass_function = self._point_mass_function(
-                    tuple(float(arr[0, j]) if j is not None else value for j, value in self._cosmology))
+            mass_function = self.point_mass_function(arr[0])
             n_gal, f_sat = occupation_point(*(float(arr[0, j]) for j in self._columns), mass_function)
             return {"n_gal": n_gal, "f_sat": f_sat}
         cols = {name: arr[:, j] for name, j in zip(HOD_INPUTS, self._columns)}

@@ -9,8 +9,10 @@ cache of :mod:`.compile_cache` keeps between runs). Both equal Cobaya's log-post
 The move is emcee's differential-evolution ``DEMove``: on this 7-parameter
 posterior the default stretch move mixed slowly (integrated autocorrelation ~190 steps, while its
 own estimate after 1,500 steps said ~60), ``DEMove`` alone mixed well (~83 steps), and adding
-``DESnookerMove`` biased the widths. Walkers start from draws of the Laplace approximation at the
-best point (:mod:`.start`). The run is extended in blocks until ``n_walkers * kept_steps / tau``
+``DESnookerMove`` biased the widths. Walkers move in coordinates where ``logMmin`` is sheared along
+the curve of constant central density through the best point (:mod:`.shear`; unit Jacobian): on
+``yamls/ia_hod.yaml`` it cut the largest autocorrelation time from 57 to 32 steps. Walkers start
+from draws of the Laplace approximation at the best point (:mod:`.start`). The run is extended in blocks until ``n_walkers * kept_steps / tau``
 reaches ``min_ess`` for every parameter, with ``tau`` emcee's integrated autocorrelation time
 of the kept steps (the first :data:`BURN_FRACTION` of the steps is dropped), and the kept steps
 are at least :data:`MIN_TAUS` times ``tau`` long, so that ``tau`` itself is trustworthy. The
@@ -37,6 +39,9 @@ log = logging.getLogger(__name__)
 BURN_FRACTION = 0.25
 #: Kept steps must be at least this many autocorrelation times.
 MIN_TAUS = 30
+#: How walkers move (saved with a state; a state saved in other coordinates is not resumed):
+#: logMmin sheared along the curve of constant central density where it applies (:mod:`.shear`).
+COORDINATES = "central-shear"
 
 
 def log_posterior_function(posterior, backend: str, batch: int):
@@ -132,23 +137,35 @@ def _sample(posterior, seed, n_walkers, min_ess, max_steps, progress, log_prob, 
     from tqdm.auto import tqdm
 
     from .checkpoint import load_state, posterior_fingerprint, save_state
+    from .shear import CentralShear
     from .start import find_start
 
     d = posterior.dim
     counter = _Counter(log_prob)
     identity = {"sampler": "ensemble", "seed": int(seed), "walkers": int(n_walkers),
-                "fingerprint": posterior_fingerprint(posterior)}
+                "fingerprint": posterior_fingerprint(posterior), "coordinates": COORDINATES}
     saved = None
     if resume and state_file is not None and state_file.exists():
         saved = load_state(state_file, identity)
-    sampler = emcee.EnsembleSampler(n_walkers, d, counter, vectorize=True,
-                                    moves=[emcee.moves.DEMove()])
     if saved is None:
         start = find_start(posterior, seed, log_prob=counter)
         start_logpost, start_evals = start.logpost, counter.reset()
+        reference = start.theta
+    else:
+        reference = saved[0]["shear_reference"]
+    # walkers move in sheared coordinates (None: the sampled parameters themselves)
+    shear = CentralShear.build(posterior, reference)
+    to_theta = shear.to_theta if shear is not None else np.asarray
+
+    def log_prob_sampled(u):
+        return counter(to_theta(u))
+
+    sampler = emcee.EnsembleSampler(n_walkers, d, log_prob_sampled, vectorize=True,
+                                    moves=[emcee.moves.DEMove()])
+    if saved is None:
         p0 = posterior.support.to_theta(start.draw_z(n_walkers, np.random.default_rng([seed, 2])))
         sampler.random_state = np.random.RandomState(seed).get_state()
-        state = p0
+        state = p0 if shear is None else shear.to_sampling(p0)
         done_chain, done_lp = np.empty((0, n_walkers, d)), np.empty((0, n_walkers))
         done_accepted, before = np.zeros(n_walkers), {"elapsed": 0.0, "evaluations": 0}
     else:
@@ -169,7 +186,7 @@ def _sample(posterior, seed, n_walkers, min_ess, max_steps, progress, log_prob, 
             chain = np.concatenate([done_chain, sampler.get_chain()]) if sampler.iteration \
                 else done_chain
             burn = int(BURN_FRACTION * n)
-            kept = chain[burn:]
+            kept = to_theta(chain[burn:])
             tau = emcee.autocorr.integrated_time(kept, tol=0, quiet=True)
             ess = n_walkers * kept.shape[0] / tau
             log.info("ensemble: %d steps, tau max %.1f, min ESS %.0f", n, tau.max(), ess.min())
@@ -183,6 +200,7 @@ def _sample(posterior, seed, n_walkers, min_ess, max_steps, progress, log_prob, 
         if state_file is not None:
             _save(save_state, state_file, identity, sampler, done_chain, done_lp, done_accepted,
                   {"start_logpost": float(start_logpost), "start_evaluations": int(start_evals),
+                   "shear_reference": [float(v) for v in reference],
                    "elapsed": before["elapsed"] + time.perf_counter() - t0,
                    "evaluations": before["evaluations"] + counter.count})
     log_probs = np.concatenate([done_lp, sampler.get_log_prob()]) if sampler.iteration else done_lp
@@ -198,7 +216,8 @@ def _sample(posterior, seed, n_walkers, min_ess, max_steps, progress, log_prob, 
             "tau": {p: float(t) for p, t in zip(posterior.names, tau)},
             "evaluations": int(evaluations), "start_evaluations": int(start_evals),
             "evaluations_per_ess": round(evaluations / float(ess.min()), 2),
-            "start_logpost": float(start_logpost)}
+            "start_logpost": float(start_logpost),
+            "coordinates": shear.describe() if shear is not None else "sampled parameters"}
     if saved is not None:
         info["resumed_at_step"] = int(len(done_chain))
     timings = {"start": t_start - t0, "sampling": wall - (t_start - t0),

