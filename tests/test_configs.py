@@ -13,8 +13,9 @@ from iaemu_likelihood.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "training" / "configs"
-GENERATION_CONFIGS = ("bolplanck", "test", "test_deep", "train", "train_b")
-TRAINING_CONFIGS = ("factorised", "mlp_default", "paper")
+GENERATION_CONFIGS = ("bolplanck", "test", "test_deep", "train", "train_b", "generate_v2",
+                      "generate_v2_test")
+TRAINING_CONFIGS = ("factorised", "factorised_v2", "mlp_default", "paper")
 
 GOOD_GENERATION = {"name": "g", "seed": 1, "n_points": 5, "n_realizations": 3, "max_retries": 2,
                    "output": "g.npz", "rbins": [1.0, 2.0, 4.0],
