@@ -10,13 +10,17 @@ set's points inside the weights' training range) the script
    OTHER realizations (ddof = 1), ``R`` the weights' pooled residual correlation (a 60 x 60
    covariance cannot be estimated from ~10 realizations); ``--covariance emulator`` uses the
    emulator's aleatoric covariance at the true point instead;
-3. fits all seven parameters by MCMC with :class:`IAEmuTheory` + :class:`IAEmuLikelihood`
-   (emulator covariance terms ``--emulator-covariance``, default epistemic), as ``yamls/ia_hod.yaml``,
-   starting near the truth (``--start truth``, default): one realization of a 250 h^-1 Mpc box
-   constrains the HOD tightly and its posterior can have distant secondary modes along HOD
-   degeneracies, in which a chain started at the prior centre may stick (seen: acceptance 1%,
-   R-1 ~ 50); the question here is whether the posterior's intervals are honest, not whether a
-   local sampler finds the global mode;
+3. fits all seven parameters -- and, for weights with cosmology and redshift inputs (emulator v2),
+   also ``omegam`` and ``sigma8`` (Cobaya's names), with the redshift option set to the point's z --
+   with :class:`IAEmuTheory` + :class:`IAEmuLikelihood` (emulator covariance terms
+   ``--emulator-covariance``, default epistemic), as ``yamls/ia_hod.yaml``: by Cobaya's MCMC
+   (``--sampler cobaya``, default) or by ``iaemu sample``'s ensemble on the same yaml content
+   (``--sampler ensemble``: ESS >= ``--min-ess`` per parameter, seconds per fit), starting near the
+   truth (``--start truth``, default): one realization of a 250 h^-1 Mpc box constrains the HOD
+   tightly and its posterior can have distant secondary modes along HOD degeneracies, in which a
+   chain started at the prior centre may stick (seen: acceptance 1%, R-1 ~ 50); the question here
+   is whether the posterior's intervals are honest, not whether a local sampler finds the global
+   mode;
 4. records whether the truth lies in the equal-tailed 68% and 95% credible intervals.
 
 It prints, per parameter, the fraction of mocks whose truth is covered (expect ~0.68 and ~0.95 with
@@ -54,24 +58,36 @@ BURN_IN = 0.3
 START_SCATTER = 0.01
 
 
-def load_test_points(path):
-    """(params (n, 7), vectors (n, n_real, 60)) of a held-out dataset (dataset_io format)."""
+def fitted_parameters(emulator):
+    """``[(Cobaya parameter, emulator input), ...]`` a fit samples: the seven HOD + alignment
+    parameters, then the cosmology inputs the weights take (``omegam`` for ``Omega_m``...). A z
+    input is not fitted: it is the theory's ``redshift`` option, set to the point's z."""
+    from iaemu_likelihood.cosmology_inputs import COBAYA_PARAMETERS
+
+    return [(p, p) for p in PARAM_NAMES] + [(COBAYA_PARAMETERS[n], n) for n in emulator.param_names
+                                            if n in COBAYA_PARAMETERS]
+
+
+def load_test_points(path, emulator):
+    """(inputs (n, n_inputs) in the weights' input order, vectors (n, n_real, 60)) of a held-out
+    dataset (dataset_io format; cosmology and z from its per-point provenance)."""
     from iaemu_likelihood.training.dataset_io import load_dataset
 
     ds = load_dataset(path)
     vectors = np.concatenate([ds.stat(s) for s in STATISTICS], axis=-1)
-    return np.asarray(ds.params, dtype=float), vectors
+    return ds.inputs(emulator.param_names), vectors
 
 
 def synthetic_test_points(emulator, n_points, n_real, seed):
     """A stand-in test set drawn from the emulator itself (central 80% of the training box,
     inside the training support)."""
     rng = np.random.default_rng(seed)
-    lo = np.array([emulator.bounds[p][0] for p in PARAM_NAMES])
-    hi = np.array([emulator.bounds[p][1] for p in PARAM_NAMES])
-    params = np.empty((0, 7))
+    names = emulator.param_names
+    lo = np.array([emulator.bounds[p][0] for p in names])
+    hi = np.array([emulator.bounds[p][1] for p in names])
+    params = np.empty((0, len(names)))
     while len(params) < n_points:  # inside the training support (a band, not the whole box)
-        draw = lo + (hi - lo) * rng.uniform(0.1, 0.9, size=(50 * n_points, 7))
+        draw = lo + (hi - lo) * rng.uniform(0.1, 0.9, size=(50 * n_points, len(names)))
         params = np.vstack([params, draw[emulator.in_support(draw)]])
     params = params[:n_points]
     vectors = np.empty((n_points, n_real, 60))
@@ -108,8 +124,8 @@ def interior(emulator, params, margin):
     training prior: the box for mu_cen, mu_sat, logMmin and, where the weights record one, the
     band of the other HOD parameters around their lines in logMmin."""
     params = np.atleast_2d(params)
-    low = np.array([emulator.bounds[p][0] for p in PARAM_NAMES])
-    high = np.array([emulator.bounds[p][1] for p in PARAM_NAMES])
+    low = np.array([emulator.bounds[p][0] for p in emulator.param_names])
+    high = np.array([emulator.bounds[p][1] for p in emulator.param_names])
     pos = (params - low) / (high - low)
     if emulator._band is not None:
         pivot, dep, slope, lo_int, hi_int, floor = emulator._band
@@ -119,44 +135,60 @@ def interior(emulator, params, margin):
     return np.all((pos >= margin) & (pos <= 1.0 - margin), axis=1)
 
 
-def start_params(truth, bounds, fraction=START_SCATTER):
+def start_params(truth, bounds, pairs, fraction=START_SCATTER):
     """Cobaya ``params`` starting the chain near the truth: prior = the weights' box (the theory
     rejects points outside the training band), ref = normal about the truth with a scatter of
-    ``fraction`` of the range."""
+    ``fraction`` of the range. ``pairs``: :func:`fitted_parameters`."""
     from iaemu_likelihood.cobaya_theory import IAEmuTheory
+    from iaemu_likelihood.cosmology_inputs import COSMOLOGY_INPUTS
 
     defaults = IAEmuTheory.get_defaults()["params"]
+    latex = {i.name: i.latex for i in COSMOLOGY_INPUTS}
     params = {}
-    for p in PARAM_NAMES:
-        lo, hi = bounds[p]
+    for p, name in pairs:
+        lo, hi = bounds[name]
         params[p] = {"prior": {"min": lo, "max": hi},
                      "ref": {"dist": "norm", "loc": truth[p], "scale": fraction * (hi - lo)},
-                     "proposal": defaults[p]["proposal"], "latex": defaults[p]["latex"]}
+                     "proposal": defaults[p]["proposal"] if p in defaults else 0.02 * (hi - lo),
+                     "latex": defaults[p]["latex"] if p in defaults else latex[name]}
     return params
 
 
-def fit(data_file, weights, args, output, truth=None, bounds=None):
-    """Run the MCMC of one mock; returns (samples dict, weights, converged flag)."""
-    from cobaya.run import run
-
+def fit(data_file, weights, args, output, truth=None, bounds=None, pairs=None, redshift=None):
+    """Fit one mock; returns (samples dict, weights, converged flag). ``redshift``: the theory's
+    option (weights with a z input)."""
+    theory = {"weights": None if weights is None else str(weights)}
+    if redshift is not None:
+        theory["redshift"] = float(redshift)
     info = {
-        "theory": {"iaemu_likelihood.IAEmuTheory": {"weights": None if weights is None else str(weights)}},
+        "theory": {"iaemu_likelihood.IAEmuTheory": theory},
         "likelihood": {"iaemu_likelihood.IAEmuLikelihood": {
             "data_file": str(data_file), "emulator_covariance": args.emulator_covariance}},
-        "sampler": {"mcmc": {"Rminus1_stop": args.rminus1, "Rminus1_cl_stop": 0.2,
-                             "max_samples": args.max_samples, "max_tries": "1000d",
-                             "learn_every": "80d", "seed": args.seed,
-                             "covmat": str(args.covmat) if args.covmat else None}},
         "output": str(output), "force": True,
     }
     if args.start == "truth":
-        info["params"] = start_params(truth, bounds)
+        info["params"] = start_params(truth, bounds, pairs)
+    if args.sampler == "ensemble":
+        from iaemu_likelihood.sampling.ensemble import run_ensemble
+        from iaemu_likelihood.sampling.posterior import load_posterior
+
+        result = run_ensemble(load_posterior(info), seed=args.seed, min_ess=args.min_ess,
+                              progress=False)
+        chain = result.chains[0]
+        values = {p: chain[:, k] for k, p in enumerate(result.names)}
+        return values, np.ones(len(chain)), bool(result.min_ess >= args.min_ess)
+    from cobaya.run import run
+
+    info["sampler"] = {"mcmc": {"Rminus1_stop": args.rminus1, "Rminus1_cl_stop": 0.2,
+                                "max_samples": args.max_samples, "max_tries": "1000d",
+                                "learn_every": "80d", "seed": args.seed,
+                                "covmat": str(args.covmat) if args.covmat else None}}
     _, sampler = run(info)
     sample = sampler.products()["sample"]
     n = len(sample)
     keep = slice(int(BURN_IN * n), n)
     w = np.asarray(sample["weight"])[keep]
-    values = {p: np.asarray(sample[p])[keep] for p in PARAM_NAMES}
+    values = {p: np.asarray(sample[p])[keep] for p, _ in pairs}
     return values, w, bool(sampler.converged)
 
 
@@ -173,27 +205,29 @@ def _exit_with_parent():
         pass
 
 
-def _fit_one(i, truth, path, args, workdir):
+def _fit_one(i, truth, path, args, workdir, redshift=None):
     """Fit one mock and record whether its truth is inside each credible interval."""
     t0 = time.perf_counter()
     from iaemu_likelihood.emulator import IAEmulator
 
-    bounds = IAEmulator.load(args.weights).bounds
-    values, w, converged = fit(path, args.weights, args, workdir / f"chain_{i:05d}", truth, bounds)
+    emulator = IAEmulator.load(args.weights)
+    pairs = fitted_parameters(emulator)
+    values, w, converged = fit(path, args.weights, args, workdir / f"chain_{i:05d}", truth,
+                               emulator.bounds, pairs, redshift)
     inside = {}
-    for p in PARAM_NAMES:
+    for p, _ in pairs:
         inside[p] = {}
         for level in LEVELS:
             a, b = weighted_interval(values[p], w, level)
             inside[p][f"{level:.2f}"] = bool(a <= truth[p] <= b)
-    return {"test_point": i, "truth": truth, "inside": inside, "converged": converged,
-            "n_samples": int(len(w)), "seconds": time.perf_counter() - t0}
+    return {"test_point": i, "truth": truth, "redshift": redshift, "inside": inside,
+            "converged": converged, "n_samples": int(len(w)), "seconds": time.perf_counter() - t0}
 
 
-def coverage_table(records):
+def coverage_table(records, names):
     """Per parameter and level: fraction of mocks whose truth is inside the interval."""
     table = {}
-    for p in PARAM_NAMES:
+    for p in names:
         table[p] = {f"{level:.2f}": float(np.mean([r["inside"][p][f"{level:.2f}"] for r in records]))
                     for level in LEVELS}
     return table
@@ -210,6 +244,10 @@ def build_parser():
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--covariance", choices=("realizations", "emulator"), default="realizations")
     p.add_argument("--emulator-covariance", nargs="*", default=["epistemic"])
+    p.add_argument("--sampler", choices=("cobaya", "ensemble"), default="cobaya",
+                   help="Cobaya's MCMC, or iaemu sample's ensemble on the same model")
+    p.add_argument("--min-ess", type=float, default=1000.0,
+                   help="ensemble: effective sample size of every parameter")
     p.add_argument("--rminus1", type=float, default=0.02, help="R-1 stopping value of each chain")
     p.add_argument("--max-samples", type=int, default=60000, help="cap on accepted steps per chain")
     p.add_argument("--covmat", default=None, help="initial proposal covmat (e.g. yamls/ia_hod.covmat)")
@@ -241,7 +279,7 @@ def main(argv=None) -> int:
             sys.stderr.write(f"test set {args.test_set} not found: it is made by the mock pipeline "
                              "(iaemu generate training/configs/test.yaml); use --synthetic for a smoke test\n")
             return 1
-        params, vectors = load_test_points(args.test_set)
+        params, vectors = load_test_points(args.test_set, emulator)
     ok = emulator.in_support(params)
     if args.margin > 0:
         ok &= interior(emulator, params, args.margin)
@@ -256,43 +294,47 @@ def main(argv=None) -> int:
     records = []
     t_start = time.perf_counter()
     tasks = []
+    pairs = fitted_parameters(emulator)
+    names = [p for p, _ in pairs]
+    columns = {name: emulator.param_names.index(name) for name in emulator.param_names}
     for i in chosen:
         theta = params[i]
         data, cov = mock_data(emulator, theta, vectors[i], args.covariance)
-        truth = dict(zip(PARAM_NAMES, theta.tolist()))
+        truth = {p: float(theta[columns[name]]) for p, name in pairs}
+        redshift = float(theta[columns["z"]]) if "z" in columns else None
         path = save_measurement(workdir / f"mock_{i:05d}.npz", emulator.r,
                                 {s: data[20 * j:20 * (j + 1)] for j, s in enumerate(STATISTICS)},
-                                cov, {"truth": truth, "test_point": int(i)})
-        tasks.append((int(i), truth, path))
+                                cov, {"truth": truth, "test_point": int(i), "redshift": redshift})
+        tasks.append((int(i), truth, path, redshift))
     if args.jobs > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_exit_with_parent)
-        futures = [pool.submit(_fit_one, i, truth, path, args, workdir) for i, truth, path in tasks]
+        futures = [pool.submit(_fit_one, i, truth, path, args, workdir, z) for i, truth, path, z in tasks]
         results = (f.result() for f in futures)
     else:
         pool = None
-        results = (_fit_one(i, truth, path, args, workdir) for i, truth, path in tasks)
+        results = (_fit_one(i, truth, path, args, workdir, z) for i, truth, path, z in tasks)
     for k, record in enumerate(results):
         records.append(record)
-        log.info("mock %d/%d (test point %d): %.0f s, converged=%s, truth in 68%%: %d/7", k + 1,
+        log.info("mock %d/%d (test point %d): %.0f s, converged=%s, truth in 68%%: %d/%d", k + 1,
                  args.n_mocks, record["test_point"], record["seconds"], record["converged"],
-                 sum(v["0.68"] for v in record["inside"].values()))
+                 sum(v["0.68"] for v in record["inside"].values()), len(names))
     if pool is not None:
         pool.shutdown()
-    table = coverage_table(records)
+    table = coverage_table(records, names)
     n = len(records)
     lines = [f"Injection-recovery: {n} mocks, weights {emulator.version}, covariance {args.covariance}, "
-             f"emulator terms {args.emulator_covariance or 'none'}, "
+             f"emulator terms {args.emulator_covariance or 'none'}, sampler {args.sampler}, "
              f"{sum(r['converged'] for r in records)} chains converged, "
              f"{time.perf_counter() - t_start:.0f} s",
              f"{'parameter':<12s} {'68% cover':>10s} {'95% cover':>10s}"]
-    for p in PARAM_NAMES:
+    for p in names:
         lines.append(f"{p:<12s} {table[p]['0.68']:>10.2f} {table[p]['0.95']:>10.2f}")
-    all68 = np.mean([table[p]["0.68"] for p in PARAM_NAMES])
-    all95 = np.mean([table[p]["0.95"] for p in PARAM_NAMES])
+    all68 = np.mean([table[p]["0.68"] for p in names])
+    all95 = np.mean([table[p]["0.95"] for p in names])
     lines.append(f"{'mean':<12s} {all68:>10.2f} {all95:>10.2f}")
     lines.append(f"expected     0.68 +- {np.sqrt(0.68 * 0.32 / n):.2f}   0.95 +- {np.sqrt(0.95 * 0.05 / n):.2f}"
                  " (binomial, per parameter)")

@@ -165,6 +165,12 @@ class IAEmuTheory(Theory):
                              "meaningless for science", self.emulator.folder)
         self.log.info("emulator %s from %s", self.emulator, self.emulator.folder)
 
+    def model_inputs(self) -> tuple[dict, dict]:
+        """``(from_model, fixed)``: the emulator inputs taken from Cobaya parameters (input name ->
+        parameter, e.g. ``{"Omega_m": "omegam"}``) and those fixed by options (``{"z": 0.5}``);
+        both empty for weights without cosmology or redshift inputs."""
+        return dict(self._from_model), dict(self._fixed)
+
     def initialize_with_params(self):
         names = self._sampled
         missing = [p for p in names if p not in self.input_params]

@@ -6,17 +6,17 @@ batched numpy emulator pass and a stacked Cholesky), or of its compiled JAX twin
 JAX mirror: 1.3-2.7x less per point on the 2-core VM, after a compilation that the persistent
 cache of :mod:`.compile_cache` keeps between runs). Both equal Cobaya's log-posterior.
 
-The move is emcee's differential-evolution ``DEMove``: on this 7-parameter
-posterior the default stretch move mixed slowly (integrated autocorrelation ~190 steps, while its
-own estimate after 1,500 steps said ~60), ``DEMove`` alone mixed well (~83 steps), and adding
-``DESnookerMove`` biased the widths. Walkers move in coordinates where ``logMmin`` is sheared along
-the curve of constant central density through the best point (:mod:`.shear`; unit Jacobian): on
-``yamls/ia_hod.yaml`` it cut the largest autocorrelation time from 57 to 32 steps. Walkers start
-from draws of the Laplace approximation at the best point (:mod:`.start`). The run is extended in blocks until ``n_walkers * kept_steps / tau``
-reaches ``min_ess`` for every parameter, with ``tau`` emcee's integrated autocorrelation time
-of the kept steps (the first :data:`BURN_FRACTION` of the steps is dropped), and the kept steps
-are at least :data:`MIN_TAUS` times ``tau`` long, so that ``tau`` itself is trustworthy. The
-check runs every :data:`.defaults.ENSEMBLE_CHECK_EVERY` steps.
+The move is emcee's differential-evolution ``DEMove``: on this 7-parameter posterior the default
+stretch move mixed slowly (integrated autocorrelation ~190 steps, while its own estimate after 1,500
+steps said ~60), ``DEMove`` alone mixed well (~83 steps), and adding ``DESnookerMove`` biased the
+widths. Walkers move in coordinates where ``logMmin`` is sheared along the curve of constant central
+density through the best point (:mod:`.shear`; unit Jacobian): on ``yamls/ia_hod.yaml`` it cut the
+largest autocorrelation time from 57 to ~30 steps. Walkers start from draws of the Laplace
+approximation at the best point (:mod:`.start`). The run is extended in blocks until ``n_walkers *
+kept_steps / tau`` reaches ``min_ess`` for every parameter, with ``tau`` emcee's integrated
+autocorrelation time of the kept steps (the first :data:`BURN_FRACTION` of the steps is dropped),
+and the kept steps are at least :data:`MIN_TAUS` times ``tau`` long, so that ``tau`` itself is
+trustworthy. The check runs every :data:`.defaults.ENSEMBLE_CHECK_EVERY` steps.
 """
 from __future__ import annotations
 

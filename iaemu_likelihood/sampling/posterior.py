@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 
 from .._io import expand_user_path
-from ..conventions import PARAM_NAMES
 from ..errors import IAEmuError
 from ..likelihood_math import gaussian_loglike_batched, gaussian_terms
 from .support import Support
@@ -102,9 +101,13 @@ class Posterior:
     Attributes
     ----------
     names : tuple of str
-        Sampled parameters.
+        Sampled parameters (Cobaya's names: ``omegam``, ``sigma8`` for the cosmology inputs of
+        cosmology-dependent weights).
+    input_names : tuple of str
+        The emulator input each sampled parameter sets (``Omega_m`` for ``omegam``...).
     fixed : dict
-        Fixed emulator inputs ``{name: value}``.
+        Fixed emulator inputs ``{name: value}`` (constant parameters, and the redshift of the
+        theory's ``redshift`` option for weights with a z input).
     labels : dict
         LaTeX label of every sampled and derived parameter.
     derived : tuple of str
@@ -133,19 +136,26 @@ class Posterior:
 
     def __init__(self, model, info: dict):
         self.info = info
-        self._check_model(model)
+        lik = model.likelihood[LIKELIHOOD]
+        theory = model.theory[THEORY]
+        self.emulator = theory.emulator
+        # emulator input -> Cobaya parameter, and inputs fixed by theory options (the redshift)
+        from_model, option_inputs = theory.model_inputs()
+        to_input = {cobaya: name for name, cobaya in from_model.items()}
+        to_input.update({n: n for n in self.emulator.param_names if n not in from_model})
+        self._check_model(model, to_input)
         p = model.parameterization
         self.names = tuple(p.sampled_params())
-        self.fixed = {k: float(v) for k, v in p.constant_params().items() if k in PARAM_NAMES}
+        self.input_names = tuple(to_input[n] for n in self.names)
+        self.fixed = {to_input[k]: float(v) for k, v in p.constant_params().items()
+                      if k in to_input}
+        self.fixed.update(option_inputs)
         self.derived = tuple(d for d in DERIVED if d in p.derived_params())
         labels = p.labels()
         self.labels = {n: labels.get(n, n) for n in self.names + self.derived}
         bounds = np.asarray(model.prior.bounds(), dtype=float)
         self.low, self.high = bounds[:, 0].copy(), bounds[:, 1].copy()
         self.log_prior_value = -float(np.sum(np.log(self.high - self.low)))
-        lik = model.likelihood[LIKELIHOOD]
-        theory = model.theory[THEORY]
-        self.emulator = theory.emulator
         self.data = lik.measurement.vector()[lik.data_indices]
         self.data_cov = lik.measurement.cov[np.ix_(lik.data_indices, lik.data_indices)]
         self.emulator_indices = np.asarray(lik.emulator_indices)
@@ -153,16 +163,16 @@ class Posterior:
         self._emu_block = np.ix_(self.emulator_indices, self.emulator_indices)
         self.likelihood_name = LIKELIHOOD
         self.likelihood_type = getattr(lik, "type", None)
-        self.support = Support.build(self.names, self.low, self.high, self.fixed,
-                                     self.emulator.support)
+        self.support = Support.build(self.input_names, self.low, self.high, self.fixed,
+                                     self.emulator.support, self.emulator.param_names,
+                                     self.emulator.bounds)
         self.updated_params = plain_data(model.info().get("params", {}))
-        self._full_index = np.array([PARAM_NAMES.index(n) for n in self.names])
 
     @staticmethod
-    def _check_model(model):
+    def _check_model(model, to_input):
         p = model.parameterization
         sampled = list(p.sampled_params())
-        outside = [n for n in sampled if n not in PARAM_NAMES]
+        outside = [n for n in sampled if n not in to_input]
         if outside:
             _unsupported(f"sampled parameter(s) {outside} are not emulator inputs")
         for name, pdf in zip(model.prior.params, model.prior.pdf):
@@ -188,7 +198,7 @@ class Posterior:
         return len(self.names)
 
     def full(self, theta) -> np.ndarray:
-        """Emulator inputs (..., 7) in ``PARAM_NAMES`` order from sampled points (..., d)."""
+        """Emulator inputs (..., n_inputs), in the weights' input order, of sampled points (..., d)."""
         return self.support.full(theta)
 
     def in_prior(self, theta) -> np.ndarray:

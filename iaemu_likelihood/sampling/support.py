@@ -36,11 +36,12 @@ class Support:
     names : tuple of str
         Sampled parameters, in sampling order.
     index : ndarray of int, shape (d,)
-        Position of each sampled parameter in ``PARAM_NAMES``.
-    base : ndarray, shape (7,)
-        Full parameter vector with the fixed values (NaN at sampled positions).
+        Position of each sampled parameter among the emulator's inputs.
+    base : ndarray, shape (n_inputs,)
+        Full input vector with the fixed values (NaN at sampled positions).
     low, high : ndarray, shape (d,)
-        Prior bounds of the sampled parameters (their own units: log10(Msun/h) for masses).
+        Bounds of the sampled parameters: the prior box cut to the emulator's training ranges
+        (their own units: log10(Msun/h) for masses).
     pivot : int or None
         Position (in ``names``) of the sampled band pivot, None if the pivot is fixed or there
         is no band.
@@ -72,32 +73,42 @@ class Support:
         return len(self.names)
 
     @classmethod
-    def build(cls, names, low, high, fixed: dict, support_metadata: dict | None) -> Support:
+    def build(cls, names, low, high, fixed: dict, support_metadata: dict | None,
+              input_names=PARAM_NAMES, input_bounds: dict | None = None) -> Support:
         """Support of sampled ``names`` with prior bounds ``low``/``high`` and ``fixed`` values.
 
         Parameters
         ----------
         names : sequence of str
-            Sampled parameters (a subset of ``PARAM_NAMES``).
+            Sampled emulator inputs (a subset of ``input_names``).
         low, high : array_like, shape (d,)
             Finite prior bounds.
         fixed : dict
             ``{name: value}`` of every non-sampled emulator input.
         support_metadata : dict or None
             The weights' ``metadata["support"]`` (None: box only).
+        input_names : sequence of str
+            The emulator's inputs in order (default the seven HOD + alignment parameters).
+        input_bounds : dict, optional
+            ``{name: (low, high)}`` training ranges of the inputs (``IAEmulator.bounds``): the
+            prior box is cut to them (the emulator refuses points outside).
 
         Raises
         ------
         SupportError
             The fixed values and priors leave no point inside the band.
         """
-        names = tuple(names)
-        low = np.asarray(low, dtype=float)
-        high = np.asarray(high, dtype=float)
-        index = np.array([PARAM_NAMES.index(n) for n in names], dtype=int)
-        base = np.full(len(PARAM_NAMES), np.nan)
+        names, input_names = tuple(names), list(input_names)
+        low = np.array(low, dtype=float)
+        high = np.array(high, dtype=float)
+        for j, name in enumerate(names):
+            if input_bounds and name in input_bounds:
+                low[j] = max(low[j], float(input_bounds[name][0]))
+                high[j] = min(high[j], float(input_bounds[name][1]))
+        index = np.array([input_names.index(n) for n in names], dtype=int)
+        base = np.full(len(input_names), np.nan)
         for name, value in fixed.items():
-            base[PARAM_NAMES.index(name)] = float(value)
+            base[input_names.index(name)] = float(value)
         d = len(names)
         slope, lo_int = np.zeros(d), np.full(d, -np.inf)
         hi_int, floor = np.full(d, np.inf), np.full(d, -np.inf)
@@ -106,8 +117,8 @@ class Support:
                        lo_int, hi_int, floor)
         from ..support import band_arrays  # the one reading of metadata["support"]
 
-        piv, dep, s_all, lo_all, hi_all, fl_all = band_arrays(support_metadata)
-        pivot_name = PARAM_NAMES[piv]
+        piv, dep, s_all, lo_all, hi_all, fl_all = band_arrays(support_metadata, input_names)
+        pivot_name = input_names[piv]
         pivot = names.index(pivot_name) if pivot_name in names else None
         if pivot is None:
             x_lo = x_hi = float(base[piv])
@@ -117,7 +128,7 @@ class Support:
         constraints = []
         for k, p in enumerate(dep):
             s, lo_k, hi_k, fl_k = s_all[k], lo_all[k], hi_all[k], fl_all[k]
-            name = PARAM_NAMES[p]
+            name = input_names[p]
             if name in names:
                 j = names.index(name)
                 slope[j], lo_int[j], hi_int[j], floor[j] = s, lo_k, hi_k, fl_k
