@@ -6,39 +6,18 @@ to Cobaya.
 """
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 from cobaya.likelihood import Likelihood
 from cobaya.log import LoggedError
 
-from ._io import expand_user_path
-from .data import DataFileError, example_data_path, load_measurement
+from .data import DataFileError, load_measurement, resolve_data_file
 from .errors import ConfigError
 from .layout import parse_terms
 from .likelihood_math import FitMonitor
 from .point import SelectedGaussian
 
 __all__ = ["IAEmuLikelihood", "resolve_data_file"]
-
-
-def resolve_data_file(data_file) -> Path:
-    """Path of a ``data_file`` option.
-
-    ``None`` (or ``"example"``) selects the example measurement bundled with the package; other
-    values have ``~`` and ``$VARS`` expanded, and a relative path is taken relative to the
-    current working directory (as Cobaya does for ``output``: Cobaya does not tell components
-    where their yaml file lies, so write absolute paths or ``${VAR}/...`` in yamls that are run
-    from elsewhere).
-
-    Raises
-    ------
-    DataFileError
-        The example is requested but not bundled.
-    """
-    if data_file is None or str(data_file) == "example":
-        return example_data_path()
-    return Path(expand_user_path(data_file)).absolute()
 
 
 class IAEmuLikelihood(Likelihood):

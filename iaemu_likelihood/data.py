@@ -43,7 +43,7 @@ from .likelihood_math import (match_bins, normalise_r_limits, normalise_statisti
                               scale_cut_mask)
 
 __all__ = ["DataFileError", "Measurement", "load_measurement", "save_measurement", "example_data_path",
-           "EXAMPLE_FILE", "REQUIRED_KEYS", "SYMMETRY_RTOL"]
+           "resolve_data_file", "EXAMPLES", "EXAMPLE_FILE", "REQUIRED_KEYS", "SYMMETRY_RTOL"]
 
 REQUIRED_KEYS = ("r", "statistics", "cov")
 #: Largest total size the arrays of a measurement file may declare (the 60 x 60 covariance is 28 kB).
@@ -308,23 +308,56 @@ def save_measurement(path, r, values, cov, metadata=None) -> Path:
     return path
 
 
-#: file name of the bundled example measurement inside ``iaemu_likelihood/data``
-EXAMPLE_FILE = "example_measurement.npz"
+#: bundled example measurements inside ``iaemu_likelihood/data``, by the name that selects them
+#: (``data_file: NAME`` in Cobaya and CosmoSIS, ``iaemu plot --truth NAME``): "example" for the
+#: one-cosmology weights (z = 0), "example_cosmology" for weights with cosmology and z inputs
+EXAMPLES = {"example": "example_measurement.npz",
+            "example_cosmology": "example_measurement_cosmology.npz"}
+EXAMPLE_FILE = EXAMPLES["example"]
 
 
-def example_data_path() -> Path:
-    """Path of the bundled example measurement (package data).
+def example_data_path(name: str = "example") -> Path:
+    """Path of a bundled example measurement (package data).
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`EXAMPLES`.
 
     Raises
     ------
     DataFileError
-        If this installation has no example measurement (it is made by
+        Unknown name, or this installation has no such file (they are made by
         ``scripts/make_example_data.py`` from the mock pipeline).
     """
     from importlib import resources
 
-    path = Path(str(resources.files("iaemu_likelihood") / "data" / EXAMPLE_FILE))
+    if name not in EXAMPLES:
+        raise DataFileError(f"example measurement {name!r}: unknown; allowed: {sorted(EXAMPLES)}")
+    path = Path(str(resources.files("iaemu_likelihood") / "data" / EXAMPLES[name]))
     if not path.is_file():
         raise DataFileError(f"measurement file {path}: the example measurement is not bundled in this "
                             "installation (it is made by scripts/make_example_data.py); pass data_file")
     return path
+
+
+def resolve_data_file(data_file) -> Path:
+    """Path of a ``data_file`` option (Cobaya likelihood and CosmoSIS module).
+
+    ``None``, ``""`` or a name of :data:`EXAMPLES` (``"example"``, ``"example_cosmology"``) selects
+    a measurement bundled with the package; other values have ``~`` and ``$VARS`` expanded, and a
+    relative path is taken relative to the current working directory (as Cobaya does for
+    ``output``: Cobaya does not tell components where their yaml file lies, so write absolute
+    paths or ``${VAR}/...`` in yamls that are run from elsewhere).
+
+    Raises
+    ------
+    DataFileError
+        An example is requested but not bundled.
+    """
+    from ._io import expand_user_path
+
+    text = "" if data_file is None else str(data_file).strip()
+    if not text or text in EXAMPLES:
+        return example_data_path(text or "example")
+    return Path(expand_user_path(text)).absolute()

@@ -39,9 +39,9 @@ def build_parser(prog: str = "iaemu plot") -> argparse.ArgumentParser:
     parser.add_argument("--params", nargs="+", default=None, metavar="NAME",
                         help="parameters to plot (default: the sampled parameters of the first chain)")
     parser.add_argument("--truth", nargs="+", default=None, metavar="SPEC",
-                        help="mark true values: 'example' (the bundled example data's fiducial "
-                             "point), a measurement .npz whose metadata holds 'truth', or NAME=VALUE "
-                             "pairs")
+                        help="mark true values: 'example' or 'example_cosmology' (a bundled "
+                             "example measurement's true point), a measurement .npz whose "
+                             "metadata holds 'truth', or NAME=VALUE pairs")
     parser.add_argument("--labels", nargs="+", default=None,
                         help="legend labels, one per chain (default: the prefixes' names)")
     parser.add_argument("--width", type=float, default=8.0, help="figure width in inches")
@@ -79,11 +79,12 @@ def parse_truth(specs) -> dict[str, float]:
                 raise ValueError(f"--truth {spec!r}: allowed: NAME=VALUE with a finite VALUE")
             truth[name.strip()] = number
             continue
-        from .data import example_data_path, load_measurement
+        from .data import EXAMPLES, example_data_path, load_measurement
 
-        path = example_data_path() if spec == "example" else Path(spec)
-        if spec != "example" and not path.is_file():
-            raise ValueError(f"--truth {spec!r}: not 'example', NAME=VALUE, or an existing file")
+        path = example_data_path(spec) if spec in EXAMPLES else Path(spec)
+        if spec not in EXAMPLES and not path.is_file():
+            raise ValueError(f"--truth {spec!r}: not one of {sorted(EXAMPLES)}, NAME=VALUE, or an "
+                             "existing file")
         meta = load_measurement(path).metadata
         values = meta.get("truth")
         if not isinstance(values, dict) or not values:

@@ -155,3 +155,17 @@ def test_bundled_example():
     truth = m.metadata["truth"]
     assert set(truth) == set(PARAM_NAMES)
     assert truth["mu_cen"] == 0.8 and truth["mu_sat"] == 0.5
+
+
+def test_example_names_and_data_file_resolution(tmp_path, monkeypatch):
+    from iaemu_likelihood.data import EXAMPLES, resolve_data_file
+
+    assert resolve_data_file(None) == resolve_data_file("") == example_data_path()
+    assert resolve_data_file("example") == example_data_path("example")
+    assert set(EXAMPLES) == {"example", "example_cosmology"}
+    with pytest.raises(DataFileError, match=r"example measurement 'example_v9': unknown; allowed"):
+        example_data_path("example_v9")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("IAEMU_TEST_DIR", str(tmp_path / "sub"))
+    assert resolve_data_file("m.npz") == tmp_path / "m.npz"
+    assert resolve_data_file("$IAEMU_TEST_DIR/m.npz") == tmp_path / "sub" / "m.npz"

@@ -22,7 +22,7 @@ from iaemu_likelihood.conventions import STATISTICS, r_centres
 from iaemu_likelihood.cosmosis_setup import (EMULATOR_FILE, bool_option, check_option_keys,
                                              current_module, emulator_output, parse_terms,
                                              pipeline_modules)
-from iaemu_likelihood.data import example_data_path, load_measurement
+from iaemu_likelihood.data import load_measurement, resolve_data_file
 from iaemu_likelihood.errors import ConfigError
 from iaemu_likelihood.likelihood_math import LN_2PI, FitMonitor, normalise_statistics
 from iaemu_likelihood.point import SelectedGaussian
@@ -105,8 +105,8 @@ class IAEmuCosmosisLikelihood(GaussianLikelihood):
         r, data : numpy.ndarray
             Separations (comoving h^-1 Mpc) and values of the selected data points.
         """
-        path = self.options.get_string("data_file", default="").strip()
-        self.measurement = load_measurement(path or example_data_path(), r_bins=r_centres())
+        path = resolve_data_file(self.options.get_string("data_file", default=""))
+        self.measurement = load_measurement(path, r_bins=r_centres())
         text = self.options.get_string("statistics", default="").replace(",", " ").split()
         r_min, r_max = _scale_cut(self.options, "r_min"), _scale_cut(self.options, "r_max")
         try:
