@@ -9,12 +9,15 @@ absolute fractional errors of xi and omega (omega where |omega| > 3 sigma of the
 median |residual| / sigma of eta, each beside the test set's noise floor, the 68% coverage, and the
 derived n_gal against the mocks' galaxy counts (median |n_gal / (mean count / box volume) - 1|; the v2
 weights' n_gal comes from the suite's mass function at each point's Omega_m, sigma_8, z), and saves
-everything as JSON.
+everything as JSON. With ``--deep`` (v1's deep test set, one 250 h^-1 Mpc catalog at the fiducial
+cosmology and z = 0) it also evaluates both weights there, the v2 weights at that cosmology and z = 0
+(the target: v2 no worse than v1 at the fiducial cosmology).
 
 Usage::
 
     .venv/bin/python benchmarks/bench_v2_pilot.py WEIGHTS TEST.npz [--v1 iaemu-factorised-v1] \\
-        [--fiducial fid] [--json benchmarks/results/v2_pilot.json] [--work DIR]
+        [--fiducial fid] [--deep training/data/test_deep.npz --fiducial-cosmology 0.307 0.823] \\
+        [--json benchmarks/results/v2_pilot.json] [--work DIR]
 """
 import argparse
 import json
@@ -88,6 +91,10 @@ def main(argv=None) -> int:
     p.add_argument("--work", help="folder for the subsets and reports (default: a temporary one)")
     p.add_argument("--box-volume", type=float, default=125.0 ** 3,
                    help="volume of the test boxes, (h^-1 Mpc)^3 (suite_v2: 125^3)")
+    p.add_argument("--deep", help="v1's test set (one catalog, no per-point cosmology), e.g. "
+                                  "training/data/test_deep.npz")
+    p.add_argument("--fiducial-cosmology", nargs=2, type=float, default=(0.307, 0.823),
+                   metavar=("OMEGA_M", "SIGMA_8"), help="the --deep catalog's cosmology (z = 0)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     dataset = load_dataset(args.test)
@@ -99,6 +106,16 @@ def main(argv=None) -> int:
         fid = f"{args.fiducial} z=0"
         rows[f"v1 ({args.v1}) on {fid}"] = _evaluate(args.v1, dataset, subsets[fid], work, f"v1 {fid}",
                                                      args.box_volume)
+        if args.deep:
+            om, s8 = args.fiducial_cosmology
+            fixed = {"Omega_m": om, "sigma_8": s8, "z": 0.0}
+            for label, weights, given in (("v2", args.weights, fixed), ("v1", args.v1, None)):
+                report = evaluate_folder(weights, args.deep, output=work / "reports" / f"deep_{label}",
+                                         figures=False, latency=False, fixed_inputs=given)
+                rows[f"{label} on {Path(args.deep).name}"] = {
+                    "n_used": report["test_set"]["n_used"],
+                    **{k: report["summary"].get(k) for k, _ in COLUMNS},
+                    "n_gal_median_abs_rel_error": None}
     header = f"{'subset':<34}{'n':>4}" + "".join(f"{label:>14}" for _, label in COLUMNS) + f"{'n_gal err':>11}"
     lines = [header]
     for name, row in rows.items():

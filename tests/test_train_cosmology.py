@@ -206,6 +206,30 @@ def test_evaluate_reads_the_cosmology_inputs_of_a_test_set(v2_trained, suite_dat
     assert np.isfinite(report["summary"]["xi_median_abs_residual_sigma"])
 
 
+def test_evaluate_a_one_catalog_test_set_with_fixed_cosmology(v2_trained, tmp_path):
+    """A v1-style test set (no point_inputs) is evaluated with cosmology-dependent weights at a fixed
+    Omega_m, sigma_8, z (`iaemu evaluate --fixed`); without them the missing input is named."""
+    from iaemu_likelihood.errors import ConfigError
+    from iaemu_likelihood.training.dataset_io import DatasetFileError
+    from iaemu_likelihood.training.evaluate import evaluate_folder, parse_fixed
+
+    path = tmp_path / "one_catalog.npz"
+    save_dataset(path, make_synthetic_dataset(6, 4, seed=7))
+    _, om, s8 = BOXES[0]
+    fixed = parse_fixed([f"Omega_m={om}", f"sigma_8={s8}", "z=0"])
+    report = evaluate_folder(v2_trained, path, output=tmp_path / "report", figures=False, latency=False,
+                             fixed_inputs=fixed)
+    assert report["test_set"]["fixed_inputs"] == {"Omega_m": om, "sigma_8": s8, "z": 0.0}
+    assert report["test_set"]["n_used"] == 6
+    with pytest.raises(DatasetFileError, match="input 'Omega_m' is not in it.*fixed value"):
+        evaluate_folder(v2_trained, path, output=tmp_path / "r2", figures=False, latency=False)
+    with pytest.raises(ConfigError, match=r"fixed inputs \['Omega_b'\]: not inputs"):
+        evaluate_folder(v2_trained, path, output=tmp_path / "r3", figures=False, latency=False,
+                        fixed_inputs={**fixed, "Omega_b": 0.05})
+    with pytest.raises(ConfigError, match="--fixed 'z=high'"):
+        parse_fixed(["z=high"])
+
+
 def test_mlp_trains_on_cosmology_inputs_too(suite_data, tmp_path):
     config = _config(tmp_path, suite_data / "train.npz", "mlp", architecture="mlp", max_epochs=2,
                      architecture_config={"width": 16, "n_hidden": 1})

@@ -120,34 +120,51 @@ class IADataset:
         """Parameters of point ``i`` as a name -> value mapping."""
         return dict(zip(PARAM_NAMES, map(float, self.params[i])))
 
-    def inputs(self, names) -> np.ndarray:
+    def inputs(self, names, fixed=None) -> np.ndarray:
         """The emulator inputs ``names`` of every point, (n_points, len(names)), float64.
 
         The seven HOD + alignment parameters come from :attr:`params`; the cosmology and redshift
         inputs (``Omega_m``, ``sigma_8``, ``z``) from the per-point provenance ``point_inputs``
         (the box and snapshot each point was populated in; see
-        :data:`~iaemu_likelihood.cosmology_inputs.DATASET_KEYS`).
+        :data:`~iaemu_likelihood.cosmology_inputs.DATASET_KEYS`), or from ``fixed``.
+
+        Parameters
+        ----------
+        names : sequence of str
+        fixed : dict, optional
+            ``{name: value}`` for inputs the dataset does not hold, the same for every point (e.g.
+            the cosmology and z of the one catalog a v1 test set was made in).
 
         Raises
         ------
         DatasetFileError
-            Naming the input the dataset does not hold, or a ``point_inputs`` entry that is not
-            one finite number per point.
+            Naming the input the dataset does not hold (and ``fixed`` does not give), an input
+            both hold, or a ``point_inputs`` entry that is not one finite number per point.
         """
         from ..cosmology_inputs import DATASET_KEYS
 
+        fixed = dict(fixed or {})
         columns = []
         for name in names:
             if name in PARAM_NAMES:
+                if name in fixed:
+                    raise DatasetFileError(f"fixed input {name}={fixed[name]!r}: the dataset holds "
+                                           f"{name} per point; allowed fixed inputs: {list(DATASET_KEYS)}")
                 columns.append(self.params[:, PARAM_NAMES.index(name)].astype(np.float64))
                 continue
             key = DATASET_KEYS.get(name)
             values = (self.provenance.get("point_inputs") or {}).get(key) if key else None
+            if values is not None and name in fixed:
+                raise DatasetFileError(f"fixed input {name}={fixed[name]!r}: the dataset holds {name} "
+                                       "per point (provenance point_inputs); leave it out")
+            if values is None and name in fixed:
+                columns.append(np.full(self.n_points, float(fixed[name])))
+                continue
             if values is None:
                 raise DatasetFileError(
                     f"dataset {self.provenance.get('name', '')!s}: input {name!r} is not in it; allowed: "
                     f"{list(PARAM_NAMES)} and, for a dataset generated over an N-body suite, "
-                    f"{list(DATASET_KEYS)} (provenance point_inputs)")
+                    f"{list(DATASET_KEYS)} (provenance point_inputs); or give it as a fixed value")
             try:
                 column = np.asarray(values, dtype=np.float64)
             except (TypeError, ValueError):

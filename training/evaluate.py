@@ -22,6 +22,7 @@ import argparse
 import io
 import json
 import logging
+import math
 import re
 import sys
 import time
@@ -328,7 +329,7 @@ def _record_accuracy(folder: Path, report: dict) -> None:
 
 
 def evaluate_folder(folder, data, output=None, figures: bool = True, n_samples: int | None = None,
-                    latency: bool = True, into_weights: bool = False) -> dict:
+                    latency: bool = True, into_weights: bool = False, fixed_inputs=None) -> dict:
     """Evaluate the weights in ``folder`` on the dataset ``data`` and write the report files.
 
     Parameters
@@ -351,6 +352,9 @@ def evaluate_folder(folder, data, output=None, figures: bool = True, n_samples: 
         For the training pipeline only (``iaemu train --evaluate``): write the report into the
         weights folder it has just created, record the summary in metadata.json's ``accuracy``
         and re-seal the folder (content re-validated, ``SHA256SUMS`` rewritten atomically).
+    fixed_inputs : dict, optional
+        ``{name: value}`` of inputs the test set does not hold per point (cosmology and z of a
+        one-catalog test set evaluated with cosmology-dependent weights); recorded in the report.
 
     Returns
     -------
@@ -367,7 +371,13 @@ def evaluate_folder(folder, data, output=None, figures: bool = True, n_samples: 
     ds = load_dataset(data)
     low = np.array([emu.bounds[n][0] for n in emu.param_names])
     high = np.array([emu.bounds[n][1] for n in emu.param_names])
-    inputs = ds.inputs(emu.param_names)  # cosmology and redshift inputs from point_inputs
+    fixed_inputs = {k: float(v) for k, v in (fixed_inputs or {}).items()}
+    unknown = sorted(set(fixed_inputs) - set(emu.param_names))
+    if unknown:
+        raise ConfigError(f"fixed inputs {unknown}: not inputs of {folder.name}; allowed: "
+                          f"{list(emu.param_names)}")
+    # cosmology and redshift inputs from point_inputs, or fixed
+    inputs = ds.inputs(emu.param_names, fixed_inputs)
     inside = np.all((inputs >= low) & (inputs <= high), axis=1)
     if hasattr(emu, "in_support"):  # the training-prior band, when the weights record one
         inside &= np.atleast_1d(emu.in_support(inputs))
@@ -386,7 +396,8 @@ def evaluate_folder(folder, data, output=None, figures: bool = True, n_samples: 
               "weights_folder": str(folder),
               "test_set": {"path": Path(data).name, "sha256": file_sha256(data),
                            "n_points": int(ds.n_points), "n_used": int(keep.size),
-                           "n_realizations": int(ds.n_realizations)},
+                           "n_realizations": int(ds.n_realizations),
+                           **({"fixed_inputs": fixed_inputs} if fixed_inputs else {})},
               "r": r_centres().tolist(), **evaluate_predictions(pred, samples),
               "epistemic_scale": (emu.metadata.get("epistemic") or {}).get("scale")}
     report["targets"] = _check_targets(report["summary"])
@@ -414,12 +425,31 @@ def build_parser(prog: str = "iaemu evaluate") -> argparse.ArgumentParser:
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.add_argument("--no-latency", action="store_true", help="skip the timing of predictions")
     p.add_argument("--mc-samples", type=int, help="MC-dropout passes for a 'paper' network")
+    p.add_argument("--fixed", nargs="+", default=(), metavar="NAME=VALUE",
+                   help="inputs the test set does not hold, the same for every point (e.g. "
+                        "Omega_m=0.307 sigma_8=0.823 z=0 for a v1 test set and v2 weights)")
     return p
+
+
+def parse_fixed(items) -> dict:
+    """``["Omega_m=0.307", ...]`` -> ``{"Omega_m": 0.307}``; ConfigError naming a bad item."""
+    out = {}
+    for item in items:
+        name, sep, value = str(item).partition("=")
+        try:
+            number = float(value) if sep and name.strip() else math.nan
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            raise ConfigError(f"--fixed {item!r}: allowed: NAME=VALUE with a finite VALUE")
+        out[name.strip()] = number
+    return out
 
 
 def main(args) -> int:
     """Run ``iaemu evaluate``; prints the markdown summary; returns 0."""
     report = evaluate_folder(args.weights, args.data, output=args.output, figures=not args.no_figures,
-                             n_samples=args.mc_samples, latency=not args.no_latency)
+                             n_samples=args.mc_samples, latency=not args.no_latency,
+                             fixed_inputs=parse_fixed(args.fixed))
     sys.stdout.write(_markdown(report))
     return 0
