@@ -90,3 +90,32 @@ def _without_derived(emulator):
     clone = copy.copy(emulator)
     clone.derived_names = ()
     return clone
+
+
+def test_unconstrained_shear_for_nuts(shipped):  # noqa: F811
+    """NUTS's coordinates: z_logMmin = w_logMmin + h(w_sigma); a bijection with unit Jacobian whose
+    h follows the constant-central-density curve (in z) and vanishes at the reference point."""
+    from iaemu_likelihood.sampling.shear import UnconstrainedShear
+
+    post, _ = shipped
+    z_ref = np.zeros(post.dim)
+    central = CentralShear.build(post, post.support.to_theta(z_ref))
+    shear = UnconstrainedShear.build(post, central, z_ref)
+    assert shear is not None and abs(shear.h(z_ref[shear.sigma])) < 1e-3
+    rng = np.random.default_rng(9)
+    w = rng.normal(size=(40, post.dim))
+    np.testing.assert_allclose(shear.to_w(shear.to_z(w)), w, atol=1e-12)
+    jac = shear.jacobian_w_of_z(w[0])
+    assert np.linalg.det(jac) == pytest.approx(1.0)
+    # along w_logMmin = const the central density stays within 5% of the reference (a quadratic
+    # fit of the curve), at least 2x closer than along z_logMmin = const
+    zs = np.tile(z_ref, (5, 1))
+    zs[:, shear.sigma] = np.linspace(-1.5, 1.5, 5)
+    mass_function = post.emulator.host_mass_function(post.full(post.support.to_theta(z_ref)))
+    deviation = {}
+    for name, points in (("sheared", shear.to_z(zs)), ("plain", zs)):
+        theta = post.support.to_theta(points)
+        density = central_density(theta[:, shear.pivot], theta[:, shear.sigma], mass_function)
+        deviation[name] = np.abs(density / central.reference["n_cen"] - 1.0).max()
+    assert deviation["sheared"] < 0.05 and deviation["sheared"] < 0.5 * deviation["plain"]
+    assert UnconstrainedShear.build(post, None, z_ref) is None

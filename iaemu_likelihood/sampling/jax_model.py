@@ -374,3 +374,13 @@ class UnconstrainedModel:
         self.batch_logpost = BatchLogPosterior(posterior, START_BATCH, self.logpost_jax)
         #: NumPyro MCMC objects built for this model (see :func:`.nuts.run_nuts`)
         self.mcmc_cache = {}
+        self._potentials = {None: self.potential}
+
+    def potential_for(self, shear):
+        """The jitted potential of NUTS's coordinates ``w`` (:class:`.shear.UnconstrainedShear`
+        ``shear``: ``z = shear.to_z(w)``, unit Jacobian; None: ``w = z``), built once per shear."""
+        key = None if shear is None else shear.coefficients
+        if key not in self._potentials:
+            j, jnp = jax()
+            self._potentials[key] = j.jit(lambda w: -self.log_density(shear.to_z(w, jnp)))
+        return self._potentials[key]

@@ -77,6 +77,12 @@ def diagnostics(chains: np.ndarray, names) -> tuple[dict, dict]:
     return ({n: float(v) for n, v in zip(names, ess)}, {n: float(v) for n, v in zip(names, rhat)})
 
 
+#: How chains move (saved with a state; a state saved in other coordinates is not resumed): the
+#: unconstrained z with logMmin sheared along the constant-central-density curve where it applies
+#: (:class:`.shear.UnconstrainedShear`).
+COORDINATES = "central-shear"
+
+
 def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
              n_warmup: int = DEFAULT_WARMUP, min_ess: float = DEFAULT_MIN_ESS,
              max_samples: int = DEFAULT_MAX_SAMPLES, progress: bool = True, model=None,
@@ -148,33 +154,50 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
 
     from .checkpoint import load_state, posterior_fingerprint, save_state
     from .jax_model import UnconstrainedModel, jax
+    from .shear import CentralShear, UnconstrainedShear
     from .start import find_start
 
     _, jnp = jax()
     model = model or UnconstrainedModel(posterior)
     identity = {"sampler": "nuts", "seed": int(seed), "chains": int(n_chains),
-                "warmup": int(n_warmup), "fingerprint": posterior_fingerprint(posterior)}
+                "warmup": int(n_warmup), "fingerprint": posterior_fingerprint(posterior),
+                "coordinates": COORDINATES}
     saved = None
     if resume and state_file is not None and state_file.exists():
         saved = load_state(state_file, identity)
     block = min(block, max_samples)
     if saved is None:
         start = find_start(posterior, seed, log_prob=model.batch_logpost)
-        start_logpost, cov = float(start.logpost), start.cov
+        start_logpost = float(start.logpost)
+        # chains move in w, z with logMmin sheared along the constant-central-density curve
+        shear = UnconstrainedShear.build(posterior, CentralShear.build(posterior, start.theta),
+                                         start.z)
         z0 = start.draw_z(n_chains, np.random.default_rng([seed, 1]))
+        if shear is None:
+            cov, w0 = start.cov, z0
+        else:
+            jac = shear.jacobian_w_of_z(start.z)
+            cov, w0 = jac @ start.cov @ jac.T, shear.to_w(z0)
     else:
         meta, arrays = saved
         start_logpost, cov = meta["start_logpost"], arrays["start_cov"]
+        shear = (None if meta["shear"] is None else
+                 UnconstrainedShear(meta["shear"]["pivot"], meta["shear"]["sigma"],
+                                    meta["shear"]["coefficients"]))
         log.info("NUTS: resuming %s at %d samples per chain", state_file, arrays["z"].shape[1])
+    to_z = (lambda w: w) if shear is None else shear.to_z
+    shear_meta = None if shear is None else {"pivot": shear.pivot, "sigma": shear.sigma,
+                                             "coefficients": list(shear.coefficients)}
     t_start = time.perf_counter()
     # NumPyro compiles per MCMC object: a model keeps the ones it built, reused only with
     # identical settings and starting covariance, i.e. an identical kernel
-    key = (n_chains, n_warmup, block, chain_method, cov.tobytes())
+    key = (n_chains, n_warmup, block, chain_method, cov.tobytes(),
+           None if shear is None else shear.coefficients)
     mcmc = model.mcmc_cache.get(key)
     if mcmc is None:
         # the Laplace covariance preconditions the warm-up: without it the first adaptation
         # windows build trees of hundreds of steps
-        kernel = NUTS(potential_fn=model.potential, target_accept_prob=TARGET_ACCEPT,
+        kernel = NUTS(potential_fn=model.potential_for(shear), target_accept_prob=TARGET_ACCEPT,
                       dense_mass=True, inverse_mass_matrix=jnp.asarray(cov),
                       max_tree_depth=MAX_TREE_DEPTH)
         # NumPyro's own progress bar closes over the starting state: with it every block is a
@@ -187,7 +210,7 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
     if saved is None:
         log.info("NUTS: warm-up, %d steps per chain", n_warmup)
         # collect_warmup keeps the warm-up's tree sizes (nothing to collect without a warm-up)
-        mcmc.warmup(random.PRNGKey(seed), init_params=jnp.asarray(z0),
+        mcmc.warmup(random.PRNGKey(seed), init_params=jnp.asarray(w0),
                     extra_fields=EXTRA_FIELDS, collect_warmup=n_warmup > 0)
         if n_warmup > 0:
             steps = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["num_steps"])
@@ -206,7 +229,7 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
             zs = np.concatenate(z, axis=1) if z else np.empty((n_chains, 0, posterior.dim))
             elapsed = counters["elapsed"] + time.perf_counter() - t0
             save_state(state_file, {**identity, **counters, "elapsed": elapsed,
-                                    "start_logpost": start_logpost},
+                                    "start_logpost": start_logpost, "shear": shear_meta},
                        {**_flatten_state(mcmc.post_warmup_state), "z": zs,
                         "start_cov": np.asarray(cov)})
 
@@ -217,7 +240,7 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
     while True:
         n = sum(part.shape[1] for part in z)
         if n:
-            theta = posterior.support.to_theta(np.concatenate(z, axis=1))
+            theta = posterior.support.to_theta(to_z(np.concatenate(z, axis=1)))
             ess, rhat = diagnostics(theta, model.names)
             log.info("NUTS: %d samples per chain, min ESS %.0f, max R-hat %.4f", n,
                      min(ess.values()), np.nanmax(list(rhat.values())))
@@ -244,6 +267,7 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
             "dense_mass": True, "target_accept_prob": TARGET_ACCEPT,
             "max_tree_depth": MAX_TREE_DEPTH, "chain_method": chain_method,
             "start_logpost": float(start_logpost),
+            "coordinates": shear.describe() if shear is not None else "unconstrained z",
             "step_size": float(np.mean(np.asarray(mcmc.post_warmup_state.adapt_state.step_size))),
             **{k: int(v) for k, v in counters.items() if k != "elapsed"}}
     info["gradient_evaluations_per_ess"] = round(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import erfc
 
-__all__ = ["CentralShear", "central_density"]
+__all__ = ["CentralShear", "UnconstrainedShear", "central_density"]
 
 #: Points of the tabulated shift g(sigma_logM) over the prior range of sigma_logM.
 GRID_POINTS = 129
@@ -134,3 +134,85 @@ def _constant_density_curve(sigma_values, level, m_ref, mass_function) -> np.nda
         lo = np.where(above, mid, lo)
         hi = np.where(above, hi, mid)
     return 0.5 * (lo + hi)
+
+
+class UnconstrainedShear:
+    """The same straightening for NUTS, in its unconstrained coordinates ``z``
+    (:meth:`Support.to_theta <.support.Support.to_theta>`): NUTS samples ``w`` with
+    ``z_logMmin = w_logMmin + h(w_sigma_logM)`` and every other coordinate equal, ``h`` a quadratic
+    fitted to the constant-central-density curve of a :class:`CentralShear` mapped into ``z``, zero at
+    the reference point. A shear again: unit Jacobian, exact whatever ``h``. Its coefficients are
+    rounded (:data:`COEFFICIENT_DIGITS`), so that runs with nearby reference points compile the same
+    program (JAX's persistent cache then serves them).
+
+    Parameters
+    ----------
+    pivot, sigma : int
+        Positions of ``logMmin`` and ``sigma_logM`` among the sampled parameters.
+    coefficients : sequence of float
+        ``h(s) = c0 s^2 + c1 s + c2`` (``numpy.polyval`` order).
+    """
+
+    def __init__(self, pivot: int, sigma: int, coefficients):
+        self.pivot, self.sigma = int(pivot), int(sigma)
+        self.coefficients = tuple(float(c) for c in coefficients)
+
+    @classmethod
+    def build(cls, posterior, shear: CentralShear | None, reference_z) -> UnconstrainedShear | None:
+        """Fit ``h`` to ``shear``'s curve through the reference point ``reference_z`` (d,); None
+        without a shear or when fewer than :data:`MIN_CURVE_POINTS` curve points map into ``z``."""
+        if shear is None:
+            return None
+        support = posterior.support
+        reference_z = np.asarray(reference_z, dtype=float)
+        theta = np.tile(support.to_theta(reference_z), (len(shear.sigma_grid), 1))
+        theta[:, shear.sigma] = shear.sigma_grid
+        theta[:, shear.pivot] = shear.reference["logMmin"] + shear.shift
+        inside = support.contains(theta)
+        with np.errstate(all="ignore"):
+            z = support.to_z(theta[inside])
+        keep = np.all(np.isfinite(z), axis=1) & (np.abs(z[:, shear.sigma]) < Z_FIT_RANGE)
+        if keep.sum() < MIN_CURVE_POINTS:
+            return None
+        s, p = z[keep, shear.sigma], z[keep, shear.pivot]
+        coefficients = np.polyfit(s, p, 2)
+        coefficients[-1] -= np.polyval(coefficients, reference_z[shear.sigma])
+        rounded = [float(f"{c:.{COEFFICIENT_DIGITS}g}") for c in coefficients]
+        return cls(shear.pivot, shear.sigma, rounded)
+
+    def h(self, s, xp=np):
+        c0, c1, c2 = self.coefficients
+        return (c0 * s + c1) * s + c2
+
+    def to_z(self, w, xp=np):
+        """Unconstrained ``z`` of sampled ``w`` (..., d); numpy or jax.numpy."""
+        shift = self.h(w[..., self.sigma], xp)
+        if xp is np:
+            z = np.array(w, dtype=float)
+            z[..., self.pivot] += shift
+            return z
+        return w.at[..., self.pivot].add(shift)
+
+    def to_w(self, z) -> np.ndarray:
+        """Inverse of :meth:`to_z` (numpy)."""
+        w = np.array(z, dtype=float)
+        w[..., self.pivot] -= self.h(w[..., self.sigma])
+        return w
+
+    def jacobian_w_of_z(self, z) -> np.ndarray:
+        """``dw/dz`` at ``z`` (d,), to carry a covariance of ``z`` over to ``w``."""
+        c0, c1, _ = self.coefficients
+        jac = np.eye(len(z))
+        jac[self.pivot, self.sigma] = -(2.0 * c0 * z[self.sigma] + c1)
+        return jac
+
+    def describe(self) -> dict:
+        return {"coordinates": "z_logMmin - h(z_sigma_logM), constant central density",
+                "coefficients": list(self.coefficients)}
+
+
+#: Curve points kept for the fit of ``h``: |z_sigma_logM| below this.
+Z_FIT_RANGE = 3.5
+MIN_CURVE_POINTS = 8
+#: Significant digits kept of each coefficient of ``h``.
+COEFFICIENT_DIGITS = 3
