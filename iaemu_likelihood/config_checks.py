@@ -17,7 +17,7 @@ import numpy as np
 from .errors import ConfigError
 
 __all__ = ["load_yaml_mapping", "check_keys", "check_mapping", "check_int", "check_float", "check_str", "check_bool",
-           "check_float_array", "check_torch_device", "suggest"]
+           "check_float_array", "check_torch_device", "parse_name_value", "suggest"]
 
 
 def load_yaml_mapping(path, kind: str = "config") -> dict:
@@ -64,6 +64,25 @@ def parse_set_overrides(items) -> dict:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML "
                               f"({' '.join(str(exc).split())})") from None
     return out
+
+
+def parse_name_value(item, option: str) -> tuple[str, float]:
+    """A command-line ``NAME=VALUE`` item (``option``, e.g. ``"--fixed"``) as ``(name, value)``.
+
+    Raises
+    ------
+    ConfigError
+        No ``=`` or no name, a value that is not a number, or one that is not finite.
+    """
+    name, sep, value = str(item).partition("=")
+    if sep:
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{option} {item!r}: {value!r} is not a number") from None
+    if not sep or not math.isfinite(number) or not name.strip():
+        raise ConfigError(f"{option} {item!r}: allowed: NAME=VALUE with a finite VALUE")
+    return name.strip(), number
 
 
 def suggest(name, allowed) -> str:

@@ -14,6 +14,8 @@ import math
 import sys
 from pathlib import Path
 
+from .config_checks import parse_name_value
+
 __all__ = ["build_parser", "main", "parse_truth", "load_chains", "triangle_plot",
            "DEFAULT_BURN_IN"]
 
@@ -70,14 +72,8 @@ def parse_truth(specs) -> dict[str, float]:
     truth: dict[str, float] = {}
     for spec in specs or ():
         if "=" in spec:
-            name, _, value = spec.partition("=")
-            try:
-                number = float(value)
-            except ValueError:
-                raise ValueError(f"--truth {spec!r}: {value!r} is not a number") from None
-            if not math.isfinite(number) or not name.strip():
-                raise ValueError(f"--truth {spec!r}: allowed: NAME=VALUE with a finite VALUE")
-            truth[name.strip()] = number
+            name, number = parse_name_value(spec, "--truth")
+            truth[name] = number
             continue
         from .data import EXAMPLES, example_data_path, load_measurement
 

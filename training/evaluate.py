@@ -22,7 +22,6 @@ import argparse
 import io
 import json
 import logging
-import math
 import re
 import sys
 import time
@@ -32,6 +31,7 @@ import numpy as np
 
 from .._io import atomic_write_bytes
 from ..conventions import STATISTICS, r_centres
+from ..config_checks import parse_name_value
 from ..errors import ConfigError
 from . import metrics as M
 from .dataset_io import file_sha256, load_dataset
@@ -433,17 +433,7 @@ def build_parser(prog: str = "iaemu evaluate") -> argparse.ArgumentParser:
 
 def parse_fixed(items) -> dict:
     """``["Omega_m=0.307", ...]`` -> ``{"Omega_m": 0.307}``; ConfigError naming a bad item."""
-    out = {}
-    for item in items:
-        name, sep, value = str(item).partition("=")
-        try:
-            number = float(value) if sep and name.strip() else math.nan
-        except ValueError:
-            number = math.nan
-        if not math.isfinite(number):
-            raise ConfigError(f"--fixed {item!r}: allowed: NAME=VALUE with a finite VALUE")
-        out[name.strip()] = number
-    return out
+    return dict(parse_name_value(item, "--fixed") for item in items)
 
 
 def main(args) -> int:

@@ -313,19 +313,17 @@ class BatchLogPosterior:
         self.batch = int(batch)
         one = logpost or build_logpost(posterior)
         support = posterior.support
-        low, high = jnp.asarray(posterior.low), jnp.asarray(posterior.high)
-
-        def checked(theta):
-            from .support import conditional_bounds
-
-            a, b = conditional_bounds(support, support.pivot_of(theta, jnp), jnp)
-            inside = (jnp.all((theta >= a) & (theta <= b)) & jnp.all((theta >= low) & (theta <= high)))
-            # the value outside is computed and discarded (it may be NaN there)
-            return jnp.where(inside, one(jnp.where(inside, theta, self._pad)), -jnp.inf)
-
         # a point inside the support, to pad the last batch with (and to evaluate instead of
         # points outside it)
-        self._pad = posterior.support.to_theta(np.zeros(posterior.dim))
+        self._pad = support.to_theta(np.zeros(posterior.dim))
+
+        def checked(theta):
+            # the support lies inside the prior box (Support.build cuts the box to the training
+            # ranges), so its test is the whole test
+            inside = support.contains(theta, jnp)
+            # a point outside is not evaluated (its value could be NaN): the pad point is
+            return jnp.where(inside, one(jnp.where(inside, theta, self._pad)), -jnp.inf)
+
         self._logpost = j.jit(j.vmap(checked))
 
     def __call__(self, theta) -> np.ndarray:

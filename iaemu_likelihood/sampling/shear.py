@@ -165,9 +165,11 @@ class UnconstrainedShear:
             return None
         support = posterior.support
         reference_z = np.asarray(reference_z, dtype=float)
-        theta = np.tile(support.to_theta(reference_z), (len(shear.sigma_grid), 1))
-        theta[:, shear.sigma] = shear.sigma_grid
-        theta[:, shear.pivot] = shear.reference["logMmin"] + shear.shift
+        # the curve: the reference point with sigma_logM on the grid, logMmin shifted along it
+        u = np.tile(support.to_theta(reference_z), (len(shear.sigma_grid), 1))
+        u[:, shear.sigma] = shear.sigma_grid
+        u[:, shear.pivot] = shear.reference["logMmin"]
+        theta = shear.to_theta(u)
         inside = support.contains(theta)
         with np.errstate(all="ignore"):
             z = support.to_z(theta[inside])
@@ -180,13 +182,14 @@ class UnconstrainedShear:
         rounded = [float(f"{c:.{COEFFICIENT_DIGITS}g}") for c in coefficients]
         return cls(shear.pivot, shear.sigma, rounded)
 
-    def h(self, s, xp=np):
+    def h(self, s):
+        """The shift of ``z_logMmin`` at ``z_sigma_logM`` = ``s`` (numpy or JAX arrays)."""
         c0, c1, c2 = self.coefficients
         return (c0 * s + c1) * s + c2
 
     def to_z(self, w, xp=np):
         """Unconstrained ``z`` of sampled ``w`` (..., d); numpy or jax.numpy."""
-        shift = self.h(w[..., self.sigma], xp)
+        shift = self.h(w[..., self.sigma])
         if xp is np:
             z = np.array(w, dtype=float)
             z[..., self.pivot] += shift

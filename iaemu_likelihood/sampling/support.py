@@ -212,11 +212,12 @@ class Support:
         lo, hi = self.pivot_range
         return _scale(lo, hi, z[..., self.pivot], xp)
 
-    def contains(self, theta) -> np.ndarray:
-        """Whether sampled points (..., d) lie in the box and the band (numpy bool array)."""
-        theta = np.asarray(theta, dtype=float)
-        lo, hi = conditional_bounds(self, self.pivot_of(theta))
-        return np.all((theta >= lo) & (theta <= hi), axis=-1)
+    def contains(self, theta, xp=np):
+        """Whether sampled points (..., d) lie in the box and the band (bool array; ``xp``:
+        ``numpy`` or ``jax.numpy``, for use inside a compiled function)."""
+        theta = xp.asarray(theta, dtype=float)
+        lo, hi = conditional_bounds(self, self.pivot_of(theta, xp), xp)
+        return xp.all((theta >= lo) & (theta <= hi), axis=-1)
 
 
 _LN_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
