@@ -182,8 +182,10 @@ def check_ranges(emulator, ranges: Mapping[str, tuple]) -> RangeReport:
     if report.partial and all(math.isfinite(v) for ab in ranges.values() for v in ab) \
             and set(ranges) >= set(PARAM_NAMES):
         rng = np.random.default_rng(0)
-        low = np.array([clipped[n][0] for n in PARAM_NAMES])
-        high = np.array([clipped[n][1] for n in PARAM_NAMES])
-        draws = low + (high - low) * rng.uniform(size=(SUPPORT_FRACTION_POINTS, len(PARAM_NAMES)))
+        # every input of the weights: the other inputs (cosmology, z) uniform in their box
+        names = emulator.param_names
+        low = np.array([clipped.get(n, emulator.bounds[n])[0] for n in names], dtype=float)
+        high = np.array([clipped.get(n, emulator.bounds[n])[1] for n in names], dtype=float)
+        draws = low + (high - low) * rng.uniform(size=(SUPPORT_FRACTION_POINTS, len(names)))
         report.inside_fraction = float(np.mean(emulator.in_support(draws)))
     return report

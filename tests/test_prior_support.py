@@ -46,6 +46,20 @@ def test_training_box_is_fine_but_partly_outside_the_band(shipped):
     assert "prior volume is inside" in report.partial_message()
 
 
+def test_inside_fraction_with_cosmology_inputs():
+    """Weights with Omega_m, sigma_8, z inputs (the shipped v2): the fraction draws every input,
+    the ones without a range uniformly in their box (was a shape error at CosmoSIS set-up)."""
+    emu = IAEmulator.load("iaemu-factorised-v2")
+    assert list(emu.param_names[7:]) == ["Omega_m", "sigma_8", "z"]
+    report = check_ranges(emu, box(emu))
+    assert report.errors == [] and 0.0 < report.inside_fraction < 1.0
+    rng = np.random.default_rng(2)
+    lo = np.array([emu.bounds[n][0] for n in emu.param_names])
+    hi = np.array([emu.bounds[n][1] for n in emu.param_names])
+    direct = emu.in_support(lo + (hi - lo) * rng.uniform(size=(20_000, len(lo)))).mean()
+    assert report.inside_fraction == pytest.approx(direct, abs=0.02)
+
+
 def test_fixed_point_inside_support_has_no_message(shipped):
     report = check_ranges(shipped, {n: (v, v) for n, v in FIDUCIAL.items()})
     assert report.errors == [] and report.partial == []

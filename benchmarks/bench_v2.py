@@ -15,9 +15,9 @@ cosmology and z = 0) it also evaluates both weights there, the v2 weights at tha
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_v2_pilot.py WEIGHTS TEST.npz [--v1 iaemu-factorised-v1] \\
+    .venv/bin/python benchmarks/bench_v2.py WEIGHTS TEST.npz [--v1 iaemu-factorised-v1] \\
         [--fiducial fid] [--deep training/data/test_deep.npz --fiducial-cosmology 0.307 0.823] \\
-        [--json benchmarks/results/v2_pilot.json] [--work DIR]
+        [--json benchmarks/results/v2.json] [--work DIR]
 """
 import argparse
 import json
@@ -31,7 +31,7 @@ from iaemu_likelihood._io import atomic_write_bytes
 from iaemu_likelihood.training.dataset_io import load_dataset, save_dataset
 from iaemu_likelihood.training.evaluate import evaluate_folder
 
-logger = logging.getLogger("bench_v2_pilot")
+logger = logging.getLogger("bench_v2")
 #: summary keys shown per statistic: (key, label)
 COLUMNS = (("xi_mean_abs_frac_error", "xi frac"), ("xi_noise_floor_frac_error", "(floor)"),
            ("omega_mean_abs_frac_error", "omega frac"), ("omega_noise_floor_frac_error", "(floor)"),
@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     p.add_argument("test", help="test dataset generated over the suite (held-out boxes)")
     p.add_argument("--v1", default="iaemu-factorised-v1", help="one-cosmology weights to compare at the fiducial")
     p.add_argument("--fiducial", default="fid", help="the box at the v1 weights' cosmology")
-    p.add_argument("--json", default="benchmarks/results/v2_pilot.json")
+    p.add_argument("--json", default="benchmarks/results/v2.json")
     p.add_argument("--work", help="folder for the subsets and reports (default: a temporary one)")
     p.add_argument("--box-volume", type=float, default=125.0 ** 3,
                    help="volume of the test boxes, (h^-1 Mpc)^3 (suite_v2: 125^3)")
