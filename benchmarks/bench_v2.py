@@ -4,7 +4,7 @@ beside the one-cosmology v1 weights where they apply (issue 15, emulator v2).
 Runs ``iaemu evaluate`` (:func:`iaemu_likelihood.training.evaluate.evaluate_folder`, the same report as the
 shipped weights') on a test set generated over the N-body suite, and on its subsets of one z and of one box
 (``point_inputs``); the v1 weights (one cosmology, z = 0) are evaluated on the test points at their own
-cosmology and z = 0 only (the fiducial box; its HOD points inside v1's prior). Prints a table of the mean
+cosmology and z = 0 only (the box at the fiducial cosmology with other phases; its HOD points inside v1's prior). Prints a table of the mean
 absolute fractional errors of xi and omega (omega where |omega| > 3 sigma of the realization mean), the
 median |residual| / sigma of eta, each beside the test set's noise floor, the 68% coverage, and the
 derived n_gal against the mocks' galaxy counts (median |n_gal / (mean count / box volume) - 1|; the v2
@@ -16,7 +16,7 @@ cosmology and z = 0) it also evaluates both weights there, the v2 weights at tha
 Usage::
 
     .venv/bin/python benchmarks/bench_v2.py WEIGHTS TEST.npz [--v1 iaemu-factorised-v1] \\
-        [--fiducial fid] [--deep training/data/test_deep.npz --fiducial-cosmology 0.307 0.823] \\
+        [--phase-box fid_phase2] [--deep training/data/test_deep.npz --fiducial-cosmology 0.307 0.823] \\
         [--json benchmarks/results/v2.json] [--work DIR]
 """
 import argparse
@@ -32,23 +32,56 @@ from iaemu_likelihood.training.dataset_io import load_dataset, save_dataset
 from iaemu_likelihood.training.evaluate import evaluate_folder
 
 logger = logging.getLogger("bench_v2")
+HELD_OUT = "held-out cosmologies"
 #: summary keys shown per statistic: (key, label)
 COLUMNS = (("xi_mean_abs_frac_error", "xi frac"), ("xi_noise_floor_frac_error", "(floor)"),
            ("omega_mean_abs_frac_error", "omega frac"), ("omega_noise_floor_frac_error", "(floor)"),
            ("eta_median_abs_residual_sigma", "eta |res|/sig"),
            ("eta_noise_floor_median_abs_residual_sigma", "(floor)"),
-           ("xi_coverage_68", "xi cov68"), ("omega_coverage_68", "omega cov68"))
+           ("xi_coverage_68", "xi cov68"), ("omega_coverage_68", "omega cov68"),
+           ("xi_calibration_dex", "xi cal dex"), ("omega_calibration_dex", "om cal dex"),
+           ("eta_calibration_dex", "eta cal dex"))
+#: issue 15's targets on held-out cosmologies: (label, summary key, low, high)
+TARGETS = (("xi mean |frac error| <= 3%", "xi_mean_abs_frac_error", 0.0, 0.03),
+           ("omega mean |frac error| <= 6%", "omega_mean_abs_frac_error", 0.0, 0.06),
+           ("eta median |res|/sigma <= 0.5", "eta_median_abs_residual_sigma", 0.0, 0.5),
+           ("xi calibration within 0.1 dex", "xi_calibration_dex", -0.1, 0.1),
+           ("omega calibration within 0.1 dex", "omega_calibration_dex", -0.1, 0.1),
+           ("eta calibration within 0.1 dex", "eta_calibration_dex", -0.1, 0.1),
+           ("xi 68% coverage in [0.60, 0.76]", "xi_coverage_68", 0.60, 0.76),
+           ("omega 68% coverage in [0.60, 0.76]", "omega_coverage_68", 0.60, 0.76))
 
 
-def _subsets(dataset, fiducial: str) -> dict:
-    """name -> point indices: all, each z, each box, and the fiducial box at z = 0."""
+def _subsets(dataset, phase_box: str) -> dict:
+    """name -> point indices: all; the held-out cosmologies (every box but ``phase_box``, the fiducial
+    cosmology with other phases), pooled and per z; each box; ``phase_box`` at z = 0."""
     inputs = dataset.provenance["point_inputs"]
     box, z = np.array(inputs["box"]), np.array(inputs["z"], dtype=float)
-    out = {"all": np.arange(dataset.n_points)}
-    out.update({f"z={v:g}": np.flatnonzero(z == v) for v in np.unique(z)})
+    held = box != phase_box
+    out = {"all": np.arange(dataset.n_points), HELD_OUT: np.flatnonzero(held)}
+    out.update({f"{HELD_OUT} z={v:g}": np.flatnonzero(held & (z == v)) for v in np.unique(z)})
     out.update({f"box {b}": np.flatnonzero(box == b) for b in np.unique(box)})
-    out[f"{fiducial} z=0"] = np.flatnonzero((box == fiducial) & (z == 0.0))
+    out.update({f"box {phase_box} z={v:g}": np.flatnonzero((box == phase_box) & (z == v)) for v in np.unique(z)})
     return out
+
+
+def _target_lines(rows: dict, phase_row: str) -> tuple[list, dict]:
+    """Each target on the held-out cosmologies, pooled and per z, beside the other-phases box."""
+    names = [n for n in rows if n.startswith(HELD_OUT) and rows[n] is not None]
+    lines = [f"{'target':<36}" + "".join(f"{n.replace(HELD_OUT, 'held-out'):>17}" for n in names)
+             + f"{'(' + phase_row + ')':>28}"]
+    verdict = {}
+    for label, key, low, high in TARGETS:
+        cells = ""
+        for n in names:
+            value = rows[n][key]
+            ok = value is not None and low <= value <= high
+            verdict.setdefault(n, {})[label] = {"value": value, "pass": bool(ok)}
+            cells += f"{(f'{value:.3f}' if value is not None else '-') + (' ok' if ok else ' MISS'):>17}"
+        floor = rows.get(phase_row) or {}
+        cells += f"{floor.get(key, float('nan')) or float('nan'):>28.3f}"
+        lines.append(f"{label:<36}{cells}")
+    return lines, verdict
 
 
 def _n_gal_error(weights, dataset, volume: float):
@@ -86,7 +119,8 @@ def main(argv=None) -> int:
     p.add_argument("weights", help="weights folder with Omega_m, sigma_8, z inputs")
     p.add_argument("test", help="test dataset generated over the suite (held-out boxes)")
     p.add_argument("--v1", default="iaemu-factorised-v1", help="one-cosmology weights to compare at the fiducial")
-    p.add_argument("--fiducial", default="fid", help="the box at the v1 weights' cosmology")
+    p.add_argument("--phase-box", default="fid_phase2",
+                   help="the test box at the v1 weights' cosmology with other phases (the floor)")
     p.add_argument("--json", default="benchmarks/results/v2.json")
     p.add_argument("--work", help="folder for the subsets and reports (default: a temporary one)")
     p.add_argument("--box-volume", type=float, default=125.0 ** 3,
@@ -98,14 +132,13 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     dataset = load_dataset(args.test)
-    subsets = _subsets(dataset, args.fiducial)
+    subsets = _subsets(dataset, args.phase_box)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work or tmp)
         rows = {name: _evaluate(args.weights, dataset, idx, work, name, args.box_volume)
                 for name, idx in subsets.items()}
-        fid = f"{args.fiducial} z=0"
-        rows[f"v1 ({args.v1}) on {fid}"] = _evaluate(args.v1, dataset, subsets[fid], work, f"v1 {fid}",
-                                                     args.box_volume)
+        fid = f"box {args.phase_box} z=0"
+        rows[f"v1 on {fid}"] = _evaluate(args.v1, dataset, subsets[fid], work, f"v1 {fid}", args.box_volume)
         if args.deep:
             om, s8 = args.fiducial_cosmology
             fixed = {"Omega_m": om, "sigma_8": s8, "z": 0.0}
@@ -116,18 +149,20 @@ def main(argv=None) -> int:
                     "n_used": report["test_set"]["n_used"],
                     **{k: report["summary"].get(k) for k, _ in COLUMNS},
                     "n_gal_median_abs_rel_error": None}
-    header = f"{'subset':<34}{'n':>4}" + "".join(f"{label:>14}" for _, label in COLUMNS) + f"{'n_gal err':>11}"
+    header = f"{'subset':<38}{'n':>4}" + "".join(f"{label:>14}" for _, label in COLUMNS) + f"{'n_gal err':>11}"
     lines = [header]
     for name, row in rows.items():
         if row is None:
-            lines.append(f"{name:<34}  (fewer than 3 usable points)")
+            lines.append(f"{name:<38}  (fewer than 3 usable points)")
             continue
         cells = "".join(f"{row[k]:>14.3f}" if row[k] is not None else f"{'-':>14}" for k, _ in COLUMNS)
         n_gal = row["n_gal_median_abs_rel_error"]
         cells += f"{n_gal:>11.3f}" if n_gal is not None else f"{'-':>11}"
-        lines.append(f"{name:<34}{row['n_used']:>4}{cells}")
-    print("\n".join(lines))
-    result = {"weights": str(args.weights), "test_set": Path(args.test).name, "v1": args.v1, "rows": rows}
+        lines.append(f"{name:<38}{row['n_used']:>4}{cells}")
+    target_lines, verdict = _target_lines(rows, f"box {args.phase_box}")
+    print("\n".join(lines + [""] + target_lines))
+    result = {"weights": str(args.weights), "test_set": Path(args.test).name, "v1": args.v1, "rows": rows,
+              "targets": verdict}
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, (json.dumps(result, indent=1) + "\n").encode())

@@ -281,6 +281,10 @@ def main(argv=None) -> int:
             return 1
         params, vectors = load_test_points(args.test_set, emulator)
     ok = emulator.in_support(params)
+    finite = np.isfinite(vectors).all(axis=(1, 2))  # empty small-r bins of sparse samples: no data
+    if not finite.all():
+        log.info("skipping %d of %d test points with non-finite statistics", int((~finite).sum()), len(finite))
+    ok &= finite
     if args.margin > 0:
         ok &= interior(emulator, params, args.margin)
     candidates = np.flatnonzero(ok)
