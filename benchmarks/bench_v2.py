@@ -7,7 +7,8 @@ shipped weights') on a test set generated over the N-body suite, and on its subs
 cosmology and z = 0 only (the box at the fiducial cosmology with other phases; its HOD points inside v1's
 prior). Prints a table of the mean absolute fractional errors of xi and omega (omega where |omega| > 3
 sigma of the realization mean), the median |residual| / sigma of eta, each beside the test set's noise
-floor, the 68% coverage, the aleatoric calibration (dex), and the derived n_gal against the mocks' galaxy counts (median |n_gal / (mean count / box volume) - 1|; the v2
+floor, the 68% coverage, the aleatoric calibration (dex), and the derived n_gal against the mocks'
+galaxy counts (median |n_gal / (mean count / box volume) - 1|; the v2
 weights' n_gal comes from the suite's mass function at each point's Omega_m, sigma_8, z), and saves
 everything as JSON. With ``--deep`` (v1's deep test set, one 250 h^-1 Mpc catalog at the fiducial
 cosmology and z = 0) it also evaluates both weights there, the v2 weights at that cosmology and z = 0
