@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from iaemu_likelihood._io import atomic_write_bytes
 from iaemu_likelihood.conventions import PARAM_NAMES, STATISTICS
 
 log = logging.getLogger("injection_recovery")
@@ -76,6 +77,15 @@ def load_test_points(path, emulator):
     ds = load_dataset(path)
     vectors = np.concatenate([ds.stat(s) for s in STATISTICS], axis=-1)
     return ds.inputs(emulator.param_names), vectors
+
+
+def test_point_boxes(path, n_points):
+    """The suite box of every test point (``point_inputs``), or None for a one-catalog test set."""
+    from iaemu_likelihood.training.dataset_io import load_dataset
+
+    inputs = load_dataset(path).provenance.get("point_inputs") or {}
+    boxes = inputs.get("box")
+    return [str(b) for b in boxes] if boxes is not None and len(boxes) == n_points else None
 
 
 def synthetic_test_points(emulator, n_points, n_real, seed):
@@ -214,14 +224,24 @@ def _fit_one(i, truth, path, args, workdir, redshift=None):
     pairs = fitted_parameters(emulator)
     values, w, converged = fit(path, args.weights, args, workdir / f"chain_{i:05d}", truth,
                                emulator.bounds, pairs, redshift)
-    inside = {}
+    inside, posterior = {}, {}
     for p, _ in pairs:
         inside[p] = {}
         for level in LEVELS:
             a, b = weighted_interval(values[p], w, level)
             inside[p][f"{level:.2f}"] = bool(a <= truth[p] <= b)
-    return {"test_point": i, "truth": truth, "redshift": redshift, "inside": inside,
+        mean = float(np.average(values[p], weights=w))
+        posterior[p] = {"mean": mean, "sd": float(np.sqrt(np.average((values[p] - mean) ** 2, weights=w)))}
+    return {"test_point": i, "truth": truth, "redshift": redshift, "inside": inside, "posterior": posterior,
             "converged": converged, "n_samples": int(len(w)), "seconds": time.perf_counter() - t0}
+
+
+def posterior_table(records, names):
+    """Per parameter: median posterior sd and median (mean - truth) / sd over the mocks."""
+    return {p: {"median_sd": float(np.median([r["posterior"][p]["sd"] for r in records])),
+                "median_bias_sigma": float(np.median([(r["posterior"][p]["mean"] - r["truth"][p])
+                                                      / r["posterior"][p]["sd"] for r in records]))}
+            for p in names}
 
 
 def coverage_table(records, names):
@@ -272,6 +292,7 @@ def main(argv=None) -> int:
 
     emulator = IAEmulator.load(args.weights)
     rng = np.random.default_rng(args.seed)
+    boxes = None
     if args.synthetic:
         params, vectors = synthetic_test_points(emulator, args.n_mocks, 10, args.seed)
     else:
@@ -280,6 +301,7 @@ def main(argv=None) -> int:
                              "(iaemu generate training/configs/test.yaml); use --synthetic for a smoke test\n")
             return 1
         params, vectors = load_test_points(args.test_set, emulator)
+        boxes = test_point_boxes(args.test_set, len(params))
     ok = emulator.in_support(params)
     finite = np.isfinite(vectors).all(axis=(1, 2))  # empty small-r bins of sparse samples: no data
     if not finite.all():
@@ -322,6 +344,8 @@ def main(argv=None) -> int:
         pool = None
         results = (_fit_one(i, truth, path, args, workdir, z) for i, truth, path, z in tasks)
     for k, record in enumerate(results):
+        if boxes is not None:
+            record["box"] = boxes[record["test_point"]]
         records.append(record)
         log.info("mock %d/%d (test point %d): %.0f s, converged=%s, truth in 68%%: %d/%d", k + 1,
                  args.n_mocks, record["test_point"], record["seconds"], record["converged"],
@@ -342,10 +366,23 @@ def main(argv=None) -> int:
     lines.append(f"{'mean':<12s} {all68:>10.2f} {all95:>10.2f}")
     lines.append(f"expected     0.68 +- {np.sqrt(0.68 * 0.32 / n):.2f}   0.95 +- {np.sqrt(0.95 * 0.05 / n):.2f}"
                  " (binomial, per parameter)")
+    widths = posterior_table(records, names)
+    lines.append(f"{'parameter':<12s} {'median sd':>10s} {'median (mean-truth)/sd':>24s}")
+    lines += [f"{p:<12s} {widths[p]['median_sd']:>10.4g} {widths[p]['median_bias_sigma']:>24.2f}" for p in names]
+    by_box = {}
+    if boxes is not None:
+        for box in sorted({r["box"] for r in records}):
+            group = [r for r in records if r["box"] == box]
+            cover = coverage_table(group, names)
+            by_box[box] = {"n_mocks": len(group), "coverage": cover, "posterior": posterior_table(group, names)}
+            lines.append(f"box {box} ({len(group)} mocks): mean 68% / 95% coverage "
+                         f"{np.mean([cover[p]['0.68'] for p in names]):.2f} / "
+                         f"{np.mean([cover[p]['0.95'] for p in names]):.2f}")
     sys.stdout.write("\n".join(lines) + "\n")
     if args.json:
-        Path(args.json).write_text(json.dumps({"coverage": table, "mocks": records,
-                                               "options": vars(args)}, indent=1))
+        atomic_write_bytes(Path(args.json), json.dumps(
+            {"coverage": table, "posterior": widths, "by_box": by_box, "mocks": records,
+             "options": vars(args)}, indent=1).encode())
     return 0
 
 
