@@ -11,7 +11,7 @@ from . import __version__
 from .conventions import R_EDGES
 from .cosmology_inputs import source_text
 from .layout import layout_of
-from .weights import available_versions, default_version, resolve_weights_dir, weights_root
+from .weights import available_versions, caveats_of, default_version, resolve_weights_dir, weights_root
 from .weights_checks import band_limits
 
 __all__ = ["build_parser", "main", "describe_support"]
@@ -129,4 +129,6 @@ def main(args) -> int:
     if scale:
         out.write("epistemic variance factors (validation calibration): "
                   + ", ".join(f"{k} {float(v):.3g}" for k, v in scale.items()) + "\n")
+    for text in caveats_of(meta):
+        out.write(f"caveat: {text}\n")
     return 0

@@ -34,7 +34,7 @@ from .prediction import EmulatorPrediction, check_outputs, require_finite
 from .support import InputDomain, check_batch_memory
 from .torch_backend import TorchMembers, torch_forward
 from .transforms import OutputTransform
-from .weights import resolve_weights_dir
+from .weights import caveats_of, resolve_weights_dir, warn_caveats
 from .weights_io import load_weights_folder, read_mass_function_table
 
 __all__ = ["IAEmulator", "EmulatorPrediction", "COVARIANCE_TERMS", "DEFAULT_MC_SAMPLES", "MAX_MC_SAMPLES",
@@ -167,6 +167,7 @@ class IAEmulator:
         table = read_mass_function_table(folder, metadata)
         log.info("loaded %s weights %s (%d members) from %s", metadata["architecture"],
                  metadata.get("version"), len(members), folder)
+        warn_caveats(metadata)
         emulator = cls(metadata, members, corr, mass_function, device=device, folder=folder,
                        batch_precision=batch_precision, threads=threads, mass_function_table=table)
         emulator._check_finite_outputs()
@@ -204,6 +205,11 @@ class IAEmulator:
     def version(self):
         """Version string of the loaded weights."""
         return self.metadata.get("version")
+
+    @property
+    def caveats(self) -> list[str]:
+        """Known limits of these weights, as sentences (logged once at load; ``iaemu info``)."""
+        return caveats_of(self.metadata)
 
     def __repr__(self):
         return (f"IAEmulator(version={self.version!r}, architecture={self.architecture!r}, "

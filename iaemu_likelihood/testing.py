@@ -18,7 +18,7 @@ import numpy as np
 from .conventions import PARAM_NAMES, R_EDGES, STATISTICS, r_centres
 from .numpy_forward import ACTIVATIONS
 
-__all__ = ["write_synthetic_weights", "toy_model", "synthetic_mass_function", "SYNTHETIC_BOUNDS",
+__all__ = ["write_synthetic_weights", "copy_with_metadata", "toy_model", "synthetic_mass_function", "SYNTHETIC_BOUNDS",
            "SYNTHETIC_VOLUME"]
 
 log = logging.getLogger(__name__)
@@ -248,3 +248,21 @@ def write_synthetic_weights(folder: str | os.PathLike, seed: int = 0, architectu
         write_checksums(folder)
     log.debug("wrote synthetic %s weights to %s", architecture, folder)
     return folder
+
+
+def copy_with_metadata(source: str | os.PathLike, folder: str | os.PathLike, **entries) -> Path:
+    """Copy a weights folder to ``folder``, set top-level ``metadata.json`` entries (e.g.
+    ``support=...``, ``caveats=[...]``) and re-seal its checksums (for tests of what loaders do
+    with an entry; the content is validated when the copy is loaded, not here)."""
+    import json
+    import shutil
+
+    from .weights import METADATA_FILE
+    from .weights_io import write_checksums
+
+    out = Path(shutil.copytree(source, folder))
+    meta = json.loads((out / METADATA_FILE).read_text())
+    meta.update(entries)
+    (out / METADATA_FILE).write_text(json.dumps(meta))
+    write_checksums(out)
+    return out

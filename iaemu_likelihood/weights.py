@@ -5,6 +5,7 @@ see ``trained_weights/README.md`` for the schema.
 """
 from __future__ import annotations
 
+import logging
 import os
 from importlib import resources
 from pathlib import Path
@@ -15,7 +16,7 @@ from .errors import ConfigError, WeightsNotFoundError
 __all__ = ["weights_root", "available_versions", "default_version", "resolve_weights_dir",
            "read_metadata", "read_json_file", "unique_json_keys", "METADATA_FILE", "WEIGHTS_FILE",
            "CORRELATION_FILE", "MASS_FUNCTION_FILE", "MASS_FUNCTION_TABLE_FILE", "REFERENCE_FILE", "CHECKSUM_FILE",
-           "REQUIRED_FILES"]
+           "REQUIRED_FILES", "caveats_of", "warn_caveats"]
 
 #: Names of the files of a weights folder (one place: the reader, the writer and the checksums).
 METADATA_FILE = "metadata.json"
@@ -32,6 +33,9 @@ REQUIRED_FILES = (METADATA_FILE, WEIGHTS_FILE, CORRELATION_FILE, MASS_FUNCTION_F
 #: Files never checksummed.
 UNCHECKED_FILES = ("README.md", CHECKSUM_FILE)
 DEFAULT_FILE = "DEFAULT"
+log = logging.getLogger(__name__)
+#: versions whose caveats this process has logged (once each)
+_CAVEATS_LOGGED: set = set()
 
 
 def weights_root() -> Path:
@@ -92,3 +96,21 @@ def read_metadata(version: str | os.PathLike | None = None) -> dict:
     """Parsed ``metadata.json`` of a weights version (parsed only: :func:`~iaemu_likelihood.
     weights_io.read_metadata_file` also validates it)."""
     return read_json_file(resolve_weights_dir(version) / METADATA_FILE)
+
+
+def caveats_of(meta: dict) -> list[str]:
+    """Known limits of a weights version (``metadata["caveats"]``, written from the training
+    config's ``caveats``; validated at load): sentences, empty for weights without any."""
+    return list(meta.get("caveats") or [])
+
+
+def warn_caveats(meta: dict) -> None:
+    """Log a weights version's caveats as warnings, once per version and process (loading the same
+    weights again, as Cobaya and CosmoSIS do per component, does not repeat them)."""
+    caveats = caveats_of(meta)
+    key = meta.get("version")
+    if not caveats or key in _CAVEATS_LOGGED:
+        return
+    _CAVEATS_LOGGED.add(key)
+    for text in caveats:
+        log.warning("weights %s: %s", key, text)

@@ -226,6 +226,23 @@ def check_epistemic(meta: Mapping, where: str, layout=DEFAULT_LAYOUT) -> None:
         check_correlation(epi["correlation"], where, "epistemic.correlation", layout.n_out)
 
 
+#: Longest caveat sentence a weights folder may carry (characters).
+MAX_CAVEAT_CHARS = 600
+
+
+def check_caveats(meta: Mapping, where: str) -> None:
+    """The optional ``caveats``: a list of non-empty strings, each at most ``MAX_CAVEAT_CHARS``
+    long (known limits of the weights, logged at load and printed by ``iaemu info``)."""
+    caveats = meta.get("caveats")
+    if caveats is None:
+        return
+    if not isinstance(caveats, list):
+        fail(where, "caveats", caveats, "a list of sentences")
+    for k, text in enumerate(caveats):
+        if not isinstance(text, str) or not text.strip() or len(text) > MAX_CAVEAT_CHARS:
+            fail(where, f"caveats[{k}]", text, f"a non-empty string of at most {MAX_CAVEAT_CHARS} characters")
+
+
 def check_architecture_config(meta: Mapping, where: str, layout=DEFAULT_LAYOUT) -> None:
     """Options the numpy forward passes read (activation, variance floor), then the checks of the
     architecture's registry entry (e.g. "factorised": uncentred outputs, mu range)."""

@@ -13,8 +13,8 @@ from .architectures import architecture_names
 from .conventions import R_EDGES
 from .layout import DEFAULT_LAYOUT, TRANSFORMS, layout_of
 from .weights import METADATA_FILE
-from .weights_checks import (check_architecture_config, check_bounds, check_epistemic, check_support,
-                             fail, finite_numbers)
+from .weights_checks import (check_architecture_config, check_bounds, check_caveats, check_epistemic,
+                             check_support, fail, finite_numbers)
 
 __all__ = ["validate_metadata", "SCHEMA_VERSION", "R_EDGES_RTOL"]
 
@@ -90,6 +90,7 @@ def validate_metadata(meta: Mapping, n_members: int | None = None, where: str = 
     check_architecture_config(meta, where, layout)
     check_support(meta, where, layout)
     check_epistemic(meta, where, layout)
+    check_caveats(meta, where)
     _check_mass_function_table_entry(meta, layout, where)
 
 

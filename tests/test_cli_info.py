@@ -1,8 +1,5 @@
 """`iaemu info`: parameter ranges, the HOD support band in words and numbers, broken weights."""
-import json
 import re
-import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +8,8 @@ from iaemu_likelihood import cli_info
 from iaemu_likelihood.cli import main as cli_main
 from iaemu_likelihood.emulator import IAEmulator
 from iaemu_likelihood.errors import WeightsIntegrityError
-from iaemu_likelihood.weights_io import METADATA_FILE, WEIGHTS_FILE, write_checksums
+from iaemu_likelihood.testing import copy_with_metadata
+from iaemu_likelihood.weights_io import WEIGHTS_FILE, write_checksums
 
 SUPPORT = {"type": "linear_band", "pivot": "logMmin", "description": "test band",
            "bands": {"logM0": {"slope": 1.0, "low_intercept": -3.0, "high_intercept": 0.5, "floor": None},
@@ -21,12 +19,7 @@ SUPPORT = {"type": "linear_band", "pivot": "logMmin", "description": "test band"
 
 @pytest.fixture
 def banded(synthetic_weights, tmp_path):
-    folder = Path(shutil.copytree(synthetic_weights, tmp_path / "w"))
-    meta = json.loads((folder / METADATA_FILE).read_text())
-    meta["support"] = SUPPORT
-    (folder / METADATA_FILE).write_text(json.dumps(meta))
-    write_checksums(folder)
-    return folder
+    return copy_with_metadata(synthetic_weights, tmp_path / "w", support=SUPPORT)
 
 
 def _info(folder, capsys):

@@ -93,6 +93,8 @@ METADATA_CASES = {
     "epistemic correlation not PSD": (_set("epistemic", "correlation", value=_bad_psd().tolist()), r"epistemic\.correlation smallest eigenvalue = -.*positive semi-definite"),
     "epistemic correlation diagonal": (_set("epistemic", "correlation", value=(2 * np.eye(60)).tolist()), r"epistemic\.correlation\[0, 0\] = 2\.0; allowed: 1 \(unit diagonal"),
     "var_floor < 0": (_set("architecture_config", "var_floor", value=-1.0), r"architecture_config\.var_floor = -1\.0; allowed: > 0"),
+    "caveats not a list": (_set("caveats", value="trust me"), r"caveats = 'trust me'; allowed: a list of sentences"),
+    "caveat empty": (_set("caveats", value=["fine", " "]), r"caveats\[1\] = ' '; allowed: a non-empty string"),
 }
 
 

@@ -104,7 +104,7 @@ def build_metadata(*, version: str, architecture: str, architecture_config: dict
                    bounds: dict, input_low, input_high, output_normalisation: dict,
                    training_set: dict, halo_catalog: dict, training: dict | None = None,
                    epistemic: dict | None = None, support: dict | None = None,
-                   input_scaling: str = "box", layout=None) -> dict:
+                   input_scaling: str = "box", layout=None, caveats=None) -> dict:
     """``metadata.json`` content as in docs/CONTRACTS.md (``accuracy`` left empty for evaluation;
     ``support`` only when given). ``input_scaling`` (``normalisation.input.scaling``): "box" when
     [input_low, input_high] is the training box, "standard" when they are mean -/+ std of the
@@ -141,6 +141,8 @@ def build_metadata(*, version: str, architecture: str, architecture_config: dict
     }
     if support:
         meta["support"] = dict(support)
+    if caveats:
+        meta["caveats"] = [str(c) for c in caveats]
     if layout != DEFAULT_LAYOUT:
         meta["layout"] = layout.to_metadata()
     return meta
@@ -163,7 +165,8 @@ def readme_text(meta: dict) -> str:
         f"emu = IAEmulator.load({meta['version']!r})  # or the folder path\n"
         "pred = emu.predict(theta, epistemic=True)\n```\n\n"
         "Accuracy: see report.md (written by `iaemu train --evaluate`; `iaemu evaluate` writes its "
-        "reports to ./iaemu-evaluation/<version>/, never into this folder).\n")
+        "reports to ./iaemu-evaluation/<version>/, never into this folder).\n"
+        + ("\n## Caveats\n\n" + "".join(f"- {c}\n" for c in meta["caveats"]) if meta.get("caveats") else ""))
 
 
 #: Files of a previous export or evaluation that would describe other weights.

@@ -399,6 +399,7 @@ def _export(config, dataset, train_ds, bounds, scaler, layout, normaliser, membe
                       "files": [{"path": Path(p).name, "sha256": file_sha256(p)}
                                 for p in _as_list(config.data)]},
         halo_catalog=catalog, epistemic=epistemic, support=dataset_support(dataset), layout=layout,
+        caveats=config.caveats,
         training={"config": {k: v for k, v in config.to_dict().items()
                              if k not in ("data", "output", "checkpoint")},
                   "members": summaries, "wall_s": round(wall_s, 1),

@@ -13,6 +13,7 @@ from ..architectures import architecture_names, get_architecture
 from ..config_fields import checked_fields, setting
 from ..conventions import STATISTICS
 from ..errors import ConfigError
+from ..weights_checks import MAX_CAVEAT_CHARS
 from .losses import DEFAULT_BETAS
 from .torch_settings import TorchTrainingSettings
 
@@ -62,6 +63,9 @@ class TrainConfig(TorchTrainingSettings):
         mass function table of its (box, z) catalogs (``python -m
         iaemu_likelihood.training.mass_function GENERATION_CONFIG OUT.npz``), shipped with the
         weights so that n_gal and f_sat follow each point's Omega_m, sigma_8 and z.
+    caveats : list of str
+        Known limits of the weights, one sentence each, written to ``metadata["caveats"]`` and the
+        folder's README; every load logs them once as warnings and ``iaemu info`` prints them.
     """
 
     data: str | list
@@ -82,6 +86,7 @@ class TrainConfig(TorchTrainingSettings):
     val_mse_weight: float = setting(0.7, 0.0, 1.0)
     reference_points: int = setting(4, 0)
     mass_function_table: str | None = None
+    caveats: list = dataclasses.field(default_factory=list)
 
     source: dataclasses.InitVar[str] = "training config"
 
@@ -124,6 +129,13 @@ def _checked_values(config: TrainConfig, where: str) -> dict:
     for name in ("version", "checkpoint", "mass_function_table"):
         value = getattr(config, name)
         out[name] = None if value is None else check_str(value, f"{where}: {name}")
+    if not isinstance(config.caveats, (list, tuple)):
+        raise ConfigError(f"{where}: caveats = {config.caveats!r}: give a list of sentences")
+    out["caveats"] = [check_str(v, f"{where}: caveats[{k}]") for k, v in enumerate(config.caveats)]
+    too_long = [k for k, v in enumerate(out["caveats"]) if not v.strip() or len(v) > MAX_CAVEAT_CHARS]
+    if too_long:
+        raise ConfigError(f"{where}: caveats[{too_long[0]}] = {config.caveats[too_long[0]]!r}: give a "
+                          f"non-empty sentence of at most {MAX_CAVEAT_CHARS} characters")
     out["architecture"] = check_str(config.architecture, f"{where}: architecture",
                                     choices=ARCHITECTURE_NAMES)
     out["architecture_config"] = _checked_architecture_config(
