@@ -22,6 +22,7 @@ Usage::
         [--json benchmarks/results/v2.json] [--work DIR]
 """
 import argparse
+import functools
 import json
 import logging
 import tempfile
@@ -56,7 +57,7 @@ TARGETS = (("xi mean |frac error| <= 3%", "xi_mean_abs_frac_error", 0.0, 0.03),
 
 def _subsets(dataset, phase_box: str) -> dict:
     """name -> point indices: all; the held-out cosmologies (every box but ``phase_box``, the fiducial
-    cosmology with other phases), pooled and per z; each box; ``phase_box`` at z = 0."""
+    cosmology with other phases), pooled and per z; each box; ``phase_box`` per z."""
     inputs = dataset.provenance["point_inputs"]
     box, z = np.array(inputs["box"]), np.array(inputs["z"], dtype=float)
     held = box != phase_box
@@ -80,18 +81,24 @@ def _target_lines(rows: dict, phase_row: str) -> tuple[list, dict]:
             ok = value is not None and low <= value <= high
             verdict.setdefault(n, {})[label] = {"value": value, "pass": bool(ok)}
             cells += f"{(f'{value:.3f}' if value is not None else '-') + (' ok' if ok else ' MISS'):>17}"
-        floor = rows.get(phase_row) or {}
-        cells += f"{floor.get(key, float('nan')) or float('nan'):>28.3f}"
+        floor = (rows.get(phase_row) or {}).get(key)
+        cells += f"{float('nan') if floor is None else floor:>28.3f}"
         lines.append(f"{label:<36}{cells}")
     return lines, verdict
+
+
+@functools.cache
+def _emulator(weights):
+    """The weights, loaded once however many subsets are evaluated."""
+    from iaemu_likelihood.emulator import IAEmulator
+
+    return IAEmulator.load(weights)
 
 
 def _n_gal_error(weights, dataset, volume: float):
     """Median |derived n_gal / measured - 1| over the points inside the weights' support (the measured
     number density: the mean galaxy count of a point's mocks / the box volume)."""
-    from iaemu_likelihood.emulator import IAEmulator
-
-    emu = IAEmulator.load(weights)
+    emu = _emulator(weights)
     inputs = dataset.inputs(emu.param_names)
     keep = np.atleast_1d(emu.in_support(inputs))
     if not emu.derived_names or keep.sum() == 0:

@@ -70,22 +70,17 @@ def fitted_parameters(emulator):
 
 
 def load_test_points(path, emulator):
-    """(inputs (n, n_inputs) in the weights' input order, vectors (n, n_real, 60)) of a held-out
-    dataset (dataset_io format; cosmology and z from its per-point provenance)."""
+    """(inputs (n, n_inputs) in the weights' input order, vectors (n, n_real, 60), boxes) of a
+    held-out dataset (dataset_io format; cosmology and z from its per-point provenance); ``boxes``:
+    the suite box of every point (``point_inputs``), None for a one-catalog test set."""
     from iaemu_likelihood.training.dataset_io import load_dataset
 
     ds = load_dataset(path)
     vectors = np.concatenate([ds.stat(s) for s in STATISTICS], axis=-1)
-    return ds.inputs(emulator.param_names), vectors
-
-
-def test_point_boxes(path, n_points):
-    """The suite box of every test point (``point_inputs``), or None for a one-catalog test set."""
-    from iaemu_likelihood.training.dataset_io import load_dataset
-
-    inputs = load_dataset(path).provenance.get("point_inputs") or {}
-    boxes = inputs.get("box")
-    return [str(b) for b in boxes] if boxes is not None and len(boxes) == n_points else None
+    boxes = (ds.provenance.get("point_inputs") or {}).get("box")
+    if boxes is not None:
+        boxes = [str(b) for b in boxes] if len(boxes) == ds.n_points else None
+    return ds.inputs(emulator.param_names), vectors, boxes
 
 
 def synthetic_test_points(emulator, n_points, n_real, seed):
@@ -300,8 +295,7 @@ def main(argv=None) -> int:
             sys.stderr.write(f"test set {args.test_set} not found: it is made by the mock pipeline "
                              "(iaemu generate training/configs/test.yaml); use --synthetic for a smoke test\n")
             return 1
-        params, vectors = load_test_points(args.test_set, emulator)
-        boxes = test_point_boxes(args.test_set, len(params))
+        params, vectors, boxes = load_test_points(args.test_set, emulator)
     ok = emulator.in_support(params)
     finite = np.isfinite(vectors).all(axis=(1, 2))  # empty small-r bins of sparse samples: no data
     if not finite.all():

@@ -230,16 +230,22 @@ def check_epistemic(meta: Mapping, where: str, layout=DEFAULT_LAYOUT) -> None:
 MAX_CAVEAT_CHARS = 600
 
 
+def is_caveat(text) -> bool:
+    """One caveat as weights may carry it (and a training config may give it): a string that is not
+    blank, at most ``MAX_CAVEAT_CHARS`` long."""
+    return isinstance(text, str) and bool(text.strip()) and len(text) <= MAX_CAVEAT_CHARS
+
+
 def check_caveats(meta: Mapping, where: str) -> None:
-    """The optional ``caveats``: a list of non-empty strings, each at most ``MAX_CAVEAT_CHARS``
-    long (known limits of the weights, logged at load and printed by ``iaemu info``)."""
+    """The optional ``caveats``: a list of :func:`is_caveat` sentences (known limits of the
+    weights, logged at load and printed by ``iaemu info``)."""
     caveats = meta.get("caveats")
     if caveats is None:
         return
     if not isinstance(caveats, list):
         fail(where, "caveats", caveats, "a list of sentences")
     for k, text in enumerate(caveats):
-        if not isinstance(text, str) or not text.strip() or len(text) > MAX_CAVEAT_CHARS:
+        if not is_caveat(text):
             fail(where, f"caveats[{k}]", text, f"a non-empty string of at most {MAX_CAVEAT_CHARS} characters")
 
 

@@ -119,10 +119,11 @@ def _overrides(weights, data_file, values_file, **extra):
     return params
 
 
-def _run_cosmosis(cwd, params, timeout=300):
-    """Run the ``cosmosis`` command on the example ini from ``cwd`` (not the repository)."""
+def _run_cosmosis(cwd, params, timeout=300, ini=EXAMPLE_INI):
+    """Run the ``cosmosis`` command on an example ini (default ``ia_hod.ini``) from ``cwd`` (not the
+    repository), with ``section.option=value`` overrides ``params``."""
     exe = Path(sys.executable).with_name("cosmosis")
-    cmd = [str(exe), str(EXAMPLE_INI), "-p", *(f"{k}={v}" for k, v in params.items())]
+    cmd = [str(exe), str(ini), "-p", *(f"{k}={v}" for k, v in params.items())]
     env = {**os.environ, ENV_VAR: str(MODULE_DIR), "MPLBACKEND": "Agg"}
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, f"cosmosis failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
@@ -147,10 +148,12 @@ def _load_interface():
 
 
 def _read_values(path):
+    """``name = value`` lines of a CosmoSIS test-sampler output file (comments skipped)."""
     out = {}
     for line in Path(path).read_text().splitlines():
-        key, _, value = line.partition("=")
-        out[key.strip()] = float(value)
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            out[key.strip()] = float(value)
     return out
 
 
@@ -433,6 +436,5 @@ def test_shipped_example_runs_as_is_with_the_shipped_weights(tmp_path):
     assert "iaemu" in (proc.stdout + proc.stderr)
     like = tmp_path / "out" / "likelihoods" / "values.txt"
     assert like.is_file()
-    values = {k.strip(): float(v) for k, v in (line.split("=") for line in like.read_text().splitlines()
-                                                if "=" in line and not line.startswith("#"))}
+    values = _read_values(like)
     assert np.isfinite(values["iaemu_like"]) and values["iaemu_like"] > 0  # normalised Gaussian at the example truth

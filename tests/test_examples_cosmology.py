@@ -18,6 +18,7 @@ import yaml
 
 import test_extending as ext
 from test_cosmology_inputs import COSMO, _theta, emulator, v2_weights  # noqa: F401
+from test_cosmosis import _read_values, _run_cosmosis
 
 pytest.importorskip("torch")
 
@@ -121,15 +122,8 @@ def test_shipped_cosmology_ini_runs_as_is(tmp_path):
 
 
 def _run_ini(cwd, params):
-    exe = Path(sys.executable).with_name("cosmosis")
-    env = {**os.environ, "IAEMU_COSMOSIS_DIR": str(ext.MODULE_DIR), "MPLBACKEND": "Agg"}
-    proc = subprocess.run([str(exe), str(INI), "-p", *(f"{k}={v}" for k, v in params.items())],
-                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return proc
+    return _run_cosmosis(cwd, params, ini=INI)
 
 
 def _likelihood_values(out):
-    text = (out / "likelihoods" / "values.txt").read_text()
-    return {k.strip(): float(v) for k, v in (line.split("=") for line in text.splitlines()
-                                             if "=" in line and not line.startswith("#"))}
+    return _read_values(out / "likelihoods" / "values.txt")

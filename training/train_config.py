@@ -13,7 +13,7 @@ from ..architectures import architecture_names, get_architecture
 from ..config_fields import checked_fields, setting
 from ..conventions import STATISTICS
 from ..errors import ConfigError
-from ..weights_checks import MAX_CAVEAT_CHARS
+from ..weights_checks import MAX_CAVEAT_CHARS, is_caveat
 from .losses import DEFAULT_BETAS
 from .torch_settings import TorchTrainingSettings
 
@@ -132,9 +132,9 @@ def _checked_values(config: TrainConfig, where: str) -> dict:
     if not isinstance(config.caveats, (list, tuple)):
         raise ConfigError(f"{where}: caveats = {config.caveats!r}: give a list of sentences")
     out["caveats"] = [check_str(v, f"{where}: caveats[{k}]") for k, v in enumerate(config.caveats)]
-    too_long = [k for k, v in enumerate(out["caveats"]) if not v.strip() or len(v) > MAX_CAVEAT_CHARS]
-    if too_long:
-        raise ConfigError(f"{where}: caveats[{too_long[0]}] = {config.caveats[too_long[0]]!r}: give a "
+    bad = [k for k, v in enumerate(out["caveats"]) if not is_caveat(v)]
+    if bad:
+        raise ConfigError(f"{where}: caveats[{bad[0]}] = {config.caveats[bad[0]]!r}: give a "
                           f"non-empty sentence of at most {MAX_CAVEAT_CHARS} characters")
     out["architecture"] = check_str(config.architecture, f"{where}: architecture",
                                     choices=ARCHITECTURE_NAMES)
