@@ -129,9 +129,9 @@ class IAEmuTheory(Theory):
                     or self.torch_threads < 1:
                 raise LoggedError(self.log, "torch_threads = %r must be a positive integer or null",
                                   self.torch_threads)
-            import torch
+            from .torch_backend import set_torch_threads
 
-            torch.set_num_threads(self.torch_threads)
+            set_torch_threads(self.torch_threads)  # imports nothing while torch is not needed
         from .emulator import IAEmulator
         from .point import PointEvaluator
 

@@ -6,12 +6,15 @@ torch is imported on first use only.
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from .config_checks import check_torch_device
 from .errors import InputShapeError
 
-__all__ = ["TorchMembers", "torch_module", "torch_forward", "TORCH_CHUNK", "MC_DROPOUT_SEED"]
+__all__ = ["TorchMembers", "torch_module", "torch_forward", "set_torch_threads", "TORCH_CHUNK",
+           "MC_DROPOUT_SEED"]
 
 #: Points per torch forward pass (bounds memory).
 TORCH_CHUNK = 4096
@@ -19,9 +22,26 @@ TORCH_CHUNK = 4096
 MC_DROPOUT_SEED = 0
 
 
+#: A thread count asked for before torch was imported, applied at its import (torch_module).
+_PENDING = {"threads": None}
+
+
+def set_torch_threads(threads: int) -> None:
+    """Let torch use ``threads`` threads: at once if torch is imported, else when
+    :func:`torch_module` first imports it (a run on the numpy path never imports torch)."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+        _PENDING["threads"] = None
+    else:
+        _PENDING["threads"] = threads
+
+
 def torch_module():
     import torch  # heavy: imported only for torch inference and torch_forward
 
+    if _PENDING["threads"] is not None:
+        torch.set_num_threads(_PENDING["threads"])
+        _PENDING["threads"] = None
     return torch
 
 

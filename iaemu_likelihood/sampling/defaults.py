@@ -21,4 +21,4 @@ DEFAULT_WALKERS, DEFAULT_MAX_STEPS = 32, 40000
 BACKENDS = ("auto", "jax", "numpy")
 #: Blocks between convergence checks and state saves (a run stops, and a resumed run restarts,
 #: at a block boundary): NUTS samples per chain, ensemble steps per walker.
-NUTS_BLOCK, ENSEMBLE_CHECK_EVERY = 250, 100
+NUTS_BLOCK, ENSEMBLE_CHECK_EVERY = 100, 100

@@ -1,6 +1,7 @@
 """NUTS (NumPyro) on the log-posterior of a Cobaya yaml, in the unconstrained space.
 
-Several chains run vectorised (one compiled kernel for all of them, ``chain_method="vectorized"``),
+Several chains run vectorised (NumPyro's NUTS kernel, all chains and ``block`` steps in one compiled
+program, :class:`_BlockProgram`),
 started from draws of the Laplace approximation at the best point (:mod:`.start`, evaluated with
 the compiled :class:`~.jax_model.BatchLogPosterior`), with a dense
 mass matrix initialised to the Laplace covariance and adapted during the warm-up. After the warm-up the chains are
@@ -86,7 +87,7 @@ COORDINATES = "central-shear"
 def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
              n_warmup: int = DEFAULT_WARMUP, min_ess: float = DEFAULT_MIN_ESS,
              max_samples: int = DEFAULT_MAX_SAMPLES, progress: bool = True, model=None,
-             chain_method: str = "vectorized", state_file=None,
+             state_file=None,
              resume: bool = False, block: int = NUTS_BLOCK) -> SamplerResult:
     """Sample a posterior with NumPyro's NUTS until every parameter has ``min_ess``.
 
@@ -108,8 +109,6 @@ def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
         one compiled call, announced in the log).
     model : UnconstrainedModel, optional
         Reuse an already built model.
-    chain_method : {"vectorized", "sequential"}
-        NumPyro's ``chain_method``: all chains in one compiled kernel, or one after another.
     state_file : pathlib.Path, optional
         Where to save the state after the warm-up and after every block of ``block``
         samples per chain (the samples so far and NumPyro's last state: positions, gradients,
@@ -139,17 +138,16 @@ def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
     j, _ = jax()
     with CompileTimer(j) as timer:
         result = _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
-                         model, chain_method, state_file, resume, t0, block)
+                         model, state_file, resume, t0, block)
     result.timings["compile"] = timer.seconds(wall0)
     result.info["compile_cache_hits"] = timer.cache_hits
     return result
 
 
 def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress, model,
-            chain_method, state_file, resume, t0, block):
+            state_file, resume, t0, block):
     """:func:`run_nuts` inside its compilation timer."""
     from jax import random
-    from numpyro.infer import MCMC, NUTS
     from tqdm.auto import tqdm
 
     from .checkpoint import load_state, posterior_fingerprint, save_state
@@ -189,39 +187,23 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
     shear_meta = None if shear is None else {"pivot": shear.pivot, "sigma": shear.sigma,
                                              "coefficients": list(shear.coefficients)}
     t_start = time.perf_counter()
-    # NumPyro compiles per MCMC object: a model keeps the ones it built, reused only with
-    # identical settings and starting covariance, i.e. an identical kernel
-    key = (n_chains, n_warmup, block, chain_method, cov.tobytes(),
+    # one compiled program per model and settings, reused by every block of every run
+    key = (n_chains, n_warmup, block, cov.tobytes(),
            None if shear is None else shear.coefficients)
-    mcmc = model.mcmc_cache.get(key)
-    if mcmc is None:
-        # the Laplace covariance preconditions the warm-up: without it the first adaptation
-        # windows build trees of hundreds of steps
-        kernel = NUTS(potential_fn=model.potential_for(shear), target_accept_prob=TARGET_ACCEPT,
-                      dense_mass=True, inverse_mass_matrix=jnp.asarray(cov),
-                      max_tree_depth=MAX_TREE_DEPTH)
-        # NumPyro's own progress bar closes over the starting state: with it every block is a
-        # new program, compiled again (tens of seconds); the bar here is per block instead
-        mcmc = MCMC(kernel, num_warmup=n_warmup, num_samples=block, num_chains=n_chains,
-                    chain_method=chain_method, progress_bar=False)
-        model.mcmc_cache[key] = mcmc
+    program = model.mcmc_cache.get(key)
+    if program is None:
+        program = model.mcmc_cache[key] = _BlockProgram(model.potential_for(shear), cov,
+                                                         n_warmup, block, n_chains)
     counters = {"elapsed": 0.0, "gradient_evaluations": 0, "lockstep_gradient_calls": 0,
                 "warmup_gradient_evaluations": 0, "warmup_lockstep_calls": 0}
     if saved is None:
-        log.info("NUTS: warm-up, %d steps per chain", n_warmup)
-        # collect_warmup keeps the warm-up's tree sizes (nothing to collect without a warm-up)
-        mcmc.warmup(random.PRNGKey(seed), init_params=jnp.asarray(w0),
-                    extra_fields=EXTRA_FIELDS, collect_warmup=n_warmup > 0)
-        if n_warmup > 0:
-            steps = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["num_steps"])
-            counters["warmup_gradient_evaluations"] = int(steps.sum())
-            counters["warmup_lockstep_calls"] = int(steps.max(axis=0).sum())
+        keys = random.split(random.PRNGKey(seed), n_chains)
+        state = program.init(keys, jnp.asarray(w0))
         z = []
     else:
         counters.update({k: meta[k] for k in counters})
-        mcmc.post_warmup_state = _unflatten_state(arrays)
+        state = _unflatten_state(arrays)
         z = [arrays["z"]] if arrays["z"].shape[1] else []
-    t_warm = time.perf_counter()
     sampled_here = False
 
     def save():
@@ -230,45 +212,60 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
             elapsed = counters["elapsed"] + time.perf_counter() - t0
             save_state(state_file, {**identity, **counters, "elapsed": elapsed,
                                     "start_logpost": start_logpost, "shear": shear_meta},
-                       {**_flatten_state(mcmc.post_warmup_state), "z": zs,
-                        "start_cov": np.asarray(cov)})
+                       {**_flatten_state(state), "z": zs, "start_cov": np.asarray(cov)})
 
+    def advance():
+        """One block of steps of every chain; the draws after the warm-up are kept."""
+        nonlocal state, sampled_here, steps, diverging
+        first = int(np.asarray(state.i).ravel()[0])
+        state, (draws, steps, diverging) = program.run_block(state)
+        draws, steps, diverging = np.asarray(draws), np.asarray(steps), np.asarray(diverging)
+        warm = max(0, min(block, n_warmup - first))  # steps of this block inside the warm-up
+        for (grads, calls), part in ((("warmup_gradient_evaluations", "warmup_lockstep_calls"),
+                                      steps[:, :warm]),
+                                     (("gradient_evaluations", "lockstep_gradient_calls"),
+                                      steps[:, warm:])):
+            counters[grads] += int(part.sum())
+            counters[calls] += int(part.max(axis=0, initial=0).sum())
+        steps, diverging = steps[:, warm:], diverging[:, warm:]
+        if warm < block:
+            z.append(draws[:, warm:])
+            sampled_here = True
+
+    steps = diverging = None
     if saved is None:
+        log.info("NUTS: warm-up, %d steps per chain", n_warmup)
+        for _ in range(-(-n_warmup // block)):
+            advance()
         save()
+    t_warm = time.perf_counter()
     bar = tqdm(total=max_samples, initial=sum(part.shape[1] for part in z), unit="draw",
                desc=f"NUTS draws per chain ({n_chains} chains)", disable=not progress)
     while True:
         n = sum(part.shape[1] for part in z)
         if n:
-            theta = posterior.support.to_theta(to_z(np.concatenate(z, axis=1)))
+            theta = posterior.support.to_theta(to_z(np.concatenate(z, axis=1)[:, :max_samples]))
             ess, rhat = diagnostics(theta, model.names)
             log.info("NUTS: %d samples per chain, min ESS %.0f, max R-hat %.4f", n,
                      min(ess.values()), np.nanmax(list(rhat.values())))
             bar.set_postfix(min_ess=f"{min(ess.values()):.0f}")
             if min(ess.values()) >= min_ess or n >= max_samples:
                 break
-        # the chains' keys continue from the last state: the same draws as one long run
-        mcmc.run(mcmc.post_warmup_state.rng_key, init_params=mcmc.post_warmup_state.z,
-                 extra_fields=EXTRA_FIELDS)
-        sampled_here = True
-        mcmc.post_warmup_state = mcmc.last_state
-        z.append(np.asarray(mcmc.get_samples(group_by_chain=True)))
-        bar.update(z[-1].shape[1])
-        extra = mcmc.get_extra_fields(group_by_chain=True)
-        steps = np.asarray(extra["num_steps"])
-        counters["gradient_evaluations"] += int(steps.sum())
-        counters["lockstep_gradient_calls"] += int(steps.max(axis=0).sum())
+        before = n
+        advance()
+        bar.update(sum(part.shape[1] for part in z) - before)
         save()
     bar.close()
     wall = time.perf_counter() - t0
     total = counters["elapsed"] + wall
     info = {"sampler": "nuts", "implementation": "numpyro", "chains": n_chains, "warmup": n_warmup,
-            "samples_per_chain": int(n), "seed": int(seed), "min_ess_target": float(min_ess),
-            "dense_mass": True, "target_accept_prob": TARGET_ACCEPT,
-            "max_tree_depth": MAX_TREE_DEPTH, "chain_method": chain_method,
+            "samples_per_chain": int(theta.shape[1]), "seed": int(seed),
+            "min_ess_target": float(min_ess), "dense_mass": True,
+            "target_accept_prob": TARGET_ACCEPT, "max_tree_depth": MAX_TREE_DEPTH,
+            "chains_run": "vectorized, one compiled program per block", "block": int(block),
             "start_logpost": float(start_logpost),
             "coordinates": shear.describe() if shear is not None else "unconstrained z",
-            "step_size": float(np.mean(np.asarray(mcmc.post_warmup_state.adapt_state.step_size))),
+            "step_size": float(np.mean(np.asarray(state.adapt_state.step_size))),
             **{k: int(v) for k, v in counters.items() if k != "elapsed"}}
     info["gradient_evaluations_per_ess"] = round(
         info["gradient_evaluations"] / min(ess.values()), 2)
@@ -276,13 +273,68 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
         info["resumed_at_samples_per_chain"] = int(arrays["z"].shape[1])
     if sampled_here:
         info["mean_tree_size_last_block"] = float(np.mean(steps))
-        info["divergences_last_block"] = int(np.sum(np.asarray(extra["diverging"])))
+        info["divergences_last_block"] = int(np.sum(diverging))
     chains = [theta[c] for c in range(n_chains)]
     # for the chain files: the compiled batch log-posterior, not the numpy one point by point
     logpost = [model.batch_logpost(c) for c in chains]
     return SamplerResult(chains, model.names, ess, rhat, total,
                          {"start": t_start - t0, "warmup": t_warm - t_start,
                           "sampling": time.perf_counter() - t_warm, "total": total}, info, logpost)
+
+
+class _BlockProgram:
+    """NumPyro's NUTS kernel driven block by block through one compiled program.
+
+    ``init`` starts every chain (vectorised), ``run_block`` advances all chains by ``block``
+    steps in one compiled call (a ``lax.scan`` of the kernel's step under ``vmap``). The kernel
+    adapts the step size and the dense mass matrix while a chain's step counter is below
+    ``n_warmup`` (NumPyro's windowed adaptation) and samples after it, so the warm-up and the
+    sampling run the same program: JAX traces it once per model and settings, not once per
+    block as repeated ``MCMC.run`` calls do (~1-2 s each on the 2-core VM).
+
+    Parameters
+    ----------
+    potential : callable
+        Jitted potential energy (minus the log-density) of one point.
+    cov : ndarray, shape (d, d)
+        Initial inverse mass matrix (the Laplace covariance).
+    n_warmup, block : int
+        Adaptation steps per chain; steps per chain of one ``run_block`` call.
+    n_chains : int
+    """
+
+    def __init__(self, potential, cov, n_warmup: int, block: int, n_chains: int):
+        from numpyro.infer import NUTS
+
+        from .jax_model import jax
+
+        j, jnp = jax()
+        kernel = NUTS(potential_fn=potential, target_accept_prob=TARGET_ACCEPT, dense_mass=True,
+                      inverse_mass_matrix=jnp.asarray(cov), max_tree_depth=MAX_TREE_DEPTH)
+
+        def init_one(key, w):
+            # one chain's key and start: NumPyro's non-vectorised init, vectorised here
+            return kernel.init(key, n_warmup, w, model_args=(), model_kwargs={})
+
+        def one_step(state):
+            return kernel.sample(state, (), {})
+
+        def chain_block(state):
+            def body(s, _):
+                s = one_step(s)
+                return s, (s.z, s.num_steps, s.diverging)
+
+            return j.lax.scan(body, state, None, length=block)
+
+        def run_block(state):
+            return j.lax.map(chain_block, state)
+
+        self.init = j.jit(j.vmap(init_one))
+        self.run_block = j.jit(run_block)
+        # the kernel builds its step function in its first init: traced here on shapes alone, so
+        # that a resumed run (no init, a saved state) can step at once
+        j.eval_shape(self.init, j.ShapeDtypeStruct((n_chains, 2), jnp.uint32),
+                     j.ShapeDtypeStruct((n_chains, len(cov)), jnp.float64))
 
 
 def _flatten_state(state) -> dict:
