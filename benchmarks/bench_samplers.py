@@ -12,7 +12,7 @@ One run times all three on the same yaml (shipped weights, bundled example data)
   persistent cache, inside the wall time), ``wall_seconds_without_compile``, ``cpu_seconds``
   (this process's CPU time: on a shared machine the wall time also counts other jobs' turns),
   ``timings`` per stage (start, warm-up, sampling) and, in ``settings``, the evaluation counts
-  (``evaluations_per_ess``, ``gradient_evaluations_per_ess``, ``lockstep_gradient_calls``);
+  (``evaluations_per_ess``, ``gradient_evaluations_per_ess``, ``warmup_gradient_evaluations``);
 * ``min_ess`` and ``ess_per_second`` (``min_ess / wall_seconds``): Cobaya's ESS is GetDist's
   ``getEffectiveSamples`` of the chain after the burn-in, NUTS' NumPyro's multi-chain ESS, the
   ensemble's ``walkers x kept steps / tau`` (emcee's integrated autocorrelation time);

@@ -1,8 +1,7 @@
 """NUTS (NumPyro) on the log-posterior of a Cobaya yaml, in the unconstrained space.
 
-Several chains run vectorised (NumPyro's NUTS kernel, all chains and ``block`` steps in one compiled
-program, :class:`_BlockProgram`),
-started from draws of the Laplace approximation at the best point (:mod:`.start`, evaluated with
+Several chains (NumPyro's NUTS kernel; all chains and ``block`` steps in one compiled program,
+:class:`_BlockProgram`), started from draws of the Laplace approximation at the best point (:mod:`.start`, evaluated with
 the compiled :class:`~.jax_model.BatchLogPosterior`), with a dense
 mass matrix initialised to the Laplace covariance and adapted during the warm-up. After the warm-up the chains are
 extended in blocks until the effective sample size of every parameter reaches ``min_ess`` (NumPyro's multi-chain ESS, on
@@ -97,7 +96,9 @@ def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
     seed : int
         Seeds the starting points and the chains (same seed, same chains).
     n_chains : int
-        Chains, run vectorised.
+        Chains, run one after another inside each compiled block (vectorised chains cost 1.5x
+        more per gradient on this CPU, ``benchmarks/bench_nuts_geometry.py``, and every step
+        waits for the chain with the longest tree).
     n_warmup : int
         Adaptation steps per chain (step size and dense mass matrix).
     min_ess : float
@@ -106,7 +107,7 @@ def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
         Most post-warm-up samples per chain.
     progress : bool
         A progress bar of the draws after the warm-up, updated per block (the warm-up is
-        one compiled call, announced in the log).
+        announced in the log).
     model : UnconstrainedModel, optional
         Reuse an already built model.
     state_file : pathlib.Path, optional
@@ -119,16 +120,17 @@ def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
         so they draw the samples the uninterrupted run would have drawn (bit-identical where
         the compiled program is the same).
     block : int
-        Samples per chain between convergence checks and state saves.
+        Steps per chain of one compiled call: the warm-up runs in ``ceil(n_warmup / block)`` of
+        them (draws past the warm-up in its last block are kept), then draws until the ESS
+        check passes; checks and state saves come after every block.
 
     Returns
     -------
     SamplerResult
         ``timings``: ``start`` (optimiser and Laplace start), ``warmup``, ``sampling``,
         ``compile`` (JAX compilation, part of the stages before), ``total``;
-        ``info["gradient_evaluations"]`` the leapfrog steps of all chains after the warm-up,
-        ``info["lockstep_gradient_calls"]`` the vectorised calls they took (each call advances
-        every chain; a chain whose tree is done waits for the longest).
+        ``info["gradient_evaluations"]`` the leapfrog steps of all chains after the warm-up
+        (``info["warmup_gradient_evaluations"]`` during it).
     """
     from .compile_cache import CompileTimer
     from .jax_model import jax
@@ -194,8 +196,7 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
     if program is None:
         program = model.mcmc_cache[key] = _BlockProgram(model.potential_for(shear), cov,
                                                          n_warmup, block, n_chains)
-    counters = {"elapsed": 0.0, "gradient_evaluations": 0, "lockstep_gradient_calls": 0,
-                "warmup_gradient_evaluations": 0, "warmup_lockstep_calls": 0}
+    counters = {"elapsed": 0.0, "gradient_evaluations": 0, "warmup_gradient_evaluations": 0}
     if saved is None:
         keys = random.split(random.PRNGKey(seed), n_chains)
         state = program.init(keys, jnp.asarray(w0))
@@ -221,12 +222,8 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
         state, (draws, steps, diverging) = program.run_block(state)
         draws, steps, diverging = np.asarray(draws), np.asarray(steps), np.asarray(diverging)
         warm = max(0, min(block, n_warmup - first))  # steps of this block inside the warm-up
-        for (grads, calls), part in ((("warmup_gradient_evaluations", "warmup_lockstep_calls"),
-                                      steps[:, :warm]),
-                                     (("gradient_evaluations", "lockstep_gradient_calls"),
-                                      steps[:, warm:])):
-            counters[grads] += int(part.sum())
-            counters[calls] += int(part.max(axis=0, initial=0).sum())
+        counters["warmup_gradient_evaluations"] += int(steps[:, :warm].sum())
+        counters["gradient_evaluations"] += int(steps[:, warm:].sum())
         steps, diverging = steps[:, warm:], diverging[:, warm:]
         if warm < block:
             z.append(draws[:, warm:])
@@ -262,7 +259,8 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
             "samples_per_chain": int(theta.shape[1]), "seed": int(seed),
             "min_ess_target": float(min_ess), "dense_mass": True,
             "target_accept_prob": TARGET_ACCEPT, "max_tree_depth": MAX_TREE_DEPTH,
-            "chains_run": "vectorized, one compiled program per block", "block": int(block),
+            "chains_run": "one after another inside one compiled program per block",
+            "block": int(block),
             "start_logpost": float(start_logpost),
             "coordinates": shear.describe() if shear is not None else "unconstrained z",
             "step_size": float(np.mean(np.asarray(state.adapt_state.step_size))),
@@ -286,7 +284,9 @@ class _BlockProgram:
     """NumPyro's NUTS kernel driven block by block through one compiled program.
 
     ``init`` starts every chain (vectorised), ``run_block`` advances all chains by ``block``
-    steps in one compiled call (a ``lax.scan`` of the kernel's step under ``vmap``). The kernel
+    steps in one compiled call (a ``lax.scan`` of the kernel's step per chain, chains one after
+    another under ``lax.map``: under ``vmap`` every step waits for the chain with the longest
+    tree, and a gradient costs 1.5x more per chain). The kernel
     adapts the step size and the dense mass matrix while a chain's step counter is below
     ``n_warmup`` (NumPyro's windowed adaptation) and samples after it, so the warm-up and the
     sampling run the same program: JAX traces it once per model and settings, not once per
@@ -338,7 +338,8 @@ class _BlockProgram:
 
 
 def _flatten_state(state) -> dict:
-    """NumPyro's vectorised ``HMCState`` as named arrays (``state.<path>``) and its structure."""
+    """NumPyro's ``HMCState`` of all chains (leading axis: chain) as named arrays
+    (``state.<path>``) and its structure."""
     import jax
 
     leaves, treedef = jax.tree_util.tree_flatten_with_path(state)
