@@ -1,11 +1,12 @@
 """NUTS (NumPyro) on the log-posterior of a Cobaya yaml, in the unconstrained space.
 
 Several chains (NumPyro's NUTS kernel; all chains and ``block`` steps in one compiled program,
-:class:`_BlockProgram`), started from draws of the Laplace approximation at the best point (:mod:`.start`, evaluated with
-the compiled :class:`~.jax_model.BatchLogPosterior`), with a dense
-mass matrix initialised to the Laplace covariance and adapted during the warm-up. After the warm-up the chains are
-extended in blocks until the effective sample size of every parameter reaches ``min_ess`` (NumPyro's multi-chain ESS, on
-the parameters, not the unconstrained coordinates), or ``max_samples`` per chain is reached.
+:class:`_BlockProgram`), started from draws of the Laplace approximation at the best point
+(:mod:`.start`, evaluated with the compiled :class:`~.jax_model.BatchLogPosterior`), with a dense
+mass matrix initialised to the Laplace covariance and adapted during the warm-up. After the
+warm-up the chains are extended in blocks until the effective sample size of every parameter
+reaches ``min_ess`` (NumPyro's multi-chain ESS, on the parameters, not the unconstrained
+coordinates), or ``max_samples`` per chain is reached.
 """
 from __future__ import annotations
 
