@@ -38,12 +38,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     from iaemu_likelihood._io import atomic_write_bytes
-    from iaemu_likelihood.sampling.nuts import TARGET_ACCEPT, run_nuts
+    from iaemu_likelihood.sampling.defaults import DEFAULT_TARGET_ACCEPT
+    from iaemu_likelihood.sampling.nuts import run_nuts
     from iaemu_likelihood.sampling.posterior import load_posterior
 
     yaml_path = Path(args.yaml).resolve()
     os.chdir(REPO)  # the yaml's relative paths are relative to the repository
-    accepts = args.target_accepts or [TARGET_ACCEPT]
+    accepts = args.target_accepts or [DEFAULT_TARGET_ACCEPT]
     runs = []
     for round_ in range(args.rounds):
         for n_warmup in args.warmups:

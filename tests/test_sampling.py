@@ -394,9 +394,10 @@ def test_nuts_is_reproducible(synthetic):
     model = UnconstrainedModel(post)
     # no warm-up: one compiled program per run instead of two (the test is about the seeding)
     runs = [run_nuts(post, seed=2, n_chains=2, n_warmup=0, min_ess=1, max_samples=20,
-                     progress=False, model=model) for _ in range(2)]
+                     progress=False, model=model, target_accept=0.9) for _ in range(2)]
     for a, b in zip(runs[0].chains, runs[1].chains):
         np.testing.assert_array_equal(a, b)
+    assert runs[0].info["target_accept_prob"] == 0.9 and runs[0].info["divergences"] >= 0
     assert set(runs[0].rhat) == set(post.names) and len(runs[0].chains) == 2
 
 
@@ -433,3 +434,5 @@ def test_cli_writes_a_cobaya_style_chain(synthetic, tmp_path, capsys):
     assert main(args + ["--force"]) == 0
     assert main(args[:-2] + ["--seed", "-1", "--chains", "0"]) == 1
     assert "--chains = 0 must be a positive integer" in capsys.readouterr().err
+    assert main(args + ["--force", "--sampler", "nuts", "--target-accept", "1.2"]) == 1
+    assert "--target-accept = 1.2 must lie strictly between 0 and 1" in capsys.readouterr().err

@@ -16,20 +16,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .defaults import (DEFAULT_CHAINS, DEFAULT_MAX_SAMPLES, DEFAULT_MIN_ESS, DEFAULT_WARMUP,
-                       NUTS_BLOCK)
+from .defaults import (DEFAULT_CHAINS, DEFAULT_MAX_SAMPLES, DEFAULT_MIN_ESS,
+                       DEFAULT_TARGET_ACCEPT, DEFAULT_WARMUP, NUTS_BLOCK)
 
 __all__ = ["run_nuts", "SamplerResult", "diagnostics"]
 
 log = logging.getLogger(__name__)
 
-#: NUTS's target mean acceptance probability during the warm-up (NumPyro's default is 0.8). On
-#: ia_hod.yaml over seeds 1-5 (``benchmarks/bench_nuts_warmup.py --target-accepts``,
-#: results/nuts_target_accept.json): 0.7 took 14% fewer gradients and 6% less time to ESS >= 1000
-#: than 0.8, with no divergence; 0.65 26% fewer gradients but divergences (at the sigma_logM
-#: cliff) in 2 of 5 runs; 0.55 up to 8x more gradients. Beskos et al. (2013) put HMC's optimum
-#: near 0.65 in high dimension.
-TARGET_ACCEPT = 0.7
 #: Trees of at most 2^8 - 1 leapfrog steps (the adapted trees need ~15).
 MAX_TREE_DEPTH = 8
 EXTRA_FIELDS = ("num_steps", "diverging")
@@ -94,7 +87,7 @@ def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
              n_warmup: int = DEFAULT_WARMUP, min_ess: float = DEFAULT_MIN_ESS,
              max_samples: int = DEFAULT_MAX_SAMPLES, progress: bool = True, model=None,
              state_file=None, resume: bool = False, block: int = NUTS_BLOCK,
-             target_accept: float = TARGET_ACCEPT) -> SamplerResult:
+             target_accept: float = DEFAULT_TARGET_ACCEPT) -> SamplerResult:
     """Sample a posterior with NumPyro's NUTS until every parameter has ``min_ess``.
 
     Parameters
@@ -206,13 +199,14 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
     if program is None:
         program = model.mcmc_cache[key] = _BlockProgram(model.potential_for(shear), cov,
                                                          n_warmup, block, n_chains, target_accept)
-    counters = {"elapsed": 0.0, "gradient_evaluations": 0, "warmup_gradient_evaluations": 0}
+    counters = {"elapsed": 0.0, "gradient_evaluations": 0, "warmup_gradient_evaluations": 0,
+                "divergences": 0}
     if saved is None:
         keys = random.split(random.PRNGKey(seed), n_chains)
         state = program.init(keys, jnp.asarray(w0))
         z = []
     else:
-        counters.update({k: meta[k] for k in counters})
+        counters.update({k: meta.get(k, 0) for k in counters})
         state = _unflatten_state(arrays)
         z = [arrays["z"]] if arrays["z"].shape[1] else []
     sampled_here = False
@@ -234,6 +228,7 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
         warm = max(0, min(block, n_warmup - first))  # steps of this block inside the warm-up
         counters["warmup_gradient_evaluations"] += int(steps[:, :warm].sum())
         counters["gradient_evaluations"] += int(steps[:, warm:].sum())
+        counters["divergences"] += int(diverging[:, warm:].sum())
         steps, diverging = steps[:, warm:], diverging[:, warm:]
         if warm < block:
             z.append(draws[:, warm:])
@@ -275,6 +270,11 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
             "coordinates": shear.describe() if shear is not None else "unconstrained z",
             "step_size": float(np.mean(np.asarray(state.adapt_state.step_size))),
             **{k: int(v) for k, v in counters.items() if k != "elapsed"}}
+    if info["divergences"]:
+        log.warning("NUTS: %d divergent transitions after the warm-up (in %d draws of %d chains): "
+                    "the chains may miss regions of high curvature; rerun with a higher "
+                    "--target-accept (now %g), e.g. 0.9", info["divergences"], theta.shape[1],
+                    n_chains, target_accept)
     info["gradient_evaluations_per_ess"] = round(
         info["gradient_evaluations"] / min(ess.values()), 2)
     if saved is not None:
