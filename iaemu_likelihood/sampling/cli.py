@@ -59,7 +59,7 @@ def build_parser(prog: str = "iaemu sample") -> argparse.ArgumentParser:
                              f"{DEFAULT_MAX_STEPS}), reached before --min-ess")
     parser.add_argument("--chains", type=int, default=None,
                         help=f"NUTS chains (default {DEFAULT_CHAINS})")
-    parser.add_argument("--target-accept", type=float, default=None,
+    parser.add_argument("--target-accept", type=float, default=DEFAULT_TARGET_ACCEPT,
                         help=f"NUTS target acceptance probability, in (0, 1) (default "
                              f"{DEFAULT_TARGET_ACCEPT}); raise it (e.g. 0.9) when the run reports "
                              "divergent transitions")
@@ -87,7 +87,7 @@ def _check_counts(args):
             raise ValueError(f"--{name.replace('_', '-')} = {value} must be a positive integer")
     if not args.min_ess > 0:
         raise ValueError(f"--min-ess = {args.min_ess} must be > 0")
-    if args.target_accept is not None and not 0.0 < args.target_accept < 1.0:
+    if not 0.0 < args.target_accept < 1.0:
         raise ValueError(f"--target-accept = {args.target_accept} must lie strictly between 0 "
                          "and 1")
 
@@ -114,7 +114,7 @@ def main(args) -> int:
 
         result = run_nuts(posterior, seed=seed, n_chains=args.chains or DEFAULT_CHAINS,
                           min_ess=args.min_ess, progress=progress, **state,
-                          target_accept=args.target_accept or DEFAULT_TARGET_ACCEPT,
+                          target_accept=args.target_accept,
                           **({"max_samples": args.max_samples} if args.max_samples else {}))
     else:
         from .ensemble import run_ensemble

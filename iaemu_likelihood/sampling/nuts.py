@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 #: Trees of at most 2^8 - 1 leapfrog steps (the adapted trees need ~15).
 MAX_TREE_DEPTH = 8
-EXTRA_FIELDS = ("num_steps", "diverging")
 
 
 @dataclass
@@ -96,7 +95,7 @@ def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
     seed : int
         Seeds the starting points and the chains (same seed, same chains).
     n_chains : int
-        Chains, run one after another inside each compiled block (vectorised chains cost 1.5x
+        Chains, run one after another inside each compiled block (vectorised chains cost 1.2-1.5x
         more per gradient on this CPU, ``benchmarks/bench_nuts_geometry.py``, and every step
         waits for the chain with the longest tree).
     n_warmup : int
@@ -296,7 +295,7 @@ class _BlockProgram:
     ``init`` starts every chain (vectorised), ``run_block`` advances all chains by ``block``
     steps in one compiled call (a ``lax.scan`` of the kernel's step per chain, chains one after
     another under ``lax.map``: under ``vmap`` every step waits for the chain with the longest
-    tree, and a gradient costs 1.5x more per chain). The kernel
+    tree, and a gradient costs 1.2-1.5x more per chain). The kernel
     adapts the step size and the dense mass matrix while a chain's step counter is below
     ``n_warmup`` (NumPyro's windowed adaptation) and samples after it, so the warm-up and the
     sampling run the same program: JAX traces it once per model and settings, not once per
