@@ -10,7 +10,8 @@ One run times all three on the same yaml (shipped weights, bundled example data)
   (``setup_seconds`` of it is reading the yaml and building the model). For NUTS and the
   ensemble also ``compile_seconds`` (JAX tracing and compilation or retrieval from the
   persistent cache, inside the wall time), ``wall_seconds_without_compile``, ``cpu_seconds``
-  (this process's CPU time: on a shared machine the wall time also counts other jobs' turns),
+  (CPU time of this process and of NUTS's worker processes: on a shared machine the wall time
+  also counts other jobs' turns),
   ``timings`` per stage (start, warm-up, sampling) and, in ``settings``, the evaluation counts
   (``evaluations_per_ess``, ``gradient_evaluations_per_ess``, ``warmup_gradient_evaluations``);
 * ``min_ess`` and ``ess_per_second`` (``min_ess / wall_seconds``): Cobaya's ESS is GetDist's
@@ -159,6 +160,12 @@ def _cache_entries():
     return str(folder), sum(1 for p in folder.iterdir() if p.name.endswith("-cache"))
 
 
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have ended (NUTS's workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--yaml", default=str(REPO / "yamls" / "ia_hod.yaml"))
@@ -167,11 +174,16 @@ def main(argv=None) -> int:
     parser.add_argument("--burn-in", type=float, default=0.3,
                         help="fraction of the Cobaya chain dropped (as iaemu plot)")
     parser.add_argument("--json", default=str(RESULT))
+    parser.add_argument("--nuts-processes", type=int, default=None,
+                        help="processes sharing the NUTS chains (default: iaemu sample's, one per "
+                             "available core)")
     parser.add_argument("--skip-cobaya-run", default=None, metavar="PREFIX",
                         help="use an existing Cobaya chain of the yaml instead of running it")
     args = parser.parse_args(argv)
 
     from iaemu_likelihood._io import atomic_write_bytes
+    from iaemu_likelihood.sampling.chain_workers import spawn_for
+    from iaemu_likelihood.sampling.defaults import DEFAULT_CHAINS
     from iaemu_likelihood.sampling.ensemble import run_ensemble
     from iaemu_likelihood.sampling.jax_model import UnconstrainedModel
     from iaemu_likelihood.sampling.nuts import run_nuts
@@ -192,14 +204,17 @@ def main(argv=None) -> int:
     runs = {}
     for name in ("nuts", "ensemble"):
         load_before = os.getloadavg()
-        t0, cpu0 = time.perf_counter(), time.process_time()
+        t0, cpu0 = time.perf_counter(), _cpu_seconds()
+        # as iaemu sample: NUTS's worker processes start before the posterior is built
+        spawned = spawn_for(DEFAULT_CHAINS, args.nuts_processes) if name == "nuts" else []
         posterior = load_posterior(yaml_path)
         setup = time.perf_counter() - t0
         if name == "nuts":
-            result = run_nuts(posterior, seed=args.seed, min_ess=args.min_ess, progress=False)
+            result = run_nuts(posterior, seed=args.seed, min_ess=args.min_ess, progress=False,
+                              processes=args.nuts_processes, spawned=spawned)
         else:
             result = run_ensemble(posterior, seed=args.seed, min_ess=args.min_ess, progress=False)
-        cpu = time.process_time() - cpu0
+        cpu = _cpu_seconds() - cpu0
         runs[name] = (posterior, result, setup, cpu, load_before)
         print(f"{name}: {setup + result.wall_seconds:.1f} s ({cpu:.1f} CPU s), min ESS "
               f"{result.min_ess:.0f}", flush=True)

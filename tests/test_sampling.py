@@ -392,11 +392,15 @@ def test_nuts_is_reproducible(synthetic):
 
     post = synthetic[0]
     model = UnconstrainedModel(post)
-    # no warm-up: one compiled program per run instead of two (the test is about the seeding)
-    runs = [run_nuts(post, seed=2, n_chains=2, n_warmup=0, min_ess=1, max_samples=20,
-                     progress=False, model=model, target_accept=0.9) for _ in range(2)]
+    # a short warm-up (the adaptation runs), and the same draws whether the chains run in this
+    # process or one of them in a worker process
+    runs = [run_nuts(post, seed=2, n_chains=2, n_warmup=10, block=10, min_ess=1, max_samples=20,
+                     progress=False, model=model, target_accept=0.9, processes=processes)
+            for processes in (1, 2)]
+    assert [r.info["processes"] for r in runs] == [1, 2]
     for a, b in zip(runs[0].chains, runs[1].chains):
         np.testing.assert_array_equal(a, b)
+    assert runs[0].info["gradient_evaluations"] == runs[1].info["gradient_evaluations"]
     assert runs[0].info["target_accept_prob"] == 0.9 and runs[0].info["divergences"] >= 0
     assert set(runs[0].rhat) == set(post.names) and len(runs[0].chains) == 2
 
@@ -436,3 +440,5 @@ def test_cli_writes_a_cobaya_style_chain(synthetic, tmp_path, capsys):
     assert "--chains = 0 must be a positive integer" in capsys.readouterr().err
     assert main(args + ["--force", "--sampler", "nuts", "--target-accept", "1.2"]) == 1
     assert "--target-accept = 1.2 must lie strictly between 0 and 1" in capsys.readouterr().err
+    assert main(args + ["--force", "--sampler", "nuts", "--processes", "0"]) == 1
+    assert "--processes = 0 must be a positive integer" in capsys.readouterr().err

@@ -63,15 +63,17 @@ def test_nuts_resume_equals_uninterrupted(synthetic, tmp_path, monkeypatch):  # 
     opts = dict(seed=3, n_chains=2, n_warmup=10, min_ess=1e9, max_samples=30, block=10,
                 progress=False)
     whole = run_nuts(post, state_file=tmp_path / "a.state.npz", model=UnconstrainedModel(post),
-                     **opts)
+                     processes=1, **opts)
     path = tmp_path / "b.state.npz"
     restore = interrupt_after(monkeypatch, 2)      # saves: after the warm-up, after block 1
     with pytest.raises(Interrupted):
-        run_nuts(post, state_file=path, **opts)
+        run_nuts(post, state_file=path, processes=2, **opts)
     restore()
-    # a fresh model and sampler, as in a new process; with the progress bar (iaemu's, per block)
-    resumed = run_nuts(post, state_file=path, resume=True, **{**opts, "progress": True})
-    assert resumed.info["resumed_at_samples_per_chain"] == 10
+    # a fresh model and sampler, as in a new process, the second chain in a worker process that
+    # restores its share of the saved state; with the progress bar (iaemu's, per block)
+    resumed = run_nuts(post, state_file=path, resume=True, processes=2,
+                       **{**opts, "progress": True})
+    assert resumed.info["resumed_at_samples_per_chain"] == 10 and resumed.info["processes"] == 2
     for a, b in zip(resumed.chains, whole.chains):
         np.testing.assert_array_equal(a, b)
     assert resumed.info["gradient_evaluations"] == whole.info["gradient_evaluations"]

@@ -63,6 +63,9 @@ def build_parser(prog: str = "iaemu sample") -> argparse.ArgumentParser:
                         help=f"NUTS target acceptance probability, in (0, 1) (default "
                              f"{DEFAULT_TARGET_ACCEPT}); raise it (e.g. 0.9) when the run reports "
                              "divergent transitions")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="NUTS processes sharing the chains (default: one per available core, "
+                             "at most one per chain); the draws are the same whatever the number")
     parser.add_argument("--walkers", type=int, default=None,
                         help=f"ensemble walkers (default {DEFAULT_WALKERS})")
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
@@ -81,7 +84,7 @@ def _yaml_seed(info) -> int | None:
 
 
 def _check_counts(args):
-    for name in ("chains", "walkers", "max_samples"):
+    for name in ("chains", "walkers", "max_samples", "processes"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} = {value} must be a positive integer")
@@ -107,18 +110,27 @@ def main(args) -> int:
     state = {"state_file": state_path(prefix), "resume": args.resume}
     seed = args.seed if args.seed is not None else _yaml_seed(info)
     seed = DEFAULT_SEED if seed is None else seed
-    posterior = load_posterior(info)
     progress = not args.no_progress
     if args.sampler == "nuts":
+        from .chain_workers import spawn_for, stop_processes
         from .nuts import run_nuts
 
-        result = run_nuts(posterior, seed=seed, n_chains=args.chains or DEFAULT_CHAINS,
-                          min_ess=args.min_ess, progress=progress, **state,
-                          target_accept=args.target_accept,
+        n_chains = args.chains or DEFAULT_CHAINS
+        # NUTS's worker processes import their libraries while this one builds the posterior
+        spawned = spawn_for(n_chains, args.processes)
+        try:
+            posterior = load_posterior(info)
+        except BaseException:
+            stop_processes(spawned)
+            raise
+        result = run_nuts(posterior, seed=seed, n_chains=n_chains, min_ess=args.min_ess,
+                          progress=progress, **state, target_accept=args.target_accept,
+                          processes=args.processes, spawned=spawned,
                           **({"max_samples": args.max_samples} if args.max_samples else {}))
     else:
         from .ensemble import run_ensemble
 
+        posterior = load_posterior(info)
         result = run_ensemble(posterior, seed=seed, n_walkers=args.walkers or DEFAULT_WALKERS,
                               min_ess=args.min_ess, progress=progress, backend=args.backend,
                               **state,

@@ -12,10 +12,14 @@ predictions, covariances and the log-posterior agree with the numpy path to roun
 
 JAX is imported when a function here is first called, and 64-bit floats are switched on then
 (``jax_enable_x64``): the log-posterior must match the float64 numpy path. If JAX was not yet
-imported, XLA's CPU thread pool is also limited to the calling thread (:data:`XLA_CPU_FLAGS`,
-unless ``XLA_FLAGS`` is already set): the operations of one gradient are tiny, and on a busy
-2-core machine the pool's synchronisation made a 4-chain gradient 3.6x slower. Compiled programs
-are kept between runs in the user's cache folder (:mod:`.compile_cache`).
+imported, XLA's CPU operations are limited to one thread (:data:`XLA_CPU_FLAGS`, unless
+``XLA_FLAGS`` is already set), and the CPU client is created with a thread pool of one thread
+(:func:`_one_thread_client`): the operations of one gradient are tiny, and on a busy 2-core
+machine the pool's synchronisation made a 4-chain gradient 3.6x slower; with a pool of one thread
+NUTS on ia_hod.yaml sampled 15% faster on an idle 2-core machine and used 96% of one core instead
+of 121% (``benchmarks/README.md``), which matters when chain workers (:mod:`.chain_workers`) fill
+the other cores. Compiled programs are kept between runs in the user's cache folder
+(:mod:`.compile_cache`).
 """
 from __future__ import annotations
 
@@ -43,14 +47,48 @@ START_BATCH = 16
 _STATE = {"cache": False}  # whether jax() has set up the compilation cache
 
 
+def _one_thread_client(jax_module) -> None:
+    """Create JAX's CPU client with a thread pool of one thread.
+
+    XLA sizes the pool of its CPU client by the cores the creating thread may run on, and no
+    option sets it; so the client is created while this thread is limited to one core, and
+    then this thread and every thread the client started get back the cores they had (Linux;
+    elsewhere the client is left to JAX).
+    """
+    if not hasattr(os, "sched_setaffinity"):  # pragma: no cover - not Linux
+        return
+    cores = os.sched_getaffinity(0)
+    tasks = "/proc/self/task"
+    try:
+        before = set(os.listdir(tasks))
+        os.sched_setaffinity(0, {min(cores)})
+    except OSError:  # pragma: no cover - no /proc, or affinity not allowed
+        return
+    try:
+        jax_module.devices("cpu")
+    finally:
+        os.sched_setaffinity(0, cores)
+        for tid in set(os.listdir(tasks)) - before:
+            try:
+                os.sched_setaffinity(int(tid), cores)
+            except OSError:  # a thread that already ended
+                pass
+
+
 def jax():
     """``(jax, jax.numpy)`` with 64-bit floats enabled and the persistent compilation cache of
-    :mod:`.compile_cache` switched on (first call)."""
-    if "jax" not in sys.modules:
+    :mod:`.compile_cache` switched on (first call). When JAX is first imported here, its CPU
+    operations and thread pool are limited to one thread (:data:`XLA_CPU_FLAGS`,
+    :func:`_one_thread_client`)."""
+    first = "jax" not in sys.modules
+    if first:
         os.environ.setdefault("XLA_FLAGS", XLA_CPU_FLAGS)
         # its INFO line about a missing TPU library is noise on every CPU machine
         logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
     import jax as _jax
+
+    if first:
+        _one_thread_client(_jax)
 
     _jax.config.update("jax_enable_x64", True)
     if not _STATE["cache"]:

@@ -1,8 +1,9 @@
 """NUTS (NumPyro) on the log-posterior of a Cobaya yaml, in the unconstrained space.
 
-Several chains (NumPyro's NUTS kernel; all chains and ``block`` steps in one compiled program,
-:class:`_BlockProgram`), started from draws of the Laplace approximation at the best point
-(:mod:`.start`, evaluated with the compiled :class:`~.jax_model.BatchLogPosterior`), with a dense
+Several chains (NumPyro's NUTS kernel; ``block`` steps of a chain in one compiled program,
+:class:`_BlockProgram`; the chains shared among processes by :mod:`.chain_workers`), started
+from draws of the Laplace approximation at the best point (:mod:`.start`, evaluated with the
+compiled :class:`~.jax_model.BatchLogPosterior`), with a dense
 mass matrix initialised to the Laplace covariance and adapted during the warm-up. After the
 warm-up the chains are extended in blocks until the effective sample size of every parameter
 reaches ``min_ess`` (NumPyro's multi-chain ESS, on the parameters, not the unconstrained
@@ -86,7 +87,8 @@ def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
              n_warmup: int = DEFAULT_WARMUP, min_ess: float = DEFAULT_MIN_ESS,
              max_samples: int = DEFAULT_MAX_SAMPLES, progress: bool = True, model=None,
              state_file=None, resume: bool = False, block: int = NUTS_BLOCK,
-             target_accept: float = DEFAULT_TARGET_ACCEPT) -> SamplerResult:
+             target_accept: float = DEFAULT_TARGET_ACCEPT,
+             processes: int | None = None, spawned=None) -> SamplerResult:
     """Sample a posterior with NumPyro's NUTS until every parameter has ``min_ess``.
 
     Parameters
@@ -95,9 +97,10 @@ def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
     seed : int
         Seeds the starting points and the chains (same seed, same chains).
     n_chains : int
-        Chains, run one after another inside each compiled block (vectorised chains cost 1.2-1.5x
-        more per gradient on this CPU, ``benchmarks/bench_nuts_geometry.py``, and every step
-        waits for the chain with the longest tree).
+        Chains; within a process they run one after another inside each compiled block
+        (vectorised chains cost 1.2-1.5x more per gradient on this CPU,
+        ``benchmarks/bench_nuts_geometry.py``, and every step waits for the chain with the
+        longest tree).
     n_warmup : int
         Adaptation steps per chain (step size and dense mass matrix).
     min_ess : float
@@ -120,6 +123,13 @@ def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
         the compiled program is the same).
     target_accept : float
         Target mean acceptance probability of the step-size adaptation, in (0, 1).
+    processes : int, optional
+        Processes that share the chains (:mod:`.chain_workers`; the draws do not depend on it);
+        default: one per available core, at most one per chain.
+    spawned : list of subprocess.Popen, optional
+        Worker processes already started by :func:`.chain_workers.spawn_processes` (e.g. before
+        the posterior was built, so that their imports overlap with it); used, or stopped if not
+        needed, and stopped at the end in any case.
     block : int
         Steps per chain of one compiled call: the warm-up runs in ``ceil(n_warmup / block)`` of
         them (draws past the warm-up in its last block are kept), then draws until the ESS
@@ -141,18 +151,40 @@ def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
     j, _ = jax()
     with CompileTimer(j) as timer:
         result = _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
-                         model, state_file, resume, t0, block, target_accept)
+                         model, state_file, resume, t0, block, target_accept, processes,
+                         spawned)
     result.timings["compile"] = timer.seconds(wall0)
     result.info["compile_cache_hits"] = timer.cache_hits
     return result
 
 
 def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress, model,
-            state_file, resume, t0, block, target_accept):
-    """:func:`run_nuts` inside its compilation timer."""
+            state_file, resume, t0, block, target_accept, processes, spawned):
+    """:func:`run_nuts` inside its compilation timer, with its worker processes."""
+    from .chain_workers import default_processes, start_workers, stop_processes
+
+    try:
+        processes = default_processes(n_chains, processes)
+        # the workers rebuild the posterior while this process looks for the starting point
+        workers = start_workers(posterior, n_chains, processes, spawned)
+    except BaseException:
+        stop_processes(spawned or [])
+        raise
+    try:
+        return _sample_with(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
+                            model, state_file, resume, t0, block, target_accept, workers)
+    finally:
+        for worker in workers:
+            worker.close()
+
+
+def _sample_with(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress, model,
+                 state_file, resume, t0, block, target_accept, workers):
+    """:func:`_sample` once its workers run."""
     from jax import random
     from tqdm.auto import tqdm
 
+    from .chain_workers import ParallelChains
     from .checkpoint import load_state, posterior_fingerprint, save_state
     from .jax_model import UnconstrainedModel, jax
     from .shear import CentralShear, UnconstrainedShear
@@ -191,22 +223,25 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
     shear_meta = None if shear is None else {"pivot": shear.pivot, "sigma": shear.sigma,
                                              "coefficients": list(shear.coefficients)}
     t_start = time.perf_counter()
-    # one compiled program per model and settings, reused by every block of every run
-    key = (n_chains, n_warmup, block, target_accept, cov.tobytes(),
-           None if shear is None else shear.coefficients)
+    # one compiled program per model and settings, reused by every block of every run; this
+    # process runs the first share of the chains, the workers the others
+    key = (n_warmup, block, target_accept, None if shear is None else shear.coefficients)
     program = model.mcmc_cache.get(key)
     if program is None:
-        program = model.mcmc_cache[key] = _BlockProgram(model.potential_for(shear), cov,
-                                                         n_warmup, block, n_chains, target_accept)
+        program = model.mcmc_cache[key] = _BlockProgram(model.potential_for(shear), posterior.dim,
+                                                         n_warmup, block, target_accept)
+    chains = ParallelChains(program, workers, {
+        "shear": shear_meta, "n_warmup": int(n_warmup), "block": int(block),
+        "target_accept": float(target_accept)})
     counters = {"elapsed": 0.0, "gradient_evaluations": 0, "warmup_gradient_evaluations": 0,
                 "divergences": 0}
     if saved is None:
         keys = random.split(random.PRNGKey(seed), n_chains)
-        state = program.init(keys, jnp.asarray(w0))
+        chains.start(keys, w0, cov)
         z = []
     else:
         counters.update({k: meta.get(k, 0) for k in counters})
-        state = _unflatten_state(arrays)
+        chains.restore(_unflatten_state(arrays))
         z = [arrays["z"]] if arrays["z"].shape[1] else []
     sampled_here = False
 
@@ -216,14 +251,13 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
             elapsed = counters["elapsed"] + time.perf_counter() - t0
             save_state(state_file, {**identity, **counters, "elapsed": elapsed,
                                     "start_logpost": start_logpost, "shear": shear_meta},
-                       {**_flatten_state(state), "z": zs, "start_cov": np.asarray(cov)})
+                       {**_flatten_state(chains.state), "z": zs, "start_cov": np.asarray(cov)})
 
     def advance():
         """One block of steps of every chain; the draws after the warm-up are kept."""
-        nonlocal state, sampled_here, steps, diverging
-        first = int(np.asarray(state.i).ravel()[0])
-        state, (draws, steps, diverging) = program.run_block(state)
-        draws, steps, diverging = np.asarray(draws), np.asarray(steps), np.asarray(diverging)
+        nonlocal sampled_here, steps, diverging
+        first = chains.local.step_index
+        draws, steps, diverging = chains.advance()
         warm = max(0, min(block, n_warmup - first))  # steps of this block inside the warm-up
         counters["warmup_gradient_evaluations"] += int(steps[:, :warm].sum())
         counters["gradient_evaluations"] += int(steps[:, warm:].sum())
@@ -267,7 +301,8 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
             "block": int(block),
             "start_logpost": float(start_logpost),
             "coordinates": shear.describe() if shear is not None else "unconstrained z",
-            "step_size": float(np.mean(np.asarray(state.adapt_state.step_size))),
+            "step_size": float(np.mean(np.asarray(chains.state.adapt_state.step_size))),
+            "processes": 1 + len(workers),
             **{k: int(v) for k, v in counters.items() if k != "elapsed"}}
     if info["divergences"]:
         log.warning("NUTS: %d divergent transitions after the warm-up (in %d draws of %d chains): "
@@ -290,63 +325,68 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
 
 
 class _BlockProgram:
-    """NumPyro's NUTS kernel driven block by block through one compiled program.
+    """NumPyro's NUTS kernel driven block by block through one compiled program per chain.
 
-    ``init`` starts every chain (vectorised), ``run_block`` advances all chains by ``block``
-    steps in one compiled call (a ``lax.scan`` of the kernel's step per chain, chains one after
-    another under ``lax.map``: under ``vmap`` every step waits for the chain with the longest
-    tree, and a gradient costs 1.2-1.5x more per chain). The kernel
-    adapts the step size and the dense mass matrix while a chain's step counter is below
-    ``n_warmup`` (NumPyro's windowed adaptation) and samples after it, so the warm-up and the
-    sampling run the same program: JAX traces it once per model and settings, not once per
-    block as repeated ``MCMC.run`` calls do (~1-2 s each on the 2-core VM).
+    ``init`` starts one chain from a key, a point and an initial inverse mass matrix (arguments,
+    not constants of the program: runs with other seeds or starting points compile the same
+    program, which JAX's persistent cache then serves), ``run_block`` advances one chain by
+    ``block`` steps in one compiled call (a ``lax.scan`` of the kernel's step); NumPyro's
+    functional NUTS (:func:`numpyro.infer.hmc.hmc`) with the settings of its ``NUTS`` class.
+    Chains run one after another, each through the same program, in whichever process
+    (:mod:`.chain_workers`): so a chain's draws do not depend on how many chains or processes
+    there are (one program for several chains, under
+    ``lax.map`` or ``vmap``, compiles differently for different chain counts and changes the
+    round-off; under ``vmap`` every step also waits for the chain with the longest tree, and a
+    gradient costs 1.2-1.5x more per chain). The kernel adapts the step size and the dense mass
+    matrix while a chain's step counter is below ``n_warmup`` (NumPyro's windowed adaptation)
+    and samples after it, so the warm-up and the sampling run the same program: JAX traces it
+    once per model and settings, not once per block as repeated ``MCMC.run`` calls do (~1-2 s
+    each on the 2-core VM).
 
     Parameters
     ----------
     potential : callable
         Jitted potential energy (minus the log-density) of one point.
-    cov : ndarray, shape (d, d)
-        Initial inverse mass matrix (the Laplace covariance).
+    dim : int
+        Dimension of a point.
     n_warmup, block : int
-        Adaptation steps per chain; steps per chain of one ``run_block`` call.
-    n_chains : int
+        Adaptation steps per chain; steps of one ``run_block`` call.
     target_accept : float
         Target acceptance probability of the step-size adaptation.
     """
 
-    def __init__(self, potential, cov, n_warmup: int, block: int, n_chains: int,
-                 target_accept: float):
-        from numpyro.infer import NUTS
+    def __init__(self, potential, dim: int, n_warmup: int, block: int, target_accept: float):
+        from numpyro.infer.hmc import hmc
 
         from .jax_model import jax
 
         j, jnp = jax()
-        kernel = NUTS(potential_fn=potential, target_accept_prob=target_accept, dense_mass=True,
-                      inverse_mass_matrix=jnp.asarray(cov), max_tree_depth=MAX_TREE_DEPTH)
+        init_kernel, sample_kernel = hmc(potential_fn=potential, algo="NUTS")
 
-        def init_one(key, w):
-            # one chain's key and start: NumPyro's non-vectorised init, vectorised here
-            return kernel.init(key, n_warmup, w, model_args=(), model_kwargs={})
+        def init(key, w, cov):
+            # as NumPyro's NUTS.init: half of the key starts the kernel (the other half would
+            # initialise a model's parameters); NUTS's defaults (adapted step size from 1, dense
+            # adapted mass matrix, regularised)
+            key = j.random.split(key)[0]
+            return init_kernel(w, n_warmup, step_size=1.0, inverse_mass_matrix=cov,
+                               adapt_step_size=True, adapt_mass_matrix=True, dense_mass=True,
+                               target_accept_prob=target_accept, trajectory_length=None,
+                               max_tree_depth=MAX_TREE_DEPTH, rng_key=key)
 
-        def one_step(state):
-            return kernel.sample(state, (), {})
-
-        def chain_block(state):
+        def run_block(state):
             def body(s, _):
-                s = one_step(s)
+                s = sample_kernel(s)
                 return s, (s.z, s.num_steps, s.diverging)
 
             return j.lax.scan(body, state, None, length=block)
 
-        def run_block(state):
-            return j.lax.map(chain_block, state)
-
-        self.init = j.jit(j.vmap(init_one))
+        self.init = j.jit(init)
         self.run_block = j.jit(run_block)
         # the kernel builds its step function in its first init: traced here on shapes alone, so
         # that a resumed run (no init, a saved state) can step at once
-        j.eval_shape(self.init, j.ShapeDtypeStruct((n_chains, 2), jnp.uint32),
-                     j.ShapeDtypeStruct((n_chains, len(cov)), jnp.float64))
+        self.state_structure = j.tree_util.tree_structure(j.eval_shape(
+            self.init, j.ShapeDtypeStruct((2,), jnp.uint32),
+            j.ShapeDtypeStruct((dim,), jnp.float64), j.ShapeDtypeStruct((dim, dim), jnp.float64)))
 
 
 def _flatten_state(state) -> dict:

@@ -1,0 +1,449 @@
+"""NUTS chains on several cores: worker processes that each run some of the chains.
+
+JAX runs the compiled NUTS program of :class:`.nuts._BlockProgram` on the calling thread (XLA's CPU
+thread pool is limited to it, :data:`.jax_model.XLA_CPU_FLAGS`), and two such programs on two
+threads of one process hang in JAX 0.10's CPU runtime (``benchmarks/README.md``). So the other
+cores run other *processes*: ``python -m iaemu_likelihood.sampling.chain_workers``, one per extra
+core, each holding a share of the chains. The chains are independent (each adapts its own step
+size and mass matrix), and every chain gets the random key and start it would get in one process,
+so the draws are the same whatever the number of processes (tested).
+
+A worker rebuilds the posterior from the Cobaya input blocks (checked against the caller's
+fingerprint), builds the same compiled program for its chains and keeps their state between
+blocks; after every block it sends back the draws, and the state for the caller's checkpoint.
+
+Messages are length-prefixed ``.npz`` archives over the worker's stdin and stdout: numeric arrays
+and one JSON string, read with ``allow_pickle=False`` (nothing is unpickled). The worker's own
+stdout (Cobaya's and the libraries' prints) goes to its stderr, which is the caller's.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import IAEmuError
+
+__all__ = ["WorkerError", "available_cores", "split_chains", "LocalChains", "ParallelChains",
+           "default_processes", "spawn_processes", "spawn_for", "stop_processes",
+           "start_workers"]
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("<Q")
+_META = "meta"
+#: Largest message accepted (bytes): a block's draws and states are a few kB.
+MAX_MESSAGE_BYTES = 1 << 30
+
+
+class WorkerError(IAEmuError, RuntimeError):
+    """A chain worker process failed or ended early."""
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def default_processes(n_chains: int, processes: int | None = None) -> int:
+    """Processes for ``n_chains`` chains: ``processes`` if given (checked), else one per
+    available core, at most one per chain."""
+    if processes is None:
+        processes = available_cores()
+    if int(processes) != processes or processes < 1:
+        raise ValueError(f"processes = {processes} must be a positive integer")
+    return int(min(processes, max(int(n_chains), 1)))
+
+
+def split_chains(n_chains: int, processes: int) -> list[slice]:
+    """Contiguous shares of ``n_chains`` chains for ``processes`` processes (the first is the
+    caller's), as even as possible; never an empty share."""
+    processes = max(1, min(int(processes), int(n_chains)))
+    bounds = np.linspace(0, n_chains, processes + 1).round().astype(int)
+    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+# ---------------------------------------------------------------------------------- messages
+def write_message(stream, kind: str, meta: dict | None = None, **arrays) -> None:
+    """Send one message: ``kind``, JSON-serialisable ``meta`` and numeric ``arrays``."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{_META: np.array(json.dumps({"kind": kind, **(meta or {})}))},
+             **{k: np.asarray(v) for k, v in arrays.items()})
+    data = buffer.getvalue()
+    stream.write(_HEADER.pack(len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def read_message(stream, source: str) -> tuple[str, dict, dict]:
+    """Receive one message: ``(kind, meta, arrays)``.
+
+    Raises
+    ------
+    WorkerError
+        The stream ended (the other side exited) or the message is malformed.
+    """
+    head = stream.read(_HEADER.size)
+    if len(head) < _HEADER.size:
+        raise WorkerError(f"{source} ended without an answer (see the messages above)")
+    (size,) = _HEADER.unpack(head)
+    if size > MAX_MESSAGE_BYTES:
+        raise WorkerError(f"{source} sent a message of {size} bytes (at most "
+                          f"{MAX_MESSAGE_BYTES} allowed)")
+    data = stream.read(size)
+    if len(data) < size:
+        raise WorkerError(f"{source} ended in the middle of a message")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+        meta = json.loads(str(arrays.pop(_META)))
+    except (OSError, ValueError, KeyError) as exc:
+        raise WorkerError(f"{source} sent an unreadable message ({exc})") from None
+    return meta.pop("kind"), meta, arrays
+
+
+def _leaves(state) -> list[np.ndarray]:
+    import jax
+
+    return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(state)]
+
+
+def _leaf_arrays(leaves) -> dict:
+    return {f"leaf{i}": leaf for i, leaf in enumerate(leaves)}
+
+
+def _from_leaf_arrays(arrays) -> list[np.ndarray]:
+    return [arrays[f"leaf{i}"] for i in range(sum(k.startswith("leaf") for k in arrays))]
+
+
+# ---------------------------------------------------------------------------------- caller side
+class LocalChains:
+    """Chains run in this process, one after another, each by the same one-chain
+    :class:`.nuts._BlockProgram` (the whole run when there is one process, the first share
+    otherwise)."""
+
+    def __init__(self, program):
+        self.program = program
+        self.states = []
+
+    def start(self, keys, w0, cov) -> None:
+        """Start the chains from keys (n, 2), points (n, d) and an initial inverse mass matrix
+        (d, d) for all."""
+        import jax
+
+        cov = jax.numpy.asarray(cov)
+        self.states = [self.program.init(k, w, cov)
+                       for k, w in zip(jax.numpy.asarray(keys), jax.numpy.asarray(w0))]
+
+    def restore(self, state) -> None:
+        """Continue from the stacked state of these chains (leading axis: chain)."""
+        import jax
+
+        leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(state)]
+        self.states = [jax.tree_util.tree_unflatten(
+            self.program.state_structure, [jax.numpy.asarray(x[c]) for x in leaves])
+            for c in range(len(leaves[0]))]
+
+    @property
+    def step_index(self) -> int:
+        """Steps taken so far by every chain (warm-up included)."""
+        return int(np.asarray(self.states[0].i))
+
+    @property
+    def state(self):
+        """The states of these chains stacked along a leading chain axis (numpy leaves)."""
+        import jax
+
+        return jax.tree_util.tree_map(lambda *x: np.stack([np.asarray(v) for v in x]),
+                                      *self.states)
+
+    def advance(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One block of every chain: draws (chains, block, d), tree sizes and divergences."""
+        parts = []
+        for c, state in enumerate(self.states):
+            self.states[c], out = self.program.run_block(state)
+            parts.append([np.asarray(o) for o in out])
+        return tuple(np.stack(p) for p in zip(*parts))
+
+
+class _Worker:
+    """One worker process and its share of the chains."""
+
+    def __init__(self, process, share: slice):
+        self.process, self.share = process, share
+        self.name = f"NUTS chain worker (pid {process.pid}, chains {share.start}-{share.stop - 1})"
+        self.leaves = None
+
+    def send(self, kind, meta=None, **arrays):
+        try:
+            write_message(self.process.stdin, kind, meta, **arrays)
+        except (BrokenPipeError, OSError):
+            raise WorkerError(f"{self.name} ended early (see the messages above)") from None
+
+    def receive(self, expected: str):
+        kind, meta, arrays = read_message(self.process.stdout, self.name)
+        if kind == "error":
+            raise WorkerError(f"{self.name} failed: {meta.get('message')}")
+        if kind != expected:
+            raise WorkerError(f"{self.name} answered {kind!r} instead of {expected!r}")
+        return meta, arrays
+
+    def close(self, timeout: float = 10.0):
+        if self.process.poll() is None:
+            try:
+                write_message(self.process.stdin, "stop")
+            except (BrokenPipeError, OSError):
+                pass
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+def spawn_processes(count: int) -> list:
+    """Start ``count`` worker processes. Each imports what it needs (JAX, NumPyro, Cobaya: ~1.5 s)
+    at once and then waits for its posterior (:func:`start_workers`), so a caller that spawns them
+    before building its own posterior does not wait for them later.
+
+    Returns
+    -------
+    list of subprocess.Popen
+    """
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    processes = []
+    try:
+        for _ in range(int(count)):
+            processes.append(subprocess.Popen([sys.executable, "-m", __name__],
+                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                              env=env))
+    except BaseException:
+        stop_processes(processes)
+        raise
+    return processes
+
+
+def spawn_for(n_chains: int, processes: int | None = None) -> list:
+    """:func:`spawn_processes` for the workers a run of ``n_chains`` chains on ``processes``
+    processes (:func:`default_processes`) will use."""
+    shares = split_chains(n_chains, default_processes(n_chains, processes))
+    return spawn_processes(len(shares) - 1)
+
+
+def stop_processes(processes) -> None:
+    """Stop worker processes (spawned, or serving a run) and wait for them."""
+    for process in processes:
+        _Worker(process, slice(0, 0)).close()
+
+
+def start_workers(posterior, n_chains: int, processes: int, spawned=None) -> list:
+    """Give every share of the chains but the first (the caller's) to a worker process, which
+    rebuilds the posterior at once, while the caller looks for the starting point.
+
+    Parameters
+    ----------
+    posterior : Posterior
+    n_chains, processes : int
+        Chains, shared among at most ``processes`` processes (:func:`split_chains`).
+    spawned : list of subprocess.Popen, optional
+        Processes from :func:`spawn_processes` to use first (those not needed are stopped);
+        more are started if they are too few.
+
+    Returns
+    -------
+    list of _Worker
+        Empty when ``processes`` is 1 (or there is one chain).
+    """
+    from .checkpoint import posterior_fingerprint
+    from .posterior import plain_data
+
+    shares = split_chains(n_chains, processes)
+    spawned = list(spawned or [])
+    stop_processes(spawned[len(shares) - 1:])
+    spawned = spawned[:len(shares) - 1]
+    if len(shares) == 1:
+        return []
+    info = {k: v for k, v in posterior.info.items() if k in ("theory", "likelihood", "params")}
+    meta = {"info": plain_data(info), "fingerprint": posterior_fingerprint(posterior)}
+    workers = []
+    try:
+        spawned += spawn_processes(len(shares) - 1 - len(spawned))
+        workers = [_Worker(process, share) for process, share in zip(spawned, shares[1:])]
+        for worker in workers:
+            worker.send("posterior", meta)
+    except BaseException:
+        stop_processes(spawned)
+        raise
+    log.info("NUTS: %d chains on %d processes (%s)", n_chains, len(shares),
+             ", ".join(f"{s.stop - s.start}" for s in shares))
+    return workers
+
+
+class ParallelChains:
+    """All chains: the first share in this process (:class:`LocalChains`), the others in worker
+    processes (:func:`start_workers`), advanced together block by block.
+
+    Parameters
+    ----------
+    program : nuts._BlockProgram
+        This process's compiled program, built for the first share's chains.
+    workers : list of _Worker
+    program_meta : dict
+        What a worker needs to build the same program for its share: ``shear`` (dict or None),
+        ``n_warmup``, ``block``, ``target_accept``.
+    """
+
+    def __init__(self, program, workers, program_meta: dict):
+        self.local = LocalChains(program)
+        self.workers = workers
+        for worker in workers:
+            worker.send("program", program_meta)
+
+    @property
+    def local_share(self) -> slice:
+        return slice(0, self.workers[0].share.start) if self.workers else slice(None)
+
+    def start(self, keys, w0, cov) -> None:
+        """Start every chain: keys (n_chains, 2), points (n_chains, d), the initial inverse mass
+        matrix (d, d)."""
+        keys, w0, cov = np.asarray(keys), np.asarray(w0), np.asarray(cov)
+        for worker in self.workers:
+            worker.send("start", keys=keys[worker.share], w0=w0[worker.share], cov=cov)
+        self.local.start(keys[self.local_share], w0[self.local_share], cov)
+        for worker in self.workers:
+            worker.leaves = _from_leaf_arrays(worker.receive("state")[1])
+
+    def restore(self, state) -> None:
+        """Continue from a saved state of all chains (leading axis: chain)."""
+        import jax
+
+        leaves, treedef = jax.tree_util.tree_flatten(state)
+        for worker in self.workers:
+            worker.send("restore", **_leaf_arrays([np.asarray(x)[worker.share] for x in leaves]))
+        self.local.restore(jax.tree_util.tree_unflatten(
+            treedef, [np.asarray(x)[self.local_share] for x in leaves]))
+        for worker in self.workers:
+            worker.leaves = _from_leaf_arrays(worker.receive("state")[1])
+
+    def advance(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One block of every chain (workers and this process side by side): draws
+        (chains, block, d), tree sizes (chains, block) and divergences (chains, block)."""
+        for worker in self.workers:
+            worker.send("block")
+        parts = [self.local.advance()]
+        for worker in self.workers:
+            _, arrays = worker.receive("block")
+            worker.leaves = _from_leaf_arrays(arrays)
+            parts.append((arrays["draws"], arrays["steps"], arrays["diverging"]))
+        return tuple(np.concatenate(p, axis=0) for p in zip(*parts))
+
+    @property
+    def state(self):
+        """The state of all chains, numpy arrays stacked along a leading chain axis (for
+        saving)."""
+        import jax
+
+        leaves, treedef = jax.tree_util.tree_flatten(self.local.state)
+        stacked = [np.concatenate([np.asarray(x)] + [w.leaves[i] for w in self.workers])
+                   for i, x in enumerate(leaves)]
+        return jax.tree_util.tree_unflatten(treedef, stacked)
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
+
+
+# ---------------------------------------------------------------------------------- worker side
+def _serve(inp, out) -> None:
+    """A worker's life: posterior, program, then start/restore and blocks until ``stop``."""
+    from .checkpoint import posterior_fingerprint
+    from .jax_model import UnconstrainedModel
+    from .jax_model import jax as jax_and_numpy
+    from .nuts import _BlockProgram
+    from .posterior import load_posterior
+    from .shear import UnconstrainedShear
+
+    jax, _ = jax_and_numpy()  # first: sets XLA's flags and the compilation cache
+    import cobaya.model  # noqa: F401 - imported while the caller builds its posterior
+    import numpyro.infer.hmc  # noqa: F401
+
+    source = "the sampling process"
+    kind, meta, _ = read_message(inp, source)
+    # warnings and errors only (Cobaya resets the levels of its loggers): the sampling process
+    # logs the run
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(levelname)s NUTS worker %(process)d: %(message)s")
+    logging.disable(logging.INFO)
+    posterior = load_posterior(meta["info"])
+    if posterior_fingerprint(posterior) != meta["fingerprint"]:
+        raise WorkerError("the posterior rebuilt from the input blocks differs from the "
+                          "sampling process's")
+    model = UnconstrainedModel(posterior)
+    kind, meta, _ = read_message(inp, source)
+    shear = None if meta["shear"] is None else UnconstrainedShear(
+        meta["shear"]["pivot"], meta["shear"]["sigma"], meta["shear"]["coefficients"])
+    program = _BlockProgram(model.potential_for(shear), posterior.dim, meta["n_warmup"],
+                            meta["block"], meta["target_accept"])
+    chains = LocalChains(program)
+    while True:
+        kind, meta, arrays = read_message(inp, source)
+        if kind == "stop":
+            return
+        if kind == "start":
+            chains.start(arrays["keys"], arrays["w0"], arrays["cov"])
+        elif kind == "restore":
+            chains.restore(jax.tree_util.tree_unflatten(program.state_structure,
+                                                        _from_leaf_arrays(arrays)))
+        elif kind == "block":
+            draws, steps, diverging = chains.advance()
+            write_message(out, "block", None, draws=draws, steps=steps, diverging=diverging,
+                          **_leaf_arrays(_leaves(chains.state)))
+            continue
+        else:
+            raise WorkerError(f"unknown request {kind!r}")
+        write_message(out, "state", None, **_leaf_arrays(_leaves(chains.state)))
+
+
+def main() -> int:
+    """Entry point of a worker process (``python -m iaemu_likelihood.sampling.chain_workers``)."""
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything printed goes to stderr, not into the message stream
+    sys.stdout = sys.stderr
+    try:
+        _serve(sys.stdin.buffer, out)
+    except WorkerError as exc:  # the caller went away, or a refused posterior
+        try:
+            write_message(out, "error", {"message": str(exc)})
+        except OSError:
+            pass
+        return 1
+    except Exception as exc:  # noqa: BLE001 - reported to the caller as one line
+        try:
+            write_message(out, "error", {"message": f"{type(exc).__name__}: "
+                                                    f"{' '.join(str(exc).split())}"})
+        except OSError:
+            pass
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""NUTS chain workers (iaemu_likelihood.sampling.chain_workers): how chains are shared, the
+message format (numbers and JSON only, nothing unpickled) and one-line errors from a worker.
+
+That the draws do not depend on the number of processes is tested with the samplers
+(test_sampling.py::test_nuts_is_reproducible, test_sampling_resume.py)."""
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from iaemu_likelihood.sampling import chain_workers as cw
+
+
+@pytest.mark.parametrize("n_chains, processes, sizes", [
+    (4, 2, [2, 2]), (3, 2, [2, 1]), (4, 1, [4]), (1, 4, [1]), (5, 8, [1] * 5), (7, 3, [2, 3, 2])])
+def test_split_chains_covers_every_chain_once(n_chains, processes, sizes):
+    shares = cw.split_chains(n_chains, processes)
+    assert [s.stop - s.start for s in shares] == sizes
+    assert shares[0].start == 0 and shares[-1].stop == n_chains
+    assert all(a.stop == b.start for a, b in zip(shares[:-1], shares[1:]))
+
+
+def test_messages_round_trip():
+    stream = io.BytesIO()
+    cw.write_message(stream, "block", {"n": 3, "name": "x"}, draws=np.arange(6.0).reshape(2, 3),
+                     keys=np.array([[1, 2]], dtype=np.uint32))
+    cw.write_message(stream, "stop")
+    stream.seek(0)
+    kind, meta, arrays = cw.read_message(stream, "test")
+    assert kind == "block" and meta == {"n": 3, "name": "x"}
+    np.testing.assert_array_equal(arrays["draws"], np.arange(6.0).reshape(2, 3))
+    assert arrays["keys"].dtype == np.uint32
+    assert cw.read_message(stream, "test")[0] == "stop"
+    with pytest.raises(cw.WorkerError, match="test ended without an answer"):
+        cw.read_message(stream, "test")
+
+
+def test_bad_messages_are_refused_by_name():
+    # an object array would need unpickling: refused, not loaded
+    payload = io.BytesIO()
+    np.savez(payload, meta=np.array('{"kind": "block"}'), x=np.array([{"a": 1}], dtype=object))
+    data = payload.getvalue()
+    stream = io.BytesIO(cw._HEADER.pack(len(data)) + data)
+    with pytest.raises(cw.WorkerError, match="worker sent an unreadable message"):
+        cw.read_message(stream, "worker")
+    with pytest.raises(cw.WorkerError, match="ended in the middle of a message"):
+        cw.read_message(io.BytesIO(cw._HEADER.pack(100) + b"short"), "worker")
+    with pytest.raises(cw.WorkerError, match="sent a message of .* bytes"):
+        cw.read_message(io.BytesIO(cw._HEADER.pack(cw.MAX_MESSAGE_BYTES + 1)), "worker")
+
+
+def test_a_worker_reports_its_failure_in_one_line():
+    process = subprocess.Popen([sys.executable, "-m", cw.__name__], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    worker = cw._Worker(process, slice(1, 2))
+    try:
+        worker.send("posterior", {"info": {"likelihood": {"nonexistent_likelihood": None}},
+                                  "fingerprint": "0" * 64})
+        with pytest.raises(cw.WorkerError) as err:
+            worker.receive("state")
+        message = str(err.value)
+        assert message.startswith(f"NUTS chain worker (pid {process.pid}, chains 1-1) failed: ")
+        assert "\n" not in message
+    finally:
+        worker.close()
+    assert process.returncode == 1
+
+
+def test_run_nuts_refuses_a_bad_process_count():
+    from iaemu_likelihood.sampling.nuts import run_nuts
+
+    with pytest.raises(ValueError, match="processes = 0 must be a positive integer"):
+        run_nuts(None, processes=0)
