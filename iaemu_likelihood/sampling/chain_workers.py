@@ -402,6 +402,10 @@ def _serve(inp, out) -> None:
         meta["shear"]["pivot"], meta["shear"]["sigma"], meta["shear"]["coefficients"])
     program = _BlockProgram(model.potential_for(shear), posterior.dim, meta["n_warmup"],
                             meta["block"], meta["target_accept"])
+    # the step program first, while the sampling process compiles the start ("init"): each then
+    # finds the other's in JAX's persistent cache (two compilations at once on two cores slowed
+    # each other, XLA's compiler using several threads)
+    program.compile_block()
     chains = LocalChains(program)
     while True:
         kind, meta, arrays = read_message(inp, source)

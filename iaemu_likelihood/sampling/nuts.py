@@ -381,12 +381,29 @@ class _BlockProgram:
             return j.lax.scan(body, state, None, length=block)
 
         self.init = j.jit(init)
-        self.run_block = j.jit(run_block)
+        self._run_block = j.jit(run_block)
+        self._compiled_block = None
         # the kernel builds its step function in its first init: traced here on shapes alone, so
         # that a resumed run (no init, a saved state) can step at once
-        self.state_structure = j.tree_util.tree_structure(j.eval_shape(
+        self._state_shapes = j.eval_shape(
             self.init, j.ShapeDtypeStruct((2,), jnp.uint32),
-            j.ShapeDtypeStruct((dim,), jnp.float64), j.ShapeDtypeStruct((dim, dim), jnp.float64)))
+            j.ShapeDtypeStruct((dim,), jnp.float64), j.ShapeDtypeStruct((dim, dim), jnp.float64))
+        self.state_structure = j.tree_util.tree_structure(self._state_shapes)
+
+    def compile_block(self) -> None:
+        """Compile ``run_block`` now, for the state ``init`` returns (ahead of time: a chain
+        worker does it while the sampling process compiles ``init``, and each then finds the
+        other's program in JAX's persistent cache)."""
+        self._compiled_block = self._run_block.lower(self._state_shapes).compile()
+
+    def run_block(self, state):
+        """``block`` steps of one chain: its new state and (draws, tree sizes, divergences)."""
+        if self._compiled_block is not None:
+            try:
+                return self._compiled_block(state)
+            except TypeError:  # a state of other types (a resumed one): the jitted function
+                self._compiled_block = None
+        return self._run_block(state)
 
 
 def _flatten_state(state) -> dict:
