@@ -216,6 +216,16 @@ class _Worker:
                 pass
 
 
+def _site_folders() -> set:
+    """The folders Python itself puts on ``sys.path`` for installed packages."""
+    import site
+
+    folders = set(site.getsitepackages())
+    if site.ENABLE_USER_SITE:
+        folders.add(site.getusersitepackages())
+    return {str(Path(f).resolve()) for f in folders}
+
+
 def spawn_processes(count: int) -> list:
     """Start ``count`` worker processes. Each imports what it needs (JAX, NumPyro, Cobaya: ~1.5 s)
     at once and then waits for its posterior (:func:`start_workers`), so a caller that spawns them
@@ -225,9 +235,10 @@ def spawn_processes(count: int) -> list:
     -------
     list of subprocess.Popen
     """
-    package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    package_root = str(Path(__file__).resolve().parents[2])
+    if package_root not in _site_folders():  # a source tree: the workers must import this one
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
     env.setdefault("OMP_NUM_THREADS", "1")
     processes = []
     try:
@@ -433,6 +444,8 @@ def main() -> int:
     sys.stdout = sys.stderr
     try:
         _serve(sys.stdin.buffer, out)
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the caller reports it
+        return 130
     except WorkerError as exc:  # the caller went away, or a refused posterior
         try:
             write_message(out, "error", {"message": str(exc)})
