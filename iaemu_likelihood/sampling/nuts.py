@@ -20,7 +20,7 @@ import numpy as np
 from .defaults import (DEFAULT_CHAINS, DEFAULT_MAX_SAMPLES, DEFAULT_MIN_ESS,
                        DEFAULT_TARGET_ACCEPT, DEFAULT_WARMUP, NUTS_BLOCK)
 
-__all__ = ["run_nuts", "SamplerResult", "diagnostics"]
+__all__ = ["run_nuts", "SamplerResult", "diagnostics", "chain_starts"]
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +187,7 @@ def _sample_with(posterior, seed, n_chains, n_warmup, min_ess, max_samples, prog
     from .chain_workers import ParallelChains
     from .checkpoint import load_state, posterior_fingerprint, save_state
     from .jax_model import UnconstrainedModel, jax
-    from .shear import CentralShear, UnconstrainedShear
-    from .start import find_start
+    from .shear import UnconstrainedShear
 
     _, jnp = jax()
     model = model or UnconstrainedModel(posterior)
@@ -201,17 +200,7 @@ def _sample_with(posterior, seed, n_chains, n_warmup, min_ess, max_samples, prog
         saved = load_state(state_file, identity)
     block = min(block, max_samples)
     if saved is None:
-        start = find_start(posterior, seed, log_prob=model.batch_logpost)
-        start_logpost = float(start.logpost)
-        # chains move in w, z with logMmin sheared along the constant-central-density curve
-        shear = UnconstrainedShear.build(posterior, CentralShear.build(posterior, start.theta),
-                                         start.z)
-        z0 = start.draw_z(n_chains, np.random.default_rng([seed, 1]))
-        if shear is None:
-            cov, w0 = start.cov, z0
-        else:
-            jac = shear.jacobian_w_of_z(start.z)
-            cov, w0 = jac @ start.cov @ jac.T, shear.to_w(z0)
+        start_logpost, shear, w0, cov = chain_starts(posterior, model, seed, n_chains)
     else:
         meta, arrays = saved
         start_logpost, cov = meta["start_logpost"], arrays["start_cov"]
@@ -322,6 +311,38 @@ def _sample_with(posterior, seed, n_chains, n_warmup, min_ess, max_samples, prog
     return SamplerResult(chains, model.names, ess, rhat, total,
                          {"start": t_start - t0, "warmup": t_warm - t_start,
                           "sampling": time.perf_counter() - t_warm, "total": total}, info, logpost)
+
+
+def chain_starts(posterior, model, seed: int, n_chains: int):
+    """Where NUTS's chains start, in the coordinates they move in.
+
+    The pre-run (:func:`.start.find_start`: best point and Laplace covariance in the
+    unconstrained ``z``), the shear of ``logMmin`` along the constant-central-density curve
+    through it (:class:`.shear.UnconstrainedShear`; None where it does not apply), and
+    ``n_chains`` draws of the Laplace approximation carried over to the sheared ``w``.
+
+    Returns
+    -------
+    start_logpost : float
+        Log-posterior of the best point.
+    shear : UnconstrainedShear or None
+        ``z = shear.to_z(w)``.
+    w0 : ndarray, shape (n_chains, d)
+        Starting points.
+    cov : ndarray, shape (d, d)
+        The Laplace covariance in ``w``: the initial inverse mass matrix.
+    """
+    from .shear import CentralShear, UnconstrainedShear
+    from .start import find_start
+
+    start = find_start(posterior, seed, log_prob=model.batch_logpost)
+    shear = UnconstrainedShear.build(posterior, CentralShear.build(posterior, start.theta),
+                                     start.z)
+    z0 = start.draw_z(n_chains, np.random.default_rng([seed, 1]))
+    if shear is None:
+        return float(start.logpost), None, z0, start.cov
+    jac = shear.jacobian_w_of_z(start.z)
+    return float(start.logpost), shear, shear.to_w(z0), jac @ start.cov @ jac.T
 
 
 class _BlockProgram:
