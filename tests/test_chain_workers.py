@@ -4,8 +4,6 @@ message format (numbers and JSON only, nothing unpickled) and one-line errors fr
 That the draws do not depend on the number of processes is tested with the samplers
 (test_sampling.py::test_nuts_is_reproducible, test_sampling_resume.py)."""
 import io
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -51,9 +49,14 @@ def test_bad_messages_are_refused_by_name():
         cw.read_message(io.BytesIO(cw._HEADER.pack(cw.MAX_MESSAGE_BYTES + 1)), "worker")
 
 
-def test_a_worker_reports_its_failure_in_one_line():
-    process = subprocess.Popen([sys.executable, "-m", cw.__name__], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+def test_a_worker_reports_its_failure_in_one_line(tmp_path, monkeypatch):
+    # started from a folder holding another ``iaemu_likelihood`` (as the root of a source checkout
+    # does), the worker still imports the caller's package, not that folder
+    shadow = tmp_path / "iaemu_likelihood"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError('the shadowing folder was imported')\n")
+    monkeypatch.chdir(tmp_path)
+    [process] = cw.spawn_processes(1)
     worker = cw._Worker(process, slice(1, 2))
     try:
         worker.send("posterior", {"info": {"likelihood": {"nonexistent_likelihood": None}},

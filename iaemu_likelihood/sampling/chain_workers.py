@@ -3,7 +3,7 @@
 JAX runs the compiled NUTS program of :class:`.nuts._BlockProgram` on the calling thread (XLA's CPU
 thread pool is limited to it, :data:`.jax_model.XLA_CPU_FLAGS`), and two such programs on two
 threads of one process hang in JAX 0.10's CPU runtime (``benchmarks/README.md``). So the other
-cores run other *processes*: ``python -m iaemu_likelihood.sampling.chain_workers``, one per extra
+cores run other *processes* (:func:`iaemu_likelihood.sampling.chain_workers.main`), one per extra
 core, each holding a share of the chains. The chains are independent (each adapts its own step
 size and mass matrix), and every chain gets the random key and start it would get in one process,
 so the draws are the same whatever the number of processes (tested).
@@ -216,6 +216,18 @@ class _Worker:
                 pass
 
 
+#: What a worker process runs. ``python -c`` (and ``-m``) put the working directory first on
+#: ``sys.path``: from a source checkout that holds an ``iaemu_likelihood`` folder, the worker would
+#: import that folder instead of the installed package the caller runs (whose weights live
+#: elsewhere). So that entry is dropped; the caller's package is found where it was found
+#: (site-packages, PYTHONPATH, or the source tree added by :func:`spawn_processes`).
+_BOOTSTRAP = ("import os, sys\n"
+              "if sys.path and sys.path[0] in ('', os.getcwd()):\n"
+              "    del sys.path[0]\n"
+              "from iaemu_likelihood.sampling.chain_workers import main\n"
+              "sys.exit(main())\n")
+
+
 def _site_folders() -> set:
     """The folders Python itself puts on ``sys.path`` for installed packages."""
     import site
@@ -243,7 +255,7 @@ def spawn_processes(count: int) -> list:
     processes = []
     try:
         for _ in range(int(count)):
-            processes.append(subprocess.Popen([sys.executable, "-m", __name__],
+            processes.append(subprocess.Popen([sys.executable, "-c", _BOOTSTRAP],
                                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                               env=env))
     except BaseException:
@@ -438,7 +450,8 @@ def _serve(inp, out) -> None:
 
 
 def main() -> int:
-    """Entry point of a worker process (``python -m iaemu_likelihood.sampling.chain_workers``)."""
+    """Entry point of a worker process (started by :func:`spawn_processes`; also
+    ``python -m iaemu_likelihood.sampling.chain_workers``)."""
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything printed goes to stderr, not into the message stream
     sys.stdout = sys.stderr
