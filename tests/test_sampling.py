@@ -390,7 +390,11 @@ def test_nuts_is_reproducible(synthetic):
     from iaemu_likelihood.sampling.jax_model import UnconstrainedModel
     from iaemu_likelihood.sampling.nuts import run_nuts
 
-    post = synthetic[0]
+    from iaemu_likelihood.sampling.posterior import load_posterior
+
+    # top-level options beside the model's blocks reach the worker too (its posterior must have
+    # the same fingerprint)
+    post = load_posterior({**synthetic[2], "debug": False, "timing": False})
     model = UnconstrainedModel(post)
     # a short warm-up (the adaptation runs), and the same draws whether the chains run in this
     # process or one of them in a worker process

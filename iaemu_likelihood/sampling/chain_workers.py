@@ -295,8 +295,7 @@ def start_workers(posterior, n_chains: int, processes: int, spawned=None) -> lis
     list of _Worker
         Empty when ``processes`` is 1 (or there is one chain).
     """
-    from .checkpoint import posterior_fingerprint
-    from .posterior import plain_data
+    from .checkpoint import posterior_blocks, posterior_fingerprint
 
     shares = split_chains(n_chains, processes)
     spawned = list(spawned or [])
@@ -304,8 +303,7 @@ def start_workers(posterior, n_chains: int, processes: int, spawned=None) -> lis
     spawned = spawned[:len(shares) - 1]
     if len(shares) == 1:
         return []
-    info = {k: v for k, v in posterior.info.items() if k in ("theory", "likelihood", "params")}
-    meta = {"info": plain_data(info), "fingerprint": posterior_fingerprint(posterior)}
+    meta = {"info": posterior_blocks(posterior.info), "fingerprint": posterior_fingerprint(posterior)}
     workers = []
     try:
         spawned += spawn_processes(len(shares) - 1 - len(spawned))

@@ -19,7 +19,7 @@ import numpy as np
 from .._io import atomic_write_bytes, npz_bytes
 from ..errors import IAEmuError
 
-__all__ = ["ResumeError", "state_path", "posterior_fingerprint", "save_state", "load_state",
+__all__ = ["ResumeError", "state_path", "posterior_blocks", "posterior_fingerprint", "save_state", "load_state",
            "SCHEMA"]
 
 log = logging.getLogger(__name__)
@@ -39,14 +39,20 @@ def state_path(prefix) -> Path:
     return prefix.parent / f"{prefix.name}.state.npz"
 
 
-def posterior_fingerprint(posterior) -> str:
-    """SHA-256 of what defines the posterior: the input blocks (not output or sampler), the
-    weights version and the sampled names."""
+def posterior_blocks(info: dict) -> dict:
+    """The input blocks that define a posterior (all but the sampler and output options), as
+    plain data: what :func:`posterior_fingerprint` hashes and a chain worker rebuilds."""
     from .posterior import plain_data
 
-    info = {k: v for k, v in posterior.info.items()
-            if k not in ("sampler", "output", "force", "resume")}
-    text = json.dumps({"info": plain_data(info), "weights": str(posterior.emulator.version),
+    return plain_data({k: v for k, v in info.items()
+                       if k not in ("sampler", "output", "force", "resume")})
+
+
+def posterior_fingerprint(posterior) -> str:
+    """SHA-256 of what defines the posterior: the input blocks (:func:`posterior_blocks`), the
+    weights version and the sampled names."""
+    text = json.dumps({"info": posterior_blocks(posterior.info),
+                       "weights": str(posterior.emulator.version),
                        "names": list(posterior.names)}, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
