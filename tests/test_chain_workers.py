@@ -10,6 +10,8 @@ import pytest
 
 from iaemu_likelihood.sampling import chain_workers as cw
 
+from test_sampling import synthetic  # noqa: F401  (the synthetic posterior fixture)
+
 
 @pytest.mark.parametrize("n_chains, processes, sizes", [
     (4, 2, [2, 2]), (3, 2, [2, 1]), (4, 1, [4]), (1, 4, [1]), (5, 8, [1] * 5), (7, 3, [2, 3, 2])])
@@ -76,3 +78,64 @@ def test_run_nuts_refuses_a_bad_process_count():
 
     with pytest.raises(ValueError, match="processes = 0 must be a positive integer"):
         run_nuts(None, processes=0)
+
+
+def test_a_worker_refuses_a_posterior_whose_files_changed(synthetic, tmp_path):  # noqa: F811
+    """Same input blocks, other data behind the same path: the worker's check points differ."""
+    import shutil
+
+    from iaemu_likelihood.sampling.posterior import load_posterior
+
+    _, _, info = synthetic
+    data = tmp_path / "m.npz"
+    shutil.copy(info["likelihood"][next(iter(info["likelihood"]))]["data_file"], data)
+    mine = {**info, "likelihood": {k: {**v, "data_file": str(data)}
+                                   for k, v in info["likelihood"].items()}}
+    post = load_posterior(mine)
+    # the caller's dict is not the posterior's: changing it afterwards changes nothing
+    mine["likelihood"][next(iter(mine["likelihood"]))]["r_min"] = 5.0
+    assert post.info["likelihood"] != mine["likelihood"]
+    with np.load(data, allow_pickle=False) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    arrays["eta"] = arrays["eta"] * 1.5
+    np.savez(data, **arrays)
+    workers = cw.start_workers(post, n_chains=2, processes=2)
+    try:
+        with pytest.raises(cw.WorkerError, match=r"failed: the posterior rebuilt from the input "
+                                                 r"blocks gives log-posteriors .* changed or moved"):
+            workers[0].receive("state")
+    finally:
+        cw.stop_processes([w.process for w in workers])
+
+
+def test_a_worker_that_failed_earlier_is_reported_with_its_own_error(tmp_path):
+    """The worker exits with its error while the caller is busy; the caller's next send still
+    reports that error, not a broken pipe."""
+    [process] = cw.spawn_processes(1)
+    worker = cw._Worker(process, slice(1, 2))
+    try:
+        worker.send("posterior", {"info": {"likelihood": {"nonexistent_likelihood": None}},
+                                  "fingerprint": "0" * 64})
+        process.wait(60)  # it has failed and gone while the caller looked for a start
+        with pytest.raises(cw.WorkerError, match=r"chains 1-1\) failed: "):
+            worker.send("program", {"shear": None, "n_warmup": 1, "block": 1,
+                                    "target_accept": 0.7})
+            worker.receive("state")
+    finally:
+        worker.close()
+    # a worker killed by a signal is named as such
+    [process] = cw.spawn_processes(1)
+    worker = cw._Worker(process, slice(1, 2))
+    process.kill()
+    process.wait()
+    with pytest.raises(cw.WorkerError, match=r"was killed by signal 9 without an answer"):
+        worker.receive("state")
+    worker.close()
+
+
+@pytest.mark.parametrize("n_chains", [0, 2.0, True])
+def test_run_nuts_refuses_a_bad_chain_count(n_chains):
+    from iaemu_likelihood.sampling.nuts import run_nuts
+
+    with pytest.raises(ValueError, match=r"n_chains = .* must be a positive integer"):
+        run_nuts(None, n_chains=n_chains)

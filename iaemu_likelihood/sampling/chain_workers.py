@@ -25,6 +25,7 @@ import os
 import struct
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,7 @@ def default_processes(n_chains: int, processes: int | None = None) -> int:
     if processes is None:
         processes = available_cores()
     if int(processes) != processes or processes < 1:
-        raise ValueError(f"processes = {processes} must be a positive integer")
+        raise ValueError(f"processes = {processes!r} must be a positive integer")
     return int(min(processes, max(int(n_chains), 1)))
 
 
@@ -107,9 +108,11 @@ def read_message(stream, source: str) -> tuple[str, dict, dict]:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             arrays = {k: archive[k] for k in archive.files}
         meta = json.loads(str(arrays.pop(_META)))
-    except (OSError, ValueError, KeyError) as exc:
+        kind = meta.pop("kind")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError,
+            zipfile.BadZipFile) as exc:
         raise WorkerError(f"{source} sent an unreadable message ({exc})") from None
-    return meta.pop("kind"), meta, arrays
+    return kind, meta, arrays
 
 
 def _leaves(state) -> list[np.ndarray]:
@@ -188,32 +191,55 @@ class _Worker:
         try:
             write_message(self.process.stdin, kind, meta, **arrays)
         except (BrokenPipeError, OSError):
-            raise WorkerError(f"{self.name} ended early (see the messages above)") from None
+            raise self._ended() from None
 
     def receive(self, expected: str):
-        kind, meta, arrays = read_message(self.process.stdout, self.name)
+        try:
+            kind, meta, arrays = read_message(self.process.stdout, self.name)
+        except WorkerError:
+            if self.process.poll() is None:  # alive, but what it sent cannot be read
+                raise
+            raise self._ended() from None
         if kind == "error":
             raise WorkerError(f"{self.name} failed: {meta.get('message')}")
         if kind != expected:
             raise WorkerError(f"{self.name} answered {kind!r} instead of {expected!r}")
         return meta, arrays
 
-    def close(self, timeout: float = 10.0):
+    def _ended(self, timeout: float = 5.0) -> WorkerError:
+        """The error of a worker whose pipe broke or ended: its own one-line error if it sent
+        one before it exited, else how it exited."""
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return WorkerError(f"{self.name} stopped answering")
+        try:
+            kind, meta, _ = read_message(self.process.stdout, self.name)
+            if kind == "error":
+                return WorkerError(f"{self.name} failed: {meta.get('message')}")
+        except (WorkerError, OSError, ValueError):
+            pass
+        code = self.process.returncode
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+        return WorkerError(f"{self.name} {how} without an answer")
+
+    def request_stop(self) -> None:
+        """Ask the worker to end and stop reading its answers (a worker blocked writing one
+        then fails at once instead of waiting for a reader)."""
         if self.process.poll() is None:
             try:
                 write_message(self.process.stdin, "stop")
             except (BrokenPipeError, OSError):
                 pass
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
         for stream in (self.process.stdin, self.process.stdout):
             try:
                 stream.close()
             except OSError:
                 pass
+
+    def close(self, timeout: float = 10.0):
+        """Stop the worker: ask, wait up to ``timeout`` s, then kill."""
+        stop_processes([self.process], timeout)
 
 
 #: What a worker process runs. ``python -c`` (and ``-m``) put the working directory first on
@@ -271,10 +297,28 @@ def spawn_for(n_chains: int, processes: int | None = None) -> list:
     return spawn_processes(len(shares) - 1)
 
 
-def stop_processes(processes) -> None:
-    """Stop worker processes (spawned, or serving a run) and wait for them."""
+def stop_processes(processes, timeout: float = 10.0) -> None:
+    """Stop worker processes (spawned, or serving a run): ask them all, then wait for them
+    together, up to ``timeout`` s in all, and kill those still running."""
+    import time
+
     for process in processes:
-        _Worker(process, slice(0, 0)).close()
+        _Worker(process, slice(0, 1)).request_stop()
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _probe_points(posterior) -> np.ndarray:
+    """Three points inside the support (its centre and two others) whose log-posteriors a
+    worker's posterior must reproduce."""
+    z = np.outer([0.0, 0.5, -0.5], np.ones(posterior.dim))
+    z[1, ::2] = -0.5  # not on the diagonal of the unconstrained space
+    return posterior.support.to_theta(z)
 
 
 def start_workers(posterior, n_chains: int, processes: int, spawned=None) -> list:
@@ -304,12 +348,16 @@ def start_workers(posterior, n_chains: int, processes: int, spawned=None) -> lis
     if len(shares) == 1:
         return []
     meta = {"info": posterior_blocks(posterior.info), "fingerprint": posterior_fingerprint(posterior)}
+    # the worker must rebuild the same posterior, not only from the same blocks (relative paths
+    # and the files they name could differ by now): it checks these values too
+    probe = _probe_points(posterior)
+    probe_logpost = posterior.logpost_batch(probe)
     workers = []
     try:
         spawned += spawn_processes(len(shares) - 1 - len(spawned))
         workers = [_Worker(process, share) for process, share in zip(spawned, shares[1:])]
         for worker in workers:
-            worker.send("posterior", meta)
+            worker.send("posterior", meta, probe=probe, probe_logpost=probe_logpost)
     except BaseException:
         stop_processes(spawned)
         raise
@@ -388,8 +436,7 @@ class ParallelChains:
         return jax.tree_util.tree_unflatten(treedef, stacked)
 
     def close(self) -> None:
-        for worker in self.workers:
-            worker.close()
+        stop_processes([worker.process for worker in self.workers])
 
 
 # ---------------------------------------------------------------------------------- worker side
@@ -407,7 +454,7 @@ def _serve(inp, out) -> None:
     import numpyro.infer.hmc  # noqa: F401
 
     source = "the sampling process"
-    kind, meta, _ = read_message(inp, source)
+    kind, meta, probe = read_message(inp, source)
     # warnings and errors only (Cobaya resets the levels of its loggers): the sampling process
     # logs the run
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
@@ -417,6 +464,12 @@ def _serve(inp, out) -> None:
     if posterior_fingerprint(posterior) != meta["fingerprint"]:
         raise WorkerError("the posterior rebuilt from the input blocks differs from the "
                           "sampling process's")
+    own = posterior.logpost_batch(probe["probe"])
+    if not np.allclose(own, probe["probe_logpost"], rtol=1e-10, atol=0.0, equal_nan=True):
+        raise WorkerError(f"the posterior rebuilt from the input blocks gives log-posteriors "
+                          f"{own.tolist()} at the check points, the sampling process's "
+                          f"{probe['probe_logpost'].tolist()} (a data or weights file changed or "
+                          "moved since the posterior was built?)")
     model = UnconstrainedModel(posterior)
     kind, meta, _ = read_message(inp, source)
     shear = None if meta["shear"] is None else UnconstrainedShear(
@@ -457,17 +510,15 @@ def main() -> int:
         _serve(sys.stdin.buffer, out)
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group: the caller reports it
         return 130
-    except WorkerError as exc:  # the caller went away, or a refused posterior
-        try:
-            write_message(out, "error", {"message": str(exc)})
-        except OSError:
-            pass
+    except BrokenPipeError:  # the caller closed its end: it stopped this worker or is gone
         return 1
     except Exception as exc:  # noqa: BLE001 - reported to the caller as one line
+        message = str(exc) if isinstance(exc, WorkerError) else \
+            f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        sys.stderr.write(f"NUTS chain worker {os.getpid()}: {message}\n")
         try:
-            write_message(out, "error", {"message": f"{type(exc).__name__}: "
-                                                    f"{' '.join(str(exc).split())}"})
-        except OSError:
+            write_message(out, "error", {"message": message})
+        except OSError:  # the caller went away
             pass
         return 1
     return 0

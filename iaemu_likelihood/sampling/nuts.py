@@ -12,6 +12,7 @@ coordinates), or ``max_samples`` per chain is reached.
 from __future__ import annotations
 
 import logging
+import numbers
 import time
 from dataclasses import dataclass, field
 
@@ -143,16 +144,24 @@ def run_nuts(posterior, seed: int = 0, n_chains: int = DEFAULT_CHAINS,
         ``info["gradient_evaluations"]`` the leapfrog steps of all chains after the warm-up
         (``info["warmup_gradient_evaluations"]`` during it).
     """
+    from .chain_workers import stop_processes
     from .compile_cache import CompileTimer
     from .jax_model import jax
 
     t0 = time.perf_counter()
     wall0 = time.time()
-    j, _ = jax()
-    with CompileTimer(j) as timer:
-        result = _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
-                         model, state_file, resume, t0, block, target_accept, processes,
-                         spawned)
+    try:
+        if isinstance(n_chains, bool) or not isinstance(n_chains, numbers.Integral) \
+                or n_chains < 1:
+            raise ValueError(f"n_chains = {n_chains!r} must be a positive integer")
+        j, _ = jax()
+        with CompileTimer(j) as timer:
+            result = _sample(posterior, seed, int(n_chains), n_warmup, min_ess, max_samples,
+                             progress, model, state_file, resume, t0, block, target_accept,
+                             processes, spawned)
+    except BaseException:
+        stop_processes(spawned or [])  # those not yet given to a run
+        raise
     result.timings["compile"] = timer.seconds(wall0)
     result.info["compile_cache_hits"] = timer.cache_hits
     return result
@@ -174,8 +183,7 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
         return _sample_with(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
                             model, state_file, resume, t0, block, target_accept, workers)
     finally:
-        for worker in workers:
-            worker.close()
+        stop_processes([worker.process for worker in workers])
 
 
 def _sample_with(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress, model,

@@ -16,6 +16,7 @@ of others, derived parameters other than ``n_gal`` and ``f_sat``.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import sys
@@ -292,7 +293,8 @@ def load_posterior(source) -> Posterior:
     from cobaya.log import LoggedError
     from cobaya.model import get_model
 
-    info = dict(source) if isinstance(source, dict) else read_input(source)
+    # a deep copy: the posterior keeps its own blocks, whatever the caller does with its dict
+    info = copy.deepcopy(dict(source)) if isinstance(source, dict) else read_input(source)
     _check_blocks(info)
     model_info = {k: info[k] for k in ("theory", "likelihood", "params") if k in info}
     try:
