@@ -34,6 +34,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--min-ess", type=float, default=1000.0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1])
+    parser.add_argument("--processes", type=int, default=None,
+                        help="processes sharing the chains (default: iaemu sample's, one per "
+                             "core; the results on main before this option ran one process)")
     parser.add_argument("--json", default=str(RESULT))
     args = parser.parse_args(argv)
 
@@ -53,9 +56,11 @@ def main(argv=None) -> int:
                     posterior = load_posterior(yaml_path)
                     t0 = time.perf_counter()
                     result = run_nuts(posterior, seed=seed, n_warmup=n_warmup, min_ess=args.min_ess,
-                                      progress=False, target_accept=accept)
+                                      progress=False, target_accept=accept,
+                                      processes=args.processes)
                     info = result.info
                     row = {"round": round_, "warmup": n_warmup, "target_accept": accept, "seed": seed,
+                           "processes": info.get("processes"),
                            "wall_seconds": round(time.perf_counter() - t0, 1),
                            "timings": {k: round(v, 1) for k, v in result.timings.items()},
                            "gradient_evaluations": info.get("gradient_evaluations"),
