@@ -139,3 +139,54 @@ def test_run_nuts_refuses_a_bad_chain_count(n_chains):
 
     with pytest.raises(ValueError, match=r"n_chains = .* must be a positive integer"):
         run_nuts(None, n_chains=n_chains)
+
+
+def test_a_failed_worker_s_chains_go_on_here_with_the_same_draws(synthetic, caplog):  # noqa: F811
+    """A worker killed in the middle of the run: its chains continue in this process from their
+    last state and the chains are those of a run in one process; so are those of a run whose
+    worker refuses the posterior at once."""
+    from iaemu_likelihood.sampling.jax_model import UnconstrainedModel
+    from iaemu_likelihood.sampling.nuts import run_nuts
+
+    post = synthetic[0]
+    model = UnconstrainedModel(post)
+    opts = dict(seed=4, n_chains=2, n_warmup=10, block=10, min_ess=1e9, max_samples=30,
+                progress=False, model=model)
+    alone = run_nuts(post, processes=1, **opts)
+
+    real = cw.ParallelChains.advance
+    calls = []
+
+    def advance_then_kill(self):
+        calls.append(1)
+        if len(calls) == 3:  # after the warm-up and one block of draws
+            self.workers[0].process.kill()
+        return real(self)
+
+    cw.ParallelChains.advance = advance_then_kill
+    try:
+        killed = run_nuts(post, processes=2, **opts)
+    finally:
+        cw.ParallelChains.advance = real
+    assert len(killed.info["worker_failures"]) == 1
+    assert "killed by signal 9" in killed.info["worker_failures"][0]
+    assert "its chains continue in this process" in caplog.text
+    for a, b in zip(alone.chains, killed.chains):
+        np.testing.assert_array_equal(a, b)
+
+    real_start = cw.start_workers
+
+    def refused(posterior, n_chains, processes, spawned=None):
+        workers = real_start(posterior, n_chains, processes, spawned)
+        for worker in workers:  # a worker that cannot rebuild the posterior
+            worker.process.kill()
+        return workers
+
+    cw.start_workers = refused
+    try:
+        early = run_nuts(post, processes=2, **opts)
+    finally:
+        cw.start_workers = real_start
+    assert len(early.info["worker_failures"]) == 1
+    for a, b in zip(alone.chains, early.chains):
+        np.testing.assert_array_equal(a, b)

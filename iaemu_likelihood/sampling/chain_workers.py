@@ -172,6 +172,8 @@ class LocalChains:
 
     def advance(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One block of every chain: draws (chains, block, d), tree sizes and divergences."""
+        if not self.states:
+            raise RuntimeError("no chain was started or restored here")
         parts = []
         for c, state in enumerate(self.states):
             self.states[c], out = self.program.run_block(state)
@@ -366,63 +368,174 @@ def start_workers(posterior, n_chains: int, processes: int, spawned=None) -> lis
     return workers
 
 
+class _RemoteShare:
+    """A share of the chains in a worker process: requests sent, answers collected later."""
+
+    def __init__(self, worker: _Worker):
+        self.worker, self.share = worker, worker.share
+        self.leaves = None  # the state after the last answered request
+
+    def send(self, kind, meta=None, **arrays):
+        self.worker.send(kind, meta, **arrays)
+
+    def start(self, keys, w0, cov):
+        self.send("start", keys=keys[self.share], w0=w0[self.share], cov=cov)
+
+    def restore(self, leaves):
+        self.send("restore", **_leaf_arrays([x[self.share] for x in leaves]))
+
+    def submit(self):
+        self.send("block")
+
+    def finish(self):
+        """The answer to ``start``/``restore`` (the state)."""
+        self.leaves = _from_leaf_arrays(self.worker.receive("state")[1])
+
+    def collect(self):
+        """The answer to a block: draws, tree sizes, divergences."""
+        _, arrays = self.worker.receive("block")
+        self.leaves = _from_leaf_arrays(arrays)
+        return arrays["draws"], arrays["steps"], arrays["diverging"]
+
+
+class _LocalShare:
+    """A share of the chains in this process (:class:`LocalChains`)."""
+
+    def __init__(self, program, share: slice):
+        self.chains, self.share = LocalChains(program), share
+
+    def start(self, keys, w0, cov):
+        self.chains.start(keys[self.share], w0[self.share], cov)
+
+    def restore(self, leaves):
+        import jax
+
+        self.chains.restore(jax.tree_util.tree_unflatten(
+            self.chains.program.state_structure, [x[self.share] for x in leaves]))
+
+    def submit(self):
+        pass
+
+    def finish(self):
+        pass
+
+    def collect(self):
+        return self.chains.advance()
+
+    @property
+    def leaves(self):
+        import jax
+
+        return [np.asarray(x) for x in jax.tree_util.tree_leaves(self.chains.state)]
+
+
+def _finish(share):
+    return share.finish()
+
+
+def _submit(share):
+    return share.submit()
+
+
+def _collect(share):
+    return share.collect()
+
+
 class ParallelChains:
-    """All chains: the first share in this process (:class:`LocalChains`), the others in worker
-    processes (:func:`start_workers`), advanced together block by block.
+    """All chains: the first share in this process, the others in worker processes
+    (:func:`start_workers`), advanced together block by block.
+
+    A worker that fails (it cannot rebuild the posterior, crashes, is killed) is stopped and its
+    chains go on in this process from their last state, with a warning naming its error: every
+    chain runs the same compiled program wherever it runs, so the draws are the same.
 
     Parameters
     ----------
     program : nuts._BlockProgram
-        This process's compiled program, built for the first share's chains.
+        This process's compiled program (one chain).
     workers : list of _Worker
+    n_chains : int
     program_meta : dict
-        What a worker needs to build the same program for its share: ``shear`` (dict or None),
+        What a worker needs to build the same program: ``shear`` (dict or None),
         ``n_warmup``, ``block``, ``target_accept``.
     """
 
-    def __init__(self, program, workers, program_meta: dict):
-        self.local = LocalChains(program)
-        self.workers = workers
-        for worker in workers:
-            worker.send("program", program_meta)
+    def __init__(self, program, workers, n_chains: int, program_meta: dict):
+        self.program = program
+        first = slice(0, workers[0].share.start if workers else n_chains)
+        self.shares = [_LocalShare(program, first)] + [_RemoteShare(w) for w in workers]
+        #: the errors of workers whose chains moved to this process
+        self.failures = []
+        for i in range(1, len(self.shares)):
+            self._guard(i, lambda s: s.send("program", program_meta))
 
     @property
-    def local_share(self) -> slice:
-        return slice(0, self.workers[0].share.start) if self.workers else slice(None)
+    def local(self) -> LocalChains:
+        """The chains of the first share (this process's own)."""
+        return self.shares[0].chains
+
+    def _guard(self, i, action):
+        """``(True, action(share))``, or ``(False, None)`` when the share's worker failed: the
+        worker is stopped and its share moves to this process (restored to its last answered
+        state, if it has one; the caller starts or restores it otherwise)."""
+        share = self.shares[i]
+        try:
+            return True, action(share)
+        except WorkerError as exc:
+            if not isinstance(share, _RemoteShare):
+                raise
+            log.warning("%s; its chains continue in this process (the same draws)", exc)
+            self.failures.append(str(exc))
+            stop_processes([share.worker.process])
+            local = _LocalShare(self.program, share.share)
+            if share.leaves is not None:  # the worker's own chains' state (first axis: its chains)
+                import jax
+
+                local.chains.restore(jax.tree_util.tree_unflatten(
+                    self.program.state_structure, share.leaves))
+            self.shares[i] = local
+            return False, None
 
     def start(self, keys, w0, cov) -> None:
         """Start every chain: keys (n_chains, 2), points (n_chains, d), the initial inverse mass
         matrix (d, d)."""
         keys, w0, cov = np.asarray(keys), np.asarray(w0), np.asarray(cov)
-        for worker in self.workers:
-            worker.send("start", keys=keys[worker.share], w0=w0[worker.share], cov=cov)
-        self.local.start(keys[self.local_share], w0[self.local_share], cov)
-        for worker in self.workers:
-            worker.leaves = _from_leaf_arrays(worker.receive("state")[1])
+        self._each(lambda s: s.start(keys, w0, cov))
 
     def restore(self, state) -> None:
         """Continue from a saved state of all chains (leading axis: chain)."""
         import jax
 
-        leaves, treedef = jax.tree_util.tree_flatten(state)
-        for worker in self.workers:
-            worker.send("restore", **_leaf_arrays([np.asarray(x)[worker.share] for x in leaves]))
-        self.local.restore(jax.tree_util.tree_unflatten(
-            treedef, [np.asarray(x)[self.local_share] for x in leaves]))
-        for worker in self.workers:
-            worker.leaves = _from_leaf_arrays(worker.receive("state")[1])
+        leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(state)]
+        self._each(lambda s: s.restore(leaves))
+
+    def _each(self, request):
+        """``request`` (start or restore) to every share: the workers' are sent first, this
+        process's done meanwhile, then the workers' answers collected; a share whose worker
+        failed is done here."""
+        moved = [i for i in range(len(self.shares)) if not self._guard(i, request)[0]]
+        for i in range(1, len(self.shares)):
+            if isinstance(self.shares[i], _RemoteShare) and not self._guard(i, _finish)[0]:
+                moved.append(i)
+        for i in moved:
+            request(self.shares[i])
 
     def advance(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One block of every chain (workers and this process side by side): draws
         (chains, block, d), tree sizes (chains, block) and divergences (chains, block)."""
-        for worker in self.workers:
-            worker.send("block")
-        parts = [self.local.advance()]
-        for worker in self.workers:
-            _, arrays = worker.receive("block")
-            worker.leaves = _from_leaf_arrays(arrays)
-            parts.append((arrays["draws"], arrays["steps"], arrays["diverging"]))
+        for i in range(1, len(self.shares)):
+            self._guard(i, _submit)
+        parts = []
+        for i in range(len(self.shares)):
+            ok, out = self._guard(i, _collect)
+            # a worker that failed: the block again here, from the state before it
+            parts.append(out if ok else self.shares[i].collect())
         return tuple(np.concatenate(p, axis=0) for p in zip(*parts))
+
+    @property
+    def workers(self) -> list:
+        """The workers still running a share."""
+        return [s.worker for s in self.shares if isinstance(s, _RemoteShare)]
 
     @property
     def state(self):
@@ -430,13 +543,9 @@ class ParallelChains:
         saving)."""
         import jax
 
-        leaves, treedef = jax.tree_util.tree_flatten(self.local.state)
-        stacked = [np.concatenate([np.asarray(x)] + [w.leaves[i] for w in self.workers])
-                   for i, x in enumerate(leaves)]
-        return jax.tree_util.tree_unflatten(treedef, stacked)
-
-    def close(self) -> None:
-        stop_processes([worker.process for worker in self.workers])
+        per_share = [s.leaves for s in self.shares]
+        stacked = [np.concatenate(parts) for parts in zip(*per_share)]
+        return jax.tree_util.tree_unflatten(self.program.state_structure, stacked)
 
 
 # ---------------------------------------------------------------------------------- worker side

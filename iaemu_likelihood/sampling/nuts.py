@@ -227,7 +227,7 @@ def _sample_with(posterior, seed, n_chains, n_warmup, min_ess, max_samples, prog
     if program is None:
         program = model.mcmc_cache[key] = _BlockProgram(model.potential_for(shear), posterior.dim,
                                                          n_warmup, block, target_accept)
-    chains = ParallelChains(program, workers, {
+    chains = ParallelChains(program, workers, n_chains, {
         "shear": shear_meta, "n_warmup": int(n_warmup), "block": int(block),
         "target_accept": float(target_accept)})
     counters = {"elapsed": 0.0, "gradient_evaluations": 0, "warmup_gradient_evaluations": 0,
@@ -300,6 +300,7 @@ def _sample_with(posterior, seed, n_chains, n_warmup, min_ess, max_samples, prog
             "coordinates": shear.describe() if shear is not None else "unconstrained z",
             "step_size": float(np.mean(np.asarray(chains.state.adapt_state.step_size))),
             "processes": 1 + len(workers),
+            "worker_failures": list(chains.failures),
             **{k: int(v) for k, v in counters.items() if k != "elapsed"}}
     if info["divergences"]:
         log.warning("NUTS: %d divergent transitions after the warm-up (in %d draws of %d chains): "
