@@ -9,8 +9,10 @@ size and mass matrix), and every chain gets the random key and start it would ge
 so the draws are the same whatever the number of processes (tested).
 
 A worker rebuilds the posterior from the Cobaya input blocks (checked against the caller's
-fingerprint), builds the same compiled program for its chains and keeps their state between
-blocks; after every block it sends back the draws, and the state for the caller's checkpoint.
+fingerprint and its log-posterior at three points), builds the same compiled program for its
+chains and keeps their state between blocks; after every block it sends back the draws, and the
+state for the caller's checkpoint. A worker that fails is stopped and its chains go on in the
+caller's process from their last state (:class:`ParallelChains`), with the same draws.
 
 Messages are length-prefixed ``.npz`` archives over the worker's stdin and stdout: numeric arrays
 and one JSON string, read with ``allow_pickle=False`` (nothing is unpickled). The worker's own
