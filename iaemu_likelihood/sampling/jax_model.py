@@ -16,7 +16,7 @@ imported, XLA's CPU operations are limited to one thread (:data:`XLA_CPU_FLAGS`,
 ``XLA_FLAGS`` is already set), and the CPU client is created with a thread pool of one thread
 (:func:`_one_thread_client`): the operations of one gradient are tiny, and on a busy 2-core
 machine the pool's synchronisation made a 4-chain gradient 3.6x slower; with a pool of one thread
-NUTS on ia_hod.yaml sampled 15% faster on an idle 2-core machine and used 96% of one core instead
+NUTS on ia_hod.yaml sampled in 14-20% less time on an idle 2-core machine and used 96% of one core instead
 of 121% (``benchmarks/README.md``), which matters when chain workers (:mod:`.chain_workers`) fill
 the other cores. Compiled programs are kept between runs in the user's cache folder
 (:mod:`.compile_cache`).
