@@ -28,6 +28,7 @@ import struct
 import subprocess
 import sys
 import zipfile
+from operator import methodcaller
 from pathlib import Path
 
 import numpy as np
@@ -117,12 +118,6 @@ def read_message(stream, source: str) -> tuple[str, dict, dict]:
     return kind, meta, arrays
 
 
-def _leaves(state) -> list[np.ndarray]:
-    import jax
-
-    return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(state)]
-
-
 def _leaf_arrays(leaves) -> dict:
     return {f"leaf{i}": leaf for i, leaf in enumerate(leaves)}
 
@@ -150,11 +145,11 @@ class LocalChains:
         self.states = [self.program.init(k, w, cov)
                        for k, w in zip(jax.numpy.asarray(keys), jax.numpy.asarray(w0))]
 
-    def restore(self, state) -> None:
-        """Continue from the stacked state of these chains (leading axis: chain)."""
+    def restore(self, leaves) -> None:
+        """Continue from the leaves of these chains' state, stacked along a leading chain axis
+        (in the order of the program's ``state_structure``)."""
         import jax
 
-        leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(state)]
         self.states = [jax.tree_util.tree_unflatten(
             self.program.state_structure, [jax.numpy.asarray(x[c]) for x in leaves])
             for c in range(len(leaves[0]))]
@@ -165,12 +160,12 @@ class LocalChains:
         return int(np.asarray(self.states[0].i))
 
     @property
-    def state(self):
-        """The states of these chains stacked along a leading chain axis (numpy leaves)."""
+    def leaves(self) -> list[np.ndarray]:
+        """The leaves of these chains' states, stacked along a leading chain axis (numpy)."""
         import jax
 
-        return jax.tree_util.tree_map(lambda *x: np.stack([np.asarray(v) for v in x]),
-                                      *self.states)
+        return [np.stack([np.asarray(x) for x in parts])
+                for parts in zip(*(jax.tree_util.tree_leaves(s) for s in self.states))]
 
     def advance(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One block of every chain: draws (chains, block, d), tree sizes and divergences."""
@@ -189,7 +184,6 @@ class _Worker:
     def __init__(self, process, share: slice):
         self.process, self.share = process, share
         self.name = f"NUTS chain worker (pid {process.pid}, chains {share.start}-{share.stop - 1})"
-        self.leaves = None
 
     def send(self, kind, meta=None, **arrays):
         try:
@@ -410,10 +404,7 @@ class _LocalShare:
         self.chains.start(keys[self.share], w0[self.share], cov)
 
     def restore(self, leaves):
-        import jax
-
-        self.chains.restore(jax.tree_util.tree_unflatten(
-            self.chains.program.state_structure, [x[self.share] for x in leaves]))
+        self.chains.restore([x[self.share] for x in leaves])
 
     def submit(self):
         pass
@@ -426,21 +417,10 @@ class _LocalShare:
 
     @property
     def leaves(self):
-        import jax
-
-        return [np.asarray(x) for x in jax.tree_util.tree_leaves(self.chains.state)]
+        return self.chains.leaves
 
 
-def _finish(share):
-    return share.finish()
-
-
-def _submit(share):
-    return share.submit()
-
-
-def _collect(share):
-    return share.collect()
+_finish, _submit, _collect = (methodcaller(name) for name in ("finish", "submit", "collect"))
 
 
 class ParallelChains:
@@ -491,10 +471,7 @@ class ParallelChains:
             stop_processes([share.worker.process])
             local = _LocalShare(self.program, share.share)
             if share.leaves is not None:  # the worker's own chains' state (first axis: its chains)
-                import jax
-
-                local.chains.restore(jax.tree_util.tree_unflatten(
-                    self.program.state_structure, share.leaves))
+                local.chains.restore(share.leaves)
             self.shares[i] = local
             return False, None
 
@@ -560,7 +537,7 @@ def _serve(inp, out) -> None:
     from .posterior import load_posterior
     from .shear import UnconstrainedShear
 
-    jax, _ = jax_and_numpy()  # first: sets XLA's flags and the compilation cache
+    jax_and_numpy()  # first: sets XLA's flags and the compilation cache
     import cobaya.model  # noqa: F401 - imported while the caller builds its posterior
     import numpyro.infer.hmc  # noqa: F401
 
@@ -599,16 +576,15 @@ def _serve(inp, out) -> None:
         if kind == "start":
             chains.start(arrays["keys"], arrays["w0"], arrays["cov"])
         elif kind == "restore":
-            chains.restore(jax.tree_util.tree_unflatten(program.state_structure,
-                                                        _from_leaf_arrays(arrays)))
+            chains.restore(_from_leaf_arrays(arrays))
         elif kind == "block":
             draws, steps, diverging = chains.advance()
             write_message(out, "block", None, draws=draws, steps=steps, diverging=diverging,
-                          **_leaf_arrays(_leaves(chains.state)))
+                          **_leaf_arrays(chains.leaves))
             continue
         else:
             raise WorkerError(f"unknown request {kind!r}")
-        write_message(out, "state", None, **_leaf_arrays(_leaves(chains.state)))
+        write_message(out, "state", None, **_leaf_arrays(chains.leaves))
 
 
 def main() -> int:

@@ -172,13 +172,9 @@ def _sample(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
     """:func:`run_nuts` inside its compilation timer, with its worker processes."""
     from .chain_workers import default_processes, start_workers, stop_processes
 
-    try:
-        processes = default_processes(n_chains, processes)
-        # the workers rebuild the posterior while this process looks for the starting point
-        workers = start_workers(posterior, n_chains, processes, spawned)
-    except BaseException:
-        stop_processes(spawned or [])
-        raise
+    # the workers rebuild the posterior while this process looks for the starting point (on a
+    # failure here run_nuts stops the spawned processes)
+    workers = start_workers(posterior, n_chains, default_processes(n_chains, processes), spawned)
     try:
         return _sample_with(posterior, seed, n_chains, n_warmup, min_ess, max_samples, progress,
                             model, state_file, resume, t0, block, target_accept, workers)
@@ -194,10 +190,9 @@ def _sample_with(posterior, seed, n_chains, n_warmup, min_ess, max_samples, prog
 
     from .chain_workers import ParallelChains
     from .checkpoint import load_state, posterior_fingerprint, save_state
-    from .jax_model import UnconstrainedModel, jax
+    from .jax_model import UnconstrainedModel
     from .shear import UnconstrainedShear
 
-    _, jnp = jax()
     model = model or UnconstrainedModel(posterior)
     identity = {"sampler": "nuts", "seed": int(seed), "chains": int(n_chains),
                 "warmup": int(n_warmup), "target_accept": float(target_accept),
@@ -294,7 +289,8 @@ def _sample_with(posterior, seed, n_chains, n_warmup, min_ess, max_samples, prog
             "samples_per_chain": int(theta.shape[1]), "seed": int(seed),
             "min_ess_target": float(min_ess), "dense_mass": True,
             "target_accept_prob": float(target_accept), "max_tree_depth": MAX_TREE_DEPTH,
-            "chains_run": "one after another inside one compiled program per block",
+            "chains_run": "each by the same one-chain compiled block program, one after another "
+                          "within a process",
             "block": int(block),
             "start_logpost": float(start_logpost),
             "coordinates": shear.describe() if shear is not None else "unconstrained z",
