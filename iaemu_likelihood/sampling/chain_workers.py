@@ -195,7 +195,10 @@ class _Worker:
         try:
             kind, meta, arrays = read_message(self.process.stdout, self.name)
         except WorkerError:
-            if self.process.poll() is None:  # alive, but what it sent cannot be read
+            # the stream ends before the process is seen to exit: wait for it a little
+            try:
+                self.process.wait(1.0)
+            except subprocess.TimeoutExpired:  # alive, but what it sent cannot be read
                 raise
             raise self._ended() from None
         if kind == "error":
