@@ -146,6 +146,22 @@ def test_a_painter_reading_a_finer_density_mesh(tmp_path, density):
         fine.paint(density, HOD, box_size=2 * BOX)
 
 
+def test_an_encoder_head_painter_encodes_once_for_many_hod_points(tmp_path, density):
+    """predictions() over several points equals predict() point by point, for both network kinds;
+    every point is checked before any painting."""
+    for kind in ("encoder_head", "unet"):
+        painter = GalaxyPainter.load(write_synthetic_painter(tmp_path / kind, n_mesh=N // 2, box_size=BOX,
+                                                             input_factor=2, kind=kind))
+        hods = [HOD, {**HOD, "logMmin": 12.8, "logM1": 14.0}, {**HOD, "alpha": 0.7}]
+        for pred, hod in zip(painter.predictions(density, hods), hods):
+            for key, value in painter.predict(density, hod).items():
+                np.testing.assert_allclose(pred[key], value, rtol=1e-5, atol=1e-7, err_msg=f"{kind} {key}")
+        assert not np.allclose(painter.predict(density, hods[0])["p"], painter.predict(density, hods[1])["p"])
+        with pytest.raises(OutOfRangeError, match="'logMmin' = 14.0"):
+            next(painter.predictions(density, [HOD, {**HOD, "logMmin": 14.0}]))
+        assert painter.paint(density, HOD, seed=2).shape == (N // 2,) * 3
+
+
 def test_painted_galaxy_number_follows_the_hod_and_the_mass_function(tmp_path, density):
     """With a mass function in the calibration, the expected count of a painted box is n_gal(HOD) x volume."""
     import json

@@ -50,6 +50,28 @@ def test_network_with_a_finer_density_mesh():
     assert out.shape == (1, 3, 8, 8, 8)
 
 
+def test_encoder_head_network_scores_several_hod_targets_from_one_encoding():
+    """The encoder reads the density alone; the head alone sees the HOD, so forward_targets over K
+    parameter sets equals K forward calls, and the parameters still reach the output."""
+    config = {"kind": "encoder_head", "n_params": 5, "channels": [4, 8], "strides": [2], "num_res_units": 1,
+              "input_factor": 2, "features": 4, "head_width": 6}
+    torch.manual_seed(0)
+    net = build_network(config)
+    x = torch.randn(2, 1, 16, 16, 16)
+    params = torch.randn(2, 3, 5)
+    out = net.forward_targets(x, params)
+    assert out.shape == (2, 3, 3, 8, 8, 8)
+    for k in range(3):
+        torch.testing.assert_close(net(x, params[:, k]), out[:, k], rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(out[:, 0], out[:, 1])
+    assert net.encode(x).shape == (2, 4, 8, 8, 8)
+    # the U-Net kind gives the same API (each target runs the whole network)
+    unet = build_network({**config, "kind": "unet"})
+    torch.testing.assert_close(unet.forward_targets(x, params)[:, 2], unet(x, params[:, 2]))
+    with pytest.raises(ValueError, match="kind='mlp'"):
+        build_network({**config, "kind": "mlp"})
+
+
 def test_block_count_nll_is_smallest_at_the_true_block_means():
     """A mean field off by a constant factor scores worse than the right one on block counts."""
     torch.manual_seed(1)
@@ -104,7 +126,7 @@ def test_crops_are_deterministic_and_match_the_galaxies(config_file):
     bounds = {k: (0.0, 20.0) for k in HOD_NAMES}
     sampler = _CropSampler(config, bounds)
     x, p, y = sampler.batch(7)
-    assert x.shape == (2, 1, 16, 16, 16) and p.shape == (2, 5) and y.shape == (2, 8, 8, 8)
+    assert x.shape == (2, 1, 16, 16, 16) and p.shape == (2, 1, 5) and y.shape == (2, 1, 8, 8, 8)
     x2, _, y2 = sampler.batch(7)
     np.testing.assert_array_equal(x, x2)
     np.testing.assert_array_equal(y, y2)
@@ -171,6 +193,10 @@ def test_config_errors(config_file):
         load_config(config_file, {"input_factor": 0})
     with pytest.raises(ConfigError, match="loader_workers"):
         load_config(config_file, {"loader_workers": -1})
+    with pytest.raises(ConfigError, match="kind = 'mlp'"):
+        load_config(config_file, {"kind": "mlp"})
+    with pytest.raises(ConfigError, match="targets_per_crop"):
+        load_config(config_file, {"targets_per_crop": 0})
 
 
 def test_train_on_a_finer_density_mesh_with_the_block_loss(config_file, tmp_path):
@@ -188,11 +214,40 @@ def test_train_on_a_finer_density_mesh_with_the_block_loss(config_file, tmp_path
     config = load_config(config_file, {"input_factor": 2, "block_weight": 1.0, "block_sizes": [4, 8],
                                        "output": "painter2", "workdir": "run2"})
     x, _, y = _CropSampler(config, {k: (0.0, 20.0) for k in HOD_NAMES}).batch(3)
-    assert x.shape == (2, 1, 32, 32, 32) and y.shape == (2, 8, 8, 8)
+    assert x.shape == (2, 1, 32, 32, 32) and y.shape == (2, 1, 8, 8, 8)
     painter = GalaxyPainter.load(train(config))
     assert painter.input_factor == 2 and painter.density_n_mesh == 2 * N
     hod = dict(zip(HOD_NAMES, hod_design(1, 0)[0]))
     assert painter.paint(rng.lognormal(0, 1, (2 * N,) * 3), hod, seed=0).shape == (N,) * 3
+
+
+def test_several_targets_per_crop_train_an_encoder_head_painter(config_file, tmp_path):
+    """targets_per_crop K: each crop carries K HOD targets of its box, each counted from its own
+    (point, realization); an encoder_head painter trains on them, exports and paints."""
+    from iaemu_likelihood.field import GalaxyPainter
+    from iaemu_likelihood.training.field_data import HOD_NAMES, hod_design
+    from iaemu_likelihood.training.field_train import _CropSampler, load_config, train
+
+    config = load_config(config_file, {"kind": "encoder_head", "features": 3, "head_width": 5,
+                                       "targets_per_crop": 4, "dense_fraction": 0.0, "crop": 16, "context": 0,
+                                       "output": "painter_eh", "workdir": "run_eh"})
+    sampler = _CropSampler(config, {k: (0.0, 20.0) for k in HOD_NAMES})
+    x, p, y = sampler.batch(5)
+    assert x.shape == (2, 1, 16, 16, 16) and p.shape == (2, 4, 5) and y.shape == (2, 4, 16, 16, 16)
+    # a crop of the whole box (crop = N, no context) holds every galaxy of each target, and each
+    # target's HOD row is that of the point whose galaxies were counted
+    for b in range(2):
+        for k in range(4):
+            matches = [(i, s, r) for i, s in enumerate(sampler.sets) for r in range(s.n_realizations)
+                       for pt in range(s.n_points)
+                       if np.allclose(sampler.params[i][pt], p[b, k]) and len(s.positions(pt, r)) == y[b, k].sum()]
+            assert matches, (b, k)
+    painter = GalaxyPainter.load(train(config))
+    meta = painter.metadata
+    assert meta["architecture_config"]["kind"] == "encoder_head" and "encoder" in meta["architecture"]
+    hod = dict(zip(HOD_NAMES, hod_design(1, 0)[0]))
+    rho = np.random.default_rng(1).lognormal(0, 1, (N,) * 3)
+    assert painter.paint(rho, hod, seed=0).shape == (N,) * 3
 
 
 def test_transport_pack_keeps_the_counts_and_the_density_to_half_a_step(config_file, tmp_path):

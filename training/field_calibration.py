@@ -75,9 +75,10 @@ def fit_calibration(painter, boxes, tag: str = "train", mass_function: bool = Tr
         gals = load_galaxies(box, tag)
         n = int(round(gals.box_size / painter.voxel_size))
         rho, _ = load_density(box, n * painter.input_factor)
+        hods = [dict(zip(HOD_NAMES, h.tolist())) for h in gals.hod]
+        predictions = painter.predictions(rho, hods, box_size=gals.box_size)  # the density encoded once
         for i in tqdm(range(gals.n_points), desc=f"calibrate {Path(box).name}"):
-            hod = dict(zip(HOD_NAMES, gals.hod[i].tolist()))
-            pred = painter.predict(rho, hod, box_size=gals.box_size)
+            pred = next(predictions)
             meshes = [gals.counts(i, r, n) for r in range(gals.n_realizations)]
             n_occ = float(np.mean([(m >= 1).sum() for m in meshes]))
             n_gal = float(np.mean([m.sum() for m in meshes]))

@@ -61,7 +61,16 @@ class FieldTrainConfig(TorchTrainingSettings):
     input_factor : int
         The density mesh is ``input_factor * n_mesh`` per side (sub-voxel cells as channels, see
         :func:`iaemu_likelihood.field.network.space_to_depth`); 1 = the galaxy mesh itself.
+    kind : str
+        Network kind (:data:`iaemu_likelihood.field.network.KINDS`): ``"unet"`` (HOD parameters as
+        input channels of one U-Net) or ``"encoder_head"`` (an HOD-independent U-Net encoder of the
+        density and a per-voxel HOD-conditioned head).
     channels, strides, num_res_units : MONAI UNet settings.
+    features, head_width : int
+        ``encoder_head`` only: feature channels per voxel out of the encoder, width of the head.
+    targets_per_crop : int
+        HOD targets (point, realization) scored on each crop. With ``encoder_head`` the crop is
+        encoded once for all of them, so each encoder pass sees that many labellings of its voxels.
     context : int
         Voxels of periodic context around each crop (and around the box when painting).
     crop, batch_size, steps : int
@@ -91,9 +100,13 @@ class FieldTrainConfig(TorchTrainingSettings):
     tag: str = "train"
     n_mesh: int = setting(128, 1)
     input_factor: int = setting(1, 1, 4)
+    kind: str = "unet"
     channels: list = dataclasses.field(default_factory=lambda: [8, 16, 32])
     strides: list = dataclasses.field(default_factory=lambda: [2, 2])
     num_res_units: int = setting(1, 1)
+    features: int = setting(32, 1)
+    head_width: int = setting(32, 1)
+    targets_per_crop: int = setting(1, 1)
     context: int = setting(4, 0)
     crop: int = setting(24, 1)
     batch_size: int = setting(4, 1)
@@ -122,6 +135,10 @@ class FieldTrainConfig(TorchTrainingSettings):
         for b in self.block_sizes if self.block_weight > 0 else ():
             if self.crop % b:
                 raise ConfigError(f"block_sizes entry {b} does not divide crop = {self.crop}")
+        from iaemu_likelihood.field.network import KINDS
+
+        if self.kind not in KINDS:
+            raise ConfigError(f"kind = {self.kind!r}; allowed: {list(KINDS)}")
         if len(self.channels) != len(self.strides) + 1:
             raise ConfigError(f"channels {self.channels} must have one more entry than strides {self.strides}")
         multiple = int(np.prod(self.strides))
@@ -130,9 +147,12 @@ class FieldTrainConfig(TorchTrainingSettings):
                               f"prod(strides) = {multiple}")
 
     def architecture_config(self) -> dict:
-        return {"n_params": len(HOD_NAMES), "channels": list(map(int, self.channels)),
-                "strides": list(map(int, self.strides)), "num_res_units": self.num_res_units,
-                "context": self.context, "input_factor": self.input_factor}
+        config = {"n_params": len(HOD_NAMES), "channels": list(map(int, self.channels)),
+                  "strides": list(map(int, self.strides)), "num_res_units": self.num_res_units,
+                  "context": self.context, "input_factor": self.input_factor}
+        if self.kind != "unet":
+            config.update(kind=self.kind, features=self.features, head_width=self.head_width)
+        return config
 
 
 def load_config(path, overrides: dict | None = None) -> FieldTrainConfig:
@@ -186,8 +206,8 @@ class _CropSampler:
             self.ijk.append(per)
 
     def batch(self, step: int):
-        """(x (B, 1, fS, fS, fS), params (B, 5), counts (B, c, c, c)) for one step; S = crop + 2 context,
-        f = input_factor."""
+        """(x (B, 1, fS, fS, fS), params (B, K, 5), counts (B, K, c, c, c)) for one step; S = crop + 2 context,
+        f = input_factor, K = targets_per_crop (HOD points and realizations of the crop's box)."""
         c, ctx, n, f = self.config.crop, self.config.context, self.n, self.config.input_factor
         rng = np.random.default_rng([self.config.seed, step])
         size = c + 2 * ctx
@@ -195,7 +215,8 @@ class _CropSampler:
         for _ in range(self.config.batch_size):
             b = int(rng.integers(len(self.x)))
             s = self.sets[b]
-            p, r = int(rng.integers(s.n_points)), int(rng.integers(s.n_realizations))
+            targets = [(int(rng.integers(s.n_points)), int(rng.integers(s.n_realizations)))
+                       for _ in range(self.config.targets_per_crop)]
             if rng.random() < self.config.dense_fraction:
                 centre = np.unravel_index(min(int(np.searchsorted(self.cdf[b], rng.random())), n ** 3 - 1), (n,) * 3)
                 origin = np.asarray(centre) - c // 2 + rng.integers(-(c // 4), c // 4 + 1, size=3)
@@ -203,18 +224,19 @@ class _CropSampler:
                 origin = rng.integers(n, size=3)
             idx = [((o - ctx) * f + np.arange(size * f)) % (n * f) for o in origin]
             x = self.x[b][np.ix_(*idx)]
-            rel = (self.ijk[b][p][r].astype(np.int64) - origin) % n
-            inside = (rel < c).all(axis=1)
-            y = np.zeros((c, c, c), dtype=np.float32)
-            np.add.at(y, tuple(rel[inside].T), 1.0)
+            y = np.zeros((len(targets), c, c, c), dtype=np.float32)
+            for k, (p, r) in enumerate(targets):
+                rel = (self.ijk[b][p][r].astype(np.int64) - origin) % n
+                inside = (rel < c).all(axis=1)
+                np.add.at(y[k], tuple(rel[inside].T), 1.0)
             perm, flips = rng.permutation(3), rng.random(3) < 0.5
             x = x.transpose(perm)
-            y = y.transpose(perm)
+            y = y.transpose(0, *(perm + 1))
             for axis in np.flatnonzero(flips):
-                x, y = np.flip(x, axis), np.flip(y, axis)
+                x, y = np.flip(x, axis), np.flip(y, axis + 1)
             xs.append(np.ascontiguousarray(x))
             ys.append(np.ascontiguousarray(y))
-            ps.append(self.params[b][p])
+            ps.append(np.stack([self.params[b][p] for p, _ in targets]))
         return np.stack(xs)[:, None], np.stack(ps), np.stack(ys)
 
 
@@ -291,7 +313,11 @@ def train(config: FieldTrainConfig, stop_at: int | None = None) -> Path | None:
             # a numpy scalar would not reload with weights_only
             group["lr"] = float(config.learning_rate * schedule(step))
         x, p, y = (torch.as_tensor(a).to(device, non_blocking=True) for a in batch)
-        out = net(x, p)[..., ctx:ctx + c, ctx:ctx + c, ctx:ctx + c]
+        if hasattr(net, "encode"):  # a per-voxel head: only the scored voxels go through it
+            out = net.head(net.encode(x)[..., ctx:ctx + c, ctx:ctx + c, ctx:ctx + c], p).flatten(0, 1)
+        else:
+            out = net.forward_targets(x, p)[..., ctx:ctx + c, ctx:ctx + c, ctx:ctx + c].flatten(0, 1)
+        y = y.flatten(0, 1)
         cls, cnt = count_nll(out, y, config.pos_weight)
         loss = cls + config.count_weight * cnt
         if config.block_weight > 0:
@@ -333,7 +359,8 @@ def export(config: FieldTrainConfig, net, sampler: _CropSampler, bounds: dict, r
     support = rule.support_metadata()
     meta = {
         "version": config.version or Path(config.output).name,
-        "architecture": "monai.networks.nets.UNet + HOD parameter channels",
+        "architecture": ("monai.networks.nets.UNet + HOD parameter channels" if config.kind == "unet" else
+                         "monai.networks.nets.UNet density encoder + per-voxel HOD-conditioned head"),
         "architecture_config": config.architecture_config(),
         "hod_names": list(HOD_NAMES), "bounds": {k: list(v) for k, v in bounds.items()},
         "support": support,

@@ -184,9 +184,18 @@ class GalaxyPainter:
     # ------------------------------------------------------------------ prediction
     def predict(self, density, hod_params, box_size: float | None = None) -> dict:
         """Per-voxel distribution: ``p`` (probability of >= 1 galaxy), ``mu``, ``r`` (float32 meshes)."""
+        return next(self.predictions(density, [hod_params], box_size))
+
+    def predictions(self, density, hod_points, box_size: float | None = None):
+        """:meth:`predict` for several HOD points on one density, one dict per point (a generator).
+
+        Every point is checked before any work is done. A painter whose network has an
+        HOD-independent encoder (``kind`` ``"encoder_head"``) encodes the density once for all
+        points, so each further point costs only the per-voxel head.
+        """
         import torch
 
-        hod = self.validate_hod(hod_params)
+        hods = [self.validate_hod(h) for h in hod_points]
         rho = self.validate_density(density, box_size)
         f = self.input_factor
         n = rho.shape[0] // f  # galaxy mesh
@@ -196,15 +205,23 @@ class GalaxyPainter:
         hi = total - n - lo
         x = np.pad(normalise_density(rho, self._input["shift"], self._input["scale"]),
                    [(lo * f, hi * f)] * 3, mode="wrap")
-        params = normalise_hod(hod, *zip(*(self.bounds[k] for k in self.hod_names)))
+        del rho
+        side = n * self.voxel_size if box_size is None else float(box_size)
         with torch.inference_mode():
             xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None].to(self.device)
-            pt = torch.from_numpy(params)[None].to(self.device)
-            out = self.net(xt, pt)[..., lo:lo + n, lo:lo + n, lo:lo + n]
-            offset, log_scale = self._calibration(params)
-            p, logit, mu, r = network_outputs(out, self.pos_weight, logit_offset=offset)
+            del x
+            encoded = self.net.encode(xt) if hasattr(self.net, "encode") else None
+            for hod in hods:
+                params = normalise_hod(hod, *zip(*(self.bounds[k] for k in self.hod_names)))
+                pt = torch.from_numpy(params)[None].to(self.device)
+                out = self.net(xt, pt) if encoded is None else self.net.head(encoded, pt[:, None])[:, 0]
+                yield self._distribution(out[..., lo:lo + n, lo:lo + n, lo:lo + n], hod, params, side)
+
+    def _distribution(self, out, hod: np.ndarray, params: np.ndarray, side: float) -> dict:
+        """Calibrated (p, mu, r) meshes from the raw network output (1, 3, n, n, n) of one HOD point."""
+        offset, log_scale = self._calibration(params)
+        p, logit, mu, r = network_outputs(out, self.pos_weight, logit_offset=offset)
         p, mu = p[0].cpu().numpy(), mu[0].cpu().numpy() * np.float32(np.exp(log_scale))
-        side = n * self.voxel_size if box_size is None else float(box_size)
         target = self.expected_galaxies(hod, side ** 3)
         if target is not None:
             logit = logit[0].cpu().numpy().astype(np.float64) - math.log(self.pos_weight) + offset

@@ -13,15 +13,18 @@ SYNTHETIC_BOUNDS = {"logMmin": [11.6, 13.2], "sigma_logM": [0.05, 0.8], "logM0":
 
 
 def write_synthetic_painter(folder, n_mesh: int = 16, box_size: float = 16.0, seed: int = 0,
-                            support: dict | None = None, input_factor: int = 1) -> Path:
-    """Write a painter folder with a 2-level, 2/4-channel U-Net initialised from ``seed`` (needs torch, MONAI);
-    its density mesh is ``input_factor * n_mesh`` per side."""
+                            support: dict | None = None, input_factor: int = 1, kind: str = "unet") -> Path:
+    """Write a painter folder with a 2-level, 2/4-channel U-Net of network ``kind`` (``"unet"`` or
+    ``"encoder_head"``, 3 features, head width 4) initialised from ``seed`` (needs torch, MONAI); its
+    density mesh is ``input_factor * n_mesh`` per side."""
     import torch
 
     from .network import build_network
 
     config = {"n_params": 5, "channels": [2, 4], "strides": [2], "num_res_units": 1, "context": 2,
               "input_factor": input_factor}
+    if kind != "unet":
+        config.update(kind=kind, features=3, head_width=4)
     torch.manual_seed(seed)
     net = build_network(config)
     meta = {"version": "synthetic-painter", "architecture_config": config,
