@@ -91,9 +91,10 @@ def truth_seconds(box_dir: Path, populate_s: float) -> dict:
 
     from iaemu_likelihood.training.catalogs import OfflineHaloCatalog
 
-    match = re.search(r"saved \d+ halos to .* \((\d+) s\)", (box_dir / "build.log").read_text())
+    # "saved PATH (N s)" (earlier builders: "saved K halos to PATH (N s)")
+    match = re.search(r"saved (?:\d+ halos to )?\S*halos\.npz \((\d+) s\)", (box_dir / "build.log").read_text())
     if match is None:
-        raise SystemExit(f"{box_dir}/build.log has no 'saved ... halos ... (N s)' line")
+        raise SystemExit(f"{box_dir}/build.log has no 'saved .../halos.npz (N s)' line of iaemu build-catalog")
     timings = OfflineHaloCatalog(box_dir / "halos.npz").provenance["timings_s"]
     halos = float(match.group(1)) - timings["nbody"]
     return {"truth_seconds": halos + populate_s, "fof_and_properties_seconds": halos,

@@ -18,6 +18,14 @@ def test_point_corrections_match_the_requested_numbers():
     pb = 1 / (1 + np.exp(-logit))
     assert pb.sum() == pytest.approx(300.0, rel=1e-6)
     assert np.sum(pb * (1 + np.exp(log_s) * mu)) == pytest.approx(700.0, rel=1e-6)
+    # with the shapes and a pair count: the dispersion scale t matches sum p E[N (N - 1)]
+    r = rng.uniform(0.5, 5, 5000)
+    b2, log_s2, log_t = point_corrections(p, mu, 300.0, 700.0, r=r, n_pairs=3000.0)
+    assert (b2, log_s2) == (b, log_s)
+    m, t = np.exp(log_s) * mu, np.exp(log_t)
+    assert np.sum(pb * (2 * m + m ** 2 + t * m ** 2 / r)) == pytest.approx(3000.0, rel=1e-6)
+    # fewer pairs than a Poisson count allows: the smallest dispersion, not a negative one
+    assert np.exp(point_corrections(p, mu, 300.0, 700.0, r=r, n_pairs=1.0)[2]) == pytest.approx(1e-3)
 
 
 def test_fit_and_apply_calibration(tmp_path):
@@ -29,7 +37,7 @@ def test_fit_and_apply_calibration(tmp_path):
     from iaemu_likelihood.training.field_data import HOD_NAMES, load_density, load_galaxies
 
     box = tmp_path / "box_0"
-    _write_box(box, 0)
+    _write_box(box, 0, clustered=True)  # more same-voxel pairs than a Poisson count
     folder = write_synthetic_painter(tmp_path / "painter", n_mesh=16, box_size=16.0)
     meta = json.loads((folder / "painter.json").read_text())
     assert list(SYNTHETIC_BOUNDS) == list(HOD_NAMES) and meta.get("calibration") is None
@@ -40,7 +48,17 @@ def test_fit_and_apply_calibration(tmp_path):
     rho, _ = load_density(box, 16)
     gals = load_galaxies(box, "train")
     # 3 points and 6 coefficients: the linear fit is exact, so each point's galaxy number is matched
+    reached = []
     for i in range(3):
         hod = dict(zip(HOD_NAMES, gals.hod[i].tolist()))
         expected = np.mean([len(gals.positions(i, r)) for r in range(2)])
         assert painter.paint(rho, hod, mode="mean").sum() == pytest.approx(expected, rel=1e-3)
+        # and so is its number of same-voxel galaxy pairs, sum p E[N (N - 1) | N >= 1]
+        pred = painter.predict(rho, hod)
+        m = pred["mu"].astype(np.float64)
+        pairs = np.sum(pred["p"] * (2 * m + m ** 2 + m ** 2 / pred["r"]))
+        want = np.mean([np.sum(c * (c - 1.0)) for c in (gals.counts(i, r, 16) for r in range(2))])
+        if want > np.sum(pred["p"] * (2 * m + m ** 2)) * 1.01:  # reachable with a negative binomial
+            reached.append(i)
+            assert pairs == pytest.approx(want, rel=1e-3)
+    assert reached, "no point had a pair count a negative binomial can reach: the check above did not run"

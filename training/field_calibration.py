@@ -4,8 +4,11 @@ A painter trained briefly ranks voxels better than it counts them: its occupatio
 and count means can be biased by tens of percent, differently at different HOD points. For each
 training HOD point this finds the logit offset ``b`` that makes the expected number of occupied
 voxels ``sum p`` equal to the truth's (mean over realizations), then the scale ``s`` of the
-negative-binomial mean that makes ``sum p (1 + s mu)`` equal to the truth's galaxy number; ``b`` and
-``log s`` are then fitted by least squares as linear functions of ``[1, normalised HOD]`` and stored
+negative-binomial mean that makes ``sum p (1 + s mu)`` equal to the truth's galaxy number, then the
+scale ``t`` of the negative binomial's excess dispersion ``1 / r`` that makes the expected number of
+galaxy pairs sharing a voxel, ``sum p E[N (N - 1) | N >= 1]``, equal to the truth's (these pairs are
+a white-noise term of the galaxy power spectrum: ~20% of P(k) at k = 0.5 h/Mpc); ``b``, ``log s`` and
+``log t`` are then fitted by least squares as linear functions of ``[1, normalised HOD]`` and stored
 in ``painter.json`` (``calibration``), which :class:`iaemu_likelihood.field.GalaxyPainter` applies.
 The ranking of voxels (hence the average precision) is unchanged; the number of galaxies and the
 amplitude of their clustering are what it corrects. Only training boxes are used.
@@ -28,8 +31,20 @@ __all__ = ["point_corrections", "training_mass_function", "fit_calibration", "wr
 logger = logging.getLogger(__name__)
 
 
-def point_corrections(p: np.ndarray, mu: np.ndarray, n_occupied: float, n_gal: float) -> tuple[float, float]:
-    """(logit offset b, log scale of mu) matching the occupied-voxel and galaxy numbers of one point."""
+#: Range of the dispersion scale ``t`` (a pair count below the Poisson one gives the lower end).
+DISPERSION_SCALE_RANGE = (1e-3, 1e3)
+
+
+def point_corrections(p: np.ndarray, mu: np.ndarray, n_occupied: float, n_gal: float,
+                      r: np.ndarray | None = None, n_pairs: float | None = None) -> tuple[float, ...]:
+    """(logit offset b, log scale of mu[, log scale of 1/r]) matching the occupied-voxel and galaxy
+    numbers of one point, and with ``r`` and ``n_pairs`` its number of same-voxel galaxy pairs
+    ``sum N (N - 1)``.
+
+    With ``N = 1 + K``, ``K`` negative binomial of mean ``m`` and shape ``r / t``,
+    ``E[N (N - 1)] = 2 m + m^2 + t m^2 / r``, linear in ``t``; ``t`` is clipped to
+    :data:`DISPERSION_SCALE_RANGE`.
+    """
     from iaemu_likelihood.field.network import logit_offset_for_total
 
     logit = np.log(np.clip(p, 1e-12, 1 - 1e-7)) - np.log1p(-np.clip(p, 1e-12, 1 - 1e-7))
@@ -39,7 +54,13 @@ def point_corrections(p: np.ndarray, mu: np.ndarray, n_occupied: float, n_gal: f
     pb = 1.0 / (1.0 + np.exp(-(logit + b)))
     extra = float(np.sum(pb * mu))
     scale = max((n_gal - float(pb.sum())) / extra, 1e-3) if extra > 0 else 1.0
-    return float(b), float(np.log(scale))
+    if r is None or n_pairs is None:
+        return float(b), float(np.log(scale))
+    m = scale * mu
+    excess = float(np.sum(pb * m ** 2 / r))
+    poisson_pairs = float(np.sum(pb * (2 * m + m ** 2)))
+    t = (n_pairs - poisson_pairs) / excess if excess > 0 else 1.0
+    return float(b), float(np.log(scale)), float(np.log(np.clip(t, *DISPERSION_SCALE_RANGE)))
 
 
 def training_mass_function(boxes) -> dict:
@@ -82,19 +103,24 @@ def fit_calibration(painter, boxes, tag: str = "train", mass_function: bool = Tr
             meshes = [gals.counts(i, r, n) for r in range(gals.n_realizations)]
             n_occ = float(np.mean([(m >= 1).sum() for m in meshes]))
             n_gal = float(np.mean([m.sum() for m in meshes]))
-            targets.append(point_corrections(pred["p"].astype(np.float64), pred["mu"].astype(np.float64), n_occ, n_gal))
+            n_pairs = float(np.mean([np.sum(m * (m - 1.0)) for m in meshes]))
+            targets.append(point_corrections(pred["p"].astype(np.float64), pred["mu"].astype(np.float64), n_occ,
+                                             n_gal, pred["r"].astype(np.float64), n_pairs))
             rows.append(np.r_[1.0, normalise_hod(gals.hod[i], low, high)])
     x, y = np.asarray(rows), np.asarray(targets)
     coef, *_ = np.linalg.lstsq(x, y, rcond=None)
     resid = y - x @ coef
     return {"features": ["1", *[f"normalised {k}" for k in HOD_NAMES]],
             "logit_offset": coef[:, 0].tolist(), "log_mu_scale": coef[:, 1].tolist(),
-            "n_points": int(len(y)), "rms_residual": {"logit_offset": float(np.sqrt(np.mean(resid[:, 0] ** 2))),
-                                                      "log_mu_scale": float(np.sqrt(np.mean(resid[:, 1] ** 2)))},
+            "log_dispersion_scale": coef[:, 2].tolist(),
+            "n_points": int(len(y)), "rms_residual": {key: float(np.sqrt(np.mean(resid[:, i] ** 2))) for i, key in
+                                                      enumerate(("logit_offset", "log_mu_scale", "log_dispersion_scale"))},
             **({"mass_function": training_mass_function(boxes)} if mass_function else {}),
             "boxes": [Path(b).name for b in boxes], "tag": tag,
             "description": "per training point: logit offset matching the mean number of occupied voxels, then "
-                           "a scale of the NB mean matching the mean galaxy number; least squares in the HOD"}
+                           "a scale of the NB mean matching the mean galaxy number, then a scale of the NB "
+                           "dispersion 1/r matching the mean number of same-voxel galaxy pairs; least squares "
+                           "in the HOD"}
 
 
 def write_calibration(folder, calibration: dict) -> None:

@@ -219,9 +219,10 @@ class GalaxyPainter:
 
     def _distribution(self, out, hod: np.ndarray, params: np.ndarray, side: float) -> dict:
         """Calibrated (p, mu, r) meshes from the raw network output (1, 3, n, n, n) of one HOD point."""
-        offset, log_scale = self._calibration(params)
+        offset, log_scale, log_dispersion = self._calibration(params)
         p, logit, mu, r = network_outputs(out, self.pos_weight, logit_offset=offset)
         p, mu = p[0].cpu().numpy(), mu[0].cpu().numpy() * np.float32(np.exp(log_scale))
+        r = r[0].cpu().numpy() * np.float32(np.exp(-log_dispersion))
         target = self.expected_galaxies(hod, side ** 3)
         if target is not None:
             logit = logit[0].cpu().numpy().astype(np.float64) - math.log(self.pos_weight) + offset
@@ -231,7 +232,7 @@ class GalaxyPainter:
                 raise InvalidDensityError(f"no painting of this density holds the HOD's {target:.4g} expected "
                                           "galaxies (the network's occupation cannot be rescaled to it)")
             p = (1.0 / (1.0 + np.exp(-(logit + b)))).astype(np.float32)
-        return {"p": p, "mu": mu, "r": r[0].cpu().numpy()}
+        return {"p": p, "mu": mu, "r": r}
 
     def expected_galaxies(self, hod, volume: float) -> float | None:
         """Mean galaxy number of the HOD in ``volume`` ((h^-1 Mpc)^3) from the training boxes' halo
@@ -243,14 +244,13 @@ class GalaxyPainter:
             return None
         return float(number_density(dict(zip(self.hod_names, np.asarray(hod, float))), mass_function)) * volume
 
-    def _calibration(self, params: np.ndarray) -> tuple[float, float]:
-        """Post-hoc (logit offset, log mu scale), each linear in ``[1, normalised HOD]``
-        (``painter.json`` ``calibration``; zero without one)."""
-        cal = self.metadata.get("calibration")
-        if not cal:
-            return 0.0, 0.0
+    def _calibration(self, params: np.ndarray) -> tuple[float, float, float]:
+        """Post-hoc (logit offset, log mu scale, log scale of the dispersion 1/r), each linear in
+        ``[1, normalised HOD]`` (``painter.json`` ``calibration``; zero where absent)."""
+        cal = self.metadata.get("calibration") or {}
         features = np.r_[1.0, params.astype(np.float64)]
-        return float(features @ np.asarray(cal["logit_offset"])), float(features @ np.asarray(cal["log_mu_scale"]))
+        return tuple(float(features @ np.asarray(cal[key])) if key in cal else 0.0
+                     for key in ("logit_offset", "log_mu_scale", "log_dispersion_scale"))
 
     def paint(self, density, hod_params, seed: int | None = None, mode: str = "sample",
               box_size: float | None = None, positions: bool = False):
