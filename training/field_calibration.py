@@ -113,8 +113,9 @@ def fit_calibration(painter, boxes, tag: str = "train", mass_function: bool = Tr
     return {"features": ["1", *[f"normalised {k}" for k in HOD_NAMES]],
             "logit_offset": coef[:, 0].tolist(), "log_mu_scale": coef[:, 1].tolist(),
             "log_dispersion_scale": coef[:, 2].tolist(),
-            "n_points": int(len(y)), "rms_residual": {key: float(np.sqrt(np.mean(resid[:, i] ** 2))) for i, key in
-                                                      enumerate(("logit_offset", "log_mu_scale", "log_dispersion_scale"))},
+            "n_points": int(len(y)),
+            "rms_residual": {key: float(np.sqrt(np.mean(resid[:, i] ** 2)))
+                             for i, key in enumerate(("logit_offset", "log_mu_scale", "log_dispersion_scale"))},
             **({"mass_function": training_mass_function(boxes)} if mass_function else {}),
             "boxes": [Path(b).name for b in boxes], "tag": tag,
             "description": "per training point: logit offset matching the mean number of occupied voxels, then "
