@@ -27,7 +27,7 @@ Writes ``benchmarks/results/field_painter.json`` (``points``, ``mean``, ``target
 Usage (after the data of training/README.md "Field-level painter")::
 
     python benchmarks/bench_field.py --data work_data/field --test-box box_1002 \
-        --train-boxes box_1001 --weights trained_weights/iaemu-painter-v3
+        --train-boxes box_1001 --weights trained_weights/iaemu-painter-v4 --n-truth 16
 """
 from __future__ import annotations
 
@@ -257,7 +257,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=str(REPO / "work_data" / "field"), help="folder of the box folders")
     p.add_argument("--test-box", required=True, help="held-out box folder name")
     p.add_argument("--train-boxes", nargs="+", required=True, help="training box folder names (baseline fit)")
-    p.add_argument("--weights", default="iaemu-painter-v3", help="painter folder or shipped version")
+    p.add_argument("--weights", default="iaemu-painter-v4", help="painter folder or shipped version")
     p.add_argument("--tag", default="bench", help="galaxy set of the benchmark points")
     p.add_argument("--seed", type=int, default=7, help="seed of the painted and baseline realizations")
     p.add_argument("--n-truth", type=int, default=4,

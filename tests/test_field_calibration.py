@@ -18,14 +18,25 @@ def test_point_corrections_match_the_requested_numbers():
     pb = 1 / (1 + np.exp(-logit))
     assert pb.sum() == pytest.approx(300.0, rel=1e-6)
     assert np.sum(pb * (1 + np.exp(log_s) * mu)) == pytest.approx(700.0, rel=1e-6)
-    # with the shapes and a pair count: the dispersion scale t matches sum p E[N (N - 1)]
+    # with the shapes and a pair count: the log ratio of the truth's pairs to the painter's
     r = rng.uniform(0.5, 5, 5000)
-    b2, log_s2, log_t = point_corrections(p, mu, 300.0, 700.0, r=r, n_pairs=3000.0)
+    b2, log_s2, log_q = point_corrections(p, mu, 300.0, 700.0, r=r, n_pairs=3000.0)
     assert (b2, log_s2) == (b, log_s)
-    m, t = np.exp(log_s) * mu, np.exp(log_t)
-    assert np.sum(pb * (2 * m + m ** 2 + t * m ** 2 / r)) == pytest.approx(3000.0, rel=1e-6)
-    # fewer pairs than a Poisson count allows: the smallest dispersion, not a negative one
-    assert np.exp(point_corrections(p, mu, 300.0, 700.0, r=r, n_pairs=1.0)[2]) == pytest.approx(1e-3)
+    m = np.exp(log_s) * mu
+    assert np.exp(log_q) * np.sum(pb * (2 * m + m ** 2 + m ** 2 / r)) == pytest.approx(3000.0, rel=1e-6)
+
+
+def test_dispersion_for_pairs_meets_reachable_pair_counts():
+    from iaemu_likelihood.field.network import DISPERSION_SCALE_RANGE, dispersion_for_pairs, expected_pairs
+
+    rng = np.random.default_rng(1)
+    p, mu, r = rng.uniform(0, 0.2, 1000), rng.uniform(0, 2, 1000), rng.uniform(0.5, 5, 1000)
+    base = expected_pairs(p, mu, r)
+    for factor in (0.9, 1.0, 1.7):
+        t = dispersion_for_pairs(p, mu, r, factor * base)
+        assert expected_pairs(p, mu, r / t) == pytest.approx(factor * base, rel=1e-9)
+    # fewer pairs than a Poisson count gives: the smallest dispersion, never a negative one
+    assert dispersion_for_pairs(p, mu, r, 1.0) == DISPERSION_SCALE_RANGE[0]
 
 
 def test_fit_and_apply_calibration(tmp_path):
@@ -41,7 +52,8 @@ def test_fit_and_apply_calibration(tmp_path):
     folder = write_synthetic_painter(tmp_path / "painter", n_mesh=16, box_size=16.0)
     meta = json.loads((folder / "painter.json").read_text())
     assert list(SYNTHETIC_BOUNDS) == list(HOD_NAMES) and meta.get("calibration") is None
-    calibration = fit_calibration(GalaxyPainter.load(folder), [box], mass_function=False)
+    assert "log_pair_scale" not in fit_calibration(GalaxyPainter.load(folder), [box], mass_function=False)
+    calibration = fit_calibration(GalaxyPainter.load(folder), [box], mass_function=False, pairs=True)
     assert calibration["n_points"] == 3 and len(calibration["logit_offset"]) == 6
     write_calibration(folder, calibration)
     painter = GalaxyPainter.load(folder)  # checksums were refreshed

@@ -25,7 +25,8 @@ import math
 import numpy as np
 
 __all__ = ["KINDS", "build_network", "network_outputs", "count_nll", "block_count_nll", "sample_counts",
-           "mean_counts", "logit_offset_for_total", "space_to_depth", "normalise_density", "normalise_hod", "R_MIN"]
+           "mean_counts", "logit_offset_for_total", "expected_pairs", "dispersion_for_pairs", "space_to_depth",
+           "normalise_density", "normalise_hod", "R_MIN"]
 
 #: Smallest negative-binomial shape (keeps the variance finite).
 R_MIN = 1e-2
@@ -258,6 +259,34 @@ def logit_offset_for_total(logit: np.ndarray, target: float, weight: np.ndarray 
             return new
         b = new
     return b
+
+
+#: Range of the factor on the dispersion ``1 / r`` that :func:`dispersion_for_pairs` returns.
+DISPERSION_SCALE_RANGE = (1e-3, 1e3)
+
+
+def expected_pairs(p: np.ndarray, mu: np.ndarray, r: np.ndarray) -> float:
+    """Expected same-voxel galaxy pairs ``sum p E[N (N - 1) | N >= 1]`` (float64 sum).
+
+    With ``N = 1 + K``, ``K`` negative binomial of mean ``mu`` and shape ``r``:
+    ``E[N (N - 1)] = E[K^2 + K] = 2 mu + mu^2 + mu^2 / r``.
+    """
+    mu = np.asarray(mu, dtype=np.float64)
+    return float(np.sum(np.asarray(p, np.float64) * (2 * mu + mu ** 2 + mu ** 2 / np.asarray(r, np.float64))))
+
+
+def dispersion_for_pairs(p: np.ndarray, mu: np.ndarray, r: np.ndarray, pairs: float) -> float:
+    """The factor ``t`` on ``1 / r`` (shape ``r / t``) that makes :func:`expected_pairs` equal ``pairs``.
+
+    The pairs are linear in ``t``; ``t`` is clipped to :data:`DISPERSION_SCALE_RANGE` (fewer pairs
+    than a Poisson count gives are out of a negative binomial's reach).
+    """
+    mu = np.asarray(mu, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    excess = float(np.sum(p * mu ** 2 / np.asarray(r, np.float64)))
+    poisson = float(np.sum(p * (2 * mu + mu ** 2)))
+    t = (pairs - poisson) / excess if excess > 0 else 1.0
+    return float(np.clip(t, *DISPERSION_SCALE_RANGE))
 
 
 def mean_counts(p: np.ndarray, mu: np.ndarray) -> np.ndarray:

@@ -17,8 +17,8 @@ import math
 import numpy as np
 
 from ..errors import IAEmuError, InputShapeError, OutOfRangeError
-from .network import (build_network, logit_offset_for_total, mean_counts, network_outputs, normalise_density,
-                      normalise_hod, sample_counts)
+from .network import (build_network, dispersion_for_pairs, expected_pairs, logit_offset_for_total, mean_counts,
+                      network_outputs, normalise_hod, sample_counts)
 from .weights import load_painter_folder
 
 __all__ = ["GalaxyPainter", "paint", "MeshShapeError", "InvalidDensityError", "MODES"]
@@ -84,7 +84,7 @@ class GalaxyPainter:
 
     @classmethod
     def load(cls, version=None, device: str = "cpu") -> GalaxyPainter:
-        """Verify (SHA-256) and load a painter folder or shipped version (default ``iaemu-painter-v3``)."""
+        """Verify (SHA-256) and load a painter folder or shipped version (default ``iaemu-painter-v4``)."""
         meta, state, folder = load_painter_folder(version)
         return cls(meta, state, device=device, folder=folder)
 
@@ -170,11 +170,12 @@ class GalaxyPainter:
         if rho.dtype.kind not in "iuf":  # complex would lose its imaginary part, bool become 0/1
             raise InvalidDensityError(f"density has dtype {rho.dtype}; expected real numbers "
                                       "(integer or floating point)")
-        rho = rho.astype(np.float32)
-        if not np.isfinite(rho).all():
+        rho = rho.astype(np.float32, copy=False)
+        low, high = rho.min(), rho.max()  # NaN and inf show in these: no mesh-sized temporaries
+        if not (np.isfinite(low) and np.isfinite(high)):
             raise InvalidDensityError(f"density has {int((~np.isfinite(rho)).sum())} NaN or inf voxels")
-        if (rho < 0).any():
-            raise InvalidDensityError(f"density has negative voxels (min {float(rho.min())!r}); expected "
+        if low < 0:
+            raise InvalidDensityError(f"density has negative voxels (min {float(low)!r}); expected "
                                       "mass per voxel, not an overdensity")
         mean = float(rho.mean(dtype=np.float64))
         if not mean > 0:
@@ -203,13 +204,12 @@ class GalaxyPainter:
         total = self._multiple * math.ceil((n + 2 * self.pad) / self._multiple)
         lo = self.pad
         hi = total - n - lo
-        x = np.pad(normalise_density(rho, self._input["shift"], self._input["scale"]),
-                   [(lo * f, hi * f)] * 3, mode="wrap")
-        del rho
         side = n * self.voxel_size if box_size is None else float(box_size)
         with torch.inference_mode():
-            xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None].to(self.device)
-            del x
+            # normalise_density in place on validate_density's own copy (torch: threaded), then wrap
+            x = torch.from_numpy(rho).log1p_().sub_(self._input["shift"]).div_(self._input["scale"])
+            xt = torch.nn.functional.pad(x[None, None], (lo * f, hi * f) * 3, mode="circular").to(self.device)
+            del x, rho
             encoded = self.net.encode(xt) if hasattr(self.net, "encode") else None
             for hod in hods:
                 params = normalise_hod(hod, *zip(*(self.bounds[k] for k in self.hod_names)))
@@ -219,10 +219,9 @@ class GalaxyPainter:
 
     def _distribution(self, out, hod: np.ndarray, params: np.ndarray, side: float) -> dict:
         """Calibrated (p, mu, r) meshes from the raw network output (1, 3, n, n, n) of one HOD point."""
-        offset, log_scale, log_dispersion = self._calibration(params)
+        offset, log_scale, log_pairs = self._calibration(params)
         p, logit, mu, r = network_outputs(out, self.pos_weight, logit_offset=offset)
-        p, mu = p[0].cpu().numpy(), mu[0].cpu().numpy() * np.float32(np.exp(log_scale))
-        r = r[0].cpu().numpy() * np.float32(np.exp(-log_dispersion))
+        p, mu, r = p[0].cpu().numpy(), mu[0].cpu().numpy() * np.float32(np.exp(log_scale)), r[0].cpu().numpy()
         target = self.expected_galaxies(hod, side ** 3)
         if target is not None:
             logit = logit[0].cpu().numpy().astype(np.float64) - math.log(self.pos_weight) + offset
@@ -232,6 +231,9 @@ class GalaxyPainter:
                 raise InvalidDensityError(f"no painting of this density holds the HOD's {target:.4g} expected "
                                           "galaxies (the network's occupation cannot be rescaled to it)")
             p = (1.0 / (1.0 + np.exp(-(logit + b)))).astype(np.float32)
+        if log_pairs:  # same-voxel pairs scaled as calibrated, through the dispersion 1 / r
+            t = dispersion_for_pairs(p, mu, r, np.exp(log_pairs) * expected_pairs(p, mu, r))
+            r = r / np.float32(t)
         return {"p": p, "mu": mu, "r": r}
 
     def expected_galaxies(self, hod, volume: float) -> float | None:
@@ -245,12 +247,12 @@ class GalaxyPainter:
         return float(number_density(dict(zip(self.hod_names, np.asarray(hod, float))), mass_function)) * volume
 
     def _calibration(self, params: np.ndarray) -> tuple[float, float, float]:
-        """Post-hoc (logit offset, log mu scale, log scale of the dispersion 1/r), each linear in
+        """Post-hoc (logit offset, log mu scale, log same-voxel pair ratio), each linear in
         ``[1, normalised HOD]`` (``painter.json`` ``calibration``; zero where absent)."""
         cal = self.metadata.get("calibration") or {}
         features = np.r_[1.0, params.astype(np.float64)]
         return tuple(float(features @ np.asarray(cal[key])) if key in cal else 0.0
-                     for key in ("logit_offset", "log_mu_scale", "log_dispersion_scale"))
+                     for key in ("logit_offset", "log_mu_scale", "log_pair_scale"))
 
     def paint(self, density, hod_params, seed: int | None = None, mode: str = "sample",
               box_size: float | None = None, positions: bool = False):
@@ -304,7 +306,7 @@ def paint(density, hod_params, seed: int | None = None, mode: str = "sample", we
           device: str = "cpu", box_size: float | None = None, positions: bool = False):
     """Paint galaxies with a (cached) :class:`GalaxyPainter`; see :meth:`GalaxyPainter.paint`.
 
-    ``weights`` is a painter folder or shipped version (default ``iaemu-painter-v3``).
+    ``weights`` is a painter folder or shipped version (default ``iaemu-painter-v4``).
     """
     key = (str(weights), device)
     if key not in _CACHE:
