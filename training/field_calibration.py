@@ -101,7 +101,7 @@ def fit_calibration(painter, boxes, tag: str = "train", mass_function: bool = Tr
             meshes = [gals.counts(i, r, n) for r in range(gals.n_realizations)]
             n_occ = float(np.mean([(m >= 1).sum() for m in meshes]))
             n_gal = float(np.mean([m.sum() for m in meshes]))
-            n_pairs = float(np.mean([np.sum(m * (m - 1.0)) for m in meshes]))
+            n_pairs = float(np.mean([np.sum(m * (m - 1.0)) for m in meshes])) if pairs else None
             targets.append(point_corrections(pred["p"].astype(np.float64), pred["mu"].astype(np.float64), n_occ,
                                              n_gal, pred["r"].astype(np.float64) if pairs else None, n_pairs))
             rows.append(np.r_[1.0, normalise_hod(gals.hod[i], low, high)])

@@ -313,10 +313,7 @@ def train(config: FieldTrainConfig, stop_at: int | None = None) -> Path | None:
             # a numpy scalar would not reload with weights_only
             group["lr"] = float(config.learning_rate * schedule(step))
         x, p, y = (torch.as_tensor(a).to(device, non_blocking=True) for a in batch)
-        if hasattr(net, "encode"):  # a per-voxel head: only the scored voxels go through it
-            out = net.head(net.encode(x)[..., ctx:ctx + c, ctx:ctx + c, ctx:ctx + c], p).flatten(0, 1)
-        else:
-            out = net.forward_targets(x, p)[..., ctx:ctx + c, ctx:ctx + c, ctx:ctx + c].flatten(0, 1)
+        out = net.targets(net.prepare(x), p, (ctx, c)).flatten(0, 1)  # the scored centre of each crop
         y = y.flatten(0, 1)
         cls, cnt = count_nll(out, y, config.pos_weight)
         loss = cls + config.count_weight * cnt

@@ -57,15 +57,19 @@ def build_network(config: dict):
     * ``"unet"``: the HOD parameters are constant input channels of one U-Net (painters v1-v3);
     * ``"encoder_head"``: a U-Net *encoder* reads the density alone (a 1x1x1 stem over the
       ``input_factor**3`` sub-voxel cells, then the U-Net) and gives ``features`` channels per
-      voxel; a per-voxel *head* (1x1x1 convolutions of width ``head_width``) reads them with the HOD
-      parameters as further input channels. The encoder does not depend on the HOD, so one density
-      is encoded once for any number of HOD points (training scores several HOD targets per crop,
-      painting reuses the features).
+      voxel; a per-voxel *head* (layers of width ``head_width`` over the channels, i.e. 1x1x1
+      convolutions) reads them with the HOD parameters as further inputs. The encoder does not
+      depend on the HOD, so one density is encoded once for any number of HOD points (training
+      scores several HOD targets per crop, painting reuses the features).
 
     Its ``forward(x, params)`` takes the normalised density ``x`` (B, 1, f D, f H, f W) on a mesh
     ``f = input_factor`` times finer than the galaxy mesh, and normalised HOD parameters
     (B, n_params), and returns (B, 3, D, H, W); ``forward_targets(x, params)`` takes params
     (B, K, n_params) and returns (B, K, 3, D, H, W). D, H, W must be multiples of ``prod(strides)``.
+    Training and painting use its two halves: ``prepare(x)`` (the HOD-independent part, reusable
+    for any number of HOD points) and ``targets(prepared, params, window)``, the outputs for params
+    (B, K, n_params) on the voxels ``[lo, lo + size)`` of each axis (``window = (lo, size)``; None =
+    all), computed on those voxels only where the network allows.
     """
     import torch
     import torch.nn.functional as F
@@ -90,10 +94,17 @@ def build_network(config: dict):
             p = params[:, :, None, None, None].expand(-1, -1, *x.shape[2:])
             return self.unet(torch.cat([x, p.to(x.dtype)], dim=1))
 
-        def forward_targets(self, x, params):
+        def prepare(self, x):
+            return x  # the HOD enters at the input: nothing to compute before it
+
+        def targets(self, x, params, window=None):
             b, k = params.shape[:2]
-            out = self.forward(x.repeat_interleave(k, dim=0), params.reshape(b * k, -1))
+            out = self.forward(x if k == 1 else x.repeat_interleave(k, dim=0), params.reshape(b * k, -1))
+            out = _window(out, window)
             return out.reshape(b, k, *out.shape[1:])
+
+        def forward_targets(self, x, params):
+            return self.targets(x, params)
 
     class EncoderHeadNet(torch.nn.Module):
         def __init__(self):
@@ -125,8 +136,14 @@ def build_network(config: dict):
             out = self.head_out(F.silu(self.head_hidden(F.silu(h))))  # (B, K, V, 3)
             return out.transpose(2, 3).reshape(b, k, 3, *spatial)
 
+        def prepare(self, x):
+            return self.encode(x)
+
+        def targets(self, features, params, window=None):
+            return self.head(_window(features, window), params)  # the head only on the window's voxels
+
         def forward_targets(self, x, params):
-            return self.head(self.encode(x), params)
+            return self.targets(self.prepare(x), params)
 
         def forward(self, x, params):
             return self.forward_targets(x, params[:, None])[:, 0]
@@ -134,10 +151,19 @@ def build_network(config: dict):
     return PainterNet() if kind == "unet" else EncoderHeadNet()
 
 
+def _window(t, window):
+    """The voxels ``[lo, lo + size)`` of the last three axes of ``t`` (``window = (lo, size)``; None = all)."""
+    if window is None:
+        return t
+    lo, size = window
+    return t[..., lo:lo + size, lo:lo + size, lo:lo + size]
+
+
 def normalise_density(rho, shift: float, scale: float):
-    """``(log(1 + rho) - shift) / scale`` of a density in units of the mean (numpy or torch)."""
-    if hasattr(rho, "log1p"):
-        return (rho.log1p() - shift) / scale
+    """``(log(1 + rho) - shift) / scale`` of a density in units of the mean: a new numpy array, or a
+    torch tensor normalised in place (the painter's own copy of a whole mesh)."""
+    if hasattr(rho, "log1p_"):
+        return rho.log1p_().sub_(shift).div_(scale)
     return (np.log1p(rho) - shift) / scale
 
 
@@ -271,8 +297,14 @@ def expected_pairs(p: np.ndarray, mu: np.ndarray, r: np.ndarray) -> float:
     With ``N = 1 + K``, ``K`` negative binomial of mean ``mu`` and shape ``r``:
     ``E[N (N - 1)] = E[K^2 + K] = 2 mu + mu^2 + mu^2 / r``.
     """
+    return sum(_pair_terms(p, mu, r))
+
+
+def _pair_terms(p, mu, r) -> tuple[float, float]:
+    """The Poisson part ``sum p (2 mu + mu^2)`` and the excess ``sum p mu^2 / r`` of the expected pairs."""
     mu = np.asarray(mu, dtype=np.float64)
-    return float(np.sum(np.asarray(p, np.float64) * (2 * mu + mu ** 2 + mu ** 2 / np.asarray(r, np.float64))))
+    p = np.asarray(p, dtype=np.float64)
+    return float(np.sum(p * (2 * mu + mu ** 2))), float(np.sum(p * mu ** 2 / np.asarray(r, np.float64)))
 
 
 def dispersion_for_pairs(p: np.ndarray, mu: np.ndarray, r: np.ndarray, pairs: float) -> float:
@@ -281,10 +313,7 @@ def dispersion_for_pairs(p: np.ndarray, mu: np.ndarray, r: np.ndarray, pairs: fl
     The pairs are linear in ``t``; ``t`` is clipped to :data:`DISPERSION_SCALE_RANGE` (fewer pairs
     than a Poisson count gives are out of a negative binomial's reach).
     """
-    mu = np.asarray(mu, dtype=np.float64)
-    p = np.asarray(p, dtype=np.float64)
-    excess = float(np.sum(p * mu ** 2 / np.asarray(r, np.float64)))
-    poisson = float(np.sum(p * (2 * mu + mu ** 2)))
+    poisson, excess = _pair_terms(p, mu, r)
     t = (pairs - poisson) / excess if excess > 0 else 1.0
     return float(np.clip(t, *DISPERSION_SCALE_RANGE))
 

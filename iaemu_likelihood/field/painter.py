@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import IAEmuError, InputShapeError, OutOfRangeError
 from .network import (build_network, dispersion_for_pairs, expected_pairs, logit_offset_for_total, mean_counts,
-                      network_outputs, normalise_hod, sample_counts)
+                      network_outputs, normalise_density, normalise_hod, sample_counts)
 from .weights import load_painter_folder
 
 __all__ = ["GalaxyPainter", "paint", "MeshShapeError", "InvalidDensityError", "MODES"]
@@ -206,16 +206,16 @@ class GalaxyPainter:
         hi = total - n - lo
         side = n * self.voxel_size if box_size is None else float(box_size)
         with torch.inference_mode():
-            # normalise_density in place on validate_density's own copy (torch: threaded), then wrap
-            x = torch.from_numpy(rho).log1p_().sub_(self._input["shift"]).div_(self._input["scale"])
+            # in place on validate_density's own copy (torch: threaded), then the periodic context
+            x = normalise_density(torch.from_numpy(rho), self._input["shift"], self._input["scale"])
             xt = torch.nn.functional.pad(x[None, None], (lo * f, hi * f) * 3, mode="circular").to(self.device)
             del x, rho
-            encoded = self.net.encode(xt) if hasattr(self.net, "encode") else None
+            prepared = self.net.prepare(xt)  # an encoder_head network encodes the density here, once
             for hod in hods:
                 params = normalise_hod(hod, *zip(*(self.bounds[k] for k in self.hod_names)))
-                pt = torch.from_numpy(params)[None].to(self.device)
-                out = self.net(xt, pt) if encoded is None else self.net.head(encoded, pt[:, None])[:, 0]
-                yield self._distribution(out[..., lo:lo + n, lo:lo + n, lo:lo + n], hod, params, side)
+                pt = torch.from_numpy(params)[None, None].to(self.device)
+                out = self.net.targets(prepared, pt, (lo, n))[:, 0]
+                yield self._distribution(out, hod, params, side)
 
     def _distribution(self, out, hod: np.ndarray, params: np.ndarray, side: float) -> dict:
         """Calibrated (p, mu, r) meshes from the raw network output (1, 3, n, n, n) of one HOD point."""
