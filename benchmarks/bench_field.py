@@ -41,6 +41,7 @@ import numpy as np
 
 from iaemu_likelihood._io import atomic_write_bytes
 from iaemu_likelihood.field.painter import GalaxyPainter
+from iaemu_likelihood.field.sampling import DEFAULT_OCCUPANCY, OCCUPANCY, mean_counts, sample_counts
 from iaemu_likelihood.training.field_baseline import fit_local_bias
 from iaemu_likelihood.training.field_data import HOD_NAMES, load_density, load_galaxies
 from iaemu_likelihood.training.field_metrics import average_precision, precision_at_recall
@@ -104,8 +105,6 @@ def truth_seconds(box_dir: Path, populate_s: float) -> dict:
 def run(args) -> dict:
     import torch
 
-    from iaemu_likelihood.field.network import mean_counts, sample_counts
-
     torch.set_num_threads(args.threads)
     n_truth = args.n_truth
     data = Path(args.data)
@@ -141,16 +140,18 @@ def run(args) -> dict:
         oracle_samples = oracle_all[:n_truth]
         labels = truths[0] >= 1
         t0 = time.perf_counter()
-        samples = [painter.paint(rho_in, hod, seed=args.seed + 100 * p, box_size=box)]  # a whole painting, timed
+        samples = [painter.paint(rho_in, hod, seed=args.seed + 100 * p, box_size=box,
+                                 occupancy=args.occupancy)]  # a whole painting, timed
         paint_times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         pred = next(predictions)  # the same distribution, the density encoded once for all points
-        samples.append(sample_counts(pred["p"], pred["mu"], pred["r"], np.random.default_rng(args.seed + 100 * p + 1)))
+        samples.append(sample_counts(pred["p"], pred["mu"], pred["r"], np.random.default_rng(args.seed + 100 * p + 1),
+                                     args.occupancy))
         next_point_times.append(time.perf_counter() - t0)
         mean = mean_counts(pred["p"], pred["mu"])
         # the further realizations: paint(seed=s) draws exactly this from the same distribution
-        samples += [sample_counts(pred["p"], pred["mu"], pred["r"], np.random.default_rng(args.seed + 100 * p + i))
-                    for i in range(2, n_truth)]
+        samples += [sample_counts(pred["p"], pred["mu"], pred["r"], np.random.default_rng(args.seed + 100 * p + i),
+                                  args.occupancy) for i in range(2, n_truth)]
         model = fit_local_bias(train_rho, [[s.counts(p, r, rt.shape[0]) for r in range(s.n_realizations)]
                                            for s, rt in zip(train_sets, train_rho)], painter.voxel_size)
         rng = np.random.default_rng(args.seed + 100 * p)
@@ -208,7 +209,7 @@ def run(args) -> dict:
             "train_boxes_for_baseline": list(args.train_boxes), "tag": args.tag,
             "n_points": test.n_points, "n_truth_realizations": n_truth, "n_label_realizations": N_LABELS,
             "n_oracle_realizations": test.n_realizations - n_truth, "threads": args.threads,
-            "device": args.device, "points": points, "mean": mean,
+            "device": args.device, "occupancy": args.occupancy, "points": points, "mean": mean,
             "targets": {k: bool(v) for k, v in targets.items()}}, figure_data
 
 
@@ -263,6 +264,8 @@ def main(argv=None) -> int:
     p.add_argument("--n-truth", type=int, default=4,
                    help="truth realizations per point (P(k), r(k), n_gal); as many painted, baseline and oracle "
                         "samples; the rest of the set is the oracle's mean")
+    p.add_argument("--occupancy", choices=OCCUPANCY, default=DEFAULT_OCCUPANCY,
+                   help="how the painter draws occupied voxels (iaemu_likelihood.field.sampling)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "field_painter.json"))

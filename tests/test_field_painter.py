@@ -48,7 +48,7 @@ def test_shapes_modes_and_seeds(painter, density):
 
 
 def test_sample_mean_and_variance_match_the_distribution(painter, density):
-    from iaemu_likelihood.field.network import sample_counts
+    from iaemu_likelihood.field.sampling import sample_counts
 
     pred = painter.predict(density, HOD)
     rng = np.random.default_rng(0)
@@ -223,6 +223,8 @@ def test_weights_integrity(folder, tmp_path):
 
 
 def test_module_level_paint_and_cli(folder, density, tmp_path):
+    import json
+
     from iaemu_likelihood.cli import main
 
     np.testing.assert_array_equal(paint(density, HOD, seed=2, weights=folder),
@@ -235,6 +237,14 @@ def test_module_level_paint_and_cli(folder, density, tmp_path):
     with np.load(out, allow_pickle=False) as f:
         np.testing.assert_array_equal(f["counts"], paint(density, HOD, seed=2, weights=folder))
         assert f["positions"].shape == (f["counts"].sum(), 3)
+        assert json.loads(str(f["metadata"]))["occupancy"] == "peak_groups"
+    assert main([*args, "--occupancy", "independent"]) == 0
+    with np.load(out, allow_pickle=False) as f:
+        np.testing.assert_array_equal(f["counts"], paint(density, HOD, seed=2, weights=folder,
+                                                         occupancy="independent"))
+        assert json.loads(str(f["metadata"]))["occupancy"] == "independent"
+    with pytest.raises(ValueError, match="occupancy='halos'"):
+        paint(density, HOD, seed=2, weights=folder, occupancy="halos")
     from iaemu_likelihood.field.cli import _parse_hod
 
     with pytest.raises(InputShapeError, match="'logMmin:12' is not NAME=NUMBER"):

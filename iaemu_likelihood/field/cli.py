@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cli import subcommand_parser
+from .sampling import DEFAULT_OCCUPANCY, OCCUPANCY
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed of the realization")
     p.add_argument("--mode", choices=("sample", "mean"), default="sample",
                    help="a realization (catalog) or the expected count per voxel")
+    p.add_argument("--occupancy", choices=OCCUPANCY, default=DEFAULT_OCCUPANCY,
+                   help="how occupied voxels are drawn: grouped around the local maxima of the occupation "
+                        "probability (one central per peak, as in the HOD) or independently")
     p.add_argument("--box-size", type=float, default=None,
                    help="box side, h^-1 Mpc (required for .h5; default for meshes: the painter's box)")
     p.add_argument("--weights", default=None, help="painter folder or shipped version (default iaemu-painter-v4)")
@@ -97,13 +101,15 @@ def main(args) -> int:
     n_mesh = painter.n_mesh if args.box_size is None else int(round(args.box_size / painter.voxel_size))
     density = read_density(args.density, args.box_size, n_mesh * painter.input_factor)
     meta = {"painter": painter.metadata.get("version"), "hod": hod, "seed": args.seed, "mode": args.mode,
+            "occupancy": args.occupancy if args.mode == "sample" else None,
             "box_size": args.box_size or painter.box_size, "density": str(args.density)}
     if args.mode == "mean":
         mean = painter.paint(density, hod, mode="mean", box_size=args.box_size)
         arrays = {"mean_counts": mean.astype(np.float32)}
         logger.info("expected galaxies: %.1f", float(mean.sum()))
     else:
-        counts, pos = painter.paint(density, hod, seed=args.seed, box_size=args.box_size, positions=True)
+        counts, pos = painter.paint(density, hod, seed=args.seed, box_size=args.box_size, positions=True,
+                                    occupancy=args.occupancy)
         arrays = {"positions": pos.astype(np.float32), "counts": counts}
         logger.info("painted %d galaxies", len(pos))
     arrays["metadata"] = np.array(json.dumps(meta, sort_keys=True))

@@ -15,8 +15,8 @@ per voxel,
 * phase 2 (regressor): for voxels with >= 1 galaxy, ``N - 1`` follows a negative binomial of mean
   ``mu = softplus(out_1)`` and shape ``r = softplus(out_2) + R_MIN`` (variance ``mu + mu^2 / r``).
 
-So ``E[N] = p (1 + mu)``; a realization draws ``N = B (1 + K)``, ``B ~ Bernoulli(p)``,
-``K ~ NegBin(r, mu)``.
+So ``E[N] = p (1 + mu)``; a realization draws ``N = B (1 + K)``, ``P(B = 1) = p``,
+``K ~ NegBin(r, mu)`` (:mod:`iaemu_likelihood.field.sampling`).
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ import math
 
 import numpy as np
 
-__all__ = ["KINDS", "build_network", "network_outputs", "count_nll", "block_count_nll", "sample_counts",
-           "mean_counts", "logit_offset_for_total", "expected_pairs", "dispersion_for_pairs", "space_to_depth",
+__all__ = ["KINDS", "build_network", "network_outputs", "count_nll", "block_count_nll",
+           "logit_offset_for_total", "expected_pairs", "dispersion_for_pairs", "space_to_depth",
            "normalise_density", "normalise_hod", "R_MIN"]
 
 #: Smallest negative-binomial shape (keeps the variance finite).
@@ -316,17 +316,3 @@ def dispersion_for_pairs(p: np.ndarray, mu: np.ndarray, r: np.ndarray, pairs: fl
     poisson, excess = _pair_terms(p, mu, r)
     t = (pairs - poisson) / excess if excess > 0 else 1.0
     return float(np.clip(t, *DISPERSION_SCALE_RANGE))
-
-
-def mean_counts(p: np.ndarray, mu: np.ndarray) -> np.ndarray:
-    """Expected galaxies per voxel, ``p (1 + mu)``."""
-    return p * (1.0 + mu)
-
-
-def sample_counts(p: np.ndarray, mu: np.ndarray, r: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One realization ``B (1 + K)`` (int32, shape of ``p``); see the module docstring."""
-    occupied = rng.random(p.shape) < p
-    n = np.zeros(p.shape, dtype=np.int32)
-    r_o, mu_o = r[occupied].astype(np.float64), mu[occupied].astype(np.float64)
-    n[occupied] = 1 + rng.negative_binomial(r_o, r_o / (r_o + mu_o))
-    return n

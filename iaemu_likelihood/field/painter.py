@@ -17,8 +17,9 @@ import math
 import numpy as np
 
 from ..errors import IAEmuError, InputShapeError, OutOfRangeError
-from .network import (build_network, dispersion_for_pairs, expected_pairs, logit_offset_for_total, mean_counts,
-                      network_outputs, normalise_density, normalise_hod, sample_counts)
+from .network import (build_network, dispersion_for_pairs, expected_pairs, logit_offset_for_total,
+                      network_outputs, normalise_density, normalise_hod)
+from .sampling import DEFAULT_OCCUPANCY, OCCUPANCY, mean_counts, sample_counts
 from .weights import load_painter_folder
 
 __all__ = ["GalaxyPainter", "paint", "MeshShapeError", "InvalidDensityError", "MODES"]
@@ -255,7 +256,7 @@ class GalaxyPainter:
                      for key in ("logit_offset", "log_mu_scale", "log_pair_scale"))
 
     def paint(self, density, hod_params, seed: int | None = None, mode: str = "sample",
-              box_size: float | None = None, positions: bool = False):
+              box_size: float | None = None, positions: bool = False, occupancy: str = DEFAULT_OCCUPANCY):
         """A galaxy field painted on ``density`` for the HOD ``hod_params``.
 
         Parameters
@@ -273,6 +274,11 @@ class GalaxyPainter:
         positions : bool
             Also return galaxy positions (n_gal, 3), float64, comoving h^-1 Mpc, uniform inside
             their voxels (``mode="sample"`` only).
+        occupancy : {"peak_groups", "independent"}
+            How occupied voxels are drawn (``mode="sample"``): grouped around the local maxima of
+            the occupation probability so that a halo's central is not drawn 0 or 2 times
+            (default), or each voxel independently; both give every voxel its probability
+            (:mod:`iaemu_likelihood.field.sampling`).
 
         Returns
         -------
@@ -280,6 +286,8 @@ class GalaxyPainter:
         """
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}; allowed: {list(MODES)}")
+        if occupancy not in OCCUPANCY:
+            raise ValueError(f"occupancy={occupancy!r}; allowed: {list(OCCUPANCY)}")
         if positions and mode != "sample":
             raise ValueError("positions=True needs mode='sample' (a mean field has no galaxies)")
         if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))
@@ -289,7 +297,7 @@ class GalaxyPainter:
         if mode == "mean":
             return mean_counts(pred["p"], pred["mu"])
         rng = np.random.default_rng(seed)
-        counts = sample_counts(pred["p"], pred["mu"], pred["r"], rng)
+        counts = sample_counts(pred["p"], pred["mu"], pred["r"], rng, occupancy)
         if not positions:
             return counts
         n = counts.shape[0]
@@ -303,7 +311,8 @@ _CACHE: dict = {}
 
 
 def paint(density, hod_params, seed: int | None = None, mode: str = "sample", weights=None,
-          device: str = "cpu", box_size: float | None = None, positions: bool = False):
+          device: str = "cpu", box_size: float | None = None, positions: bool = False,
+          occupancy: str = DEFAULT_OCCUPANCY):
     """Paint galaxies with a (cached) :class:`GalaxyPainter`; see :meth:`GalaxyPainter.paint`.
 
     ``weights`` is a painter folder or shipped version (default ``iaemu-painter-v4``).
@@ -312,4 +321,4 @@ def paint(density, hod_params, seed: int | None = None, mode: str = "sample", we
     if key not in _CACHE:
         _CACHE[key] = GalaxyPainter.load(weights, device=device)
     return _CACHE[key].paint(density, hod_params, seed=seed, mode=mode, box_size=box_size,
-                             positions=positions)
+                             positions=positions, occupancy=occupancy)
