@@ -41,7 +41,9 @@ def space_to_depth(x, factor: int):
     b, c, d, h, w = x.shape
     f = factor
     x = x.reshape(b, c, d // f, f, h // f, f, w // f, f)
-    return x.permute(0, 1, 3, 5, 7, 2, 4, 6).reshape(b, c * f ** 3, d // f, h // f, w // f)
+    # one copy, into channels-last memory (what the CPU convolutions read): (B, D, H, W, C f^3) viewed as NCDHW
+    x = x.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(b, d // f, h // f, w // f, c * f ** 3)
+    return x.permute(0, 4, 1, 2, 3)
 
 
 #: Network kinds of ``architecture_config["kind"]`` (absent = "unet", the first painters).
@@ -131,10 +133,12 @@ def build_network(config: dict):
             Per voxel, so features cropped to some voxels give those voxels' outputs."""
             b, k = params.shape[:2]
             spatial = features.shape[2:]
-            v = features.flatten(2).transpose(1, 2)  # (B, V, C)
+            # (B, V, C): one copy of the voxels (a plain view of channels-last features before windowing)
+            v = features.permute(0, 2, 3, 4, 1).reshape(b, -1, features.shape[1])
             h = self.head_features(v)[:, None] + self.head_params(params.to(v.dtype))[:, :, None]  # (B, K, V, W)
-            out = self.head_out(F.silu(self.head_hidden(F.silu(h))))  # (B, K, V, 3)
-            return out.transpose(2, 3).reshape(b, k, 3, *spatial)
+            inplace = not torch.is_grad_enabled()  # painting: no mesh-sized temporaries
+            out = self.head_out(F.silu(self.head_hidden(F.silu(h, inplace=inplace)), inplace=inplace))  # (B, K, V, 3)
+            return out.permute(0, 1, 3, 2).reshape(b, k, 3, *spatial)
 
         def prepare(self, x):
             return self.encode(x)
