@@ -81,6 +81,24 @@ def box_side(box_dir: Path) -> float:
     return float(json.loads((box_dir / "nbody" / "simulation_config.json").read_text())["box_size"])
 
 
+def same_initial_conditions(test_dir: Path, density_dir: Path) -> Path:
+    """``density_dir`` after checking that its N-body run shares the test box's initial conditions."""
+    keys = ("seed", "box_size", "n_particles_1d", "z_start", "cosmology")
+    configs = [json.loads((d / "nbody" / "simulation_config.json").read_text()) for d in (test_dir, density_dir)]
+    differ = [k for k in keys if configs[0].get(k) != configs[1].get(k)]
+    if differ:
+        raise SystemExit(f"--density-box {density_dir.name}: its run differs from {test_dir.name}'s in {differ}; "
+                         "it must share the seed, box, particles, starting redshift and cosmology")
+    return density_dir
+
+
+def nbody_seconds(box_dir: Path) -> float:
+    """The N-body part of ``iaemu build-catalog``'s run for a box (catalog provenance), seconds."""
+    from iaemu_likelihood.training.catalogs import OfflineHaloCatalog
+
+    return float(OfflineHaloCatalog(box_dir / "halos.npz").provenance["timings_s"]["nbody"])
+
+
 def truth_seconds(box_dir: Path, populate_s: float) -> dict:
     """FoF + halo properties and one populate for a box, seconds.
 
@@ -109,13 +127,16 @@ def run(args) -> dict:
     n_truth = args.n_truth
     data = Path(args.data)
     test_dir = data / args.test_box
+    # the density that is painted: the test box's own, or a cheaper run of the same initial conditions
+    density_dir = same_initial_conditions(test_dir, data / args.density_box) if args.density_box else test_dir
     painter = GalaxyPainter.load(args.weights, device=args.device)
     n_test = int(round(box_side(test_dir) / painter.voxel_size))
-    rho, _ = load_density(test_dir, n_test)  # the baseline's input and the figure's
+    rho, _ = load_density(density_dir, n_test)  # the baseline's input and the figure's
     # the painter's input: its own density mesh (finer when input_factor > 1)
-    rho_in, dprov = load_density(test_dir, n_test * painter.input_factor)
+    rho_in, dprov = load_density(density_dir, n_test * painter.input_factor)
+    test_sha = (dprov if density_dir == test_dir else load_density(test_dir, n_test)[1])["snapshot_sha256"]
     trained_on = {b["snapshot_sha256"] for b in painter.metadata["training"]["boxes"]}
-    if dprov["snapshot_sha256"] in trained_on:
+    if {dprov["snapshot_sha256"], test_sha} & trained_on:
         raise SystemExit(f"{args.test_box} is one of the painter's training boxes: pick a held-out box")
     test = load_galaxies(test_dir, args.tag)
     if test.n_realizations < 2 * n_truth:
@@ -205,7 +226,10 @@ def run(args) -> dict:
         "truth_seconds >= 10 paint_seconds": timing["truth_seconds"] >= TARGETS["speedup"] * timing["paint_seconds"],
     }
     return {"painter": painter.metadata["version"], "weights_created": painter.metadata.get("created"),
-            "test_box": args.test_box, "test_snapshot_sha256": dprov["snapshot_sha256"],
+            "test_box": args.test_box, "test_snapshot_sha256": test_sha,
+            "density_box": args.density_box or args.test_box, "density_snapshot_sha256": dprov["snapshot_sha256"],
+            "density_nbody_seconds": nbody_seconds(density_dir), "test_nbody_seconds": nbody_seconds(test_dir),
+            "density_simulation": json.loads((density_dir / "nbody" / "simulation_config.json").read_text()),
             "train_boxes_for_baseline": list(args.train_boxes), "tag": args.tag,
             "n_points": test.n_points, "n_truth_realizations": n_truth, "n_label_realizations": N_LABELS,
             "n_oracle_realizations": test.n_realizations - n_truth, "threads": args.threads,
@@ -257,6 +281,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(REPO / "work_data" / "field"), help="folder of the box folders")
     p.add_argument("--test-box", required=True, help="held-out box folder name")
+    p.add_argument("--density-box", default=None,
+                   help="paint the density of this box folder instead of the test box's: a run of the same "
+                        "initial conditions (e.g. fewer time steps), judged against the test box's galaxies")
     p.add_argument("--train-boxes", nargs="+", required=True, help="training box folder names (baseline fit)")
     p.add_argument("--weights", default="iaemu-painter-v4", help="painter folder or shipped version")
     p.add_argument("--tag", default="bench", help="galaxy set of the benchmark points")

@@ -189,6 +189,7 @@ def test_device_is_checked_before_any_training_step(tmp_path, device, message):
     ("n_particles_1d", 100, "power of two"), ("seed", -1, "--seed = -1"),
     ("threads", 0, "--threads = 0"), ("z_start", 0.0, "--z-start = 0.0"),
     ("min_particles_trusted", 5, "--min-particles-trusted = 5"),
+    ("courant_factor", 0.0, "--courant-factor = 0.0"), ("max_aexp_step", float("nan"), "--max-aexp-step = nan"),
 ])
 def test_build_catalog_options_are_checked(option, value, message):
     from iaemu_likelihood.training.catalog_cli import build_parser, check_args
@@ -197,6 +198,27 @@ def test_build_catalog_options_are_checked(option, value, message):
     setattr(args, option, value)
     with pytest.raises(ConfigError, match=message):
         check_args(args)
+
+
+def test_time_stepping_reaches_pysco_and_default_records_are_unchanged():
+    """A cheaper run (larger Courant factor and scale-factor steps) is a setting of the simulation;
+    runs at the default stepping keep the provenance records they had before it was one."""
+    from pathlib import Path
+
+    from iaemu_likelihood.training.nbody import DEFAULT_STEPPING, SimulationConfig, _pysco_parameters
+
+    default = SimulationConfig(box_size=125.0, n_particles_1d=256, seed=1002)
+    assert not set(DEFAULT_STEPPING) & set(default.to_dict())
+    params = _pysco_parameters(default, Path("w"), Path("pk.txt"))
+    assert (params["Courant_factor"], params["max_aexp_stepping"]) == (0.8, 5.0)
+    cheap = SimulationConfig(box_size=125.0, n_particles_1d=256, seed=1002, courant_factor=3.2,
+                             max_aexp_step_percent=20.0)
+    assert cheap.to_dict()["courant_factor"] == 3.2 and cheap.to_dict()["max_aexp_step_percent"] == 20.0
+    params = _pysco_parameters(cheap, Path("w"), Path("pk.txt"))
+    assert (params["Courant_factor"], params["max_aexp_stepping"]) == (3.2, 20.0)
+    assert params["seed"] == 1002  # the same initial conditions
+    with pytest.raises(ConfigError, match="courant_factor = -1"):
+        SimulationConfig(courant_factor=-1.0)
 
 
 # -- data files read by training ------------------------------------------------------------

@@ -5,7 +5,7 @@ import argparse
 import logging
 
 from ..cli import subcommand_parser
-from .nbody import BOLSHOI_PLANCK, SimulationConfig
+from .nbody import BOLSHOI_PLANCK, DEFAULT_STEPPING, SimulationConfig
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +19,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=SimulationConfig.seed, help="initial-conditions seed")
     p.add_argument("--z-start", type=float, default=49.0, help="starting redshift (2LPT)")
     p.add_argument("--threads", type=int, default=2, help="PySCo threads")
+    p.add_argument("--courant-factor", type=float, default=DEFAULT_STEPPING["courant_factor"],
+                   help="PySCo Courant factor of the time steps (larger: fewer steps, a cheaper run)")
+    p.add_argument("--max-aexp-step", type=float, default=DEFAULT_STEPPING["max_aexp_step_percent"],
+                   help="largest growth of the scale factor in one step, per cent (larger: fewer steps)")
     p.add_argument("--min-particles", type=int, default=20, help="smallest FoF group kept")
     p.add_argument("--min-particles-trusted", type=int, default=20,
                    help="smallest halo populated by default")
@@ -37,6 +41,8 @@ def check_args(args) -> None:
     check_int(args.seed, "--seed", minimum=0)
     check_float(args.z_start, "--z-start", minimum=0.0, min_inclusive=False)
     check_int(args.threads, "--threads", minimum=1)
+    check_float(args.courant_factor, "--courant-factor", minimum=0.0, min_inclusive=False, maximum=1e3)
+    check_float(args.max_aexp_step, "--max-aexp-step", minimum=0.0, min_inclusive=False, maximum=1e3)
     check_int(args.min_particles, "--min-particles", minimum=2)
     check_int(args.min_particles_trusted, "--min-particles-trusted", minimum=args.min_particles)
 
@@ -46,7 +52,8 @@ def main(args) -> int:
 
     check_args(args)
     config = SimulationConfig(box_size=args.box_size, n_particles_1d=args.n_particles_1d, seed=args.seed,
-                              z_start=args.z_start, cosmology=BOLSHOI_PLANCK, n_threads=args.threads)
+                              z_start=args.z_start, cosmology=BOLSHOI_PLANCK, n_threads=args.threads,
+                              courant_factor=args.courant_factor, max_aexp_step_percent=args.max_aexp_step)
     build_offline_catalog(config, args.workdir, args.output, args.min_particles,
                           args.min_particles_trusted)
     return 0

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .._io import atomic_write_bytes
+
 __all__ = ["Cosmology", "SimulationConfig", "BOLSHOI_PLANCK", "linear_power_spectrum",
            "run_simulation", "read_snapshot", "particle_mass", "snapshot_path", "snapshot_paths"]
 
@@ -55,6 +57,10 @@ class Cosmology:
 BOLSHOI_PLANCK = Cosmology(h=0.678, omega_m=0.307, omega_b=0.048, n_s=0.96, sigma8=0.823)
 
 
+#: PySCo time stepping of every run unless set otherwise (``Courant_factor``, ``max_aexp_stepping``).
+DEFAULT_STEPPING = {"courant_factor": 0.8, "max_aexp_step_percent": 5.0}
+
+
 @dataclasses.dataclass(frozen=True)
 class SimulationConfig:
     """Settings of one particle-mesh run.
@@ -77,6 +83,12 @@ class SimulationConfig:
     snapshot_redshifts : tuple of float
         Redshifts of the particle snapshots PySCo writes (one run; ``output_00001`` holds the
         highest redshift, the last ``output_*`` folder the lowest).
+    courant_factor : float
+        PySCo's ``Courant_factor``: time steps are this fraction of the dynamical and Courant limits.
+    max_aexp_step_percent : float
+        PySCo's ``max_aexp_stepping``: a time step grows the scale factor by at most this many per cent.
+        With the defaults (0.8, 5) a 256^3, 125 h^-1 Mpc run takes ~150 steps; larger values give a
+        cheaper run with the same initial conditions (the painter's "cheap simulation" check).
     """
 
     box_size: float = 250.0
@@ -86,8 +98,14 @@ class SimulationConfig:
     cosmology: Cosmology = BOLSHOI_PLANCK
     n_threads: int = 2
     snapshot_redshifts: tuple = (0.0,)
+    courant_factor: float = DEFAULT_STEPPING["courant_factor"]
+    max_aexp_step_percent: float = DEFAULT_STEPPING["max_aexp_step_percent"]
 
     def __post_init__(self):
+        from ..config_checks import check_float
+
+        for name in DEFAULT_STEPPING:
+            check_float(getattr(self, name), name, minimum=0.0, min_inclusive=False, maximum=1e3)
         n = self.n_particles_1d
         if n < 16 or n & (n - 1):
             raise ValueError(f"n_particles_1d={n} must be a power of two >= 16")
@@ -100,8 +118,16 @@ class SimulationConfig:
         object.__setattr__(self, "snapshot_redshifts", tuple(sorted(z, reverse=True)))
 
     def to_dict(self) -> dict:
-        """Plain-dict form, for provenance records."""
-        return dataclasses.asdict(self)
+        """Plain-dict form, for provenance records.
+
+        The time-stepping settings appear only where they differ from :data:`DEFAULT_STEPPING`, so
+        the records (and suite bindings) of runs made before they were settings stay valid.
+        """
+        record = dataclasses.asdict(self)
+        for name, default in DEFAULT_STEPPING.items():
+            if record[name] == default:
+                del record[name]
+        return record
 
 
 def particle_mass(config: SimulationConfig) -> float:
@@ -151,7 +177,8 @@ def _pysco_parameters(config: SimulationConfig, workdir: Path, pk_file: Path) ->
         "power_spectrum_file": str(pk_file), "initial_conditions": "2LPT",
         "base": str(workdir), "z_out": repr(list(config.snapshot_redshifts)), "output_snapshot_format": "HDF5",
         "save_power_spectrum": "z_out", "integrator": "leapfrog", "mass_scheme": "TSC",
-        "n_reorder": 25, "Courant_factor": 0.8, "max_aexp_stepping": 5,
+        "n_reorder": 25, "Courant_factor": float(config.courant_factor),
+        "max_aexp_stepping": float(config.max_aexp_step_percent),
         "linear_newton_solver": "fft", "gradient_stencil_order": 5,
         "Npre": 2, "Npost": 1, "epsrel": 1e-2, "verbose": 1,
     }
@@ -218,7 +245,7 @@ def run_simulation(config: SimulationConfig, workdir: str | os.PathLike) -> Path
     k, pk = linear_power_spectrum(config.cosmology)
     pk_file = workdir / "linear_pk_z0.txt"
     np.savetxt(pk_file, np.column_stack([k, pk]), header="k [h/Mpc]  P(k) [(Mpc/h)^3], z=0 linear, CAMB")
-    (workdir / "simulation_config.json").write_text(json.dumps(config.to_dict(), indent=2))
+    atomic_write_bytes(workdir / "simulation_config.json", json.dumps(config.to_dict(), indent=2).encode())
     import pysco
 
     logger.info("running PySCo: %d^3 particles in a %.1f h^-1 Mpc box", config.n_particles_1d,
