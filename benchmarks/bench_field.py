@@ -23,6 +23,10 @@ realizations ``0 .. n_truth - 1`` are the *truth*, the others the *oracle*: the 
   N-body part) + one ``populate``, for the same box; ``density_seconds``: reading the snapshot + CIC
   (the painter's own input cost, reported beside it).
 
+``--density-box`` paints the density of another box folder, a run of the test box's initial conditions
+(e.g. with fewer time steps: ``iaemu build-catalog --courant-factor --max-aexp-step``), and judges it
+against the test box's galaxies; ``--occupancy`` chooses how the painter draws occupied voxels.
+
 Writes ``benchmarks/results/field_painter.json`` (``points``, ``mean``, ``targets``) and a figure.
 Usage (after the data of training/README.md "Field-level painter")::
 
