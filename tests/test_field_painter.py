@@ -222,6 +222,31 @@ def test_weights_integrity(folder, tmp_path):
         GalaxyPainter.load(tmp_path / "nowhere")
 
 
+@pytest.mark.parametrize("kind", ["unet", "encoder_head"])
+def test_tiled_painting_matches_the_whole_box(tmp_path, density, kind):
+    """One tile with the periodic context is the whole-box painting; smaller tiles are assembled into
+    every voxel and differ only near tile faces; a memory-mapped mesh paints as an array does."""
+    painter = GalaxyPainter.load(write_synthetic_painter(tmp_path / kind, n_mesh=N, box_size=BOX, kind=kind))
+    hods = [HOD, dict(HOD, logMmin=12.6)]
+    whole = list(painter.predictions(density, hods))
+    one = list(painter._tiled_predictions(density, [painter.validate_hod(h) for h in hods], None, N))
+    for w, o in zip(whole, one):
+        for key in ("p", "mu", "r"):
+            np.testing.assert_allclose(o[key], w[key], rtol=1e-4, atol=1e-6)
+    tiled = list(painter.predictions(density, hods, tile=N // 2))  # 8 tiles
+    for w, t in zip(whole, tiled):
+        assert all(np.isfinite(t[key]).all() and t[key].shape == (N,) * 3 for key in ("p", "mu", "r"))
+        assert np.corrcoef(w["p"].ravel(), t["p"].ravel())[0, 1] > 0.9
+        assert t["p"].sum() == pytest.approx(w["p"].sum(), rel=0.1)
+    np.save(tmp_path / "rho.npy", density)
+    mapped = np.load(tmp_path / "rho.npy", mmap_mode="r")
+    np.testing.assert_array_equal(painter.paint(mapped, HOD, seed=5, tile=N // 2),
+                                  painter.paint(density, HOD, seed=5, tile=N // 2))
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match=f"tile={bad!r}"):
+            painter.paint(density, HOD, seed=1, tile=bad)
+
+
 def test_module_level_paint_and_cli(folder, density, tmp_path):
     import json
 
@@ -238,6 +263,13 @@ def test_module_level_paint_and_cli(folder, density, tmp_path):
         np.testing.assert_array_equal(f["counts"], paint(density, HOD, seed=2, weights=folder))
         assert f["positions"].shape == (f["counts"].sum(), 3)
         assert json.loads(str(f["metadata"]))["occupancy"] == "peak_groups"
+    np.save(tmp_path / "rho.npy", density)
+    tiled = ["paint", "--density", str(tmp_path / "rho.npy"), "--output", str(out), "--weights", str(folder),
+             "--seed", "2", "--tile", "8", "--hod", *[f"{k}={v}" for k, v in HOD.items()]]
+    assert main(tiled) == 0
+    with np.load(out, allow_pickle=False) as f:
+        np.testing.assert_array_equal(f["counts"], paint(density, HOD, seed=2, weights=folder, tile=8))
+        assert json.loads(str(f["metadata"]))["tile"] == 8
     assert main([*args, "--occupancy", "independent"]) == 0
     with np.load(out, allow_pickle=False) as f:
         np.testing.assert_array_equal(f["counts"], paint(density, HOD, seed=2, weights=folder,
@@ -264,6 +296,7 @@ def test_cli_bad_options_are_named_before_painting(folder, density, tmp_path, ca
         ([*base, "--output", str(tmp_path / "b.npz"), "--seed", "-1", "--hod", *hod],
          "--seed -1: must be a non-negative"),
         ([*base, "--output", str(tmp_path), "--hod", *hod], "is a folder"),
+        ([*base, "--output", str(tmp_path / "c.npz"), "--tile", "0", "--hod", *hod], "--tile 0: must be a positive"),
     ]
     for argv, match in cases:
         assert main(argv) == 1

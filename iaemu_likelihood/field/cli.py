@@ -35,6 +35,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--occupancy", choices=OCCUPANCY, default=DEFAULT_OCCUPANCY,
                    help="how occupied voxels are drawn: grouped around the local maxima of the occupation "
                         "probability (one central per peak, as in the HOD) or independently")
+    p.add_argument("--tile", type=int, default=None,
+                   help="paint in cubes of this many galaxy voxels per side (bounded memory; a .npy density is "
+                        "read tile by tile); default: whole boxes up to 160 voxels per side, 128-voxel tiles above")
     p.add_argument("--box-size", type=float, default=None,
                    help="box side, h^-1 Mpc (required for .h5; default for meshes: the painter's box)")
     p.add_argument("--weights", default=None, help="painter folder or shipped version (default iaemu-painter-v4)")
@@ -69,8 +72,8 @@ def read_density(path, box_size: float | None, n_mesh: int) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"--density {path} does not exist")
     suffix = path.suffix.lower()
-    if suffix == ".npy":
-        return np.load(path, allow_pickle=False)
+    if suffix == ".npy":  # memory-mapped: a tiled painting reads only its tiles
+        return np.load(path, allow_pickle=False, mmap_mode="r")
     if suffix == ".npz":
         with np.load(path, allow_pickle=False) as f:
             if "density" not in f.files:
@@ -96,20 +99,22 @@ def main(args) -> int:
         raise IsADirectoryError(f"--output {args.output}: is a folder; give the catalog file to write (.npz)")
     if args.seed is not None and args.seed < 0:
         raise ValueError(f"--seed {args.seed}: must be a non-negative integer")
+    if args.tile is not None and args.tile < 1:
+        raise ValueError(f"--tile {args.tile}: must be a positive number of galaxy voxels per side")
     hod = _parse_hod(args.hod)
     painter = GalaxyPainter.load(args.weights, device=args.device)
     n_mesh = painter.n_mesh if args.box_size is None else int(round(args.box_size / painter.voxel_size))
     density = read_density(args.density, args.box_size, n_mesh * painter.input_factor)
     meta = {"painter": painter.metadata.get("version"), "hod": hod, "seed": args.seed, "mode": args.mode,
-            "occupancy": args.occupancy if args.mode == "sample" else None,
+            "occupancy": args.occupancy if args.mode == "sample" else None, "tile": args.tile,
             "box_size": args.box_size or painter.box_size, "density": str(args.density)}
     if args.mode == "mean":
-        mean = painter.paint(density, hod, mode="mean", box_size=args.box_size)
+        mean = painter.paint(density, hod, mode="mean", box_size=args.box_size, tile=args.tile)
         arrays = {"mean_counts": mean.astype(np.float32)}
         logger.info("expected galaxies: %.1f", float(mean.sum()))
     else:
         counts, pos = painter.paint(density, hod, seed=args.seed, box_size=args.box_size, positions=True,
-                                    occupancy=args.occupancy)
+                                    occupancy=args.occupancy, tile=args.tile)
         arrays = {"positions": pos.astype(np.float32), "counts": counts}
         logger.info("painted %d galaxies", len(pos))
     arrays["metadata"] = np.array(json.dumps(meta, sort_keys=True))

@@ -156,11 +156,13 @@ def build_network(config: dict):
 
 
 def _window(t, window):
-    """The voxels ``[lo, lo + size)`` of the last three axes of ``t`` (``window = (lo, size)``; None = all)."""
+    """The voxels ``[lo, lo + size)`` of the last three axes of ``t`` (``window = (lo, size)``, ``size`` an
+    int or one per axis; None = all)."""
     if window is None:
         return t
     lo, size = window
-    return t[..., lo:lo + size, lo:lo + size, lo:lo + size]
+    a, b, c = (size,) * 3 if isinstance(size, (int, np.integer)) else size
+    return t[..., lo:lo + a, lo:lo + b, lo:lo + c]
 
 
 def normalise_density(rho, shift: float, scale: float):

@@ -27,6 +27,12 @@ __all__ = ["GalaxyPainter", "paint", "MeshShapeError", "InvalidDensityError", "M
 logger = logging.getLogger(__name__)
 
 MODES = ("sample", "mean")
+#: Galaxy voxels per side up to which a box is painted whole when ``tile`` is None.
+WHOLE_BOX_MAX = 160
+#: Tile side (galaxy voxels) for larger boxes when ``tile`` is None (~3 GB at input_factor 4).
+AUTO_TILE = 128
+#: Memory for the assembled raw outputs of the HOD points painted together in tiled mode, bytes.
+TILED_OUTPUT_BYTES = 2 << 30
 #: Relative tolerance on the voxel size implied by ``box_size``.
 VOXEL_RTOL = 1e-3
 
@@ -149,7 +155,13 @@ class GalaxyPainter:
             Box side in h^-1 Mpc; then any ``n`` with ``box_size / n`` equal to the painter's voxel
             size is accepted. Without it the mesh must equal the training box's.
         """
-        rho = np.asarray(density)
+        rho = self._checked_mesh(density, box_size)
+        mean = self._density_mean(rho)
+        return rho.astype(np.float32, copy=False) / np.float32(mean)
+
+    def _checked_mesh(self, density, box_size: float | None):
+        """``density`` as an array (a memory map stays one) after the shape, voxel-size and dtype checks."""
+        rho = density if isinstance(density, np.ndarray) else np.asarray(density)
         f, want = self.input_factor, self.density_n_mesh
         if rho.ndim != 3 or len(set(rho.shape)) != 1:
             raise MeshShapeError(f"density has shape {rho.shape}; expected a cubic 3-D mesh "
@@ -171,36 +183,68 @@ class GalaxyPainter:
         if rho.dtype.kind not in "iuf":  # complex would lose its imaginary part, bool become 0/1
             raise InvalidDensityError(f"density has dtype {rho.dtype}; expected real numbers "
                                       "(integer or floating point)")
-        rho = rho.astype(np.float32, copy=False)
-        low, high = rho.min(), rho.max()  # NaN and inf show in these: no mesh-sized temporaries
+        return rho
+
+    @staticmethod
+    def _density_mean(rho) -> float:
+        """Mean of the mesh after the value checks, read in slabs (a memory-mapped mesh is never
+        loaded whole; no mesh-sized temporaries)."""
+        low, high, total = np.inf, -np.inf, 0.0
+        step = max(1, (1 << 24) // max(1, rho.shape[1] * rho.shape[2]))  # ~16M cells per slab
+        for i in range(0, rho.shape[0], step):
+            slab = np.asarray(rho[i:i + step], dtype=np.float32)
+            low, high = min(low, slab.min()), max(high, slab.max())  # NaN and inf show in these
+            total += float(slab.sum(dtype=np.float64))
         if not (np.isfinite(low) and np.isfinite(high)):
-            raise InvalidDensityError(f"density has {int((~np.isfinite(rho)).sum())} NaN or inf voxels")
+            bad = sum(int((~np.isfinite(np.asarray(rho[i:i + step], np.float32))).sum())
+                      for i in range(0, rho.shape[0], step))
+            raise InvalidDensityError(f"density has {bad} NaN or inf voxels")
         if low < 0:
             raise InvalidDensityError(f"density has negative voxels (min {float(low)!r}); expected "
                                       "mass per voxel, not an overdensity")
-        mean = float(rho.mean(dtype=np.float64))
+        mean = total / rho.size
         if not mean > 0:
             raise InvalidDensityError(f"density has mean {mean!r}; expected a positive mean")
-        return rho / np.float32(mean)
+        return mean
 
     # ------------------------------------------------------------------ prediction
-    def predict(self, density, hod_params, box_size: float | None = None) -> dict:
-        """Per-voxel distribution: ``p`` (probability of >= 1 galaxy), ``mu``, ``r`` (float32 meshes)."""
-        return next(self.predictions(density, [hod_params], box_size))
+    def predict(self, density, hod_params, box_size: float | None = None, tile: int | None = None) -> dict:
+        """Per-voxel distribution: ``p`` (probability of >= 1 galaxy), ``mu``, ``r`` (float32 meshes);
+        ``tile``: see :meth:`predictions`."""
+        return next(self.predictions(density, [hod_params], box_size, tile))
 
-    def predictions(self, density, hod_points, box_size: float | None = None):
+    def predictions(self, density, hod_points, box_size: float | None = None, tile: int | None = None):
         """:meth:`predict` for several HOD points on one density, one dict per point (a generator).
 
         Every point is checked before any work is done. A painter whose network has an
         HOD-independent encoder (``kind`` ``"encoder_head"``) encodes the density once for all
         points, so each further point costs only the per-voxel head.
+
+        ``tile``: galaxy voxels per side of the cubes the box is painted in, each with the
+        painter's periodic context around it, so memory stays that of a ``tile^3`` box whatever the
+        box (a memory-mapped density, ``np.load(..., mmap_mode="r")``, is read tile by tile). None:
+        the whole box at once up to :data:`WHOLE_BOX_MAX` voxels per side, tiles of
+        :data:`AUTO_TILE` above. Tiles see ``context`` voxels around them, as in training, where the
+        whole box sees all of it: the fields differ slightly near tile faces.
         """
+        hods = [self.validate_hod(h) for h in hod_points]
+        f = self.input_factor
+        rho = self._checked_mesh(density, box_size)
+        n = rho.shape[0] // f  # galaxy mesh
+        if tile is not None and (isinstance(tile, (bool, np.bool_)) or not isinstance(tile, (int, np.integer))
+                                 or tile < 1):
+            raise ValueError(f"tile={tile!r}: must be a positive integer (galaxy voxels per side) or None")
+        tile = (None if n <= WHOLE_BOX_MAX else AUTO_TILE) if tile is None else min(int(tile), n)
+        if tile is not None and tile < n:
+            yield from self._tiled_predictions(rho, hods, box_size, tile)
+            return
+        yield from self._whole_box_predictions(self.validate_density(rho, box_size), hods, box_size)
+
+    def _whole_box_predictions(self, rho, hods, box_size):
         import torch
 
-        hods = [self.validate_hod(h) for h in hod_points]
-        rho = self.validate_density(density, box_size)
         f = self.input_factor
-        n = rho.shape[0] // f  # galaxy mesh
+        n = rho.shape[0] // f
         # periodic context on every side (galaxy voxels), rounded up so the U-Net's strides divide the size
         total = self._multiple * math.ceil((n + 2 * self.pad) / self._multiple)
         lo = self.pad
@@ -217,6 +261,42 @@ class GalaxyPainter:
                 pt = torch.from_numpy(params)[None, None].to(self.device)
                 out = self.net.targets(prepared, pt, (lo, n))[:, 0]
                 yield self._distribution(out, hod, params, side)
+
+    def _tiled_predictions(self, rho, hods, box_size, tile: int):
+        """:meth:`predictions` cube by cube: the raw outputs of all points (in groups that fit
+        :data:`TILED_OUTPUT_BYTES`) are assembled on the galaxy mesh, then calibrated as a whole."""
+        import torch
+
+        f, pad = self.input_factor, self.pad
+        n_density = rho.shape[0]
+        n = n_density // f
+        mean = np.float32(self._density_mean(rho))
+        side = n * self.voxel_size if box_size is None else float(box_size)
+        params = [normalise_hod(h, *zip(*(self.bounds[k] for k in self.hod_names))) for h in hods]
+        per_group = max(1, int(TILED_OUTPUT_BYTES // (3 * 4 * n ** 3)))
+        starts = range(0, n, tile)
+        for g in range(0, len(hods), per_group):
+            group = range(g, min(g + per_group, len(hods)))
+            outs = {i: np.empty((1, 3, n, n, n), np.float32) for i in group}
+            pt = torch.from_numpy(np.stack([params[i] for i in group]))[None].to(self.device)
+            with torch.inference_mode():
+                for a in starts:
+                    for b in starts:
+                        for c in starts:
+                            sizes = tuple(min(tile, n - s0) for s0 in (a, b, c))
+                            # each axis: the tile, the context before it and enough after it for the strides
+                            cells = [(np.arange(-pad, self._multiple * math.ceil((t + 2 * pad) / self._multiple) - pad)
+                                      + s0) % n for s0, t in zip((a, b, c), sizes)]
+                            cells = [(i[:, None] * f + np.arange(f)).ravel() for i in cells]
+                            x = torch.from_numpy(np.asarray(rho[np.ix_(*cells)], dtype=np.float32) / mean)
+                            x = normalise_density(x, self._input["shift"], self._input["scale"])
+                            out = self.net.targets(self.net.prepare(x[None, None].to(self.device)), pt,
+                                                   (pad, sizes))[0]
+                            out = out.float().cpu().numpy()
+                            for j, i in enumerate(group):
+                                outs[i][0, :, a:a + sizes[0], b:b + sizes[1], c:c + sizes[2]] = out[j]
+            for i in group:
+                yield self._distribution(torch.from_numpy(outs.pop(i)).to(self.device), hods[i], params[i], side)
 
     def _distribution(self, out, hod: np.ndarray, params: np.ndarray, side: float) -> dict:
         """Calibrated (p, mu, r) meshes from the raw network output (1, 3, n, n, n) of one HOD point."""
@@ -256,7 +336,8 @@ class GalaxyPainter:
                      for key in ("logit_offset", "log_mu_scale", "log_pair_scale"))
 
     def paint(self, density, hod_params, seed: int | None = None, mode: str = "sample",
-              box_size: float | None = None, positions: bool = False, occupancy: str = DEFAULT_OCCUPANCY):
+              box_size: float | None = None, positions: bool = False, occupancy: str = DEFAULT_OCCUPANCY,
+              tile: int | None = None):
         """A galaxy field painted on ``density`` for the HOD ``hod_params``.
 
         Parameters
@@ -279,6 +360,9 @@ class GalaxyPainter:
             the occupation probability so that a halo's central is not drawn 0 or 2 times
             (default), or each voxel independently; both give every voxel its probability
             (:mod:`iaemu_likelihood.field.sampling`).
+        tile : int, optional
+            Paint in cubes of this many galaxy voxels per side (bounded memory for large boxes;
+            default: whole boxes up to 160 voxels per side); see :meth:`predictions`.
 
         Returns
         -------
@@ -293,7 +377,7 @@ class GalaxyPainter:
         if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))
                                  or seed < 0):
             raise ValueError(f"seed={seed!r}: must be a non-negative integer or None")
-        pred = self.predict(density, hod_params, box_size)
+        pred = self.predict(density, hod_params, box_size, tile)
         if mode == "mean":
             return mean_counts(pred["p"], pred["mu"])
         rng = np.random.default_rng(seed)
@@ -312,7 +396,7 @@ _CACHE: dict = {}
 
 def paint(density, hod_params, seed: int | None = None, mode: str = "sample", weights=None,
           device: str = "cpu", box_size: float | None = None, positions: bool = False,
-          occupancy: str = DEFAULT_OCCUPANCY):
+          occupancy: str = DEFAULT_OCCUPANCY, tile: int | None = None):
     """Paint galaxies with a (cached) :class:`GalaxyPainter`; see :meth:`GalaxyPainter.paint`.
 
     ``weights`` is a painter folder or shipped version (default ``iaemu-painter-v4``).
@@ -321,4 +405,4 @@ def paint(density, hod_params, seed: int | None = None, mode: str = "sample", we
     if key not in _CACHE:
         _CACHE[key] = GalaxyPainter.load(weights, device=device)
     return _CACHE[key].paint(density, hod_params, seed=seed, mode=mode, box_size=box_size,
-                             positions=positions, occupancy=occupancy)
+                             positions=positions, occupancy=occupancy, tile=tile)
