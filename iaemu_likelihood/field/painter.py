@@ -155,9 +155,11 @@ class GalaxyPainter:
             Box side in h^-1 Mpc; then any ``n`` with ``box_size / n`` equal to the painter's voxel
             size is accepted. Without it the mesh must equal the training box's.
         """
-        rho = self._checked_mesh(density, box_size)
-        mean = self._density_mean(rho)
-        return rho.astype(np.float32, copy=False) / np.float32(mean)
+        return self._relative_density(self._checked_mesh(density, box_size))
+
+    def _relative_density(self, rho) -> np.ndarray:
+        """A checked mesh as a new float32 array ``rho / rho_mean``, after the value checks."""
+        return rho.astype(np.float32, copy=False) / np.float32(self._density_mean(rho))
 
     def _checked_mesh(self, density, box_size: float | None):
         """``density`` as an array (a memory map stays one) after the shape, voxel-size and dtype checks."""
@@ -238,7 +240,7 @@ class GalaxyPainter:
         if tile is not None and tile < n:
             yield from self._tiled_predictions(rho, hods, box_size, tile)
             return
-        yield from self._whole_box_predictions(self.validate_density(rho, box_size), hods, box_size)
+        yield from self._whole_box_predictions(self._relative_density(rho), hods, box_size)
 
     def _whole_box_predictions(self, rho, hods, box_size):
         import torch
@@ -257,7 +259,7 @@ class GalaxyPainter:
             del x, rho
             prepared = self.net.prepare(xt)  # an encoder_head network encodes the density here, once
             for hod in hods:
-                params = normalise_hod(hod, *zip(*(self.bounds[k] for k in self.hod_names)))
+                params = self._normalised_hod(hod)
                 pt = torch.from_numpy(params)[None, None].to(self.device)
                 out = self.net.targets(prepared, pt, (lo, n))[:, 0]
                 yield self._distribution(out, hod, params, side)
@@ -272,7 +274,7 @@ class GalaxyPainter:
         n = n_density // f
         mean = np.float32(self._density_mean(rho))
         side = n * self.voxel_size if box_size is None else float(box_size)
-        params = [normalise_hod(h, *zip(*(self.bounds[k] for k in self.hod_names))) for h in hods]
+        params = [self._normalised_hod(h) for h in hods]
         per_group = max(1, int(TILED_OUTPUT_BYTES // (3 * 4 * n ** 3)))
         starts = range(0, n, tile)
         for g in range(0, len(hods), per_group):
@@ -297,6 +299,10 @@ class GalaxyPainter:
                                 outs[i][0, :, a:a + sizes[0], b:b + sizes[1], c:c + sizes[2]] = out[j]
             for i in group:
                 yield self._distribution(torch.from_numpy(outs.pop(i)).to(self.device), hods[i], params[i], side)
+
+    def _normalised_hod(self, hod: np.ndarray) -> np.ndarray:
+        """HOD values (``hod_names`` order) mapped to [-1, 1] over the painter's bounds (the network's input)."""
+        return normalise_hod(hod, *zip(*(self.bounds[k] for k in self.hod_names)))
 
     def _distribution(self, out, hod: np.ndarray, params: np.ndarray, side: float) -> dict:
         """Calibrated (p, mu, r) meshes from the raw network output (1, 3, n, n, n) of one HOD point."""
