@@ -1,19 +1,9 @@
 """benchmarks/bench_field.py --density-box: a cheaper run is accepted only when it shares the test box's
 initial conditions (seed, box, particles, starting redshift, cosmology); its time stepping may differ."""
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_field.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("bench_field", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from repo_files import load_module
 
 
 def _box(root, name, **changes):
@@ -28,7 +18,7 @@ def _box(root, name, **changes):
 
 def test_density_box_must_share_the_initial_conditions(tmp_path):
     pytest.importorskip("torch")
-    bench = _script()
+    bench = load_module("benchmarks/bench_field.py")
     test = _box(tmp_path, "box_1002")
     cheap = _box(tmp_path, "box_1002_cheap", courant_factor=3.2, max_aexp_step_percent=20.0)
     assert bench.same_initial_conditions(test, cheap) == cheap

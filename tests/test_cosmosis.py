@@ -4,7 +4,6 @@ The example pipeline defaults to the shipped weights and the bundled example mea
 it is pointed at a synthetic weights folder and a synthetic measurement through ini overrides,
 exactly as a user overrides options with ``cosmosis ... -p section.option=value``.
 """
-import importlib.util
 import logging
 import math
 import os
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from repo_files import load_module
 
 from iaemu_likelihood.conventions import PARAM_NAMES, STATISTICS
 from iaemu_likelihood.data import save_measurement
@@ -141,10 +141,7 @@ def _pipeline(weights, data_file, values_file, **extra):
 
 def _load_interface():
     """The interface file as a module (CosmoSIS loads it by path the same way)."""
-    spec = importlib.util.spec_from_file_location("iaemu_interface", MODULE_DIR / "iaemu_interface.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module(MODULE_DIR / "iaemu_interface.py")
 
 
 def _read_values(path):

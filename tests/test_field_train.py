@@ -1,7 +1,6 @@
 """Painter training on a tiny synthetic box: loss, crops, checkpoint/resume, export and loading."""
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -257,14 +256,11 @@ def test_several_targets_per_crop_train_an_encoder_head_painter(config_file, tmp
 def test_transport_pack_keeps_the_counts_and_the_density_to_half_a_step(config_file, tmp_path):
     """scripts/field_transport.py (moving a training box to a GPU machine) loses no galaxy and
     changes the density by at most step / 2 in log1p."""
-    import importlib.util
+    from repo_files import load_module
 
     from iaemu_likelihood.training.field_data import load_density, load_galaxies
 
-    path = Path(__file__).resolve().parents[1] / "scripts" / "field_transport.py"
-    spec = importlib.util.spec_from_file_location("field_transport", path)
-    transport = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(transport)
+    transport = load_module("scripts/field_transport.py")
     box = tmp_path / "box_0"
     transport.pack(box, tmp_path / "box_0.npz", density_mesh=N, galaxy_mesh=N // 2, step=1e-3)
     transport.unpack(tmp_path / "box_0.npz", tmp_path / "copy")

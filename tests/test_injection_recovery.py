@@ -1,19 +1,13 @@
 """benchmarks/injection_recovery.py with cosmology-dependent weights and the fast ensemble (issue 15,
 item 6): the fit samples omegam and sigma8 beside the seven parameters, at each point's redshift."""
-import importlib.util
 import json
-from pathlib import Path
 
+from repo_files import load_module
 from test_cosmology_inputs import v2_weights  # noqa: F401  (fixture)
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "injection_recovery.py"
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("injection_recovery", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_module("benchmarks/injection_recovery.py")
 
 
 def test_v2_weights_fit_cosmology_with_the_ensemble(v2_weights, tmp_path):  # noqa: F811
