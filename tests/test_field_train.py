@@ -182,6 +182,41 @@ def test_loader_workers_give_the_same_batches_and_weights(config_file, tmp_path)
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=k)
 
 
+def test_fine_tune_from_a_painter_with_a_weight_average(config_file, tmp_path):
+    """init_weights starts from another painter's weights and input normalisation; with ema_decay
+    the export holds the weight average (here so slow that it stays at the starting weights), and a
+    resumed run gives the uninterrupted run's average. A painter of another architecture is refused."""
+    from iaemu_likelihood.errors import ConfigError
+    from iaemu_likelihood.field import GalaxyPainter
+    from iaemu_likelihood.training.field_train import load_config, train
+
+    start = GalaxyPainter.load(train(load_config(config_file, {"output": "start", "workdir": "run_start"})))
+    tuned_cfg = {"init_weights": "start", "ema_decay": 0.999999, "learning_rate": 0.05, "seed": 9,
+                 "output": "tuned", "workdir": "run_tuned"}
+    folder = train(load_config(config_file, tuned_cfg))
+    tuned = GalaxyPainter.load(folder)
+    for (k, a), b in zip(start.net.state_dict().items(), tuned.net.state_dict().values()):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-4, atol=1e-5, err_msg=k)
+    assert tuned.metadata["input"] == start.metadata["input"]
+    origin = tuned.metadata["training"]["initialised_from"]
+    assert origin["version"] == "start" and len(origin["weights_sha256"]) == 64
+    assert tuned.metadata["training"]["config"]["init_weights"] == "start"
+    # the raw weights did move (the optimiser ran): the average is not the last step's weights
+    raw = torch.load(tmp_path / "run_tuned" / "checkpoint.pt", weights_only=True)
+    assert any(not torch.allclose(raw["model"][k], raw["weight_average"][k]) for k in raw["model"])
+    # interrupted and resumed: the same average
+    shutil.rmtree(folder)
+    shutil.rmtree(tmp_path / "run_tuned")
+    assert train(load_config(config_file, tuned_cfg), stop_at=2) is None
+    resumed = GalaxyPainter.load(train(load_config(config_file, tuned_cfg)))
+    for (k, a), b in zip(tuned.net.state_dict().items(), resumed.net.state_dict().values()):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-6, atol=1e-8, err_msg=k)
+    with pytest.raises(ConfigError, match=r"init_weights = .*channels \(\[2, 4\] there, \[2, 8\] here\)"):
+        train(load_config(config_file, {**tuned_cfg, "channels": [2, 8], "workdir": "run_other"}))
+    with pytest.raises(ConfigError, match="ema_decay = 1.0"):
+        load_config(config_file, {"ema_decay": 1.0})
+
+
 def test_config_errors(config_file):
     from iaemu_likelihood.errors import ConfigError
     from iaemu_likelihood.training.field_train import load_config

@@ -92,6 +92,14 @@ class FieldTrainConfig(TorchTrainingSettings):
     checkpoint_every : int
     version : str
         Version name in painter.json (default the output folder's name).
+    init_weights : str, optional
+        Painter folder (a path relative to the config, or a shipped version name) whose network
+        weights and input normalisation start the run: a fine-tune. Its ``architecture_config``
+        must equal this config's. Recorded in ``painter.json`` (``training.initialised_from``).
+    ema_decay : float
+        Decay per step of an exponential moving average of the weights (0 = off, else in
+        [0, 1)); the exported painter holds the averaged weights, an average over the last
+        ~``1 / (1 - ema_decay)`` steps that smooths the step-to-step noise of the optimiser.
     """
 
     boxes: list
@@ -119,6 +127,8 @@ class FieldTrainConfig(TorchTrainingSettings):
     loader_workers: int = setting(0, 0)
     checkpoint_every: int = setting(100, 1)
     version: str | None = None
+    init_weights: str | None = None
+    ema_decay: float = setting(0.0, 0.0, 1.0)
     grad_clip: float = with_default(TorchTrainingSettings, "grad_clip", 5.0)
     threads: int = with_default(TorchTrainingSettings, "threads", 2)
 
@@ -135,6 +145,8 @@ class FieldTrainConfig(TorchTrainingSettings):
         for b in self.block_sizes if self.block_weight > 0 else ():
             if self.crop % b:
                 raise ConfigError(f"block_sizes entry {b} does not divide crop = {self.crop}")
+        if self.ema_decay >= 1:
+            raise ConfigError(f"ema_decay = {self.ema_decay!r}: must be in [0, 1) (0 = no weight average)")
         from iaemu_likelihood.field.network import KINDS
 
         if self.kind not in KINDS:
@@ -169,6 +181,8 @@ def load_config(path, overrides: dict | None = None) -> FieldTrainConfig:
         return value if Path(value).is_absolute() else str((path.parent / value).resolve())
 
     raw["boxes"] = [resolve(b) for b in raw["boxes"]]
+    if raw.get("init_weights") is not None and (path.parent / str(raw["init_weights"])).exists():
+        raw["init_weights"] = resolve(str(raw["init_weights"]))  # else: a shipped version name
     raw["output"], raw["workdir"] = resolve(raw["output"]), resolve(raw["workdir"])
     return FieldTrainConfig(**raw)
 
@@ -176,14 +190,17 @@ def load_config(path, overrides: dict | None = None) -> FieldTrainConfig:
 class _CropSampler:
     """Random crops of (normalised density, galaxy counts, normalised HOD) from the training boxes."""
 
-    def __init__(self, config: FieldTrainConfig, bounds: dict):
+    def __init__(self, config: FieldTrainConfig, bounds: dict, input_normalisation: dict | None = None):
         from iaemu_likelihood.field.network import normalise_density, normalise_hod
 
         self.config = config
         self.n, f = config.n_mesh, config.input_factor
         fine = [load_density(b, self.n * f)[0] for b in config.boxes]
-        logs = np.concatenate([np.log1p(r).ravel()[::7] for r in fine])
-        self.shift, self.scale = float(logs.mean()), float(logs.std())
+        if input_normalisation is None:  # log1p(rho) standardised over the training boxes
+            logs = np.concatenate([np.log1p(r).ravel()[::7] for r in fine])
+            self.shift, self.scale = float(logs.mean()), float(logs.std())
+        else:  # a fine-tune keeps the normalisation its starting network was trained with
+            self.shift, self.scale = float(input_normalisation["shift"]), float(input_normalisation["scale"])
         self.x = [normalise_density(r, self.shift, self.scale).astype(np.float32) for r in fine]
         n = self.n
         rhos = [r.reshape(n, f, n, f, n, f).mean(axis=(1, 3, 5)) for r in fine]  # the galaxy mesh
@@ -259,12 +276,46 @@ def _batches(torch, sampler: _CropSampler, start: int, end: int, workers: int, p
                                             multiprocessing_context="fork"))
 
 
-def _checkpoint_bytes(torch, net, optimiser, step: int, history: list) -> bytes:
+def _checkpoint_bytes(torch, net, optimiser, step: int, history: list, average: dict | None = None) -> bytes:
     buffer = io.BytesIO()
-    torch.save({"model": {k: v.cpu() for k, v in net.state_dict().items()},
-                "optimiser": optimiser.state_dict(), "step": step,
-                "history": torch.tensor(np.asarray(history, dtype=np.float64).reshape(-1, 3))}, buffer)
+    state = {"model": {k: v.cpu() for k, v in net.state_dict().items()},
+             "optimiser": optimiser.state_dict(), "step": step,
+             "history": torch.tensor(np.asarray(history, dtype=np.float64).reshape(-1, 3))}
+    if average is not None:
+        state["weight_average"] = {k: v.cpu() for k, v in average.items()}
+    torch.save(state, buffer)
     return buffer.getvalue()
+
+
+def initial_painter(config: FieldTrainConfig) -> tuple[dict, dict, dict] | None:
+    """(metadata, state dict, provenance) of ``config.init_weights`` after its checks, or None.
+
+    The folder's checksums are verified (:func:`~iaemu_likelihood.field.weights.load_painter_folder`)
+    and its architecture must equal the config's, else :class:`ConfigError` names the keys that differ.
+    """
+    if config.init_weights is None:
+        return None
+    from iaemu_likelihood.field.weights import WEIGHTS_FILE, load_painter_folder, verify_painter_checksums
+
+    meta, state, folder = load_painter_folder(config.init_weights)
+    want, have = config.architecture_config(), meta["architecture_config"]
+    differ = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+    if differ:
+        raise ConfigError(f"init_weights = {config.init_weights!r}: its architecture differs from the config's in "
+                          + ", ".join(f"{k} ({have.get(k)!r} there, {want.get(k)!r} here)" for k in differ))
+    provenance = {"version": meta.get("version", folder.name), "created": meta.get("created"),
+                  "weights_sha256": verify_painter_checksums(folder)[WEIGHTS_FILE]}
+    return meta, state, provenance
+
+
+def _update_average(average: dict, net, decay: float) -> None:
+    """``average <- decay average + (1 - decay) weights`` for floating tensors (others copied)."""
+    for name, value in net.state_dict().items():
+        value = value.detach()
+        if value.is_floating_point():
+            average[name].lerp_(value, 1.0 - decay)
+        else:
+            average[name].copy_(value)
 
 
 def train(config: FieldTrainConfig, stop_at: int | None = None) -> Path | None:
@@ -288,8 +339,12 @@ def train(config: FieldTrainConfig, stop_at: int | None = None) -> Path | None:
     torch.manual_seed(config.seed)
     rule = DesignRule()
     bounds = {k: rule.bounding_box()[k] for k in HOD_NAMES}
-    sampler = _CropSampler(config, bounds)
+    initial = initial_painter(config)
+    sampler = _CropSampler(config, bounds, initial[0]["input"] if initial else None)
     net = build_network(config.architecture_config()).to(device)
+    if initial is not None:
+        net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in initial[1].items()})
+        logger.info("starting from %s (weights sha256 %s)", initial[2]["version"], initial[2]["weights_sha256"])
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = lambda step: 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(step / config.steps, 1.0)))  # noqa: E731
     workdir = Path(config.workdir)
@@ -302,6 +357,11 @@ def train(config: FieldTrainConfig, stop_at: int | None = None) -> Path | None:
         optimiser.load_state_dict(state["optimiser"])
         start, history = int(state["step"]), state["history"].numpy().tolist()
         logger.info("resumed from %s at step %d", ckpt, start)
+    average = None
+    if config.ema_decay > 0:  # starts from the initial (or resumed) weights
+        saved = state.get("weight_average") if ckpt.is_file() else None
+        average = {k: (saved[k] if saved is not None else v.detach()).clone().to(device)
+                   for k, v in net.state_dict().items()}
     t0 = time.perf_counter()
     ctx, c = config.context, config.crop
     end = config.steps if stop_at is None else min(stop_at, config.steps)
@@ -323,21 +383,26 @@ def train(config: FieldTrainConfig, stop_at: int | None = None) -> Path | None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
         optimiser.step()
+        if average is not None:
+            _update_average(average, net, config.ema_decay)
         history.append([step, float(cls.detach()), float(cnt.detach())])
         if (step + 1) % 20 == 0:
             recent = np.asarray(history[-100:])
             bar.set_postfix(cls=f"{recent[:, 1].mean():.4f}", count=f"{recent[:, 2].mean():.3f}")
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == end:
-            atomic_write_bytes(ckpt, _checkpoint_bytes(torch, net, optimiser, step + 1, history))
+            atomic_write_bytes(ckpt, _checkpoint_bytes(torch, net, optimiser, step + 1, history, average))
             np.savetxt(workdir / "loss.txt", np.asarray(history), header="step cls_loss count_nll")
     logger.info("trained steps %d-%d in %.1f s", start, end, time.perf_counter() - t0)
     if end < config.steps:
         return None
-    return export(config, net, sampler, bounds, rule, np.asarray(history))
+    return export(config, net if average is None else average, sampler, bounds, rule, np.asarray(history),
+                  initial[2] if initial else None)
 
 
-def export(config: FieldTrainConfig, net, sampler: _CropSampler, bounds: dict, rule, history) -> Path:
-    """Write the painter folder (painter.json, weights.npz, SHA256SUMS)."""
+def export(config: FieldTrainConfig, net, sampler: _CropSampler, bounds: dict, rule, history,
+           initialised_from: dict | None = None) -> Path:
+    """Write the painter folder (painter.json, weights.npz, SHA256SUMS); ``net`` is the network or
+    its state dict (the weight average)."""
     from iaemu_likelihood.field.weights import write_painter_folder
 
     from ..weights_io import sha256_file
@@ -368,14 +433,18 @@ def export(config: FieldTrainConfig, net, sampler: _CropSampler, bounds: dict, r
         "input": {"transform": "log1p", "shift": sampler.shift, "scale": sampler.scale},
         "pos_weight": config.pos_weight,
         "training": {"boxes": boxes, "tag": config.tag, "config": dataclasses.asdict(config),
-                     "final_cls_loss": float(last[:, 1].mean()), "final_count_nll": float(last[:, 2].mean())},
+                     "final_cls_loss": float(last[:, 1].mean()), "final_count_nll": float(last[:, 2].mean()),
+                     **({"initialised_from": initialised_from} if initialised_from else {})},
         "library_versions": code_versions(("numpy", "torch", "monai", "halotools", "pysco-nbody",
                                            "iaemu-likelihood")),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     meta["training"]["config"].update(boxes=[Path(b).name for b in config.boxes], output=Path(config.output).name,
                                       workdir=Path(config.workdir).name)
-    folder = write_painter_folder(config.output, meta, net.state_dict())
+    if initialised_from:
+        meta["training"]["config"]["init_weights"] = initialised_from["version"]
+    state = net if isinstance(net, dict) else net.state_dict()
+    folder = write_painter_folder(config.output, meta, {k: v.cpu() for k, v in state.items()})
     logger.info("wrote painter folder %s", folder)
     return folder
 
