@@ -229,7 +229,12 @@ def test_tiled_painting_matches_the_whole_box(tmp_path, density, kind):
     painter = GalaxyPainter.load(write_synthetic_painter(tmp_path / kind, n_mesh=N, box_size=BOX, kind=kind))
     hods = [HOD, dict(HOD, logMmin=12.6)]
     whole = list(painter.predictions(density, hods))
-    one = list(painter._tiled_predictions(density, [painter.validate_hod(h) for h in hods], None, N))
+    import torch
+
+    hod_values = [painter.validate_hod(h) for h in hods]
+    params = [painter._normalised_hod(h) for h in hod_values]
+    raw = painter._tiled_outputs(density, np.float32(painter._density_mean(density)), params, N)  # one tile
+    one = [painter._distribution(torch.from_numpy(o), h, par, BOX) for o, h, par in zip(raw, hod_values, params)]
     for w, o in zip(whole, one):
         for key in ("p", "mu", "r"):
             np.testing.assert_allclose(o[key], w[key], rtol=1e-4, atol=1e-6)
@@ -245,6 +250,53 @@ def test_tiled_painting_matches_the_whole_box(tmp_path, density, kind):
     for bad in (0, -3, 2.5, True):
         with pytest.raises(ValueError, match=f"tile={bad!r}"):
             painter.paint(density, HOD, seed=1, tile=bad)
+
+
+def test_symmetry_views_invert():
+    from iaemu_likelihood.field.painter import SYMMETRIES, apply_symmetry, undo_symmetry
+
+    mesh = np.arange(2 * 3 * 4 * 5 * 6).reshape(2, 3, 4, 5, 6)
+    seen = set()
+    for symmetry in SYMMETRIES:
+        turned = apply_symmetry(mesh, symmetry)
+        assert turned.shape[:2] == (2, 3) and sorted(turned.shape[2:]) == [4, 5, 6]
+        np.testing.assert_array_equal(undo_symmetry(turned, symmetry), mesh)
+        seen.add(turned.tobytes() + bytes(turned.shape))
+    assert len(seen) == len(SYMMETRIES)  # eight different symmetries
+    # the inversion sends voxel (i, j, k) to (n-1-i, n-1-j, n-1-k)
+    cube = np.arange(27).reshape(3, 3, 3)
+    assert apply_symmetry(cube, SYMMETRIES[1])[0, 0, 1] == cube[2, 2, 1]
+
+
+@pytest.mark.parametrize("kind", ["unet", "encoder_head"])
+def test_symmetry_averaging_makes_the_painting_equivariant(tmp_path, density, kind):
+    """Averaged over {identity, inversion}, the painting of the inverted density is the inverted
+    painting (a network with random weights alone is not); tiles and a fine density mesh agree."""
+    from iaemu_likelihood.field.painter import SYMMETRIES, apply_symmetry
+
+    painter = GalaxyPainter.load(write_synthetic_painter(tmp_path / kind, n_mesh=N, box_size=BOX, kind=kind,
+                                                         input_factor=2))
+    fine = np.random.default_rng(4).lognormal(0.0, 1.0, (2 * N,) * 3).astype(np.float32)
+    inverted = np.ascontiguousarray(apply_symmetry(fine, SYMMETRIES[1]))
+    hods = [HOD, dict(HOD, logMmin=12.6)]
+    plain = painter.predict(fine, HOD)
+    plain_inv = painter.predict(inverted, HOD)
+    assert not np.allclose(apply_symmetry(plain["p"], SYMMETRIES[1]), plain_inv["p"], rtol=1e-3)
+    both = list(painter.predictions(fine, hods, symmetries=2))
+    both_inv = list(painter.predictions(inverted, hods, symmetries=2))
+    for a, b in zip(both, both_inv):
+        for key in ("p", "mu", "r"):
+            np.testing.assert_allclose(apply_symmetry(a[key], SYMMETRIES[1]), b[key], rtol=2e-4, atol=1e-6)
+    assert not np.allclose(both[0]["p"], plain["p"], rtol=1e-3)  # the average is not one frame's painting
+    # one tile covering the box is the whole-box average; eight symmetries on tiles of half the box
+    for a, b in zip(both, painter.predictions(fine, hods, symmetries=2, tile=N)):
+        np.testing.assert_allclose(b["p"], a["p"], rtol=1e-4, atol=1e-6)
+    eight = painter.predict(fine, HOD, tile=N // 2, symmetries=8)
+    assert np.isfinite(eight["p"]).all() and eight["p"].sum() == pytest.approx(plain["p"].sum(), rel=0.1)
+    assert painter.paint(fine, HOD, seed=3, symmetries=2).shape == (N,) * 3
+    for bad in (0, 9, 1.5, True):
+        with pytest.raises(ValueError, match=f"symmetries={bad!r}: must be an integer from 1 to 8"):
+            painter.paint(fine, HOD, seed=1, symmetries=bad)
 
 
 def test_module_level_paint_and_cli(folder, density, tmp_path):
@@ -265,11 +317,12 @@ def test_module_level_paint_and_cli(folder, density, tmp_path):
         assert json.loads(str(f["metadata"]))["occupancy"] == "peak_groups"
     np.save(tmp_path / "rho.npy", density)
     tiled = ["paint", "--density", str(tmp_path / "rho.npy"), "--output", str(out), "--weights", str(folder),
-             "--seed", "2", "--tile", "8", "--hod", *[f"{k}={v}" for k, v in HOD.items()]]
+             "--seed", "2", "--tile", "8", "--symmetries", "2", "--hod", *[f"{k}={v}" for k, v in HOD.items()]]
     assert main(tiled) == 0
     with np.load(out, allow_pickle=False) as f:
-        np.testing.assert_array_equal(f["counts"], paint(density, HOD, seed=2, weights=folder, tile=8))
+        np.testing.assert_array_equal(f["counts"], paint(density, HOD, seed=2, weights=folder, tile=8, symmetries=2))
         assert json.loads(str(f["metadata"]))["tile"] == 8
+        assert json.loads(str(f["metadata"]))["symmetries"] == 2
     assert main([*args, "--occupancy", "independent"]) == 0
     with np.load(out, allow_pickle=False) as f:
         np.testing.assert_array_equal(f["counts"], paint(density, HOD, seed=2, weights=folder,
@@ -297,6 +350,8 @@ def test_cli_bad_options_are_named_before_painting(folder, density, tmp_path, ca
          "--seed -1: must be a non-negative"),
         ([*base, "--output", str(tmp_path), "--hod", *hod], "is a folder"),
         ([*base, "--output", str(tmp_path / "c.npz"), "--tile", "0", "--hod", *hod], "--tile 0: must be a positive"),
+        ([*base, "--output", str(tmp_path / "d.npz"), "--symmetries", "9", "--hod", *hod],
+         "--symmetries 9: must be from 1 to 8"),
     ]
     for argv, match in cases:
         assert main(argv) == 1

@@ -38,6 +38,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--tile", type=int, default=None,
                    help="paint in cubes of this many galaxy voxels per side (bounded memory; a .npy density is "
                         "read tile by tile); default: whole boxes up to 160 voxels per side, 128-voxel tiles above")
+    p.add_argument("--symmetries", type=int, default=1,
+                   help="average the network over this many cube rotations/flips of the density (1-8; more "
+                        "accurate, each costs one more encoding of the density)")
     p.add_argument("--box-size", type=float, default=None,
                    help="box side, h^-1 Mpc (required for .h5; default for meshes: the painter's box)")
     p.add_argument("--weights", default=None, help="painter folder or shipped version (default iaemu-painter-v4)")
@@ -101,20 +104,26 @@ def main(args) -> int:
         raise ValueError(f"--seed {args.seed}: must be a non-negative integer")
     if args.tile is not None and args.tile < 1:
         raise ValueError(f"--tile {args.tile}: must be a positive number of galaxy voxels per side")
+    from .painter import SYMMETRIES
+
+    if not 1 <= args.symmetries <= len(SYMMETRIES):
+        raise ValueError(f"--symmetries {args.symmetries}: must be from 1 to {len(SYMMETRIES)}")
     hod = _parse_hod(args.hod)
     painter = GalaxyPainter.load(args.weights, device=args.device)
     n_mesh = painter.n_mesh if args.box_size is None else int(round(args.box_size / painter.voxel_size))
     density = read_density(args.density, args.box_size, n_mesh * painter.input_factor)
     meta = {"painter": painter.metadata.get("version"), "hod": hod, "seed": args.seed, "mode": args.mode,
             "occupancy": args.occupancy if args.mode == "sample" else None, "tile": args.tile,
+            "symmetries": args.symmetries,
             "box_size": args.box_size or painter.box_size, "density": str(args.density)}
     if args.mode == "mean":
-        mean = painter.paint(density, hod, mode="mean", box_size=args.box_size, tile=args.tile)
+        mean = painter.paint(density, hod, mode="mean", box_size=args.box_size, tile=args.tile,
+                             symmetries=args.symmetries)
         arrays = {"mean_counts": mean.astype(np.float32)}
         logger.info("expected galaxies: %.1f", float(mean.sum()))
     else:
         counts, pos = painter.paint(density, hod, seed=args.seed, box_size=args.box_size, positions=True,
-                                    occupancy=args.occupancy, tile=args.tile)
+                                    occupancy=args.occupancy, tile=args.tile, symmetries=args.symmetries)
         arrays = {"positions": pos.astype(np.float32), "counts": counts}
         logger.info("painted %d galaxies", len(pos))
     arrays["metadata"] = np.array(json.dumps(meta, sort_keys=True))

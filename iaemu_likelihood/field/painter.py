@@ -22,7 +22,8 @@ from .network import (build_network, dispersion_for_pairs, expected_pairs, logit
 from .sampling import DEFAULT_OCCUPANCY, OCCUPANCY, mean_counts, sample_counts
 from .weights import load_painter_folder
 
-__all__ = ["GalaxyPainter", "paint", "MeshShapeError", "InvalidDensityError", "MODES"]
+__all__ = ["GalaxyPainter", "paint", "MeshShapeError", "InvalidDensityError", "MODES", "SYMMETRIES",
+           "apply_symmetry", "undo_symmetry"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +36,26 @@ AUTO_TILE = 128
 TILED_OUTPUT_BYTES = 2 << 30
 #: Relative tolerance on the voxel size implied by ``box_size``.
 VOXEL_RTOL = 1e-3
+#: Cube symmetries (axis permutation, flipped axes) that ``symmetries=k`` averages over: the first k.
+#: Identity first, then the inversion; the painters were trained on all 48 permutations/flips.
+SYMMETRIES = (((0, 1, 2), ()), ((0, 1, 2), (0, 1, 2)), ((1, 2, 0), (1,)), ((2, 0, 1), (0, 2)),
+              ((1, 0, 2), (0,)), ((0, 2, 1), (2,)), ((2, 1, 0), (1, 2)), ((1, 2, 0), (0, 2)))
+
+
+def apply_symmetry(mesh, symmetry):
+    """``mesh`` (last three axes) in the frame of a cube symmetry ``(permutation, flipped axes)``: a view."""
+    perm, flips = symmetry
+    lead = tuple(range(mesh.ndim - 3))
+    out = np.transpose(mesh, lead + tuple(len(lead) + a for a in perm))
+    return np.flip(out, tuple(len(lead) + a for a in flips)) if flips else out
+
+
+def undo_symmetry(mesh, symmetry):
+    """The inverse of :func:`apply_symmetry` (a view)."""
+    perm, flips = symmetry
+    lead = tuple(range(mesh.ndim - 3))
+    out = np.flip(mesh, tuple(len(lead) + a for a in flips)) if flips else mesh
+    return np.transpose(out, lead + tuple(len(lead) + int(a) for a in np.argsort(perm)))
 
 
 class MeshShapeError(InputShapeError):
@@ -210,12 +231,14 @@ class GalaxyPainter:
         return mean
 
     # ------------------------------------------------------------------ prediction
-    def predict(self, density, hod_params, box_size: float | None = None, tile: int | None = None) -> dict:
+    def predict(self, density, hod_params, box_size: float | None = None, tile: int | None = None,
+                symmetries: int = 1) -> dict:
         """Per-voxel distribution: ``p`` (probability of >= 1 galaxy), ``mu``, ``r`` (float32 meshes);
-        ``tile``: see :meth:`predictions`."""
-        return next(self.predictions(density, [hod_params], box_size, tile))
+        ``tile`` and ``symmetries``: see :meth:`predictions`."""
+        return next(self.predictions(density, [hod_params], box_size, tile, symmetries))
 
-    def predictions(self, density, hod_points, box_size: float | None = None, tile: int | None = None):
+    def predictions(self, density, hod_points, box_size: float | None = None, tile: int | None = None,
+                    symmetries: int = 1):
         """:meth:`predict` for several HOD points on one density, one dict per point (a generator).
 
         Every point is checked before any work is done. A painter whose network has an
@@ -228,6 +251,13 @@ class GalaxyPainter:
         the whole box at once up to :data:`WHOLE_BOX_MAX` voxels per side, tiles of
         :data:`AUTO_TILE` above. Tiles see ``context`` voxels around them, as in training, where the
         whole box sees all of it: the fields differ slightly near tile faces.
+
+        ``symmetries``: the network's raw outputs averaged over the first ``symmetries`` cube
+        symmetries of :data:`SYMMETRIES` (test-time augmentation: the density is rotated/flipped,
+        painted, and the outputs turned back), 1 to 8. The painters were trained on all of them,
+        so each is an equally valid prediction; the average has less of the network's own noise
+        (v4 on its training box's bench points: AP +0.005 for 2, +0.009 for 8) for ``symmetries``
+        times the encoding cost.
         """
         hods = [self.validate_hod(h) for h in hod_points]
         f = self.input_factor
@@ -236,13 +266,45 @@ class GalaxyPainter:
         if tile is not None and (isinstance(tile, (bool, np.bool_)) or not isinstance(tile, (int, np.integer))
                                  or tile < 1):
             raise ValueError(f"tile={tile!r}: must be a positive integer (galaxy voxels per side) or None")
+        if (isinstance(symmetries, (bool, np.bool_)) or not isinstance(symmetries, (int, np.integer))
+                or not 1 <= symmetries <= len(SYMMETRIES)):
+            raise ValueError(f"symmetries={symmetries!r}: must be an integer from 1 to {len(SYMMETRIES)}")
         tile = (None if n <= WHOLE_BOX_MAX else AUTO_TILE) if tile is None else min(int(tile), n)
-        if tile is not None and tile < n:
-            yield from self._tiled_predictions(rho, hods, box_size, tile)
+        tiled = tile is not None and tile < n
+        side = n * self.voxel_size if box_size is None else float(box_size)
+        params = [self._normalised_hod(h) for h in hods]
+        if not tiled and symmetries == 1:  # streamed: one point's outputs at a time
+            for hod, par, out in zip(hods, params, self._whole_box_outputs(self._relative_density(rho), params)):
+                yield self._distribution(out, hod, par, side)
             return
-        yield from self._whole_box_predictions(self._relative_density(rho), hods, box_size)
+        import torch
 
-    def _whole_box_predictions(self, rho, hods, box_size):
+        mean = np.float32(self._density_mean(rho))
+        # the raw outputs of the points painted together (all symmetries, tiles) are held on the mesh
+        per_group = max(1, int(TILED_OUTPUT_BYTES // (3 * 4 * n ** 3)))
+        for g in range(0, len(hods), per_group):
+            group = list(range(g, min(g + per_group, len(hods))))
+            total = dict.fromkeys(group)
+            for symmetry in SYMMETRIES[:symmetries]:
+                view = apply_symmetry(rho, symmetry)
+                group_params = [params[i] for i in group]
+                if tiled:
+                    outs = self._tiled_outputs(view, mean, group_params, tile)
+                else:
+                    rel = np.ascontiguousarray(view, dtype=np.float32) / mean
+                    outs = (o.float().cpu().numpy() for o in self._whole_box_outputs(rel, group_params))
+                for i, out in zip(group, outs):
+                    out = undo_symmetry(out, symmetry)
+                    total[i] = out if total[i] is None else total[i] + out
+            for i in group:
+                out = np.ascontiguousarray(total.pop(i), dtype=np.float32)
+                if symmetries > 1:
+                    out /= np.float32(symmetries)
+                yield self._distribution(torch.from_numpy(out).to(self.device), hods[i], params[i], side)
+
+    def _whole_box_outputs(self, rho, params):
+        """Raw network outputs (1, 3, n, n, n) (torch, on the device) for each normalised HOD point,
+        from ``rho / rho_mean`` (float32, consumed) of the whole box; the density is encoded once."""
         import torch
 
         f = self.input_factor
@@ -251,54 +313,43 @@ class GalaxyPainter:
         total = self._multiple * math.ceil((n + 2 * self.pad) / self._multiple)
         lo = self.pad
         hi = total - n - lo
-        side = n * self.voxel_size if box_size is None else float(box_size)
         with torch.inference_mode():
-            # in place on validate_density's own copy (torch: threaded), then the periodic context
+            # in place on the caller's copy (torch: threaded), then the periodic context
             x = normalise_density(torch.from_numpy(rho), self._input["shift"], self._input["scale"])
             xt = torch.nn.functional.pad(x[None, None], (lo * f, hi * f) * 3, mode="circular").to(self.device)
             del x, rho
             prepared = self.net.prepare(xt)  # an encoder_head network encodes the density here, once
-            for hod in hods:
-                params = self._normalised_hod(hod)
-                pt = torch.from_numpy(params)[None, None].to(self.device)
-                out = self.net.targets(prepared, pt, (lo, n))[:, 0]
-                yield self._distribution(out, hod, params, side)
+            for par in params:
+                pt = torch.from_numpy(par)[None, None].to(self.device)
+                yield self.net.targets(prepared, pt, (lo, n))[:, 0]
 
-    def _tiled_predictions(self, rho, hods, box_size, tile: int):
-        """:meth:`predictions` cube by cube: the raw outputs of all points (in groups that fit
-        :data:`TILED_OUTPUT_BYTES`) are assembled on the galaxy mesh, then calibrated as a whole."""
+    def _tiled_outputs(self, rho, mean: np.float32, params, tile: int) -> list:
+        """Raw network outputs (1, 3, n, n, n) (numpy) for each normalised HOD point, painted cube by
+        cube from the density mesh ``rho`` (any unit, mean ``mean``; read tile by tile)."""
         import torch
 
         f, pad = self.input_factor, self.pad
-        n_density = rho.shape[0]
-        n = n_density // f
-        mean = np.float32(self._density_mean(rho))
-        side = n * self.voxel_size if box_size is None else float(box_size)
-        params = [self._normalised_hod(h) for h in hods]
-        per_group = max(1, int(TILED_OUTPUT_BYTES // (3 * 4 * n ** 3)))
+        n = rho.shape[0] // f
         starts = range(0, n, tile)
-        for g in range(0, len(hods), per_group):
-            group = range(g, min(g + per_group, len(hods)))
-            outs = {i: np.empty((1, 3, n, n, n), np.float32) for i in group}
-            pt = torch.from_numpy(np.stack([params[i] for i in group]))[None].to(self.device)
-            with torch.inference_mode():
-                for a in starts:
-                    for b in starts:
-                        for c in starts:
-                            sizes = tuple(min(tile, n - s0) for s0 in (a, b, c))
-                            # each axis: the tile, the context before it and enough after it for the strides
-                            cells = [(np.arange(-pad, self._multiple * math.ceil((t + 2 * pad) / self._multiple) - pad)
-                                      + s0) % n for s0, t in zip((a, b, c), sizes)]
-                            cells = [(i[:, None] * f + np.arange(f)).ravel() for i in cells]
-                            x = torch.from_numpy(np.asarray(rho[np.ix_(*cells)], dtype=np.float32) / mean)
-                            x = normalise_density(x, self._input["shift"], self._input["scale"])
-                            out = self.net.targets(self.net.prepare(x[None, None].to(self.device)), pt,
-                                                   (pad, sizes))[0]
-                            out = out.float().cpu().numpy()
-                            for j, i in enumerate(group):
-                                outs[i][0, :, a:a + sizes[0], b:b + sizes[1], c:c + sizes[2]] = out[j]
-            for i in group:
-                yield self._distribution(torch.from_numpy(outs.pop(i)).to(self.device), hods[i], params[i], side)
+        outs = [np.empty((1, 3, n, n, n), np.float32) for _ in params]
+        pt = torch.from_numpy(np.stack(params))[None].to(self.device)
+        with torch.inference_mode():
+            for a in starts:
+                for b in starts:
+                    for c in starts:
+                        sizes = tuple(min(tile, n - s0) for s0 in (a, b, c))
+                        # each axis: the tile, the context before it and enough after it for the strides
+                        cells = [(np.arange(-pad, self._multiple * math.ceil((t + 2 * pad) / self._multiple) - pad)
+                                  + s0) % n for s0, t in zip((a, b, c), sizes)]
+                        cells = [(i[:, None] * f + np.arange(f)).ravel() for i in cells]
+                        x = torch.from_numpy(np.asarray(rho[np.ix_(*cells)], dtype=np.float32) / mean)
+                        x = normalise_density(x, self._input["shift"], self._input["scale"])
+                        out = self.net.targets(self.net.prepare(x[None, None].to(self.device)), pt,
+                                               (pad, sizes))[0]
+                        out = out.float().cpu().numpy()
+                        for j, o in enumerate(outs):
+                            o[0, :, a:a + sizes[0], b:b + sizes[1], c:c + sizes[2]] = out[j]
+        return outs
 
     def _normalised_hod(self, hod: np.ndarray) -> np.ndarray:
         """HOD values (``hod_names`` order) mapped to [-1, 1] over the painter's bounds (the network's input)."""
@@ -343,7 +394,7 @@ class GalaxyPainter:
 
     def paint(self, density, hod_params, seed: int | None = None, mode: str = "sample",
               box_size: float | None = None, positions: bool = False, occupancy: str = DEFAULT_OCCUPANCY,
-              tile: int | None = None):
+              tile: int | None = None, symmetries: int = 1):
         """A galaxy field painted on ``density`` for the HOD ``hod_params``.
 
         Parameters
@@ -369,6 +420,9 @@ class GalaxyPainter:
         tile : int, optional
             Paint in cubes of this many galaxy voxels per side (bounded memory for large boxes;
             default: whole boxes up to 160 voxels per side); see :meth:`predictions`.
+        symmetries : int
+            Average the network over this many cube symmetries of the density (1 to 8; each costs
+            one more encoding); see :meth:`predictions`.
 
         Returns
         -------
@@ -383,7 +437,7 @@ class GalaxyPainter:
         if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))
                                  or seed < 0):
             raise ValueError(f"seed={seed!r}: must be a non-negative integer or None")
-        pred = self.predict(density, hod_params, box_size, tile)
+        pred = self.predict(density, hod_params, box_size, tile, symmetries)
         if mode == "mean":
             return mean_counts(pred["p"], pred["mu"])
         rng = np.random.default_rng(seed)
@@ -402,7 +456,7 @@ _CACHE: dict = {}
 
 def paint(density, hod_params, seed: int | None = None, mode: str = "sample", weights=None,
           device: str = "cpu", box_size: float | None = None, positions: bool = False,
-          occupancy: str = DEFAULT_OCCUPANCY, tile: int | None = None):
+          occupancy: str = DEFAULT_OCCUPANCY, tile: int | None = None, symmetries: int = 1):
     """Paint galaxies with a (cached) :class:`GalaxyPainter`; see :meth:`GalaxyPainter.paint`.
 
     ``weights`` is a painter folder or shipped version (default ``iaemu-painter-v4``).
@@ -411,4 +465,4 @@ def paint(density, hod_params, seed: int | None = None, mode: str = "sample", we
     if key not in _CACHE:
         _CACHE[key] = GalaxyPainter.load(weights, device=device)
     return _CACHE[key].paint(density, hod_params, seed=seed, mode=mode, box_size=box_size,
-                             positions=positions, occupancy=occupancy, tile=tile)
+                             positions=positions, occupancy=occupancy, tile=tile, symmetries=symmetries)
