@@ -43,7 +43,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                         "accurate, each costs one more encoding of the density)")
     p.add_argument("--box-size", type=float, default=None,
                    help="box side, h^-1 Mpc (required for .h5; default for meshes: the painter's box)")
-    p.add_argument("--weights", default=None, help="painter folder or shipped version (default iaemu-painter-v4)")
+    p.add_argument("--weights", default=None, help="painter folder or shipped version (default iaemu-painter-v5)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
     return p
 
