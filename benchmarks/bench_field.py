@@ -81,15 +81,20 @@ def _classification(score, truths, prefix=""):
             f"{prefix}precision_at_recall_095": float(p95)}
 
 
+def simulation_config(box_dir: Path) -> dict:
+    """The N-body settings of a box folder (``nbody/simulation_config.json`` of ``iaemu build-catalog``)."""
+    return json.loads((box_dir / "nbody" / "simulation_config.json").read_text())
+
+
 def box_side(box_dir: Path) -> float:
     """Box side (h^-1 Mpc) of a box folder, from its simulation config."""
-    return float(json.loads((box_dir / "nbody" / "simulation_config.json").read_text())["box_size"])
+    return float(simulation_config(box_dir)["box_size"])
 
 
 def same_initial_conditions(test_dir: Path, density_dir: Path) -> Path:
     """``density_dir`` after checking that its N-body run shares the test box's initial conditions."""
     keys = ("seed", "box_size", "n_particles_1d", "z_start", "cosmology")
-    configs = [json.loads((d / "nbody" / "simulation_config.json").read_text()) for d in (test_dir, density_dir)]
+    configs = [simulation_config(d) for d in (test_dir, density_dir)]
     differ = [k for k in keys if configs[0].get(k) != configs[1].get(k)]
     if differ:
         raise SystemExit(f"--density-box {density_dir.name}: its run differs from {test_dir.name}'s in {differ}; "
@@ -236,7 +241,7 @@ def run(args) -> dict:
             "test_box": args.test_box, "test_snapshot_sha256": test_sha,
             "density_box": args.density_box or args.test_box, "density_snapshot_sha256": dprov["snapshot_sha256"],
             "density_nbody_seconds": nbody_seconds(density_dir), "test_nbody_seconds": nbody_seconds(test_dir),
-            "density_simulation": json.loads((density_dir / "nbody" / "simulation_config.json").read_text()),
+            "density_simulation": simulation_config(density_dir),
             "train_boxes_for_baseline": list(args.train_boxes), "tag": args.tag,
             "n_points": test.n_points, "n_truth_realizations": n_truth, "n_label_realizations": N_LABELS,
             "n_oracle_realizations": test.n_realizations - n_truth, "threads": args.threads,

@@ -339,28 +339,29 @@ def train(config: FieldTrainConfig, stop_at: int | None = None) -> Path | None:
     torch.manual_seed(config.seed)
     rule = DesignRule()
     bounds = {k: rule.bounding_box()[k] for k in HOD_NAMES}
-    initial = initial_painter(config)
-    sampler = _CropSampler(config, bounds, initial[0]["input"] if initial else None)
+    init_meta, init_state, initialised_from = initial_painter(config) or (None, None, None)
+    sampler = _CropSampler(config, bounds, init_meta["input"] if init_meta else None)
     net = build_network(config.architecture_config()).to(device)
-    if initial is not None:
-        net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in initial[1].items()})
-        logger.info("starting from %s (weights sha256 %s)", initial[2]["version"], initial[2]["weights_sha256"])
+    if init_state is not None:
+        net.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in init_state.items()})
+        logger.info("starting from %s (weights sha256 %s)", initialised_from["version"],
+                    initialised_from["weights_sha256"])
     optimiser = torch.optim.AdamW(net.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = lambda step: 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(step / config.steps, 1.0)))  # noqa: E731
     workdir = Path(config.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     ckpt = workdir / "checkpoint.pt"
-    start, history = 0, []
+    start, history, saved_average = 0, [], None
     if ckpt.is_file():
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
         net.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         start, history = int(state["step"]), state["history"].numpy().tolist()
+        saved_average = state.get("weight_average")
         logger.info("resumed from %s at step %d", ckpt, start)
     average = None
     if config.ema_decay > 0:  # starts from the initial (or resumed) weights
-        saved = state.get("weight_average") if ckpt.is_file() else None
-        average = {k: (saved[k] if saved is not None else v.detach()).clone().to(device)
+        average = {k: (saved_average[k] if saved_average is not None else v.detach()).clone().to(device)
                    for k, v in net.state_dict().items()}
     t0 = time.perf_counter()
     ctx, c = config.context, config.crop
@@ -395,14 +396,14 @@ def train(config: FieldTrainConfig, stop_at: int | None = None) -> Path | None:
     logger.info("trained steps %d-%d in %.1f s", start, end, time.perf_counter() - t0)
     if end < config.steps:
         return None
-    return export(config, net if average is None else average, sampler, bounds, rule, np.asarray(history),
-                  initial[2] if initial else None)
+    return export(config, net.state_dict() if average is None else average, sampler, bounds, rule,
+                  np.asarray(history), initialised_from)
 
 
-def export(config: FieldTrainConfig, net, sampler: _CropSampler, bounds: dict, rule, history,
+def export(config: FieldTrainConfig, state_dict: dict, sampler: _CropSampler, bounds: dict, rule, history,
            initialised_from: dict | None = None) -> Path:
-    """Write the painter folder (painter.json, weights.npz, SHA256SUMS); ``net`` is the network or
-    its state dict (the weight average)."""
+    """Write the painter folder (painter.json, weights.npz, SHA256SUMS) with the weights ``state_dict``
+    (the network's, or their average)."""
     from iaemu_likelihood.field.weights import write_painter_folder
 
     from ..weights_io import sha256_file
@@ -443,8 +444,7 @@ def export(config: FieldTrainConfig, net, sampler: _CropSampler, bounds: dict, r
                                       workdir=Path(config.workdir).name)
     if initialised_from:
         meta["training"]["config"]["init_weights"] = initialised_from["version"]
-    state = net if isinstance(net, dict) else net.state_dict()
-    folder = write_painter_folder(config.output, meta, {k: v.cpu() for k, v in state.items()})
+    folder = write_painter_folder(config.output, meta, {k: v.cpu() for k, v in state_dict.items()})
     logger.info("wrote painter folder %s", folder)
     return folder
 

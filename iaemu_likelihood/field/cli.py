@@ -95,7 +95,7 @@ def read_density(path, box_size: float | None, n_mesh: int) -> np.ndarray:
 
 def main(args) -> int:
     from .._io import atomic_write_bytes, npz_bytes
-    from .painter import GalaxyPainter
+    from .painter import SYMMETRIES, GalaxyPainter
 
     out = Path(args.output)
     if out.is_dir() or not out.name:
@@ -104,8 +104,6 @@ def main(args) -> int:
         raise ValueError(f"--seed {args.seed}: must be a non-negative integer")
     if args.tile is not None and args.tile < 1:
         raise ValueError(f"--tile {args.tile}: must be a positive number of galaxy voxels per side")
-    from .painter import SYMMETRIES
-
     if not 1 <= args.symmetries <= len(SYMMETRIES):
         raise ValueError(f"--symmetries {args.symmetries}: must be from 1 to {len(SYMMETRIES)}")
     hod = _parse_hod(args.hod)

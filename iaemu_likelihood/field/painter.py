@@ -178,9 +178,11 @@ class GalaxyPainter:
         """
         return self._relative_density(self._checked_mesh(density, box_size))
 
-    def _relative_density(self, rho) -> np.ndarray:
-        """A checked mesh as a new float32 array ``rho / rho_mean``, after the value checks."""
-        return rho.astype(np.float32, copy=False) / np.float32(self._density_mean(rho))
+    def _relative_density(self, rho, mean: float | None = None) -> np.ndarray:
+        """A checked mesh (or a view of it) as a new C-ordered float32 array ``rho / rho_mean``;
+        ``mean``: the mesh's mean when already checked (:meth:`_density_mean`), else the value checks run."""
+        mean = self._density_mean(rho) if mean is None else mean
+        return np.ascontiguousarray(rho, dtype=np.float32) / np.float32(mean)
 
     def _checked_mesh(self, density, box_size: float | None):
         """``density`` as an array (a memory map stays one) after the shape, voxel-size and dtype checks."""
@@ -284,14 +286,14 @@ class GalaxyPainter:
         per_group = max(1, int(TILED_OUTPUT_BYTES // (3 * 4 * n ** 3)))
         for g in range(0, len(hods), per_group):
             group = list(range(g, min(g + per_group, len(hods))))
+            group_params = [params[i] for i in group]
             total = dict.fromkeys(group)
             for symmetry in SYMMETRIES[:symmetries]:
                 view = apply_symmetry(rho, symmetry)
-                group_params = [params[i] for i in group]
                 if tiled:
                     outs = self._tiled_outputs(view, mean, group_params, tile)
                 else:
-                    rel = np.ascontiguousarray(view, dtype=np.float32) / mean
+                    rel = self._relative_density(view, mean)
                     outs = (o.float().cpu().numpy() for o in self._whole_box_outputs(rel, group_params))
                 for i, out in zip(group, outs):
                     out = undo_symmetry(out, symmetry)
