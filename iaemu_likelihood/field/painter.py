@@ -58,6 +58,11 @@ def undo_symmetry(mesh, symmetry):
     return np.transpose(out, lead + tuple(len(lead) + int(a) for a in np.argsort(perm)))
 
 
+def _is_integer(value) -> bool:
+    """A Python or numpy integer, not a bool (``True`` is not a tile size, a seed or a count)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
 class MeshShapeError(InputShapeError):
     """A density mesh that is not cubic, not 3-D, or whose voxels differ from the painter's."""
 
@@ -265,11 +270,9 @@ class GalaxyPainter:
         f = self.input_factor
         rho = self._checked_mesh(density, box_size)
         n = rho.shape[0] // f  # galaxy mesh
-        if tile is not None and (isinstance(tile, (bool, np.bool_)) or not isinstance(tile, (int, np.integer))
-                                 or tile < 1):
+        if tile is not None and (not _is_integer(tile) or tile < 1):
             raise ValueError(f"tile={tile!r}: must be a positive integer (galaxy voxels per side) or None")
-        if (isinstance(symmetries, (bool, np.bool_)) or not isinstance(symmetries, (int, np.integer))
-                or not 1 <= symmetries <= len(SYMMETRIES)):
+        if not _is_integer(symmetries) or not 1 <= symmetries <= len(SYMMETRIES):
             raise ValueError(f"symmetries={symmetries!r}: must be an integer from 1 to {len(SYMMETRIES)}")
         tile = (None if n <= WHOLE_BOX_MAX else AUTO_TILE) if tile is None else min(int(tile), n)
         tiled = tile is not None and tile < n
@@ -436,8 +439,7 @@ class GalaxyPainter:
             raise ValueError(f"occupancy={occupancy!r}; allowed: {list(OCCUPANCY)}")
         if positions and mode != "sample":
             raise ValueError("positions=True needs mode='sample' (a mean field has no galaxies)")
-        if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))
-                                 or seed < 0):
+        if seed is not None and (not _is_integer(seed) or seed < 0):
             raise ValueError(f"seed={seed!r}: must be a non-negative integer or None")
         pred = self.predict(density, hod_params, box_size, tile, symmetries)
         if mode == "mean":
