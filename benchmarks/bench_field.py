@@ -86,6 +86,19 @@ def simulation_config(box_dir: Path) -> dict:
     return json.loads((box_dir / "nbody" / "simulation_config.json").read_text())
 
 
+def write_result(result: dict, path) -> None:
+    """``result`` as indented JSON at ``path`` (atomically; folders made)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, (json.dumps(result, indent=2) + "\n").encode())
+
+
+def log_means(logger: logging.Logger, result: dict) -> None:
+    """Log every entry of ``result["mean"]``."""
+    for key, value in result["mean"].items():
+        logger.info("mean %-40s %.4g", key, value)
+
+
 def box_side(box_dir: Path) -> float:
     """Box side (h^-1 Mpc) of a box folder, from its simulation config."""
     return float(simulation_config(box_dir)["box_size"])
@@ -315,12 +328,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result, fig_data = run(args)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out, (json.dumps(result, indent=2) + "\n").encode())
+    write_result(result, args.output)
     figure(fig_data, Path(args.figure))
-    for key, value in result["mean"].items():
-        log.info("mean %-40s %.4g", key, value)
+    log_means(log, result)
     for key, ok in result["targets"].items():
         log.info("target %-45s %s", key, "PASS" if ok else "MISS")
     return 0

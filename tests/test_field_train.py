@@ -152,7 +152,7 @@ def test_train_resume_and_export(config_file, tmp_path):
     shutil.rmtree(folder)
     shutil.rmtree(tmp_path / "run")
     assert train(load_config(config_file), stop_at=2) is None
-    assert np.loadtxt(tmp_path / "run" / "loss.txt").shape == (2, 3)
+    assert np.loadtxt(tmp_path / "run" / "loss.txt").shape == (2, 4)  # step, cls, count, distill (0)
     resumed = GalaxyPainter.load(train(load_config(config_file)))
     for (k, a), b in zip(full.net.state_dict().items(), resumed.net.state_dict().values()):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-7, err_msg=k)
@@ -215,6 +215,60 @@ def test_fine_tune_from_a_painter_with_a_weight_average(config_file, tmp_path):
         train(load_config(config_file, {**tuned_cfg, "channels": [2, 8], "workdir": "run_other"}))
     with pytest.raises(ConfigError, match="ema_decay = 1.0"):
         load_config(config_file, {"ema_decay": 1.0})
+
+
+def test_distillation_towards_a_symmetry_averaged_teacher(config_file, tmp_path):
+    """With a teacher, each batch also holds the teacher's symmetry-averaged logits on the scored voxels
+    (the crops themselves unchanged), the cached logits are the painter's raw outputs, the loss gains a
+    distillation column, the export records the teacher, a resumed run gives the same weights, and a
+    teacher of another mesh is refused by name."""
+    from iaemu_likelihood.errors import ConfigError
+    from iaemu_likelihood.field import GalaxyPainter
+    from iaemu_likelihood.training.field_data import HOD_NAMES, load_density
+    from iaemu_likelihood.training.field_train import _CropSampler, load_config, train
+
+    teacher = GalaxyPainter.load(train(load_config(config_file, {"output": "teacher", "workdir": "run_teacher"})))
+    cfg = {"teacher": "teacher", "teacher_symmetries": 2, "distill_weight": 0.5, "output": "student",
+           "workdir": "run_student", "seed": 9}
+    config = load_config(config_file, cfg)
+    bounds = {k: (0.0, 20.0) for k in HOD_NAMES}
+    plain, taught = _CropSampler(load_config(config_file, {"seed": 9}), bounds), _CropSampler(config, bounds)
+    for step in (0, 3):
+        *crops, logits = taught.batch(step)
+        assert logits.shape == crops[2].shape == (2, 1, 8, 8, 8) and logits.dtype == np.float32
+        for a, b in zip(crops, plain.batch(step)):
+            np.testing.assert_array_equal(a, b)
+    rho, _ = load_density(tmp_path / "box_1", N)
+    hods = [dict(zip(HOD_NAMES, h.tolist())) for h in taught.sets[1].hod]
+    expected = np.stack([o[0, 0].numpy() for o in teacher.raw_outputs(rho, hods, box_size=16.0, symmetries=2)])
+    np.testing.assert_allclose(taught.teacher[1].astype(np.float32), expected, rtol=2e-3, atol=2e-3)
+    # every value of a crop's logits is one of its point's teacher logits (the crop only moves voxels)
+    x, p, y, logits = taught.batch(5)
+    assert np.isin(logits[0, 0], taught.teacher[0].astype(np.float32)).all() or \
+        np.isin(logits[0, 0], taught.teacher[1].astype(np.float32)).all()
+    folder = train(config)
+    student = GalaxyPainter.load(folder)
+    record = student.metadata["training"]["teacher"]
+    assert record["version"] == "teacher" and record["symmetries"] == 2 and len(record["weights_sha256"]) == 64
+    assert student.metadata["training"]["config"]["teacher"] == "teacher"
+    assert student.metadata["training"]["final_distill_loss"] > 0
+    assert np.loadtxt(tmp_path / "run_student" / "loss.txt").shape == (4, 4)
+    shutil.rmtree(folder)
+    (tmp_path / "run_student" / "checkpoint.pt").unlink()
+    assert train(config, stop_at=2) is None
+    resumed = GalaxyPainter.load(train(config))
+    for (k, a), b in zip(student.net.state_dict().items(), resumed.net.state_dict().values()):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-7, err_msg=k)
+    meta = json.loads((tmp_path / "teacher" / "painter.json").read_text())
+    meta["mesh"]["n_mesh"] = 32
+    other = tmp_path / "other_teacher"
+    from iaemu_likelihood.field.weights import write_painter_folder
+
+    write_painter_folder(other, meta, {k: v for k, v in teacher.net.state_dict().items()})
+    with pytest.raises(ConfigError, match="teacher = .*other_teacher.*n_mesh is 32, the config's 16"):
+        _CropSampler(load_config(config_file, {**cfg, "teacher": "other_teacher", "workdir": "run_x"}), bounds)
+    with pytest.raises(ConfigError, match="teacher_symmetries"):
+        load_config(config_file, {**cfg, "teacher_symmetries": 9})
 
 
 def test_config_errors(config_file):

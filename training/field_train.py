@@ -36,6 +36,9 @@ __all__ = ["FieldTrainConfig", "load_config", "train", "build_parser", "main"]
 
 logger = logging.getLogger(__name__)
 
+#: Columns of the loss history (``loss.txt``, the checkpoint's ``history``).
+HISTORY_COLUMNS = ("step", "cls_loss", "count_nll", "distill_loss")
+
 
 @dataclasses.dataclass
 class FieldTrainConfig(TorchTrainingSettings):
@@ -100,6 +103,19 @@ class FieldTrainConfig(TorchTrainingSettings):
         Decay per step of an exponential moving average of the weights (0 = off, else in
         [0, 1)); the exported painter holds the averaged weights, an average over the last
         ~``1 / (1 - ema_decay)`` steps that smooths the step-to-step noise of the optimiser.
+    teacher : str, optional
+        Painter folder (relative to the config) or shipped version whose classifier is distilled
+        into this network: its raw logits averaged over ``teacher_symmetries`` cube symmetries
+        (:meth:`~iaemu_likelihood.field.GalaxyPainter.raw_outputs`) on each training box and HOD point
+        are soft targets of a binary cross-entropy with this network's logits, added to the loss
+        with weight ``distill_weight``. The average over symmetries ranks voxels better than any one
+        orientation of the same network, and a network trained towards it keeps part of that gain at
+        the cost of one encoding. Computed once per box (a few minutes) and cached in ``workdir``.
+        Its mesh must equal the config's.
+    teacher_symmetries : int
+        Cube symmetries the teacher is averaged over (1 to 8).
+    distill_weight : float
+        Weight of the distillation term (with ``teacher``).
     """
 
     boxes: list
@@ -129,6 +145,9 @@ class FieldTrainConfig(TorchTrainingSettings):
     version: str | None = None
     init_weights: str | None = None
     ema_decay: float = setting(0.0, 0.0, 1.0)
+    teacher: str | None = None
+    teacher_symmetries: int = setting(8, 1, 8)
+    distill_weight: float = setting(1.0, 0.0)
     grad_clip: float = with_default(TorchTrainingSettings, "grad_clip", 5.0)
     threads: int = with_default(TorchTrainingSettings, "threads", 2)
 
@@ -181,8 +200,9 @@ def load_config(path, overrides: dict | None = None) -> FieldTrainConfig:
         return value if Path(value).is_absolute() else str((path.parent / value).resolve())
 
     raw["boxes"] = [resolve(b) for b in raw["boxes"]]
-    if raw.get("init_weights") is not None and (path.parent / str(raw["init_weights"])).exists():
-        raw["init_weights"] = resolve(str(raw["init_weights"]))  # else: a shipped version name
+    for key in ("init_weights", "teacher"):
+        if raw.get(key) is not None and (path.parent / str(raw[key])).exists():
+            raw[key] = resolve(str(raw[key]))  # else: a shipped version name
     raw["output"], raw["workdir"] = resolve(raw["output"]), resolve(raw["workdir"])
     return FieldTrainConfig(**raw)
 
@@ -201,11 +221,14 @@ class _CropSampler:
             self.shift, self.scale = float(logs.mean()), float(logs.std())
         else:  # a fine-tune keeps the normalisation its starting network was trained with
             self.shift, self.scale = float(input_normalisation["shift"]), float(input_normalisation["scale"])
+        self.sets = [load_galaxies(b, config.tag) for b in config.boxes]
+        # the teacher's raw logits (float16, one (n, n, n) mesh per HOD point of each box), or None
+        self.teacher = (None if config.teacher is None else
+                        [_teacher_logits(config, b, r, s) for b, r, s in zip(config.boxes, fine, self.sets)])
         self.x = [normalise_density(r, self.shift, self.scale).astype(np.float32) for r in fine]
         n = self.n
         rhos = [r.reshape(n, f, n, f, n, f).mean(axis=(1, 3, 5)) for r in fine]  # the galaxy mesh
         del fine
-        self.sets = [load_galaxies(b, config.tag) for b in config.boxes]
         # crops centred on a voxel drawn with probability proportional to the density (half of them):
         # the choice depends on the input only, so P(galaxies | density) is learned without bias,
         # while fewer steps are spent in empty voids
@@ -224,11 +247,12 @@ class _CropSampler:
 
     def batch(self, step: int):
         """(x (B, 1, fS, fS, fS), params (B, K, 5), counts (B, K, c, c, c)) for one step; S = crop + 2 context,
-        f = input_factor, K = targets_per_crop (HOD points and realizations of the crop's box)."""
+        f = input_factor, K = targets_per_crop (HOD points and realizations of the crop's box); with a
+        teacher, also its logits (B, K, c, c, c) on the same voxels (the random draws are the same)."""
         c, ctx, n, f = self.config.crop, self.config.context, self.n, self.config.input_factor
         rng = np.random.default_rng([self.config.seed, step])
         size = c + 2 * ctx
-        xs, ps, ys = [], [], []
+        xs, ps, ys, ts = [], [], [], []
         for _ in range(self.config.batch_size):
             b = int(rng.integers(len(self.x)))
             s = self.sets[b]
@@ -246,15 +270,67 @@ class _CropSampler:
                 rel = (self.ijk[b][p][r].astype(np.int64) - origin) % n
                 inside = (rel < c).all(axis=1)
                 np.add.at(y[k], tuple(rel[inside].T), 1.0)
+            if self.teacher is not None:  # the scored voxels origin .. origin + c - 1 of each target's point
+                centre = np.ix_(*[(o + np.arange(c)) % n for o in origin])
+                t = np.stack([self.teacher[b][p][centre] for p, _ in targets]).astype(np.float32)
             perm, flips = rng.permutation(3), rng.random(3) < 0.5
             x = x.transpose(perm)
             y = y.transpose(0, *(perm + 1))
+            t = t.transpose(0, *(perm + 1)) if self.teacher is not None else None
             for axis in np.flatnonzero(flips):
                 x, y = np.flip(x, axis), np.flip(y, axis + 1)
+                t = None if t is None else np.flip(t, axis + 1)
             xs.append(np.ascontiguousarray(x))
             ys.append(np.ascontiguousarray(y))
+            ts.append(None if t is None else np.ascontiguousarray(t))
             ps.append(np.stack([self.params[b][p] for p, _ in targets]))
-        return np.stack(xs)[:, None], np.stack(ps), np.stack(ys)
+        out = (np.stack(xs)[:, None], np.stack(ps), np.stack(ys))
+        return out if self.teacher is None else (*out, np.stack(ts))
+
+
+def _teacher_logits(config: FieldTrainConfig, box, rho: np.ndarray, galaxies) -> np.ndarray:
+    """The teacher's raw logits (float16, (n_points, n, n, n)) on one training box, averaged over
+    ``config.teacher_symmetries`` cube symmetries; cached in ``workdir`` (recomputed when the
+    teacher's weights, the symmetries or the box's snapshot differ from the cache's)."""
+    import io as _io
+
+    from iaemu_likelihood.field.painter import GalaxyPainter
+    from iaemu_likelihood.field.weights import WEIGHTS_FILE, verify_painter_checksums
+
+    teacher = GalaxyPainter.load(config.teacher, device=config.device)
+    for key, want in (("n_mesh", config.n_mesh), ("density_n_mesh", config.n_mesh * config.input_factor)):
+        if teacher.metadata["mesh"][key] != want:
+            raise ConfigError(f"teacher = {config.teacher!r}: its mesh {key} is {teacher.metadata['mesh'][key]}, "
+                              f"the config's {want}")
+    _, prov = load_density(box, config.n_mesh * config.input_factor)
+    stamp = {"teacher_sha256": verify_painter_checksums(teacher.folder)[WEIGHTS_FILE],
+             "symmetries": str(config.teacher_symmetries), "snapshot_sha256": prov["snapshot_sha256"],
+             "hod_sha256": _array_sha256(galaxies.hod)}
+    path = Path(config.workdir) / f"teacher_{Path(box).name}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as cached:
+            if all(str(cached[k]) == v for k, v in stamp.items() if k in cached) and set(stamp) <= set(cached):
+                logger.info("teacher logits of %s from %s", Path(box).name, path)
+                return cached["logits"]
+    import torch
+    from tqdm.auto import tqdm
+
+    torch.set_num_threads(config.threads)
+    hods = [dict(zip(HOD_NAMES, h.tolist())) for h in galaxies.hod]
+    outputs = teacher.raw_outputs(rho, hods, box_size=galaxies.box_size, symmetries=config.teacher_symmetries)
+    logits = np.stack([out[0, 0].cpu().numpy().astype(np.float16)
+                       for out in tqdm(outputs, total=len(hods), desc=f"teacher {Path(box).name}")])
+    Path(config.workdir).mkdir(parents=True, exist_ok=True)
+    buffer = _io.BytesIO()
+    np.savez(buffer, logits=logits, **stamp)
+    atomic_write_bytes(path, buffer.getvalue())
+    return logits
+
+
+def _array_sha256(a: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
 def _batches(torch, sampler: _CropSampler, start: int, end: int, workers: int, pin: bool = False):
@@ -280,7 +356,7 @@ def _checkpoint_bytes(torch, net, optimiser, step: int, history: list, average: 
     buffer = io.BytesIO()
     state = {"model": {k: v.cpu() for k, v in net.state_dict().items()},
              "optimiser": optimiser.state_dict(), "step": step,
-             "history": torch.tensor(np.asarray(history, dtype=np.float64).reshape(-1, 3))}
+             "history": torch.tensor(np.asarray(history, dtype=np.float64).reshape(-1, len(HISTORY_COLUMNS)))}
     if average is not None:
         state["weight_average"] = {k: v.cpu() for k, v in average.items()}
     torch.save(state, buffer)
@@ -295,7 +371,7 @@ def initial_painter(config: FieldTrainConfig) -> tuple[dict, dict, dict] | None:
     """
     if config.init_weights is None:
         return None
-    from iaemu_likelihood.field.weights import WEIGHTS_FILE, load_painter_folder, verify_painter_checksums
+    from iaemu_likelihood.field.weights import load_painter_folder
 
     meta, state, folder = load_painter_folder(config.init_weights)
     want, have = config.architecture_config(), meta["architecture_config"]
@@ -303,9 +379,27 @@ def initial_painter(config: FieldTrainConfig) -> tuple[dict, dict, dict] | None:
     if differ:
         raise ConfigError(f"init_weights = {config.init_weights!r}: its architecture differs from the config's in "
                           + ", ".join(f"{k} ({have.get(k)!r} there, {want.get(k)!r} here)" for k in differ))
-    provenance = {"version": meta.get("version", folder.name), "created": meta.get("created"),
-                  "weights_sha256": verify_painter_checksums(folder)[WEIGHTS_FILE]}
-    return meta, state, provenance
+    return meta, state, _painter_provenance(meta, folder)
+
+
+def _painter_provenance(meta: dict, folder: Path) -> dict:
+    """Version, creation date and weights sha256 of a painter folder (checksums verified)."""
+    from iaemu_likelihood.field.weights import WEIGHTS_FILE, verify_painter_checksums
+
+    return {"version": meta.get("version", folder.name), "created": meta.get("created"),
+            "weights_sha256": verify_painter_checksums(folder)[WEIGHTS_FILE]}
+
+
+def teacher_provenance(config: FieldTrainConfig) -> dict | None:
+    """The ``training.teacher`` record of ``painter.json`` (:func:`_painter_provenance` of ``config.teacher``,
+    its symmetries and weight), or None without a teacher."""
+    if config.teacher is None:
+        return None
+    from iaemu_likelihood.field.weights import load_painter_folder
+
+    meta, _, folder = load_painter_folder(config.teacher)
+    return {**_painter_provenance(meta, folder), "symmetries": config.teacher_symmetries,
+            "distill_weight": config.distill_weight}
 
 
 def _update_average(average: dict, net, decay: float) -> None:
@@ -340,6 +434,7 @@ def train(config: FieldTrainConfig, stop_at: int | None = None) -> Path | None:
     rule = DesignRule()
     bounds = {k: rule.bounding_box()[k] for k in HOD_NAMES}
     init_meta, init_state, initialised_from = initial_painter(config) or (None, None, None)
+    teacher = teacher_provenance(config)
     sampler = _CropSampler(config, bounds, init_meta["input"] if init_meta else None)
     net = build_network(config.architecture_config()).to(device)
     if init_state is not None:
@@ -357,6 +452,7 @@ def train(config: FieldTrainConfig, stop_at: int | None = None) -> Path | None:
         net.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         start, history = int(state["step"]), state["history"].numpy().tolist()
+        history = [row + [0.0] * (len(HISTORY_COLUMNS) - len(row)) for row in history]  # earlier runs: 3 columns
         saved_average = state.get("weight_average")
         logger.info("resumed from %s at step %d", ckpt, start)
     average = None
@@ -373,11 +469,16 @@ def train(config: FieldTrainConfig, stop_at: int | None = None) -> Path | None:
         for group in optimiser.param_groups:
             # a numpy scalar would not reload with weights_only
             group["lr"] = float(config.learning_rate * schedule(step))
-        x, p, y = (torch.as_tensor(a).to(device, non_blocking=True) for a in batch)
+        x, p, y, *teacher_logits = (torch.as_tensor(a).to(device, non_blocking=True) for a in batch)
         out = net.targets(net.prepare(x), p, (ctx, c)).flatten(0, 1)  # the scored centre of each crop
         y = y.flatten(0, 1)
         cls, cnt = count_nll(out, y, config.pos_weight)
         loss = cls + config.count_weight * cnt
+        distill = torch.zeros(())
+        if teacher_logits:  # soft targets: the teacher's probabilities in the same (pos_weight-shifted) logit scale
+            distill = torch.nn.functional.binary_cross_entropy_with_logits(
+                out[:, 0], torch.sigmoid(teacher_logits[0].flatten(0, 1)))
+            loss = loss + config.distill_weight * distill
         if config.block_weight > 0:
             loss = loss + config.block_weight * block_count_nll(out, y, config.pos_weight, config.block_sizes)
         optimiser.zero_grad()
@@ -386,22 +487,22 @@ def train(config: FieldTrainConfig, stop_at: int | None = None) -> Path | None:
         optimiser.step()
         if average is not None:
             _update_average(average, net, config.ema_decay)
-        history.append([step, float(cls.detach()), float(cnt.detach())])
+        history.append([step, float(cls.detach()), float(cnt.detach()), float(distill.detach())])
         if (step + 1) % 20 == 0:
             recent = np.asarray(history[-100:])
             bar.set_postfix(cls=f"{recent[:, 1].mean():.4f}", count=f"{recent[:, 2].mean():.3f}")
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == end:
             atomic_write_bytes(ckpt, _checkpoint_bytes(torch, net, optimiser, step + 1, history, average))
-            np.savetxt(workdir / "loss.txt", np.asarray(history), header="step cls_loss count_nll")
+            np.savetxt(workdir / "loss.txt", np.asarray(history), header=" ".join(HISTORY_COLUMNS))
     logger.info("trained steps %d-%d in %.1f s", start, end, time.perf_counter() - t0)
     if end < config.steps:
         return None
     return export(config, net.state_dict() if average is None else average, sampler, bounds, rule,
-                  np.asarray(history), initialised_from)
+                  np.asarray(history), initialised_from, teacher)
 
 
 def export(config: FieldTrainConfig, state_dict: dict, sampler: _CropSampler, bounds: dict, rule, history,
-           initialised_from: dict | None = None) -> Path:
+           initialised_from: dict | None = None, teacher: dict | None = None) -> Path:
     """Write the painter folder (painter.json, weights.npz, SHA256SUMS) with the weights ``state_dict``
     (the network's, or their average)."""
     from iaemu_likelihood.field.weights import write_painter_folder
@@ -435,6 +536,8 @@ def export(config: FieldTrainConfig, state_dict: dict, sampler: _CropSampler, bo
         "pos_weight": config.pos_weight,
         "training": {"boxes": boxes, "tag": config.tag, "config": dataclasses.asdict(config),
                      "final_cls_loss": float(last[:, 1].mean()), "final_count_nll": float(last[:, 2].mean()),
+                     **({"final_distill_loss": float(last[:, 3].mean()), "teacher": teacher}
+                        if teacher else {}),
                      **({"initialised_from": initialised_from} if initialised_from else {})},
         "library_versions": code_versions(("numpy", "torch", "monai", "halotools", "pysco-nbody",
                                            "iaemu-likelihood")),
@@ -444,6 +547,8 @@ def export(config: FieldTrainConfig, state_dict: dict, sampler: _CropSampler, bo
                                       workdir=Path(config.workdir).name)
     if initialised_from:
         meta["training"]["config"]["init_weights"] = initialised_from["version"]
+    if teacher:
+        meta["training"]["config"]["teacher"] = teacher["version"]
     folder = write_painter_folder(config.output, meta, {k: v.cpu() for k, v in state_dict.items()})
     logger.info("wrote painter folder %s", folder)
     return folder

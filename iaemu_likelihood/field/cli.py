@@ -4,7 +4,9 @@ Input: a mesh ``.npy``, a ``.npz`` with a ``density`` array (mass per cell, any 
 density mesh: ``iaemu info``-style summary in ``painter.json`` ``mesh.density_n_mesh``; e.g. the
 ``density_n256.npz`` of ``iaemu field-data --n-mesh 256``), or a PySCo HDF5 snapshot (``.h5``, needs
 ``--box-size``; CIC-assigned here, which needs the training extra). Output: an ``.npz`` catalog with
-``positions`` (n_gal, 3) float32 in comoving h^-1 Mpc and ``counts`` (the painted mesh), or with
+``positions`` (n_gal, 3) float32 in comoving h^-1 Mpc and ``counts`` (the painted mesh), with
+``--mu-cen``/``--mu-sat`` also ``orientations`` (n_gal, 3) float32 unit major axes (the mocks' alignment
+model on the dark matter's local axes, :mod:`iaemu_likelihood.field.orientation`), or with
 ``--mode mean`` only ``mean_counts``; written atomically.
 """
 from __future__ import annotations
@@ -41,6 +43,10 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--symmetries", type=int, default=1,
                    help="average the network over this many cube rotations/flips of the density (1-8; more "
                         "accurate, each costs one more encoding of the density)")
+    p.add_argument("--mu-cen", type=float, default=None,
+                   help="central alignment strength in [-1, 1]: also write galaxy orientations (with --mu-sat)")
+    p.add_argument("--mu-sat", type=float, default=None,
+                   help="satellite alignment strength in [-1, 1] (with --mu-cen)")
     p.add_argument("--box-size", type=float, default=None,
                    help="box side, h^-1 Mpc (required for .h5; default for meshes: the painter's box)")
     p.add_argument("--weights", default=None, help="painter folder or shipped version (default iaemu-painter-v5)")
@@ -106,13 +112,20 @@ def main(args) -> int:
         raise ValueError(f"--tile {args.tile}: must be a positive number of galaxy voxels per side")
     if not 1 <= args.symmetries <= len(SYMMETRIES):
         raise ValueError(f"--symmetries {args.symmetries}: must be from 1 to {len(SYMMETRIES)}")
+    alignment = None
+    if (args.mu_cen is None) != (args.mu_sat is None):
+        raise ValueError("give both --mu-cen and --mu-sat (galaxy orientations) or neither")
+    if args.mu_cen is not None:
+        if args.mode == "mean":
+            raise ValueError("--mu-cen/--mu-sat need --mode sample (a mean field has no galaxies to orient)")
+        alignment = {"mu_cen": args.mu_cen, "mu_sat": args.mu_sat}
     hod = _parse_hod(args.hod)
     painter = GalaxyPainter.load(args.weights, device=args.device)
     n_mesh = painter.n_mesh if args.box_size is None else int(round(args.box_size / painter.voxel_size))
     density = read_density(args.density, args.box_size, n_mesh * painter.input_factor)
     meta = {"painter": painter.metadata.get("version"), "hod": hod, "seed": args.seed, "mode": args.mode,
             "occupancy": args.occupancy if args.mode == "sample" else None, "tile": args.tile,
-            "symmetries": args.symmetries,
+            "symmetries": args.symmetries, "alignment": alignment,
             "box_size": args.box_size or painter.box_size, "density": str(args.density)}
     if args.mode == "mean":
         mean = painter.paint(density, hod, mode="mean", box_size=args.box_size, tile=args.tile,
@@ -120,9 +133,11 @@ def main(args) -> int:
         arrays = {"mean_counts": mean.astype(np.float32)}
         logger.info("expected galaxies: %.1f", float(mean.sum()))
     else:
-        counts, pos = painter.paint(density, hod, seed=args.seed, box_size=args.box_size, positions=True,
-                                    occupancy=args.occupancy, tile=args.tile, symmetries=args.symmetries)
-        arrays = {"positions": pos.astype(np.float32), "counts": counts}
+        counts, pos, *axes = painter.paint(density, hod, seed=args.seed, box_size=args.box_size, positions=True,
+                                           occupancy=args.occupancy, tile=args.tile, symmetries=args.symmetries,
+                                           alignment=alignment)
+        arrays = {"positions": pos.astype(np.float32), "counts": counts,
+                  **({"orientations": axes[0].astype(np.float32)} if axes else {})}
         logger.info("painted %d galaxies", len(pos))
     arrays["metadata"] = np.array(json.dumps(meta, sort_keys=True))
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -266,6 +266,23 @@ class GalaxyPainter:
         (v4 on its training box's bench points: AP +0.005 for 2, +0.009 for 8) for ``symmetries``
         times the encoding cost.
         """
+        side, hods, params, outputs = self._raw_outputs(density, hod_points, box_size, tile, symmetries)
+        for hod, par, out in zip(hods, params, outputs):
+            yield self._distribution(out, hod, par, side)
+
+    def raw_outputs(self, density, hod_points, box_size: float | None = None, tile: int | None = None,
+                    symmetries: int = 1):
+        """The network's raw outputs (1, 3, n, n, n) (torch, on the painter's device) for several HOD
+        points on one density, before calibration (a generator; arguments as :meth:`predictions`):
+        channel 0 is the classifier's logit (shifted by ``log(pos_weight)``), channels 1 and 2 the
+        count distribution's pre-activations (:func:`~iaemu_likelihood.field.network.network_outputs`).
+        Averaged over ``symmetries`` cube symmetries they are what a symmetry-averaged painting is
+        drawn from, and a distillation target in training (``iaemu field-train`` ``teacher``)."""
+        yield from self._raw_outputs(density, hod_points, box_size, tile, symmetries)[3]
+
+    def _raw_outputs(self, density, hod_points, box_size, tile, symmetries):
+        """(box side, checked HOD points, their normalised parameters, generator of their raw outputs);
+        every argument is checked here, before any work."""
         hods = [self.validate_hod(h) for h in hod_points]
         f = self.input_factor
         rho = self._checked_mesh(density, box_size)
@@ -275,20 +292,24 @@ class GalaxyPainter:
         if not _is_integer(symmetries) or not 1 <= symmetries <= len(SYMMETRIES):
             raise ValueError(f"symmetries={symmetries!r}: must be an integer from 1 to {len(SYMMETRIES)}")
         tile = (None if n <= WHOLE_BOX_MAX else AUTO_TILE) if tile is None else min(int(tile), n)
-        tiled = tile is not None and tile < n
         side = n * self.voxel_size if box_size is None else float(box_size)
         params = [self._normalised_hod(h) for h in hods]
+        return side, hods, params, self._averaged_outputs(rho, n, params, tile, symmetries)
+
+    def _averaged_outputs(self, rho, n: int, params, tile: int | None, symmetries: int):
+        """Raw outputs (1, 3, n, n, n) (torch, on the device) of each normalised HOD point, averaged over
+        the first ``symmetries`` cube symmetries, whole-box or tiled (a generator)."""
+        tiled = tile is not None and tile < n
         if not tiled and symmetries == 1:  # streamed: one point's outputs at a time
-            for hod, par, out in zip(hods, params, self._whole_box_outputs(self._relative_density(rho), params)):
-                yield self._distribution(out, hod, par, side)
+            yield from self._whole_box_outputs(self._relative_density(rho), params)
             return
         import torch
 
         mean = np.float32(self._density_mean(rho))
         # the raw outputs of the points painted together (all symmetries, tiles) are held on the mesh
         per_group = max(1, int(TILED_OUTPUT_BYTES // (3 * 4 * n ** 3)))
-        for g in range(0, len(hods), per_group):
-            group = list(range(g, min(g + per_group, len(hods))))
+        for g in range(0, len(params), per_group):
+            group = list(range(g, min(g + per_group, len(params))))
             group_params = [params[i] for i in group]
             total = dict.fromkeys(group)
             for symmetry in SYMMETRIES[:symmetries]:
@@ -305,7 +326,7 @@ class GalaxyPainter:
                 out = np.ascontiguousarray(total.pop(i), dtype=np.float32)
                 if symmetries > 1:
                     out /= np.float32(symmetries)
-                yield self._distribution(torch.from_numpy(out).to(self.device), hods[i], params[i], side)
+                yield torch.from_numpy(out).to(self.device)
 
     def _whole_box_outputs(self, rho, params):
         """Raw network outputs (1, 3, n, n, n) (torch, on the device) for each normalised HOD point,
@@ -399,7 +420,7 @@ class GalaxyPainter:
 
     def paint(self, density, hod_params, seed: int | None = None, mode: str = "sample",
               box_size: float | None = None, positions: bool = False, occupancy: str = DEFAULT_OCCUPANCY,
-              tile: int | None = None, symmetries: int = 1):
+              tile: int | None = None, symmetries: int = 1, alignment=None):
         """A galaxy field painted on ``density`` for the HOD ``hod_params``.
 
         Parameters
@@ -428,17 +449,32 @@ class GalaxyPainter:
         symmetries : int
             Average the network over this many cube symmetries of the density (1 to 8; each costs
             one more encoding); see :meth:`predictions`.
+        alignment : mapping, optional
+            ``{"mu_cen": ..., "mu_sat": ...}`` (each in [-1, 1], halotools' convention): also return
+            the galaxies' major axes (n_gal, 3), unit vectors drawn around the dark matter's local
+            major axis (centrals) or the direction from their host centre (satellites) as in the
+            mocks (:mod:`iaemu_likelihood.field.orientation`). Implies ``positions``.
 
         Returns
         -------
-        counts : ndarray (n, n, n), or (counts, positions) when ``positions``.
+        counts : ndarray (n, n, n), or (counts, positions) when ``positions``, or (counts, positions,
+        orientations) with ``alignment``.
         """
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}; allowed: {list(MODES)}")
         if occupancy not in OCCUPANCY:
             raise ValueError(f"occupancy={occupancy!r}; allowed: {list(OCCUPANCY)}")
+        strengths = None
+        if alignment is not None:
+            from .orientation import check_strength
+
+            if not hasattr(alignment, "keys") or set(alignment) != {"mu_cen", "mu_sat"}:
+                raise ValueError(f"alignment={alignment!r}: give a mapping with exactly mu_cen and mu_sat")
+            strengths = {k: check_strength(alignment[k], k) for k in ("mu_cen", "mu_sat")}
+            positions = True
         if positions and mode != "sample":
-            raise ValueError("positions=True needs mode='sample' (a mean field has no galaxies)")
+            raise ValueError(f"{'alignment' if strengths else 'positions=True'} needs mode='sample' "
+                             "(a mean field has no galaxies)")
         if seed is not None and (not _is_integer(seed) or seed < 0):
             raise ValueError(f"seed={seed!r}: must be a non-negative integer or None")
         pred = self.predict(density, hod_params, box_size, tile, symmetries)
@@ -452,7 +488,14 @@ class GalaxyPainter:
         side = (self.box_size if box_size is None else float(box_size)) / n
         flat = np.repeat(np.arange(counts.size), counts.ravel())
         ijk = np.column_stack(np.unravel_index(flat, counts.shape))
-        return counts, (ijk + rng.random(ijk.shape)) * side
+        xyz = (ijk + rng.random(ijk.shape)) * side
+        if strengths is None:
+            return counts, xyz
+        from .orientation import galaxy_orientations
+
+        axes = galaxy_orientations(np.asarray(density), pred["p"], counts, xyz, box_size=n * side, rng=rng,
+                                   **strengths)
+        return counts, xyz, axes
 
 
 _CACHE: dict = {}
@@ -460,7 +503,7 @@ _CACHE: dict = {}
 
 def paint(density, hod_params, seed: int | None = None, mode: str = "sample", weights=None,
           device: str = "cpu", box_size: float | None = None, positions: bool = False,
-          occupancy: str = DEFAULT_OCCUPANCY, tile: int | None = None, symmetries: int = 1):
+          occupancy: str = DEFAULT_OCCUPANCY, tile: int | None = None, symmetries: int = 1, alignment=None):
     """Paint galaxies with a (cached) :class:`GalaxyPainter`; see :meth:`GalaxyPainter.paint`.
 
     ``weights`` is a painter folder or shipped version (default ``iaemu-painter-v5``).
@@ -469,4 +512,5 @@ def paint(density, hod_params, seed: int | None = None, mode: str = "sample", we
     if key not in _CACHE:
         _CACHE[key] = GalaxyPainter.load(weights, device=device)
     return _CACHE[key].paint(density, hod_params, seed=seed, mode=mode, box_size=box_size,
-                             positions=positions, occupancy=occupancy, tile=tile, symmetries=symmetries)
+                             positions=positions, occupancy=occupancy, tile=tile, symmetries=symmetries,
+                             alignment=alignment)

@@ -1,0 +1,169 @@
+#!/usr/bin/env python
+"""Benchmark of painted galaxy orientations: omega(r) and eta(r) of painted galaxies against the IA mocks.
+
+On a held-out box, for HOD points of its ``galaxies_{tag}.npz`` and the alignment strengths
+``--mu-cen`` / ``--mu-sat``:
+
+* **truth**: ``--n-real`` halotools-IA mocks of the project's forward model
+  (:class:`~iaemu_likelihood.training.forward_model.MockSimulator`: ``CentralAlignment`` around the
+  FoF halo's major axis, ``RadialSatelliteAlignment``) on the box's halo catalog;
+* **painted**: as many paintings of the box's density
+  (``GalaxyPainter.paint(..., alignment={"mu_cen": ..., "mu_sat": ...})``, no halos), oriented
+  around the dark matter's local major axis (centrals) and their host centre (satellites),
+  :mod:`iaemu_likelihood.field.orientation`;
+
+both measured with the same estimator (:func:`~iaemu_likelihood.training.correlations.ia_correlations`,
+the emulator's 20 bins). Reported per point and as means over points: ``omega_ratio`` and ``eta_ratio``
+(the ratio of the painted to the true statistic, each averaged over realizations, then over the bins
+with r >= ``--r-min``, above the painter's voxel), the same for ``xi``, and the alignment of the
+reference axis with the FoF halos' major axes on the test box (``axis_p2``: ``<P2(cos)>`` for the
+halos above 10^12.5 Msun/h with >= 50 shape particles; 1 for a perfect proxy, 0 for random axes).
+
+Usage (after the data of training/README.md "Field-level painter")::
+
+    python benchmarks/bench_field_orientations.py --data work_data/field --test-box box_1002
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench_field import box_side, log_means, write_result  # this folder's painter benchmark
+
+from iaemu_likelihood.conventions import PARAM_NAMES, R_EDGES
+from iaemu_likelihood.field.orientation import ALIGNMENT_RADIUS, local_major_axes
+from iaemu_likelihood.field.painter import GalaxyPainter
+from iaemu_likelihood.training.correlations import ia_correlations
+from iaemu_likelihood.training.field_data import HOD_NAMES, load_density, load_galaxies
+
+REPO = Path(__file__).resolve().parents[1]
+log = logging.getLogger("bench_field_orientations")
+STATISTICS = ("xi", "omega", "eta")
+
+
+def axis_alignment(halos_path: Path, density: np.ndarray, n_mesh: int, box_size: float, input_factor: int,
+                   radius: float, log_mass_min: float = 12.5, min_shape: int = 50) -> dict:
+    """``<|cos|>`` and ``<P2(cos)>`` between the FoF halos' major axes and the local dark-matter axis of
+    the voxel holding their centre (:func:`~iaemu_likelihood.field.orientation.local_major_axes`)."""
+    with np.load(halos_path, allow_pickle=False) as h:
+        mass, shape, centre, axis = h["mass"], h["n_shape"], h["centre"], h["axis_a"]
+    keep = (np.log10(mass) > log_mass_min) & (shape >= min_shape)
+    voxels = np.floor(np.mod(centre[keep], box_size) * (n_mesh / box_size)).astype(np.int64) % n_mesh
+    cos = np.abs(np.sum(local_major_axes(density, voxels, input_factor, radius) * axis[keep], axis=1))
+    return {"n_halos": int(keep.sum()), "axis_mean_abs_cos": float(cos.mean()),
+            "axis_p2": float(np.mean(1.5 * cos ** 2 - 0.5)), "log_mass_min": log_mass_min,
+            "min_shape_particles": min_shape}
+
+
+def _mean_stats(rows: list) -> dict:
+    return {s: np.mean([r[s] for r in rows], axis=0) for s in STATISTICS}
+
+
+def run(args) -> tuple[dict, dict]:
+    import torch
+
+    from iaemu_likelihood.training.catalogs import OfflineHaloCatalog
+    from iaemu_likelihood.training.forward_model import MockSimulator
+
+    torch.set_num_threads(args.threads)
+    test_dir = Path(args.data) / args.test_box
+    painter = GalaxyPainter.load(args.weights)
+    box = box_side(test_dir)
+    n = int(round(box / painter.voxel_size))
+    rho, prov = load_density(test_dir, n * painter.input_factor)
+    if prov["snapshot_sha256"] in {b["snapshot_sha256"] for b in painter.metadata["training"]["boxes"]}:
+        raise SystemExit(f"{args.test_box} is one of the painter's training boxes: pick a held-out box")
+    galaxies = load_galaxies(test_dir, args.tag)
+    points = list(range(galaxies.n_points))[:args.n_points]
+    simulator = MockSimulator(OfflineHaloCatalog(test_dir / "halos.npz"), num_threads=args.threads)
+    strengths = {"mu_cen": args.mu_cen, "mu_sat": args.mu_sat}
+    r_mid = np.sqrt(R_EDGES[1:] * R_EDGES[:-1])
+    far = r_mid >= args.r_min
+    entries, curves = [], []
+    paint_seconds = []
+    for p in points:
+        hod = dict(zip(HOD_NAMES, map(float, galaxies.hod[p])))
+        theta = np.array([{**hod, **strengths}[name] for name in PARAM_NAMES])
+        truth = [simulator.realization(theta, args.seed + 1000 * p + i) for i in range(args.n_real)]
+        painted = []
+        for i in range(args.n_real):
+            t0 = time.perf_counter()
+            _, pos, axes = painter.paint(rho, hod, seed=args.seed + 1000 * p + i, box_size=box, alignment=strengths)
+            paint_seconds.append(time.perf_counter() - t0)
+            res = ia_correlations(np.mod(pos, box), axes, R_EDGES, box, num_threads=args.threads)
+            painted.append({"xi": res.xi, "omega": res.omega, "eta": res.eta})
+        t, q = _mean_stats(truth), _mean_stats(painted)
+        entry = {"hod": hod, "n_gal_true": float(np.mean([r["n_gal"] for r in truth]))}
+        for s in STATISTICS:
+            entry[f"{s}_ratio"] = float(np.mean(q[s][far] / t[s][far]))
+        entries.append(entry)
+        curves.append({"hod": hod, "truth": {s: t[s].tolist() for s in STATISTICS},
+                       "painted": {s: q[s].tolist() for s in STATISTICS}})
+        log.info("point %d %s: omega ratio %.3f, eta ratio %.3f, xi ratio %.3f (r >= %.1f)", p, hod,
+                 entry["omega_ratio"], entry["eta_ratio"], entry["xi_ratio"], args.r_min)
+    axes = axis_alignment(test_dir / "halos.npz", rho, n, box, painter.input_factor, ALIGNMENT_RADIUS)
+    mean = {f"{s}_ratio": float(np.mean([e[f"{s}_ratio"] for e in entries])) for s in STATISTICS}
+    result = {"painter": painter.metadata["version"], "test_box": args.test_box,
+              "test_snapshot_sha256": prov["snapshot_sha256"], "tag": args.tag, **strengths,
+              "n_realizations": args.n_real, "r_min": args.r_min, "alignment_radius_voxels": ALIGNMENT_RADIUS,
+              "r_bins": R_EDGES.tolist(), "points": entries, "mean": mean, "axes": axes,
+              "paint_with_orientations_seconds": float(np.median(paint_seconds)), "curves": curves}
+    return result, {"r": r_mid, "curves": curves}
+
+
+def figure(data: dict, path: Path, strengths: str) -> None:
+    """omega(r) and eta(r) of the mocks and the paintings, one colour per HOD point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    r = data["r"]
+    for i, c in enumerate(data["curves"]):
+        for ax, s in zip(axes, ("omega", "eta")):
+            ax.loglog(r, np.abs(c["truth"][s]), "-", color=f"C{i}", label=f"mock, point {i}" if s == "omega" else None)
+            ax.loglog(r, np.abs(c["painted"][s]), "--", color=f"C{i}",
+                      label=f"painted, point {i}" if s == "omega" else None)
+    for ax, s in zip(axes, ("omega", "eta")):
+        ax.set_xlabel("r [h^-1 Mpc]")
+        ax.set_ylabel(f"|{s}(r)|")
+    axes[0].legend(fontsize=7, ncol=2)
+    fig.suptitle(f"held-out box: mocks (FoF halos, solid) and paintings (no halos, dashed), {strengths}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(REPO / "work_data" / "field"), help="folder of the box folders")
+    p.add_argument("--test-box", required=True, help="held-out box folder name")
+    p.add_argument("--weights", default=None, help="painter folder or shipped version (default: the default painter)")
+    p.add_argument("--tag", default="bench", help="galaxy set whose HOD points are used")
+    p.add_argument("--n-points", type=int, default=6, help="HOD points (the first of the set)")
+    p.add_argument("--n-real", type=int, default=4, help="mock and painted realizations per point")
+    p.add_argument("--mu-cen", type=float, default=0.8, help="central alignment strength")
+    p.add_argument("--mu-sat", type=float, default=0.4, help="satellite alignment strength")
+    p.add_argument("--r-min", type=float, default=2.0, help="smallest bin centre (h^-1 Mpc) in the ratios")
+    p.add_argument("--seed", type=int, default=11)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "field_painter_orientations.json"))
+    p.add_argument("--figure", default=str(REPO / "benchmarks" / "results" / "field_painter_orientations.png"))
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    result, fig_data = run(args)
+    write_result(result, args.output)
+    figure(fig_data, Path(args.figure), f"mu_cen={args.mu_cen:g}, mu_sat={args.mu_sat:g}")
+    log_means(log, result)
+    log.info("axes: %s", json.dumps(result["axes"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
