@@ -13,11 +13,13 @@ On a held-out box, for HOD points of its ``galaxies_{tag}.npz`` and the alignmen
   :mod:`iaemu_likelihood.field.orientation`;
 
 both measured with the same estimator (:func:`~iaemu_likelihood.training.correlations.ia_correlations`,
-the emulator's 20 bins). Reported per point and as means over points: ``omega_ratio`` and ``eta_ratio``
-(the ratio of the painted to the true statistic, each averaged over realizations, then over the bins
-with r >= ``--r-min``, above the painter's voxel), the same for ``xi``, and the alignment of the
-reference axis with the FoF halos' major axes on the test box (``axis_p2``: ``<P2(cos)>`` for the
-halos above 10^12.5 Msun/h with >= 50 shape particles; 1 for a perfect proxy, 0 for random axes).
+the emulator's 20 bins; :func:`~iaemu_likelihood.training.field_alignment.compare_with_mocks`).
+Reported per point and for all points together: ``omega_ratio`` and ``xi_ratio`` (painted over mock
+statistic, means over realizations, summed over the bins with r >= ``--r-min``, above the painter's
+voxel; :func:`~iaemu_likelihood.training.field_alignment.far_ratio`), the mean eta over those bins for
+both (eta is small there and noise-dominated, so no ratio), and the alignment of the reference axis
+with the FoF halos' major axes on the test box (``axis_p2``: ``<P2(cos)>`` for the halos above
+10^12.5 Msun/h with >= 50 shape particles; 1 for a perfect proxy, 0 for random axes).
 
 Usage (after the data of training/README.md "Field-level painter")::
 
@@ -28,22 +30,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
 
 from bench_field import box_side, log_means, write_result  # this folder's painter benchmark
 
-from iaemu_likelihood.conventions import PARAM_NAMES, R_EDGES
+from iaemu_likelihood.conventions import R_EDGES
 from iaemu_likelihood.field.orientation import ALIGNMENT_RADIUS, local_major_axes
 from iaemu_likelihood.field.painter import GalaxyPainter
-from iaemu_likelihood.training.correlations import ia_correlations
+from iaemu_likelihood.training.field_alignment import STATISTICS, compare_with_mocks, far_ratio
 from iaemu_likelihood.training.field_data import HOD_NAMES, load_density, load_galaxies
 
 REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("bench_field_orientations")
-STATISTICS = ("xi", "omega", "eta")
 
 
 def axis_alignment(halos_path: Path, density: np.ndarray, n_mesh: int, box_size: float, input_factor: int,
@@ -60,15 +60,8 @@ def axis_alignment(halos_path: Path, density: np.ndarray, n_mesh: int, box_size:
             "min_shape_particles": min_shape}
 
 
-def _mean_stats(rows: list) -> dict:
-    return {s: np.mean([r[s] for r in rows], axis=0) for s in STATISTICS}
-
-
 def run(args) -> tuple[dict, dict]:
     import torch
-
-    from iaemu_likelihood.training.catalogs import OfflineHaloCatalog
-    from iaemu_likelihood.training.forward_model import MockSimulator
 
     torch.set_num_threads(args.threads)
     test_dir = Path(args.data) / args.test_box
@@ -79,41 +72,29 @@ def run(args) -> tuple[dict, dict]:
     if prov["snapshot_sha256"] in {b["snapshot_sha256"] for b in painter.metadata["training"]["boxes"]}:
         raise SystemExit(f"{args.test_box} is one of the painter's training boxes: pick a held-out box")
     galaxies = load_galaxies(test_dir, args.tag)
-    points = list(range(galaxies.n_points))[:args.n_points]
-    simulator = MockSimulator(OfflineHaloCatalog(test_dir / "halos.npz"), num_threads=args.threads)
+    hods = [dict(zip(HOD_NAMES, map(float, h))) for h in galaxies.hod[:args.n_points]]
     strengths = {"mu_cen": args.mu_cen, "mu_sat": args.mu_sat}
-    r_mid = np.sqrt(R_EDGES[1:] * R_EDGES[:-1])
-    far = r_mid >= args.r_min
-    entries, curves = [], []
-    paint_seconds = []
-    for p in points:
-        hod = dict(zip(HOD_NAMES, map(float, galaxies.hod[p])))
-        theta = np.array([{**hod, **strengths}[name] for name in PARAM_NAMES])
-        truth = [simulator.realization(theta, args.seed + 1000 * p + i) for i in range(args.n_real)]
-        painted = []
-        for i in range(args.n_real):
-            t0 = time.perf_counter()
-            _, pos, axes = painter.paint(rho, hod, seed=args.seed + 1000 * p + i, box_size=box, alignment=strengths)
-            paint_seconds.append(time.perf_counter() - t0)
-            res = ia_correlations(np.mod(pos, box), axes, R_EDGES, box, num_threads=args.threads)
-            painted.append({"xi": res.xi, "omega": res.omega, "eta": res.eta})
-        t, q = _mean_stats(truth), _mean_stats(painted)
-        entry = {"hod": hod, "n_gal_true": float(np.mean([r["n_gal"] for r in truth]))}
-        for s in STATISTICS:
-            entry[f"{s}_ratio"] = float(np.mean(q[s][far] / t[s][far]))
-        entries.append(entry)
-        curves.append({"hod": hod, "truth": {s: t[s].tolist() for s in STATISTICS},
-                       "painted": {s: q[s].tolist() for s in STATISTICS}})
-        log.info("point %d %s: omega ratio %.3f, eta ratio %.3f, xi ratio %.3f (r >= %.1f)", p, hod,
-                 entry["omega_ratio"], entry["eta_ratio"], entry["xi_ratio"], args.r_min)
-    axes = axis_alignment(test_dir / "halos.npz", rho, n, box, painter.input_factor, ALIGNMENT_RADIUS)
-    mean = {f"{s}_ratio": float(np.mean([e[f"{s}_ratio"] for e in entries])) for s in STATISTICS}
+    if args.uncalibrated:
+        painter.metadata.pop("alignment", None)
+    points = compare_with_mocks(painter, test_dir, hods, strengths, args.n_real, args.seed, args.threads)
+    far = np.sqrt(R_EDGES[1:] * R_EDGES[:-1]) >= args.r_min
+    entries = [{"hod": pt["hod"], "n_gal_true": pt["n_gal_true"], "n_gal_painted": pt["n_gal_painted"],
+                "omega_ratio": far_ratio([pt], "omega", args.r_min), "xi_ratio": far_ratio([pt], "xi", args.r_min),
+                "eta_mean_truth": float(np.mean(pt["truth"]["eta"][far])),
+                "eta_mean_painted": float(np.mean(pt["painted"]["eta"][far]))} for pt in points]
+    mean = {"omega_ratio": far_ratio(points, "omega", args.r_min), "xi_ratio": far_ratio(points, "xi", args.r_min),
+            **{key: float(np.mean([e[key] for e in entries])) for key in ("eta_mean_truth", "eta_mean_painted")}}
+    curves = [{"hod": pt["hod"], **{kind: {s: pt[kind][s].tolist() for s in STATISTICS}
+                                    for kind in ("truth", "painted")}} for pt in points]
     result = {"painter": painter.metadata["version"], "test_box": args.test_box,
               "test_snapshot_sha256": prov["snapshot_sha256"], "tag": args.tag, **strengths,
+              "alignment_calibration": painter.metadata.get("alignment"),
               "n_realizations": args.n_real, "r_min": args.r_min, "alignment_radius_voxels": ALIGNMENT_RADIUS,
-              "r_bins": R_EDGES.tolist(), "points": entries, "mean": mean, "axes": axes,
-              "paint_with_orientations_seconds": float(np.median(paint_seconds)), "curves": curves}
-    return result, {"r": r_mid, "curves": curves}
+              "r_bins": R_EDGES.tolist(), "points": entries, "mean": mean,
+              "axes": axis_alignment(test_dir / "halos.npz", rho, n, box, painter.input_factor, ALIGNMENT_RADIUS),
+              "paint_with_orientations_seconds": float(np.median([pt["paint_seconds"] for pt in points])),
+              "curves": curves}
+    return result, {"r": np.sqrt(R_EDGES[1:] * R_EDGES[:-1]), "curves": curves}
 
 
 def figure(data: dict, path: Path, strengths: str) -> None:
@@ -151,6 +132,8 @@ def main(argv=None) -> int:
     p.add_argument("--mu-cen", type=float, default=0.8, help="central alignment strength")
     p.add_argument("--mu-sat", type=float, default=0.4, help="satellite alignment strength")
     p.add_argument("--r-min", type=float, default=2.0, help="smallest bin centre (h^-1 Mpc) in the ratios")
+    p.add_argument("--uncalibrated", action="store_true",
+                   help="ignore the painter's alignment calibration (painter.json 'alignment')")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "field_painter_orientations.json"))

@@ -113,3 +113,47 @@ def test_galaxy_file_is_reproducible_and_consistent(tiny_box, tmp_path):
     again = load_galaxies(build_galaxies(copy, "train", 2, 2, 3, 50).parent, "train")
     np.testing.assert_array_equal(again.positions(1, 1), gals.positions(1, 1))
     assert gals.provenance["catalog_sha256"] == again.provenance["catalog_sha256"]
+
+
+def test_alignment_of_paintings_against_mocks_and_its_calibration(tiny_box, tmp_path):
+    """compare_with_mocks measures the mocks and the oriented paintings with the same estimator; iaemu
+    field-calibrate --alignment --no-counts stores central_p2_scale = 1 / (painted / mock omega) in a
+    painter folder whose checksums stay valid, and painting then reads it."""
+    pytest.importorskip("torch")
+    pytest.importorskip("monai")
+    from iaemu_likelihood.cli import main
+    from iaemu_likelihood.field import GalaxyPainter
+    from iaemu_likelihood.field.testing import write_synthetic_painter
+    from iaemu_likelihood.training.field_alignment import compare_with_mocks, far_ratio, fit_alignment
+    from iaemu_likelihood.training.field_calibration import write_calibration
+    from iaemu_likelihood.training.field_data import HOD_NAMES, load_galaxies
+
+    folder = write_synthetic_painter(tmp_path / "painter", n_mesh=N, box_size=BOX)
+    painter = GalaxyPainter.load(folder)
+    hod = dict(zip(HOD_NAMES, map(float, load_galaxies(tiny_box, "train").hod[0])))
+    rbins = np.geomspace(1.0, 8.0, 5)
+    points = compare_with_mocks(painter, tiny_box, [hod], {"mu_cen": 1.0, "mu_sat": 0.0}, n_real=2, seed=6,
+                                rbins=rbins)
+    (pt,) = points
+    assert pt["truth"]["omega"].shape == pt["painted"]["xi"].shape == (4,) and pt["n_gal_painted"] > 0
+    far = pt["r"] >= 2
+    assert np.isfinite(pt["truth"]["omega"]).all() and pt["truth"]["omega"][far].sum() > 0
+    ratio = far_ratio(points, "omega", 2.0)
+    assert ratio == pytest.approx(pt["painted"]["omega"][far].sum() / pt["truth"]["omega"][far].sum())
+    # fit_alignment paints the same realizations (same points, strengths and seeds): 1 / that ratio
+    fitted = fit_alignment(painter, tiny_box, n_points=1, n_real=2, mu_cen=1.0, seed=6, threads=1, rbins=rbins)
+    assert ratio > 0 and fitted["central_p2_scale"] == pytest.approx(1 / ratio)
+    with pytest.raises(ValueError, match="painted / mock omega at r >= 2.0 is -0.03.*cannot calibrate"):
+        fit_alignment(painter, tiny_box, n_points=1, n_real=2, mu_cen=1.0, seed=3, threads=1, rbins=rbins)
+    write_calibration(folder, fitted, key="alignment")
+    calibrated = GalaxyPainter.load(folder)  # checksums refreshed
+    assert calibrated.metadata["alignment"]["central_p2_scale"] == pytest.approx(1 / ratio)
+    rho = np.random.default_rng(1).lognormal(0, 1, (N,) * 3)
+    plain = painter.paint(rho, hod, seed=2, alignment={"mu_cen": 0.9, "mu_sat": 0.5})
+    scaled = calibrated.paint(rho, hod, seed=2, alignment={"mu_cen": 0.9, "mu_sat": 0.5})
+    np.testing.assert_array_equal(plain[1], scaled[1])  # the same galaxies, other central orientations
+    assert not np.allclose(plain[2], scaled[2])
+    # the command stores it (with the emulator's bins, which this 32 h^-1 Mpc box cannot hold: refused by name)
+    assert main(["field-calibrate", str(folder), "--boxes", str(tiny_box), "--alignment", "--no-counts"]) == 1
+    assert GalaxyPainter.load(folder).metadata["alignment"] == calibrated.metadata["alignment"]  # left as it was
+    assert main(["field-calibrate", str(folder), "--boxes", str(tiny_box), "--no-counts"]) == 1

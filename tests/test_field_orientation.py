@@ -141,3 +141,38 @@ def test_painter_and_cli_write_orientations(tmp_path):
         assert json.loads(str(f["metadata"]))["alignment"] == {"mu_cen": 0.7, "mu_sat": -0.2}
     i = argv.index("--mu-sat")
     assert main(argv[:i] + argv[i + 2:]) == 1  # --mu-cen without --mu-sat: refused before painting
+
+
+def test_p2_of_a_strength_and_its_inverse():
+    from iaemu_likelihood.field.orientation import strength_for_p2, watson_p2
+
+    assert watson_p2(0.0) == pytest.approx(0.0, abs=1e-6)
+    assert watson_p2(1.0) == 1.0 and watson_p2(-1.0) == -0.5
+    for mu in (-0.6, 0.2, 0.8, 0.97):
+        cos = sample_watson_cosines(mu, 200_000, np.random.default_rng(2))
+        assert watson_p2(mu) == pytest.approx(np.mean(1.5 * cos ** 2 - 0.5), abs=0.005)
+        assert strength_for_p2(watson_p2(mu)) == pytest.approx(mu, abs=1e-9)
+    assert strength_for_p2(2.0) == pytest.approx(1.0)
+
+
+def test_central_p2_scale_weakens_the_centrals_alignment():
+    """Centrals on a tube of dark matter along x: their <P2> to x is <P2>(mu_cen) times the scale."""
+    from iaemu_likelihood.field.orientation import watson_p2
+
+    n, f, box = 16, 2, 32.0
+    grid = np.arange(n * f)
+    _, y, z = np.meshgrid(grid, grid, grid, indexing="ij")
+    rho = 0.01 + np.exp(-0.5 * ((y - 16.5) ** 2 + (z - 16.5) ** 2) / 1.5 ** 2)
+    p = np.full((n, n, n), 1e-4)
+    counts = np.zeros((n, n, n), dtype=np.int32)
+    p[::2, 8, 8], counts[::2, 8, 8] = 0.9, 1  # isolated peaks along the tube: 8 centrals
+    ijk = np.column_stack(np.nonzero(counts))
+    rng = np.random.default_rng(5)
+    for scale in (1.0, 0.5):
+        axes = np.concatenate([galaxy_orientations(rho, p, counts, (ijk + 0.5) * 2.0, mu_cen=0.9, mu_sat=0.0,
+                                                   box_size=box, rng=rng, central_p2_scale=scale)
+                               for _ in range(400)])
+        p2 = np.mean(1.5 * axes[:, 0] ** 2 - 0.5)
+        assert p2 == pytest.approx(scale * watson_p2(0.9), abs=0.03)
+    with pytest.raises(ValueError, match="central_p2_scale=0"):
+        galaxy_orientations(rho, p, counts, (ijk + 0.5) * 2.0, 0.9, 0.0, box, rng, central_p2_scale=0)

@@ -121,15 +121,16 @@ def fit_calibration(painter, boxes, tag: str = "train", mass_function: bool = Tr
                            + "; least squares in the HOD"}
 
 
-def write_calibration(folder, calibration: dict) -> None:
-    """Store ``calibration`` in ``painter.json`` and refresh ``SHA256SUMS``."""
+def write_calibration(folder, calibration: dict, key: str = "calibration") -> None:
+    """Store ``calibration`` as ``painter.json`` entry ``key`` (``calibration``: counts; ``alignment``:
+    :func:`.field_alignment.fit_alignment`) and refresh ``SHA256SUMS``."""
     from iaemu_likelihood.field.weights import PAINTER_FILE
 
     from ..weights_io import write_checksums
 
     folder = Path(folder)
     meta = json.loads((folder / PAINTER_FILE).read_text())
-    meta["calibration"] = calibration
+    meta[key] = calibration
     atomic_write_bytes(folder / PAINTER_FILE, (json.dumps(meta, indent=2) + "\n").encode())
     write_checksums(folder)
 
@@ -143,6 +144,11 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--pairs", action="store_true",
                    help="also match the same-voxel galaxy pairs sum N(N-1) (log_pair_scale; off by default)")
+    p.add_argument("--alignment", action="store_true",
+                   help="also fit the alignment calibration of painted centrals on the first box (painter.json "
+                        "'alignment'; needs halotools: mocks of the box's halos against paintings)")
+    p.add_argument("--no-counts", action="store_true",
+                   help="keep the painter's count calibration (with --alignment: fit only that)")
     return p
 
 
@@ -151,10 +157,20 @@ def main(args) -> int:
 
     from iaemu_likelihood.field.painter import GalaxyPainter
 
+    if args.no_counts and not args.alignment:
+        raise ValueError("--no-counts leaves nothing to fit: add --alignment")
     torch.set_num_threads(args.threads)
-    painter = GalaxyPainter.load(args.folder)
-    painter.metadata.pop("calibration", None)  # fit on the raw network
-    calibration = fit_calibration(painter, args.boxes, args.tag, pairs=args.pairs)
-    write_calibration(args.folder, calibration)
-    logger.info("calibration of %s: %s", args.folder, json.dumps(calibration["rms_residual"]))
+    if not args.no_counts:
+        painter = GalaxyPainter.load(args.folder)
+        painter.metadata.pop("calibration", None)  # fit on the raw network
+        calibration = fit_calibration(painter, args.boxes, args.tag, pairs=args.pairs)
+        write_calibration(args.folder, calibration)
+        logger.info("calibration of %s: %s", args.folder, json.dumps(calibration["rms_residual"]))
+    if args.alignment:
+        from .field_alignment import fit_alignment
+
+        alignment = fit_alignment(GalaxyPainter.load(args.folder), args.boxes[0], args.tag, threads=args.threads)
+        write_calibration(args.folder, alignment, key="alignment")
+        logger.info("alignment calibration of %s: central_p2_scale %.3f (painted / mock omega %.3f)", args.folder,
+                    alignment["central_p2_scale"], alignment["omega_ratio_uncalibrated"])
     return 0

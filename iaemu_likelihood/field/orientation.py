@@ -33,8 +33,8 @@ import math
 
 import numpy as np
 
-__all__ = ["ALIGNMENT_RADIUS", "check_strength", "watson_kappa", "sample_watson_cosines", "axes_around",
-           "local_major_axes", "host_centres", "galaxy_orientations"]
+__all__ = ["ALIGNMENT_RADIUS", "check_strength", "watson_kappa", "sample_watson_cosines", "watson_p2",
+           "strength_for_p2", "axes_around", "local_major_axes", "host_centres", "galaxy_orientations"]
 
 #: Radius (galaxy voxels) of the sphere whose dark matter defines a voxel's major axis.
 ALIGNMENT_RADIUS = 1.0
@@ -58,6 +58,37 @@ def watson_kappa(mu: float, name: str = "mu") -> float:
     return math.copysign(math.inf, mu) if abs(mu) == 1.0 else math.tan(0.5 * math.pi * mu)
 
 
+def _abs_cos_table(kappa: float) -> tuple[np.ndarray, np.ndarray]:
+    """(grid of |cos theta| on [0, 1], its CDF, unnormalised) for a finite ``kappa``."""
+    grid = np.linspace(0.0, 1.0, _TABLE)
+    density = np.exp(kappa * (grid ** 2 - (1.0 if kappa > 0 else 0.0)))
+    return grid, np.r_[0.0, np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(grid))]
+
+
+def watson_p2(mu: float) -> float:
+    """``<P2(cos theta)>`` of the Dimroth-Watson law of strength ``mu``: 1 at ``mu = 1``, 0 at 0, -1/2 at -1.
+
+    Drawn around reference axes ``a``, the galaxies' traceless orientation tensor averages to this
+    times that of the ``a``, so every correlation of the orientations with the matter (omega(r))
+    scales by it."""
+    kappa = watson_kappa(mu)
+    if math.isinf(kappa):
+        return 1.0 if kappa > 0 else -0.5
+    grid, cdf = _abs_cos_table(kappa)
+    mean_cos2 = 1.0 - 2.0 * np.trapezoid(grid * cdf, grid) / cdf[-1]  # E[t^2] = 1 - int 2 t F(t) dt
+    return float(1.5 * mean_cos2 - 0.5)
+
+
+def strength_for_p2(p2: float) -> float:
+    """The strength ``mu`` in [-1, 1] whose :func:`watson_p2` is ``p2`` (clipped to [-1/2, 1]; bisection)."""
+    target = min(max(float(p2), -0.5), 1.0)
+    lo, hi = -1.0, 1.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if watson_p2(mid) < target else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
 def sample_watson_cosines(mu: float, size: int, rng: np.random.Generator) -> np.ndarray:
     """``size`` draws of ``cos theta`` in [-1, 1] from ``p ~ exp(kappa cos^2 theta)``, ``kappa = tan(pi mu / 2)``.
 
@@ -71,9 +102,7 @@ def sample_watson_cosines(mu: float, size: int, rng: np.random.Generator) -> np.
     elif kappa == 0:
         t = rng.random(size)
     else:
-        grid = np.linspace(0.0, 1.0, _TABLE)
-        density = np.exp(kappa * (grid ** 2 - (1.0 if kappa > 0 else 0.0)))
-        cdf = np.r_[0.0, np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(grid))]
+        grid, cdf = _abs_cos_table(kappa)
         t = np.interp(rng.random(size) * cdf[-1], cdf, grid)
     return t * np.where(rng.random(size) < 0.5, -1.0, 1.0)
 
@@ -174,7 +203,7 @@ def host_centres(density: np.ndarray, voxels: np.ndarray, input_factor: int, box
 
 def galaxy_orientations(density: np.ndarray, p: np.ndarray, counts: np.ndarray, positions: np.ndarray,
                         mu_cen: float, mu_sat: float, box_size: float, rng: np.random.Generator,
-                        radius: float = ALIGNMENT_RADIUS) -> np.ndarray:
+                        radius: float = ALIGNMENT_RADIUS, central_p2_scale: float = 1.0) -> np.ndarray:
     """Major axes (unit vectors, (n_gal, 3)) of painted galaxies; see the module docstring.
 
     Parameters
@@ -193,10 +222,19 @@ def galaxy_orientations(density: np.ndarray, p: np.ndarray, counts: np.ndarray, 
     rng : numpy Generator
     radius : float
         See :func:`local_major_axes`.
+    central_p2_scale : float
+        Centrals are drawn with the strength whose ``<P2>`` is this times ``mu_cen``'s
+        (:func:`strength_for_p2`): the painter's alignment calibration (``painter.json``
+        ``alignment``), which makes up for a reference axis more (> 1 would be less) coherent with
+        the large-scale matter than the halos' axes.
     """
     from .sampling import peak_groups
 
     mu_cen, mu_sat = check_strength(mu_cen, "mu_cen"), check_strength(mu_sat, "mu_sat")
+    if not 0 < central_p2_scale < math.inf:
+        raise ValueError(f"central_p2_scale={central_p2_scale!r}: must be a positive number")
+    if central_p2_scale != 1.0:
+        mu_cen = strength_for_p2(central_p2_scale * watson_p2(mu_cen))
     n = counts.shape[0]
     f = density.shape[0] // n
     if density.shape != (n * f,) * 3 or p.shape != counts.shape:

@@ -493,8 +493,9 @@ class GalaxyPainter:
             return counts, xyz
         from .orientation import galaxy_orientations
 
+        scale = float((self.metadata.get("alignment") or {}).get("central_p2_scale", 1.0))
         axes = galaxy_orientations(np.asarray(density), pred["p"], counts, xyz, box_size=n * side, rng=rng,
-                                   **strengths)
+                                   central_p2_scale=scale, **strengths)
         return counts, xyz, axes
 
 
