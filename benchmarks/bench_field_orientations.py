@@ -16,7 +16,8 @@ both measured with the same estimator (:func:`~iaemu_likelihood.training.correla
 the emulator's 20 bins; :func:`~iaemu_likelihood.training.field_alignment.compare_with_mocks`).
 Reported per point and for all points together: ``omega_ratio`` and ``xi_ratio`` (painted over mock
 statistic, means over realizations, summed over the bins with r >= ``--r-min``, above the painter's
-voxel; :func:`~iaemu_likelihood.training.field_alignment.far_ratio`), the mean eta over those bins for
+voxel; :func:`~iaemu_likelihood.training.field_alignment.far_ratio`; all points: sums over points too,
+and the median of the points' omega ratios), the mean eta over those bins for
 both (eta is small there and noise-dominated, so no ratio), and the alignment of the reference axis
 with the FoF halos' major axes on the test box (``axis_p2``: ``<P2(cos)>`` for the halos above
 10^12.5 Msun/h with >= 50 shape particles; 1 for a perfect proxy, 0 for random axes).
@@ -83,6 +84,7 @@ def run(args) -> tuple[dict, dict]:
                 "eta_mean_truth": float(np.mean(pt["truth"]["eta"][far])),
                 "eta_mean_painted": float(np.mean(pt["painted"]["eta"][far]))} for pt in points]
     mean = {"omega_ratio": far_ratio(points, "omega", args.r_min), "xi_ratio": far_ratio(points, "xi", args.r_min),
+            "omega_ratio_median_over_points": float(np.median([e["omega_ratio"] for e in entries])),
             **{key: float(np.mean([e[key] for e in entries])) for key in ("eta_mean_truth", "eta_mean_painted")}}
     curves = [{"hod": pt["hod"], **{kind: {s: pt[kind][s].tolist() for s in STATISTICS}
                                     for kind in ("truth", "painted")}} for pt in points]
