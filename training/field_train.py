@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write_bytes
+from .._io import atomic_write_bytes, npz_bytes
 from ..config_fields import checked_fields, setting, with_default
 from ..errors import ConfigError
 from .field_data import HOD_NAMES, load_density, load_galaxies
@@ -292,8 +292,6 @@ def _teacher_logits(config: FieldTrainConfig, box, rho: np.ndarray, galaxies) ->
     """The teacher's raw logits (float16, (n_points, n, n, n)) on one training box, averaged over
     ``config.teacher_symmetries`` cube symmetries; cached in ``workdir`` (recomputed when the
     teacher's weights, the symmetries or the box's snapshot differ from the cache's)."""
-    import io as _io
-
     from iaemu_likelihood.field.painter import GalaxyPainter
     from iaemu_likelihood.field.weights import WEIGHTS_FILE, verify_painter_checksums
 
@@ -309,7 +307,7 @@ def _teacher_logits(config: FieldTrainConfig, box, rho: np.ndarray, galaxies) ->
     path = Path(config.workdir) / f"teacher_{Path(box).name}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as cached:
-            if all(str(cached[k]) == v for k, v in stamp.items() if k in cached) and set(stamp) <= set(cached):
+            if set(stamp) <= set(cached.files) and all(str(cached[k]) == v for k, v in stamp.items()):
                 logger.info("teacher logits of %s from %s", Path(box).name, path)
                 return cached["logits"]
     import torch
@@ -321,9 +319,7 @@ def _teacher_logits(config: FieldTrainConfig, box, rho: np.ndarray, galaxies) ->
     logits = np.stack([out[0, 0].cpu().numpy().astype(np.float16)
                        for out in tqdm(outputs, total=len(hods), desc=f"teacher {Path(box).name}")])
     Path(config.workdir).mkdir(parents=True, exist_ok=True)
-    buffer = _io.BytesIO()
-    np.savez(buffer, logits=logits, **stamp)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, npz_bytes({"logits": logits, **stamp}, compressed=False))
     return logits
 
 
