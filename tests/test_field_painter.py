@@ -294,6 +294,12 @@ def test_symmetry_averaging_makes_the_painting_equivariant(tmp_path, density, ki
     eight = painter.predict(fine, HOD, tile=N // 2, symmetries=8)
     assert np.isfinite(eight["p"]).all() and eight["p"].sum() == pytest.approx(plain["p"].sum(), rel=0.1)
     assert painter.paint(fine, HOD, seed=3, symmetries=2).shape == (N,) * 3
+    # raw_outputs: the averaged raw network outputs, the mean of each frame's turned back
+    (raw,) = painter.raw_outputs(fine, [HOD], symmetries=2)
+    (one,), (inv,) = painter.raw_outputs(fine, [HOD]), painter.raw_outputs(inverted, [HOD])
+    expected = 0.5 * (one.numpy() + np.flip(inv.numpy(), (2, 3, 4)))
+    assert raw.shape == (1, 3, N, N, N)
+    np.testing.assert_allclose(raw.numpy(), expected, rtol=1e-5, atol=1e-6)
     for bad in (0, 9, 1.5, True):
         with pytest.raises(ValueError, match=f"symmetries={bad!r}: must be an integer from 1 to 8"):
             painter.paint(fine, HOD, seed=1, symmetries=bad)
