@@ -32,7 +32,7 @@ Writes ``benchmarks/results/field_painter.json`` (``points``, ``mean``, ``target
 Usage (after the data of training/README.md "Field-level painter")::
 
     python benchmarks/bench_field.py --data work_data/field --test-box box_1002 \
-        --train-boxes box_1001 --weights trained_weights/iaemu-painter-v5 --n-truth 16
+        --train-boxes box_1001 --weights trained_weights/iaemu-painter-v6 --n-truth 16
 """
 from __future__ import annotations
 
@@ -311,7 +311,7 @@ def main(argv=None) -> int:
                    help="paint the density of this box folder instead of the test box's: a run of the same "
                         "initial conditions (e.g. fewer time steps), judged against the test box's galaxies")
     p.add_argument("--train-boxes", nargs="+", required=True, help="training box folder names (baseline fit)")
-    p.add_argument("--weights", default="iaemu-painter-v5", help="painter folder or shipped version")
+    p.add_argument("--weights", default="iaemu-painter-v6", help="painter folder or shipped version")
     p.add_argument("--tag", default="bench", help="galaxy set of the benchmark points")
     p.add_argument("--seed", type=int, default=7, help="seed of the painted and baseline realizations")
     p.add_argument("--n-truth", type=int, default=4,

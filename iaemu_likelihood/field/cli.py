@@ -49,7 +49,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                    help="satellite alignment strength in [-1, 1] (with --mu-cen)")
     p.add_argument("--box-size", type=float, default=None,
                    help="box side, h^-1 Mpc (required for .h5; default for meshes: the painter's box)")
-    p.add_argument("--weights", default=None, help="painter folder or shipped version (default iaemu-painter-v5)")
+    p.add_argument("--weights", default=None, help="painter folder or shipped version (default iaemu-painter-v6)")
     p.add_argument("--device", default="cpu", help="torch device (cpu, cuda, ...)")
     return p
 

@@ -117,7 +117,7 @@ class GalaxyPainter:
 
     @classmethod
     def load(cls, version=None, device: str = "cpu") -> GalaxyPainter:
-        """Verify (SHA-256) and load a painter folder or shipped version (default ``iaemu-painter-v5``)."""
+        """Verify (SHA-256) and load a painter folder or shipped version (default ``iaemu-painter-v6``)."""
         meta, state, folder = load_painter_folder(version)
         return cls(meta, state, device=device, folder=folder)
 
@@ -507,7 +507,7 @@ def paint(density, hod_params, seed: int | None = None, mode: str = "sample", we
           occupancy: str = DEFAULT_OCCUPANCY, tile: int | None = None, symmetries: int = 1, alignment=None):
     """Paint galaxies with a (cached) :class:`GalaxyPainter`; see :meth:`GalaxyPainter.paint`.
 
-    ``weights`` is a painter folder or shipped version (default ``iaemu-painter-v5``).
+    ``weights`` is a painter folder or shipped version (default ``iaemu-painter-v6``).
     """
     key = (str(weights), device)
     if key not in _CACHE:

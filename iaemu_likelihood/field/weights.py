@@ -40,7 +40,7 @@ REQUIRED_KEYS = ("kind", "schema_version", "version", "architecture_config", "ho
 
 
 #: The shipped painter used when none is named.
-DEFAULT_PAINTER = "iaemu-painter-v5"
+DEFAULT_PAINTER = "iaemu-painter-v6"
 
 
 def write_painter_folder(folder, metadata: dict, state_dict, extra_files: dict | None = None) -> Path:
