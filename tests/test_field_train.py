@@ -42,6 +42,20 @@ def test_space_to_depth_puts_each_voxels_fine_cells_in_its_channels():
     assert space_to_depth(fine, 1) is fine
 
 
+def test_periodic_space_to_depth_is_pad_then_space_to_depth():
+    """One copy gives the values and the channels-last layout of a circular pad followed by space_to_depth."""
+    from iaemu_likelihood.field.network import periodic_space_to_depth
+
+    x = torch.randn(24, 24, 24)
+    for before, after in ((2, 2), (2, 4), (0, 3), (3, 0)):
+        fused = periodic_space_to_depth(x, 4, before, after)
+        padded = torch.nn.functional.pad(x[None, None], (4 * before, 4 * after) * 3, mode="circular")
+        reference = space_to_depth(padded, 4)
+        assert torch.equal(fused, reference) and fused.stride() == reference.stride()
+    with pytest.raises(ValueError, match="periodic context 7"):
+        periodic_space_to_depth(x, 4, 7, 0)
+
+
 def test_network_with_a_finer_density_mesh():
     config = {"n_params": 5, "channels": [2, 4], "strides": [2], "num_res_units": 1, "input_factor": 2}
     net = build_network(config)

@@ -26,6 +26,7 @@ import numpy as np
 
 __all__ = ["KINDS", "build_network", "network_outputs", "count_nll", "block_count_nll",
            "logit_offset_for_total", "expected_pairs", "dispersion_for_pairs", "space_to_depth",
+           "periodic_space_to_depth",
            "normalise_density", "normalise_hod", "R_MIN"]
 
 #: Smallest negative-binomial shape (keeps the variance finite).
@@ -44,6 +45,28 @@ def space_to_depth(x, factor: int):
     # one copy, into channels-last memory (what the CPU convolutions read): (B, D, H, W, C f^3) viewed as NCDHW
     x = x.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(b, d // f, h // f, w // f, c * f ** 3)
     return x.permute(0, 4, 1, 2, 3)
+
+
+def periodic_space_to_depth(x, factor: int, before: int, after: int):
+    """A periodic fine mesh (fD, fH, fW) -> (1, f^3, D + before + after, ...) (torch): ``space_to_depth`` of
+    the mesh with ``before`` / ``after`` galaxy voxels of periodic context on every side, in one copy
+    into channels-last memory (the same values and layout as ``space_to_depth(F.pad(x, circular), f)``,
+    without the padded fine copy)."""
+    import torch
+
+    f = factor
+    d, h, w = (s // f for s in x.shape)
+    if before > min(d, h, w) or after > min(d, h, w):
+        raise ValueError(f"periodic context {before} + {after} voxels exceeds the mesh {d, h, w}")
+    cells = x.reshape(d, f, h, f, w, f).permute(0, 2, 4, 1, 3, 5)  # a view: voxel axes, then cell axes
+    out = torch.empty((d + before + after, h + before + after, w + before + after, f ** 3), dtype=x.dtype)
+    core = (slice(before, before + d), slice(before, before + h), slice(before, before + w))
+    out[core].view(d, h, w, f, f, f).copy_(cells)
+    for axis, size in enumerate((d, h, w)):  # wrap each axis in turn, corners included
+        lead = (slice(None),) * axis
+        out[lead + (slice(0, before),)] = out[lead + (slice(size, size + before),)]
+        out[lead + (slice(before + size, before + size + after),)] = out[lead + (slice(before, before + after),)]
+    return out[None].permute(0, 4, 1, 2, 3)
 
 
 #: Network kinds of ``architecture_config["kind"]`` (absent = "unet", the first painters).
@@ -125,7 +148,11 @@ def build_network(config: dict):
 
         def encode(self, x):
             """Density (B, 1, fD, fH, fW) -> HOD-independent features (B, features, D, H, W)."""
-            return F.silu(self.unet(self.stem(space_to_depth(x, self.input_factor))))
+            return self.encode_cells(space_to_depth(x, self.input_factor))
+
+        def encode_cells(self, cells):
+            """:meth:`encode` of the density already as cells per voxel (B, f^3, D, H, W) (``space_to_depth``)."""
+            return F.silu(self.unet(self.stem(cells)))
 
         def head(self, features, params):
             """Features (B, C, D, H, W) and params (B, K, n_params) -> outputs (B, K, 3, D, H, W).

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import IAEmuError, InputShapeError, OutOfRangeError
 from .network import (build_network, dispersion_for_pairs, expected_pairs, logit_offset_for_total,
-                      network_outputs, normalise_density, normalise_hod)
+                      network_outputs, normalise_density, normalise_hod, periodic_space_to_depth)
 from .sampling import DEFAULT_OCCUPANCY, OCCUPANCY, mean_counts, sample_counts
 from .weights import load_painter_folder
 
@@ -342,9 +342,14 @@ class GalaxyPainter:
         with torch.inference_mode():
             # in place on the caller's copy (torch: threaded), then the periodic context
             x = normalise_density(torch.from_numpy(rho), self._input["shift"], self._input["scale"])
-            xt = torch.nn.functional.pad(x[None, None], (lo * f, hi * f) * 3, mode="circular").to(self.device)
-            del x, rho
-            prepared = self.net.prepare(xt)  # an encoder_head network encodes the density here, once
+            if hasattr(self.net, "encode_cells"):  # encoder_head: context and cells per voxel in one copy
+                cells = periodic_space_to_depth(x, f, lo, hi).to(self.device)
+                del x, rho
+                prepared = self.net.encode_cells(cells)  # the density encoded here, once
+            else:
+                xt = torch.nn.functional.pad(x[None, None], (lo * f, hi * f) * 3, mode="circular").to(self.device)
+                del x, rho
+                prepared = self.net.prepare(xt)
             for par in params:
                 pt = torch.from_numpy(par)[None, None].to(self.device)
                 yield self.net.targets(prepared, pt, (lo, n))[:, 0]
