@@ -222,9 +222,13 @@ class _CropSampler:
         else:  # a fine-tune keeps the normalisation its starting network was trained with
             self.shift, self.scale = float(input_normalisation["shift"]), float(input_normalisation["scale"])
         self.sets = [load_galaxies(b, config.tag) for b in config.boxes]
-        # the teacher's raw logits (float16, one (n, n, n) mesh per HOD point of each box), or None
-        self.teacher = (None if config.teacher is None else
-                        [_teacher_logits(config, b, r, s) for b, r, s in zip(config.boxes, fine, self.sets)])
+        # the teacher's raw logits (float16, one (n, n, n) mesh per HOD point of each box) and its
+        # painter.json record (training.teacher), or None
+        self.teacher = self.teacher_record = None
+        if config.teacher is not None:
+            teacher, self.teacher_record = _load_teacher(config)
+            self.teacher = [_teacher_logits(config, teacher, self.teacher_record["weights_sha256"], b, r, s)
+                            for b, r, s in zip(config.boxes, fine, self.sets)]
         self.x = [normalise_density(r, self.shift, self.scale).astype(np.float32) for r in fine]
         n = self.n
         rhos = [r.reshape(n, f, n, f, n, f).mean(axis=(1, 3, 5)) for r in fine]  # the galaxy mesh
@@ -288,20 +292,27 @@ class _CropSampler:
         return out if self.teacher is None else (*out, np.stack(ts))
 
 
-def _teacher_logits(config: FieldTrainConfig, box, rho: np.ndarray, galaxies) -> np.ndarray:
-    """The teacher's raw logits (float16, (n_points, n, n, n)) on one training box, averaged over
-    ``config.teacher_symmetries`` cube symmetries; cached in ``workdir`` (recomputed when the
-    teacher's weights, the symmetries or the box's snapshot differ from the cache's)."""
+def _load_teacher(config: FieldTrainConfig):
+    """(GalaxyPainter, ``training.teacher`` record) of ``config.teacher`` after its mesh check."""
     from iaemu_likelihood.field.painter import GalaxyPainter
-    from iaemu_likelihood.field.weights import WEIGHTS_FILE, verify_painter_checksums
 
     teacher = GalaxyPainter.load(config.teacher, device=config.device)
     for key, want in (("n_mesh", config.n_mesh), ("density_n_mesh", config.n_mesh * config.input_factor)):
         if teacher.metadata["mesh"][key] != want:
             raise ConfigError(f"teacher = {config.teacher!r}: its mesh {key} is {teacher.metadata['mesh'][key]}, "
                               f"the config's {want}")
+    record = {**_painter_provenance(teacher.metadata, teacher.folder), "symmetries": config.teacher_symmetries,
+              "distill_weight": config.distill_weight}
+    return teacher, record
+
+
+def _teacher_logits(config: FieldTrainConfig, teacher, teacher_sha256: str, box, rho: np.ndarray,
+                    galaxies) -> np.ndarray:
+    """The teacher's raw logits (float16, (n_points, n, n, n)) on one training box, averaged over
+    ``config.teacher_symmetries`` cube symmetries; cached in ``workdir`` (recomputed when the
+    teacher's weights, the symmetries, the box's snapshot or its HOD points differ from the cache's)."""
     _, prov = load_density(box, config.n_mesh * config.input_factor)
-    stamp = {"teacher_sha256": verify_painter_checksums(teacher.folder)[WEIGHTS_FILE],
+    stamp = {"teacher_sha256": teacher_sha256,
              "symmetries": str(config.teacher_symmetries), "snapshot_sha256": prov["snapshot_sha256"],
              "hod_sha256": _array_sha256(galaxies.hod)}
     path = Path(config.workdir) / f"teacher_{Path(box).name}.npz"
@@ -386,18 +397,6 @@ def _painter_provenance(meta: dict, folder: Path) -> dict:
             "weights_sha256": verify_painter_checksums(folder)[WEIGHTS_FILE]}
 
 
-def teacher_provenance(config: FieldTrainConfig) -> dict | None:
-    """The ``training.teacher`` record of ``painter.json`` (:func:`_painter_provenance` of ``config.teacher``,
-    its symmetries and weight), or None without a teacher."""
-    if config.teacher is None:
-        return None
-    from iaemu_likelihood.field.weights import load_painter_folder
-
-    meta, _, folder = load_painter_folder(config.teacher)
-    return {**_painter_provenance(meta, folder), "symmetries": config.teacher_symmetries,
-            "distill_weight": config.distill_weight}
-
-
 def _update_average(average: dict, net, decay: float) -> None:
     """``average <- decay average + (1 - decay) weights`` for floating tensors (others copied)."""
     for name, value in net.state_dict().items():
@@ -430,7 +429,6 @@ def train(config: FieldTrainConfig, stop_at: int | None = None) -> Path | None:
     rule = DesignRule()
     bounds = {k: rule.bounding_box()[k] for k in HOD_NAMES}
     init_meta, init_state, initialised_from = initial_painter(config) or (None, None, None)
-    teacher = teacher_provenance(config)
     sampler = _CropSampler(config, bounds, init_meta["input"] if init_meta else None)
     net = build_network(config.architecture_config()).to(device)
     if init_state is not None:
@@ -494,7 +492,7 @@ def train(config: FieldTrainConfig, stop_at: int | None = None) -> Path | None:
     if end < config.steps:
         return None
     return export(config, net.state_dict() if average is None else average, sampler, bounds, rule,
-                  np.asarray(history), initialised_from, teacher)
+                  np.asarray(history), initialised_from, sampler.teacher_record)
 
 
 def export(config: FieldTrainConfig, state_dict: dict, sampler: _CropSampler, bounds: dict, rule, history,
