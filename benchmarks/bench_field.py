@@ -99,6 +99,29 @@ def log_means(logger: logging.Logger, result: dict) -> None:
         logger.info("mean %-40s %.4g", key, value)
 
 
+def refuse_training_box(painter, snapshot_sha256s: set, name: str) -> None:
+    """Stop when any of these N-body snapshots is one the painter was trained on (a held-out box is needed)."""
+    if snapshot_sha256s & {b["snapshot_sha256"] for b in painter.metadata["training"]["boxes"]}:
+        raise SystemExit(f"{name} is one of the painter's training boxes: pick a held-out box")
+
+
+def save_figure(fig, path) -> None:
+    """Lay out, write (110 dpi) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def box_parser(description: str) -> argparse.ArgumentParser:
+    """The painter benchmarks' parser with the box options they share (``--data``, ``--test-box``)."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(REPO / "work_data" / "field"), help="folder of the box folders")
+    p.add_argument("--test-box", required=True, help="held-out box folder name")
+    return p
+
+
 def box_side(box_dir: Path) -> float:
     """Box side (h^-1 Mpc) of a box folder, from its simulation config."""
     return float(simulation_config(box_dir)["box_size"])
@@ -158,9 +181,7 @@ def run(args) -> dict:
     # the painter's input: its own density mesh (finer when input_factor > 1)
     rho_in, dprov = load_density(density_dir, n_test * painter.input_factor)
     test_sha = (dprov if density_dir == test_dir else load_density(test_dir, n_test)[1])["snapshot_sha256"]
-    trained_on = {b["snapshot_sha256"] for b in painter.metadata["training"]["boxes"]}
-    if {dprov["snapshot_sha256"], test_sha} & trained_on:
-        raise SystemExit(f"{args.test_box} is one of the painter's training boxes: pick a held-out box")
+    refuse_training_box(painter, {dprov["snapshot_sha256"], test_sha}, args.test_box)
     test = load_galaxies(test_dir, args.tag)
     if test.n_realizations < 2 * n_truth:
         raise SystemExit(f"{test_dir}: {test.n_realizations} realizations per point; --n-truth {n_truth} needs "
@@ -298,15 +319,11 @@ def figure(data: dict, path: Path) -> None:
     ax.legend(fontsize=8)
     hod = ", ".join(f"{k_}={v:.3g}" for k_, v in data["hod"].items())
     fig.suptitle(f"held-out box, {hod}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(REPO / "work_data" / "field"), help="folder of the box folders")
-    p.add_argument("--test-box", required=True, help="held-out box folder name")
+    p = box_parser(__doc__)
     p.add_argument("--density-box", default=None,
                    help="paint the density of this box folder instead of the test box's: a run of the same "
                         "initial conditions (e.g. fewer time steps), judged against the test box's galaxies")

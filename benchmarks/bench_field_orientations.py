@@ -28,14 +28,14 @@ Usage (after the data of training/README.md "Field-level painter")::
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from pathlib import Path
 
 import numpy as np
 
-from bench_field import box_side, log_means, write_result  # this folder's painter benchmark
+# this folder's painter benchmark
+from bench_field import box_parser, box_side, log_means, refuse_training_box, save_figure, write_result
 
 from iaemu_likelihood.conventions import R_EDGES
 from iaemu_likelihood.field.orientation import ALIGNMENT_RADIUS, local_major_axes
@@ -70,15 +70,15 @@ def run(args) -> tuple[dict, dict]:
     box = box_side(test_dir)
     n = int(round(box / painter.voxel_size))
     rho, prov = load_density(test_dir, n * painter.input_factor)
-    if prov["snapshot_sha256"] in {b["snapshot_sha256"] for b in painter.metadata["training"]["boxes"]}:
-        raise SystemExit(f"{args.test_box} is one of the painter's training boxes: pick a held-out box")
+    refuse_training_box(painter, {prov["snapshot_sha256"]}, args.test_box)
     galaxies = load_galaxies(test_dir, args.tag)
     hods = [dict(zip(HOD_NAMES, map(float, h))) for h in galaxies.hod[:args.n_points]]
     strengths = {"mu_cen": args.mu_cen, "mu_sat": args.mu_sat}
     if args.uncalibrated:
         painter.metadata.pop("alignment", None)
     points = compare_with_mocks(painter, test_dir, hods, strengths, args.n_real, args.seed, args.threads)
-    far = np.sqrt(R_EDGES[1:] * R_EDGES[:-1]) >= args.r_min
+    r = points[0]["r"]  # bin centres, h^-1 Mpc
+    far = r >= args.r_min
     entries = [{"hod": pt["hod"], "n_gal_true": pt["n_gal_true"], "n_gal_painted": pt["n_gal_painted"],
                 "omega_ratio": far_ratio([pt], "omega", args.r_min), "xi_ratio": far_ratio([pt], "xi", args.r_min),
                 "eta_mean_truth": float(np.mean(pt["truth"]["eta"][far])),
@@ -96,7 +96,7 @@ def run(args) -> tuple[dict, dict]:
               "axes": axis_alignment(test_dir / "halos.npz", rho, n, box, painter.input_factor, ALIGNMENT_RADIUS),
               "paint_with_orientations_seconds": float(np.median([pt["paint_seconds"] for pt in points])),
               "curves": curves}
-    return result, {"r": np.sqrt(R_EDGES[1:] * R_EDGES[:-1]), "curves": curves}
+    return result, {"r": r, "curves": curves}
 
 
 def figure(data: dict, path: Path, strengths: str) -> None:
@@ -118,15 +118,11 @@ def figure(data: dict, path: Path, strengths: str) -> None:
         ax.set_ylabel(f"|{s}(r)|")
     axes[0].legend(fontsize=7, ncol=2)
     fig.suptitle(f"held-out box: mocks (FoF halos, solid) and paintings (no halos, dashed), {strengths}", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(REPO / "work_data" / "field"), help="folder of the box folders")
-    p.add_argument("--test-box", required=True, help="held-out box folder name")
+    p = box_parser(__doc__)
     p.add_argument("--weights", default=None, help="painter folder or shipped version (default: the default painter)")
     p.add_argument("--tag", default="bench", help="galaxy set whose HOD points are used")
     p.add_argument("--n-points", type=int, default=6, help="HOD points (the first of the set)")
