@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from iaemu_likelihood.training.field_metrics import (average_precision, precision_at_recall,
-                                                     precision_recall_curve)
+                                                     precision_recall_curve, threshold_at_recall)
 
 
 def test_hand_example():
@@ -15,6 +15,10 @@ def test_hand_example():
     assert average_precision(scores, labels) == pytest.approx((1 + 2 / 3 + 3 / 5) / 3)
     assert precision_at_recall(scores, labels, 0.5) == pytest.approx(2 / 3)
     assert precision_at_recall(scores, labels, 1.0) == pytest.approx(3 / 5)
+    assert threshold_at_recall(scores, labels, 0.5) == 0.7  # the voxels scored >= 0.7 hold 2 of the 3
+    assert threshold_at_recall(scores, labels, 1.0) == 0.5
+    _, _, thresholds = precision_recall_curve(scores, labels, return_thresholds=True)
+    np.testing.assert_array_equal(thresholds, scores)
 
 
 def test_ties_form_one_threshold_and_match_brute_force():
@@ -46,3 +50,5 @@ def test_bad_inputs():
         average_precision([np.nan, 0.2], [True, False])
     with pytest.raises(ValueError, match="recall"):
         precision_at_recall([0.1, 0.2], [True, False], 0.0)
+    with pytest.raises(ValueError, match="recall=1.5"):
+        threshold_at_recall([0.1, 0.2], [True, False], 1.5)

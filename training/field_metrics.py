@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["precision_recall_curve", "average_precision", "precision_at_recall"]
+__all__ = ["precision_recall_curve", "average_precision", "precision_at_recall", "threshold_at_recall"]
 
 
-def precision_recall_curve(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+def precision_recall_curve(scores, labels, return_thresholds: bool = False) -> tuple[np.ndarray, ...]:
     """Precision and recall at every distinct score threshold, highest threshold first.
 
     Parameters
@@ -20,10 +20,12 @@ def precision_recall_curve(scores, labels) -> tuple[np.ndarray, np.ndarray]:
         Any shape; finite.
     labels : array_like of bool
         Same shape as ``scores``; at least one True.
+    return_thresholds : bool
+        Also return the thresholds: the voxels with ``score >= threshold`` are the ones selected.
 
     Returns
     -------
-    precision, recall : ndarray
+    precision, recall[, thresholds] : ndarray
         One entry per distinct score, ordered by decreasing threshold (recall non-decreasing).
     """
     scores = np.asarray(scores, dtype=np.float64).ravel()
@@ -41,6 +43,8 @@ def precision_recall_curve(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     fp = np.cumsum(~y)
     last = np.r_[np.nonzero(np.diff(s))[0], s.size - 1]  # last index of each tie group
     tp, fp = tp[last], fp[last]
+    if return_thresholds:
+        return tp / (tp + fp), tp / n_pos, s[last]
     return tp / (tp + fp), tp / n_pos
 
 
@@ -52,7 +56,19 @@ def average_precision(scores, labels) -> float:
 
 def precision_at_recall(scores, labels, recall: float) -> float:
     """Precision at the highest threshold whose recall reaches ``recall`` (0 < recall <= 1)."""
+    return _at_recall(scores, labels, recall)[0]
+
+
+def threshold_at_recall(scores, labels, recall: float) -> float:
+    """The highest score threshold whose recall reaches ``recall`` (0 < recall <= 1): the voxels with
+    ``score >= threshold`` are the ones :func:`precision_at_recall` judges."""
+    return _at_recall(scores, labels, recall)[1]
+
+
+def _at_recall(scores, labels, recall: float) -> tuple[float, float]:
+    """(precision, threshold) at the highest threshold whose recall reaches ``recall``."""
     if not 0 < recall <= 1:
         raise ValueError(f"recall={recall!r} must lie in (0, 1]")
-    precision, rec = precision_recall_curve(scores, labels)
-    return float(precision[np.argmax(rec >= recall - 1e-12)])
+    precision, rec, thresholds = precision_recall_curve(scores, labels, return_thresholds=True)
+    i = int(np.argmax(rec >= recall - 1e-12))
+    return float(precision[i]), float(thresholds[i])
