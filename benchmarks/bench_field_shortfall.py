@@ -24,9 +24,11 @@ the truth's (``P_gm`` of the expected painted field over that of the truth's mea
 ``pairs_ratio``: same-voxel galaxy pairs ``sum N (N - 1)``, painter (expected) over truth (mean),
 with ``pair_white_term``, V pairs / N^2 in (h^-1 Mpc)^3 (their white-noise term of P(k));
 ``n_halos_with_satellite`` (halos whose HOD mean satellite number is >= 1) and
-``pairs_share_above_1e14`` (share of the truth's same-voxel pairs in voxels of halos >= 10^14): a
-point whose 1-halo term rests on a few clusters has a truth P(k) that the painter, which sees
-their mass only through the density, cannot match to 5%.
+``pairs_share_above_1e14`` (share of the truth's same-voxel pairs in voxels of halos >= 10^14) and
+``top_halos_count_ratio`` (the painter's expected galaxies over the truth's mean in the 3x3x3 voxels
+around each of the ``N_TOP`` most massive halos, summed; ``top_halos_share``: the truth's share of all
+galaxies there): a point whose 1-halo term rests on a few clusters has a truth P(k) that the painter,
+which sees their mass only through the density, cannot match to 5%.
 
 Writes ``benchmarks/results/field_painter_shortfall.json`` (``points``, ``mean``) and a figure.
 Usage (after the data of training/README.md "Field-level painter")::
@@ -60,6 +62,8 @@ MASS_EDGES = (11.0, 12.0, 12.5, 13.0, 13.5, 14.0, 16.0)
 #: k bands (h/Mpc) of the P(k) ratios.
 K_BANDS = ((0.0, 0.2), (0.2, 0.5), (0.5, 1.0))
 RECALL = 0.90
+#: Most massive halos whose neighbourhoods' galaxy counts are compared.
+N_TOP = 10
 
 
 def bin_names() -> list[str]:
@@ -67,14 +71,26 @@ def bin_names() -> list[str]:
     return ["no halo"] + [f"{lo:g}-{hi:g}" for lo, hi in zip(MASS_EDGES[:-1], MASS_EDGES[1:])]
 
 
-def host_mass_mesh(halos_path: Path, box_size: float, n_mesh: int) -> tuple[np.ndarray, np.ndarray]:
-    """log10 M of the most massive halo centred in each voxel (-inf where none), and every halo's log10 M."""
+def host_mass_mesh(halos_path: Path, box_size: float, n_mesh: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """log10 M of the most massive halo centred in each voxel (-inf where none), every halo's log10 M,
+    and the flat voxel index of every halo's centre."""
     with np.load(halos_path, allow_pickle=False) as h:
         log_mass, centre = np.log10(h["mass"]), h["centre"]
     idx = voxel_index(centre, box_size, n_mesh)
     host = np.full(n_mesh ** 3, -np.inf)
     np.maximum.at(host, idx, log_mass)
-    return host.reshape((n_mesh,) * 3), log_mass
+    return host.reshape((n_mesh,) * 3), log_mass, idx
+
+
+def neighbourhood_mask(centres: np.ndarray, n_mesh: int) -> np.ndarray:
+    """Boolean mesh of the 3x3x3 voxels (periodic) around each flat voxel index in ``centres``."""
+    i, j, k = np.unravel_index(centres, (n_mesh,) * 3)
+    mask = np.zeros((n_mesh,) * 3, dtype=bool)
+    for a in (-1, 0, 1):
+        for b in (-1, 0, 1):
+            for c in (-1, 0, 1):
+                mask[(i + a) % n_mesh, (j + b) % n_mesh, (k + c) % n_mesh] = True
+    return mask
 
 
 def voxel_bins(host: np.ndarray) -> np.ndarray:
@@ -134,8 +150,9 @@ def run(args) -> tuple[dict, dict]:
         raise SystemExit(f"{test_dir}: {test.n_realizations} realizations per point; --n-truth {n_truth} needs "
                          f">= {2 * n_truth} (truth and oracle samples)")
     box = test.box_size
-    host, halo_log_mass = host_mass_mesh(test_dir / "halos.npz", box, n)
+    host, halo_log_mass, halo_voxel = host_mass_mesh(test_dir / "halos.npz", box, n)
     bins = voxel_bins(host)
+    top = neighbourhood_mask(halo_voxel[np.argsort(halo_log_mass)[::-1][:N_TOP]], n)
     delta_dm = overdensity(rho)
     hods = [dict(zip(HOD_NAMES, map(float, test.hod[p]))) for p in range(test.n_points)]
     predictions = painter.predictions(rho_in, hods, box_size=box)
@@ -156,6 +173,7 @@ def run(args) -> tuple[dict, dict]:
         pairs_painted = expected_pairs(pred["p"].astype(np.float64), pred["mu"].astype(np.float64),
                                        pred["r"].astype(np.float64))
         n_true = float(np.mean([t.sum() for t in truths]))
+        truth_top = float(np.mean([t[top].sum() for t in truths]))
         volume = box ** 3
         massive = host >= 14.0
         entry = {
@@ -175,17 +193,20 @@ def run(args) -> tuple[dict, dict]:
                                                            hod["alpha"]) >= 1)),
             "pairs_share_above_1e14": float(np.mean([tp[massive].sum() / max(tp.sum(), 1.0)
                                                      for tp in truth_pairs])),
+            "top_halos_count_ratio": float(mean[top].sum()) / truth_top, "top_halos_share": truth_top / n_true,
         }
         points.append(entry)
         curves.append({"hod": hod, "k": k, "painted": ratio, "oracle": ratio_o})
         log.info("point %d %s: selected/positive %.2f (oracle %.2f); P(k) ratio bands %s (oracle %s); "
-                 "b_gm ratio %.3f; pairs ratio %.2f; %d halos with a satellite", p,
+                 "b_gm ratio %.3f; pairs ratio %.2f; %d halos with a satellite; "
+                 "top-%d halos' galaxies %.2f (%.3f of all)", p,
                  {k_: round(v, 2) for k_, v in hod.items()}, entry["selected_per_positive_painter"],
                  entry["selected_per_positive_oracle"], np.round(entry["pk_ratio_bands"], 3),
                  np.round(entry["oracle_pk_ratio_bands"], 3), entry["bgm_ratio"], entry["pairs_ratio"],
-                 entry["n_halos_with_satellite"])
+                 entry["n_halos_with_satellite"], N_TOP, entry["top_halos_count_ratio"], entry["top_halos_share"])
     mean = {key: float(np.mean([pt[key] for pt in points]))
-            for key in ("selected_per_positive_painter", "selected_per_positive_oracle", "bgm_ratio", "pairs_ratio")}
+            for key in ("selected_per_positive_painter", "selected_per_positive_oracle", "bgm_ratio", "pairs_ratio",
+                        "top_halos_count_ratio")}
     mean["classification"] = {"bins": bin_names(), **{
         key: _clean(np.nanmean([pt["classification"][key] for pt in points], axis=0))
         for key in points[0]["classification"] if key != "bins"}}
@@ -193,7 +214,7 @@ def run(args) -> tuple[dict, dict]:
     mean["oracle_pk_ratio_bands"] = _clean(np.mean([pt["oracle_pk_ratio_bands"] for pt in points], axis=0))
     result = {"painter": painter.metadata["version"], "test_box": args.test_box,
               "test_snapshot_sha256": dprov["snapshot_sha256"], "tag": args.tag, "n_points": test.n_points,
-              "n_truth_realizations": n_truth, "n_label_realizations": N_LABELS, "recall": RECALL,
+              "n_truth_realizations": n_truth, "n_label_realizations": N_LABELS, "recall": RECALL, "n_top_halos": N_TOP,
               "mass_edges_log10": list(MASS_EDGES), "points": points, "mean": mean}
     return result, {"curves": curves, "classification": mean["classification"]}
 
@@ -217,13 +238,13 @@ def figure(data: dict, path: Path) -> None:
     ax1.legend(fontsize=7)
     cls = data["classification"]
     x = np.arange(len(cls["bins"]))
-    nan = [np.nan if v is None else v for v in cls["recall_painter"]]
-    ax2.bar(x - 0.3, cls["share_of_positives"], 0.2, color="0.6", label="share of occupied voxels")
-    ax2.bar(x - 0.1, nan, 0.2, color="C0", label="recall, painter")
-    ax2.bar(x + 0.1, [np.nan if v is None else v for v in cls["recall_oracle"]], 0.2, color="C2",
-            label="recall, oracle")
-    ax2.bar(x + 0.3, cls["selected_painter"], 0.2, color="C3", alpha=0.6,
-            label="painter's selected voxels per occupied voxel")
+    bars = (("share_of_positives", "0.6", 1.0, "share of occupied voxels"),
+            ("recall_painter", "C0", 1.0, "recall, painter"), ("recall_oracle", "C2", 1.0, "recall, oracle"),
+            ("selected_painter", "C0", 0.45, "selected voxels per occupied voxel, painter"),
+            ("selected_oracle", "C2", 0.45, "selected voxels per occupied voxel, oracle"))
+    for i, (key, color, alpha, label) in enumerate(bars):
+        ax2.bar(x + 0.16 * (i - 2), [np.nan if v is None else v for v in cls[key]], 0.16, color=color,
+                alpha=alpha, label=label)
     ax2.set_xticks(x, cls["bins"], fontsize=8)
     ax2.set_xlabel("most massive halo centred in the voxel, log10 M [Msun/h]")
     ax2.set_title(f"at recall {RECALL:g} (mean over points)", fontsize=9)

@@ -30,7 +30,7 @@ def test_limits_and_bad_strengths():
     np.testing.assert_array_equal(np.abs(sample_watson_cosines(1.0, 10, rng)), 1.0)
     np.testing.assert_array_equal(sample_watson_cosines(-1.0, 10, rng), 0.0)
     assert watson_kappa(0.5) == pytest.approx(1.0)
-    for bad in (1.2, -1.01, float("nan"), "strong"):
+    for bad in (1.2, -1.01, float("nan"), "strong", "0.5", True, np.bool_(False)):
         with pytest.raises(ValueError, match="mu="):
             watson_kappa(bad)
     with pytest.raises(ValueError, match="non-zero"):

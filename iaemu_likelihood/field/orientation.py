@@ -42,6 +42,9 @@ _TABLE = 4097  # points of the tabulated Dimroth-Watson inverse CDF on [0, 1]
 
 
 def check_strength(mu, name: str) -> float:
+    """``mu`` as a float after checking it is a number (not a bool or a string) in [-1, 1]."""
+    if isinstance(mu, (bool, np.bool_, str, bytes)):
+        raise ValueError(f"{name}={mu!r}: must be a number in [-1, 1]")
     try:
         value = float(mu)
     except (TypeError, ValueError):
