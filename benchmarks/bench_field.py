@@ -94,9 +94,10 @@ def write_result(result: dict, path) -> None:
 
 
 def log_means(logger: logging.Logger, result: dict) -> None:
-    """Log every entry of ``result["mean"]``."""
+    """Log every number of ``result["mean"]`` (nested lists and tables are left to the JSON)."""
     for key, value in result["mean"].items():
-        logger.info("mean %-40s %.4g", key, value)
+        if isinstance(value, (int, float)):
+            logger.info("mean %-40s %.4g", key, value)
 
 
 def refuse_training_box(painter, snapshot_sha256s: set, name: str) -> None:
@@ -114,11 +115,15 @@ def save_figure(fig, path) -> None:
     plt.close(fig)
 
 
-def box_parser(description: str) -> argparse.ArgumentParser:
-    """The painter benchmarks' parser with the box options they share (``--data``, ``--test-box``)."""
+def box_parser(description: str, result_name: str) -> argparse.ArgumentParser:
+    """The painter benchmarks' parser with the options they share: ``--data``, ``--test-box``,
+    ``--threads`` and ``--output`` / ``--figure`` (default ``benchmarks/results/{result_name}.json`` / ``.png``)."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(REPO / "work_data" / "field"), help="folder of the box folders")
     p.add_argument("--test-box", required=True, help="held-out box folder name")
+    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--output", default=str(REPO / "benchmarks" / "results" / f"{result_name}.json"))
+    p.add_argument("--figure", default=str(REPO / "benchmarks" / "results" / f"{result_name}.png"))
     return p
 
 
@@ -323,7 +328,7 @@ def figure(data: dict, path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    p = box_parser(__doc__)
+    p = box_parser(__doc__, "field_painter")
     p.add_argument("--density-box", default=None,
                    help="paint the density of this box folder instead of the test box's: a run of the same "
                         "initial conditions (e.g. fewer time steps), judged against the test box's galaxies")
@@ -338,10 +343,7 @@ def main(argv=None) -> int:
                    help="how the painter draws occupied voxels (iaemu_likelihood.field.sampling)")
     p.add_argument("--symmetries", type=int, default=1,
                    help="cube symmetries the painter averages its network over (GalaxyPainter.predictions)")
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "field_painter.json"))
-    p.add_argument("--figure", default=str(REPO / "benchmarks" / "results" / "field_painter.png"))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result, fig_data = run(args)

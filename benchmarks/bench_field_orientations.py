@@ -43,7 +43,6 @@ from iaemu_likelihood.field.painter import GalaxyPainter
 from iaemu_likelihood.training.field_alignment import STATISTICS, compare_with_mocks, far_ratio
 from iaemu_likelihood.training.field_data import HOD_NAMES, load_density, load_galaxies
 
-REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("bench_field_orientations")
 
 
@@ -122,7 +121,7 @@ def figure(data: dict, path: Path, strengths: str) -> None:
 
 
 def main(argv=None) -> int:
-    p = box_parser(__doc__)
+    p = box_parser(__doc__, "field_painter_orientations")
     p.add_argument("--weights", default=None, help="painter folder or shipped version (default: the default painter)")
     p.add_argument("--tag", default="bench", help="galaxy set whose HOD points are used")
     p.add_argument("--n-points", type=int, default=6, help="HOD points (the first of the set)")
@@ -133,9 +132,6 @@ def main(argv=None) -> int:
     p.add_argument("--uncalibrated", action="store_true",
                    help="ignore the painter's alignment calibration (painter.json 'alignment')")
     p.add_argument("--seed", type=int, default=11)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "field_painter_orientations.json"))
-    p.add_argument("--figure", default=str(REPO / "benchmarks" / "results" / "field_painter_orientations.png"))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result, fig_data = run(args)

@@ -55,7 +55,6 @@ from iaemu_likelihood.training.field_mesh import voxel_index
 from iaemu_likelihood.training.field_metrics import threshold_at_recall
 from iaemu_likelihood.training.field_spectra import overdensity, power_spectra
 
-REPO = Path(__file__).resolve().parents[1]
 log = logging.getLogger("bench_field_shortfall")
 #: log10 M [Msun/h] edges of the host-halo bins of the voxels (below the first: "no halo").
 MASS_EDGES = (11.0, 12.0, 12.5, 13.0, 13.5, 14.0, 16.0)
@@ -84,13 +83,11 @@ def host_mass_mesh(halos_path: Path, box_size: float, n_mesh: int) -> tuple[np.n
 
 def neighbourhood_mask(centres: np.ndarray, n_mesh: int) -> np.ndarray:
     """Boolean mesh of the 3x3x3 voxels (periodic) around each flat voxel index in ``centres``."""
-    i, j, k = np.unravel_index(centres, (n_mesh,) * 3)
-    mask = np.zeros((n_mesh,) * 3, dtype=bool)
-    for a in (-1, 0, 1):
-        for b in (-1, 0, 1):
-            for c in (-1, 0, 1):
-                mask[(i + a) % n_mesh, (j + b) % n_mesh, (k + c) % n_mesh] = True
-    return mask
+    from scipy import ndimage
+
+    mask = np.zeros(n_mesh ** 3, dtype=bool)
+    mask[centres] = True
+    return ndimage.maximum_filter(mask.reshape((n_mesh,) * 3), size=3, mode="wrap")
 
 
 def voxel_bins(host: np.ndarray) -> np.ndarray:
@@ -253,21 +250,18 @@ def figure(data: dict, path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    p = box_parser(__doc__)
+    p = box_parser(__doc__, "field_painter_shortfall")
     p.add_argument("--weights", default="iaemu-painter-v6", help="painter folder or shipped version")
     p.add_argument("--tag", default="bench", help="galaxy set of the benchmark points")
     p.add_argument("--seed", type=int, default=7, help="seed of the painted realizations")
     p.add_argument("--n-truth", type=int, default=16, help="truth realizations per point (and painted, oracle)")
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "field_painter_shortfall.json"))
-    p.add_argument("--figure", default=str(REPO / "benchmarks" / "results" / "field_painter_shortfall.png"))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     result, fig_data = run(args)
     write_result(result, args.output)
     figure(fig_data, Path(args.figure))
-    log_means(log, {"mean": {k: v for k, v in result["mean"].items() if isinstance(v, float)}})
+    log_means(log, result)
     cls = result["mean"]["classification"]
     for i, name in enumerate(cls["bins"]):
         log.info("bin %-9s share %.3f | recall painter %s oracle %s | selected painter %.3f oracle %.3f | "
